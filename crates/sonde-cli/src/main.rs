@@ -1,0 +1,38 @@
+//! The `sonde` binary: parses the command line, runs the subcommand from the
+//! library, prints errors as one line and picks the exit code (0 ok, 1 a
+//! failure at run time, 2 a usage error).
+
+mod args;
+mod talk;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sonde: {err:#}");
+            if err.downcast_ref::<talk::UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Connect(args) => talk::connect(args),
+        Command::Listen(args) => talk::listen(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Helpers shared by the binary's integration tests: run `sonde` with a
+//! deadline, start a listener and learn its port from stderr.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Every process a test starts must finish within this, or the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn sonde_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sonde"))
+}
+
+pub fn sonde() -> Command {
+    Command::new(sonde_path())
+}
+
+/// What a finished process left behind.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Collects a pipe on a thread so the child never blocks writing it.
+pub fn collect(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(mut pipe) = pipe {
+        thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = pipe.read_to_end(&mut all);
+            let _ = tx.send(all);
+        });
+    } else {
+        let _ = tx.send(Vec::new());
+    }
+    rx
+}
+
+/// Waits for `child`, killing it and failing the test past the deadline.
+pub fn finish(
+    mut child: Child,
+    stdout: mpsc::Receiver<Vec<u8>>,
+    stderr: mpsc::Receiver<Vec<u8>>,
+) -> Finished {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("polling the child") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("process did not finish within {DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    Finished {
+        status,
+        stdout: stdout.recv_timeout(DEADLINE).unwrap_or_default(),
+        stderr: String::from_utf8_lossy(&stderr.recv_timeout(DEADLINE).unwrap_or_default())
+            .into_owned(),
+    }
+}
+
+/// Runs a command to completion with the given stdin bytes.
+pub fn run(mut cmd: Command, stdin: &[u8]) -> Finished {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.to_vec();
+    thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(&data);
+    });
+    finish(child, stdout, stderr)
+}
+
+/// A started `sonde listen` whose port is known.
+pub struct Listener {
+    pub child: Child,
+    pub port: u16,
+    pub stdout: mpsc::Receiver<Vec<u8>>,
+    /// The remaining stderr lines, as they come.
+    pub stderr_lines: mpsc::Receiver<String>,
+}
+
+/// Starts `sonde listen ARGS...` (ARGS must bind port 0) with the given
+/// stdin and stdout, and reads the bound port from its first stderr line.
+pub fn start_listener(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
+    let mut child = sonde()
+        .arg("listen")
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting sonde listen");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let stdout = collect(child.stdout.take());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(DEADLINE)
+        .expect("sonde listen reports its address");
+    let port = first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    Listener {
+        child,
+        port,
+        stdout,
+        stderr_lines: rx,
+    }
+}
+
+impl Listener {
+    /// Waits for the listener to exit; returns its status and stdout.
+    pub fn finish(self) -> Finished {
+        let (tx, rx) = mpsc::channel();
+        let lines = self.stderr_lines;
+        thread::spawn(move || {
+            let text: Vec<String> = lines.iter().collect();
+            let _ = tx.send(text.join("\n").into_bytes());
+        });
+        finish(self.child, self.stdout, rx)
+    }
+
+    /// The next stderr line, within the deadline.
+    pub fn next_line(&self) -> String {
+        self.stderr_lines
+            .recv_timeout(DEADLINE)
+            .expect("a stderr line from sonde listen")
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), fast enough for 256 MiB.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("sonde-test-{}-{tag}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("creating a temp dir");
+        Self(path)
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,155 @@
+//! The library's error type: every variant says what was being done and
+//! with what input, so the binary can print it as one clear line.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A failure in a sonde operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A host name did not resolve.
+    #[error("resolving {host}: {}", describe(cause))]
+    Resolve {
+        /// The name as given.
+        host: String,
+        /// Why the lookup failed (in the message, not the error chain).
+        cause: io::Error,
+    },
+    /// A name resolved, but to no address of the family asked for.
+    #[error("resolving {host}: no {family} address")]
+    NoAddress {
+        /// The name as given.
+        host: String,
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+    },
+    /// Every address of a host refused or failed the connection.
+    #[error("connecting to {target}: {}", list_failures(.failures))]
+    Connect {
+        /// The host and port as given.
+        target: String,
+        /// Each address tried with its error, in order.
+        failures: Vec<(SocketAddr, io::Error)>,
+    },
+    /// Binding or listening on a local address failed.
+    #[error("listening on {addr}: {}", describe(cause))]
+    Listen {
+        /// The local address.
+        addr: SocketAddr,
+        /// Why it failed.
+        cause: io::Error,
+    },
+    /// A socket operation failed; `what` names it, e.g. "reading from 127.0.0.1:9000".
+    #[error("{what}: {}", describe(cause))]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        cause: io::Error,
+    },
+    /// Nothing moved in either direction for too long.
+    #[error("{what}: no data for {:.1} s (idle timeout)", .after.as_secs_f64())]
+    IdleTimeout {
+        /// The connection that went quiet.
+        what: String,
+        /// The idle time allowed.
+        after: Duration,
+    },
+    /// An argument was out of range or malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with a description of what was being done.
+    pub fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            cause: source,
+        }
+    }
+}
+
+/// Describes an I/O error in a few lowercase words ("connection refused"),
+/// without the "(os error 111)" suffix the standard library adds.
+pub fn describe(err: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let short = match err.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset by peer",
+        K::ConnectionAborted => "connection aborted",
+        K::BrokenPipe => "broken pipe (the peer closed the connection)",
+        K::AddrInUse => "address already in use",
+        K::AddrNotAvailable => "address not available",
+        K::PermissionDenied => "permission denied",
+        K::TimedOut | K::WouldBlock => "timed out",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        _ => "",
+    };
+    if !short.is_empty() {
+        return short.to_string();
+    }
+    let text = err.to_string();
+    let text = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".to_string(),
+    }
+}
+
+fn list_failures(failures: &[(SocketAddr, io::Error)]) -> String {
+    match failures {
+        [] => "no address to try".to_string(),
+        [(_, err)] => describe(err),
+        many => many
+            .iter()
+            .map(|(addr, err)| format!("{addr}: {}", describe(err)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_common_errors_in_plain_words() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(describe(&refused), "connection refused");
+        let raw = io::Error::from_raw_os_error(libc_enoent());
+        assert_eq!(describe(&raw), "no such file or directory");
+    }
+
+    #[test]
+    fn connect_error_names_target_and_each_address() {
+        let one = Error::Connect {
+            target: "127.0.0.1:10000".into(),
+            failures: vec![(
+                "127.0.0.1:10000".parse().expect("literal address"),
+                io::ErrorKind::ConnectionRefused.into(),
+            )],
+        };
+        assert_eq!(
+            one.to_string(),
+            "connecting to 127.0.0.1:10000: connection refused"
+        );
+    }
+
+    fn libc_enoent() -> i32 {
+        2
+    }
+}

@@ -1,0 +1,415 @@
+//! Moving bytes from one descriptor to another until end of input, as
+//! cheaply as the kernel allows: `sendfile` from a file to a socket, `splice`
+//! when either end is a pipe or through an intermediate pipe otherwise, and
+//! plain reads and writes for terminals or when the bytes must be seen
+//! (`--crlf`, `--hex`). Any fast path that the kernel refuses falls back to
+//! plain copying without losing a byte.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::fs::FileType;
+use rustix::io::Errno;
+use rustix::pipe::SpliceFlags;
+
+use crate::transform::{Crlf, HexDump};
+
+/// Bytes moved by one `splice` or `sendfile` call at most; also the size
+/// asked of an intermediate pipe (the unprivileged maximum is 1 MiB).
+const CHUNK: usize = 1 << 20;
+/// Buffer for plain copying.
+const PLAIN_BUF: usize = 128 * 1024;
+
+/// What kind of descriptor an end of a pump is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// A regular file.
+    RegularFile,
+    /// A pipe or FIFO.
+    Pipe,
+    /// A socket.
+    Socket,
+    /// A terminal: copied plainly, line by line as typed.
+    Terminal,
+    /// Anything else (character devices such as /dev/null).
+    Other,
+}
+
+/// Classifies a descriptor.
+pub fn fd_kind(fd: BorrowedFd<'_>) -> FdKind {
+    if rustix::termios::isatty(fd) {
+        return FdKind::Terminal;
+    }
+    match rustix::fs::fstat(fd) {
+        Ok(stat) => match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => FdKind::RegularFile,
+            FileType::Fifo => FdKind::Pipe,
+            FileType::Socket => FdKind::Socket,
+            _ => FdKind::Other,
+        },
+        Err(_) => FdKind::Other,
+    }
+}
+
+/// When bytes last moved in either direction, shared between the threads
+/// of a connection so an idle timeout can see both.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    base: Instant,
+    last_nanos: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Activity {
+    /// Starts the clock now.
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            last_nanos: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Records that bytes moved now.
+    pub fn touch(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The instant bytes last moved (the start, if none have).
+    pub fn last(&self) -> Instant {
+        self.base + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// Which end of a pump failed.
+#[derive(Debug)]
+pub enum PumpError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// Writing the destination failed.
+    Write(io::Error),
+}
+
+impl PumpError {
+    /// The I/O error, whichever end it came from.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            Self::Read(e) | Self::Write(e) => e,
+        }
+    }
+}
+
+/// Where hex dumps go (stderr, in the binary).
+pub type HexSink = Arc<Mutex<dyn Write + Send>>;
+
+/// What to do with the bytes on their way: each forces plain copying.
+#[derive(Default)]
+pub struct Filters {
+    /// Expand line feeds to CRLF.
+    pub crlf: Option<Crlf>,
+    /// Dump the bytes (after any CRLF expansion) to a sink.
+    pub hex: Option<(HexDump, HexSink)>,
+}
+
+impl Filters {
+    fn active(&self) -> bool {
+        self.crlf.is_some() || self.hex.is_some()
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Strategy {
+    Plain,
+    Sendfile,
+    SpliceDirect,
+    SpliceViaPipe,
+}
+
+fn choose(src: FdKind, dst: FdKind, filtered: bool) -> Strategy {
+    use FdKind::*;
+    match (src, dst) {
+        _ if filtered => Strategy::Plain,
+        (Terminal, _) | (_, Terminal) => Strategy::Plain,
+        (RegularFile, Socket) => Strategy::Sendfile,
+        (Pipe, _) | (_, Pipe) => Strategy::SpliceDirect,
+        _ => Strategy::SpliceViaPipe,
+    }
+}
+
+/// Copies everything from `src` to `dst` until `src` ends, and returns the
+/// number of bytes read from `src`.
+///
+/// # Errors
+/// [`PumpError::Read`] or [`PumpError::Write`] with the I/O error.
+pub fn pump(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    filters: &mut Filters,
+    activity: &Activity,
+) -> Result<u64, PumpError> {
+    let strategy = choose(fd_kind(src), fd_kind(dst), filters.active());
+    let mut moved = 0;
+    let fast = match strategy {
+        Strategy::Plain => Ok(false),
+        Strategy::Sendfile => sendfile_all(src, dst, activity, &mut moved),
+        Strategy::SpliceDirect => splice_direct(src, dst, activity, &mut moved),
+        Strategy::SpliceViaPipe => splice_via_pipe(src, dst, activity, &mut moved),
+    }?;
+    if !fast {
+        moved += plain_copy(src, dst, filters, activity)?;
+    }
+    Ok(moved)
+}
+
+/// Whether an error means "this kind of descriptor does not do that".
+fn unsupported(err: Errno) -> bool {
+    matches!(
+        err,
+        Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::BADF
+    )
+}
+
+/// Runs a syscall, retrying when a signal interrupts it.
+fn retry<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Returns `Ok(true)` when it moved everything, `Ok(false)` when the kernel
+/// refused before any byte moved (the caller copies plainly instead).
+fn sendfile_all(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    activity: &Activity,
+    moved: &mut u64,
+) -> Result<bool, PumpError> {
+    loop {
+        match retry(|| rustix::fs::sendfile(dst, src, None, CHUNK)) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                *moved += n as u64;
+                activity.touch();
+            }
+            Err(e) if *moved == 0 && unsupported(e) => return Ok(false),
+            // sendfile does not say which end failed: a file that reads
+            // fine once almost never fails later, so blame the socket.
+            Err(e) => return Err(PumpError::Write(e.into())),
+        }
+    }
+}
+
+fn splice_once(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
+    let flags = SpliceFlags::MOVE | SpliceFlags::MORE;
+    retry(|| rustix::pipe::splice(src, None, dst, None, len, flags))
+}
+
+fn splice_direct(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    activity: &Activity,
+    moved: &mut u64,
+) -> Result<bool, PumpError> {
+    let src_is_pipe = fd_kind(src) == FdKind::Pipe;
+    loop {
+        match splice_once(src, dst, CHUNK) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                *moved += n as u64;
+                activity.touch();
+            }
+            Err(e) if *moved == 0 && unsupported(e) => return Ok(false),
+            // A failing pipe is never the cause; blame the other end.
+            Err(e) if src_is_pipe => return Err(PumpError::Write(e.into())),
+            Err(e) => return Err(PumpError::Read(e.into())),
+        }
+    }
+}
+
+fn splice_via_pipe(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    activity: &Activity,
+    moved: &mut u64,
+) -> Result<bool, PumpError> {
+    let Ok((pipe_r, pipe_w)) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) else {
+        return Ok(false);
+    };
+    let capacity = rustix::pipe::fcntl_setpipe_size(&pipe_w, CHUNK).unwrap_or(64 * 1024);
+    loop {
+        let mut pending = match splice_once(src, pipe_w.as_fd(), capacity) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if *moved == 0 && unsupported(e) => return Ok(false),
+            Err(e) => return Err(PumpError::Read(e.into())),
+        };
+        *moved += pending as u64;
+        activity.touch();
+        while pending > 0 {
+            match splice_once(pipe_r.as_fd(), dst, pending) {
+                Ok(0) => return Err(PumpError::Write(io::ErrorKind::WriteZero.into())),
+                Ok(n) => pending -= n,
+                Err(e) if unsupported(e) => {
+                    drain_pipe(&pipe_r, dst, pending)?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(PumpError::Write(e.into())),
+            }
+        }
+    }
+}
+
+/// Writes out what is left in the intermediate pipe when the destination
+/// turns out not to take `splice`, so no byte is lost on the fallback.
+fn drain_pipe(pipe_r: &OwnedFd, dst: BorrowedFd<'_>, mut pending: usize) -> Result<(), PumpError> {
+    let mut buf = vec![0u8; pending.min(PLAIN_BUF)];
+    while pending > 0 {
+        let want = pending.min(buf.len());
+        let n = retry(|| rustix::io::read(pipe_r, &mut buf[..want]))
+            .map_err(|e| PumpError::Read(e.into()))?;
+        if n == 0 {
+            break;
+        }
+        write_all(dst, &buf[..n])?;
+        pending -= n;
+    }
+    Ok(())
+}
+
+fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), PumpError> {
+    while !data.is_empty() {
+        match retry(|| rustix::io::write(dst, data)) {
+            Ok(0) => return Err(PumpError::Write(io::ErrorKind::WriteZero.into())),
+            Ok(n) => data = &data[n..],
+            Err(e) => return Err(PumpError::Write(e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// Plain read/write copying, applying the filters on the way.
+fn plain_copy(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    filters: &mut Filters,
+    activity: &Activity,
+) -> Result<u64, PumpError> {
+    let mut buf = vec![0u8; PLAIN_BUF];
+    let mut moved = 0u64;
+    loop {
+        let n = match retry(|| rustix::io::read(src, &mut buf)) {
+            Ok(0) => return Ok(moved),
+            Ok(n) => n,
+            Err(e) => return Err(PumpError::Read(e.into())),
+        };
+        moved += n as u64;
+        activity.touch();
+        filters.write(dst, &buf[..n])?;
+    }
+}
+
+impl Filters {
+    /// Writes all of `data` to `dst`, expanded and dumped as the filters say.
+    ///
+    /// # Errors
+    /// [`PumpError::Write`] when the destination fails.
+    pub fn write(&mut self, dst: BorrowedFd<'_>, data: &[u8]) -> Result<(), PumpError> {
+        let mut expanded = Vec::new();
+        let mut out = data;
+        if let Some(crlf) = self.crlf.as_mut() {
+            crlf.convert(data, &mut expanded);
+            out = &expanded;
+        }
+        self.dump(out);
+        write_all(dst, out)
+    }
+
+    /// Sends `data` to the hex dump, if there is one.
+    pub fn dump(&mut self, data: &[u8]) {
+        if let Some((dump, sink)) = self.hex.as_mut() {
+            let mut text = String::new();
+            dump.dump(data, &mut text);
+            if let Ok(mut sink) = sink.lock() {
+                let _ = sink.write_all(text.as_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn strategy_follows_descriptor_kinds() {
+        use FdKind::*;
+        assert_eq!(choose(RegularFile, Socket, false), Strategy::Sendfile);
+        assert_eq!(choose(Pipe, Socket, false), Strategy::SpliceDirect);
+        assert_eq!(choose(Socket, Pipe, false), Strategy::SpliceDirect);
+        assert_eq!(choose(Socket, RegularFile, false), Strategy::SpliceViaPipe);
+        assert_eq!(choose(Socket, Other, false), Strategy::SpliceViaPipe);
+        assert_eq!(choose(Terminal, Socket, false), Strategy::Plain);
+        assert_eq!(choose(RegularFile, Socket, true), Strategy::Plain);
+    }
+
+    fn temp_file(name: &str) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("sonde-pump-{}-{name}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create temp file");
+        let _ = std::fs::remove_file(&path);
+        file
+    }
+
+    /// File -> socket (sendfile) -> socket -> file (splice via pipe).
+    #[test]
+    fn file_to_socket_to_file_is_byte_exact() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut input = temp_file("in");
+        input.write_all(&data).expect("write input");
+        input.rewind().expect("rewind");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sender = std::thread::spawn(move || {
+            let sock = TcpStream::connect(addr).expect("connect");
+            let sent = pump(
+                input.as_fd(),
+                sock.as_fd(),
+                &mut Filters::default(),
+                &Activity::new(),
+            );
+            sent.map_err(|e| format!("{e:?}"))
+        });
+        let (sock, _) = listener.accept().expect("accept");
+        let mut output = temp_file("out");
+        let got = pump(
+            sock.as_fd(),
+            output.as_fd(),
+            &mut Filters::default(),
+            &Activity::new(),
+        );
+        assert_eq!(got.map_err(|e| format!("{e:?}")), Ok(data.len() as u64));
+        assert_eq!(sender.join().expect("sender thread"), Ok(data.len() as u64));
+        output.rewind().expect("rewind");
+        let mut back = Vec::new();
+        output.read_to_end(&mut back).expect("read back");
+        assert!(back == data, "bytes differ");
+    }
+}

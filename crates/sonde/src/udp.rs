@@ -1,0 +1,287 @@
+//! Talking and listening over UDP, as nc does: each input line (newline
+//! kept) is one datagram, and every datagram received is written out as it
+//! arrives. UDP has no end-of-stream, so the talker stops after a spell of
+//! silence once its input has ended.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::pump::{Activity, Filters, HexSink};
+use crate::relay::Input;
+use crate::transform::{Crlf, Direction, HexDump};
+
+/// The largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// Lines kept for a listener before any peer has spoken; past this the
+/// input waits, so nothing typed is lost.
+const HELD_LINES: usize = 1024;
+
+/// How a UDP talker or listener behaves.
+#[derive(Clone, Default)]
+pub struct UdpOptions {
+    /// After the input ends, stop once nothing has arrived for this long
+    /// (for a listener: only when set).
+    pub quit_after: Option<Duration>,
+    /// Send line feeds as CRLF.
+    pub crlf: bool,
+    /// Dump traffic in hex to this sink.
+    pub hex: Option<HexSink>,
+}
+
+impl UdpOptions {
+    fn filters(&self, direction: Direction) -> Filters {
+        Filters {
+            crlf: (self.crlf && direction == Direction::Sent).then(Crlf::default),
+            hex: self.hex.clone().map(|s| (HexDump::new(direction), s)),
+        }
+    }
+}
+
+/// Datagrams moved by a finished exchange.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpStats {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams received.
+    pub received: u64,
+}
+
+enum Event {
+    InputDone(Result<u64>),
+    Received(Result<u64>),
+}
+
+/// Splits the input into datagrams: one per line, or the whole message.
+fn for_each_datagram(input: Input, mut send: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    let mut count = 0;
+    match input {
+        Input::Nothing => {}
+        Input::Bytes(bytes) => {
+            for part in bytes.chunks(MAX_DATAGRAM) {
+                send(part)?;
+                count += 1;
+            }
+        }
+        Input::Fd(fd) => {
+            let mut reader = BufReader::new(std::fs::File::from(fd));
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = (&mut reader)
+                    .take(MAX_DATAGRAM as u64)
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| Error::io("reading the input", e))?;
+                if n == 0 {
+                    break;
+                }
+                send(&line)?;
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Sends each datagram to the connected peer and prints replies, until the
+/// input has ended and `quit_after` (default 1 s) has passed in silence.
+///
+/// # Errors
+/// [`Error::Io`] when sending fails or the peer's port is closed (ICMP
+/// port unreachable arrives as "connection refused").
+pub fn talk(sock: UdpSocket, input: Input, output: OwnedFd, opts: UdpOptions) -> Result<UdpStats> {
+    let peer = sock
+        .peer_addr()
+        .map_err(|e| Error::io("reading the peer's address", e))?;
+    let activity = Activity::new();
+    let (tx, rx) = mpsc::channel();
+    spawn_receiver(&sock, output, &opts, &activity, tx.clone(), None)?;
+    let sender = clone(&sock)?;
+    let mut filters = opts.filters(Direction::Sent);
+    thread::Builder::new()
+        .name("sonde-udp-send".into())
+        .spawn(move || {
+            let result = for_each_datagram(input, |datagram| {
+                let mut bytes = Vec::new();
+                match filters.crlf.as_mut() {
+                    Some(crlf) => crlf.convert(datagram, &mut bytes),
+                    None => bytes.extend_from_slice(datagram),
+                }
+                filters.dump(&bytes);
+                sender
+                    .send(&bytes)
+                    .map(drop)
+                    .map_err(|e| Error::io(format!("sending to {peer}"), e))
+            });
+            let _ = tx.send(Event::InputDone(result));
+        })
+        .map_err(|e| Error::io("starting the sending thread", e))?;
+    let quiet = opts.quit_after.unwrap_or(Duration::from_secs(1));
+    wait(&rx, &activity, Some(quiet))
+}
+
+/// Waits for the input to end, then for `quiet` without a datagram.
+fn wait(
+    rx: &mpsc::Receiver<Event>,
+    activity: &Activity,
+    quiet: Option<Duration>,
+) -> Result<UdpStats> {
+    let mut stats = UdpStats::default();
+    let mut input_done_at: Option<Instant> = None;
+    loop {
+        let deadline = input_done_at
+            .zip(quiet)
+            .map(|(at, q)| at.max(activity.last()) + q);
+        let event = match deadline {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match event {
+            Ok(Event::InputDone(result)) => {
+                stats.sent = result?;
+                input_done_at = Some(Instant::now());
+            }
+            Ok(Event::Received(result)) => {
+                stats.received = result?;
+                return Ok(stats);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|at| Instant::now() >= at) {
+                    return Ok(stats);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(stats),
+        }
+    }
+}
+
+fn clone(sock: &UdpSocket) -> Result<UdpSocket> {
+    sock.try_clone()
+        .map_err(|e| Error::io("duplicating the socket", e))
+}
+
+/// Who a listener replies to, and the lines waiting for someone to speak.
+#[derive(Default)]
+struct Peer {
+    last: Option<SocketAddr>,
+    held: VecDeque<Vec<u8>>,
+}
+
+type SharedPeer = Arc<(Mutex<Peer>, Condvar)>;
+/// Reports a new peer to the caller.
+type OnPeer = Box<dyn Fn(SocketAddr) + Send>;
+
+fn spawn_receiver(
+    sock: &UdpSocket,
+    output: OwnedFd,
+    opts: &UdpOptions,
+    activity: &Activity,
+    tx: mpsc::Sender<Event>,
+    listener: Option<(SharedPeer, OnPeer)>,
+) -> Result<()> {
+    let sock = clone(sock)?;
+    let mut filters = opts.filters(Direction::Received);
+    let activity = activity.clone();
+    thread::Builder::new()
+        .name("sonde-udp-recv".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            let mut count = 0u64;
+            let result = loop {
+                let (n, from) = match sock.recv_from(&mut buf) {
+                    Ok(pair) => pair,
+                    Err(e) => break Err(Error::io("receiving a datagram", e)),
+                };
+                activity.touch();
+                count += 1;
+                if let Some((peer, on_peer)) = listener.as_ref() {
+                    note_peer(&sock, peer, from, on_peer.as_ref());
+                }
+                if filters.write(output.as_fd(), &buf[..n]).is_err() {
+                    break Ok(count);
+                }
+            };
+            let _ = tx.send(Event::Received(result));
+        })
+        .map_err(|e| Error::io("starting the receiving thread", e))?;
+    Ok(())
+}
+
+/// Remembers the latest sender and hands it any held lines.
+fn note_peer(sock: &UdpSocket, peer: &SharedPeer, from: SocketAddr, on_peer: &dyn Fn(SocketAddr)) {
+    let (lock, ready) = &**peer;
+    let Ok(mut state) = lock.lock() else { return };
+    if state.last != Some(from) {
+        on_peer(from);
+        state.last = Some(from);
+    }
+    while let Some(line) = state.held.pop_front() {
+        let _ = sock.send_to(&line, from);
+    }
+    ready.notify_all();
+}
+
+/// Prints every datagram received on `sock`; input lines go to the last peer
+/// that sent one (lines typed before any peer has spoken wait for one).
+/// Runs until the process ends, or, with `quit_after`, until the input has
+/// ended and that long has passed in silence.
+///
+/// # Errors
+/// [`Error::Io`] when receiving fails.
+pub fn listen(
+    sock: UdpSocket,
+    input: Input,
+    output: OwnedFd,
+    opts: UdpOptions,
+    on_peer: impl Fn(SocketAddr) + Send + 'static,
+) -> Result<UdpStats> {
+    let activity = Activity::new();
+    let (tx, rx) = mpsc::channel();
+    let peer: SharedPeer = Arc::default();
+    let listener = (Arc::clone(&peer), Box::new(on_peer) as OnPeer);
+    spawn_receiver(&sock, output, &opts, &activity, tx.clone(), Some(listener))?;
+    let mut filters = opts.filters(Direction::Sent);
+    thread::Builder::new()
+        .name("sonde-udp-send".into())
+        .spawn(move || {
+            let result = for_each_datagram(input, |datagram| {
+                let mut bytes = Vec::new();
+                match filters.crlf.as_mut() {
+                    Some(crlf) => crlf.convert(datagram, &mut bytes),
+                    None => bytes.extend_from_slice(datagram),
+                }
+                filters.dump(&bytes);
+                send_or_hold(&sock, &peer, bytes)
+            });
+            let _ = tx.send(Event::InputDone(result));
+        })
+        .map_err(|e| Error::io("starting the sending thread", e))?;
+    wait(&rx, &activity, opts.quit_after)
+}
+
+fn send_or_hold(sock: &UdpSocket, peer: &SharedPeer, bytes: Vec<u8>) -> Result<()> {
+    let (lock, ready) = &**peer;
+    let mut state = lock
+        .lock()
+        .map_err(|_| Error::Invalid("peer state poisoned".into()))?;
+    while state.last.is_none() && state.held.len() >= HELD_LINES {
+        state = ready
+            .wait(state)
+            .map_err(|_| Error::Invalid("peer state poisoned".into()))?;
+    }
+    match state.last {
+        Some(to) => sock
+            .send_to(&bytes, to)
+            .map(drop)
+            .map_err(|e| Error::io(format!("sending to {to}"), e)),
+        None => {
+            state.held.push_back(bytes);
+            Ok(())
+        }
+    }
+}
