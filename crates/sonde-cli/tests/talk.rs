@@ -391,3 +391,43 @@ fn no_shutdown_keeps_the_write_side_open() {
     assert_eq!(&got, b"data");
     assert!(still_open, "sonde half-closed despite --no-shutdown");
 }
+
+/// With a terminal on stdin, sonde exits as soon as the peer has finished
+/// sending: an interactive user has nothing left to wait for.
+#[test]
+fn terminal_input_ends_when_the_peer_finishes() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&controller).expect("grantpt");
+    unlockpt(&controller).expect("unlockpt");
+    let name = ptsname(&controller, Vec::new()).expect("ptsname");
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("utf-8 pty name"))
+        .expect("open the pty");
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = server.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        if let Ok((mut conn, _)) = server.accept() {
+            let _ = conn.write_all(b"bye\n");
+            let _ = conn.shutdown(Shutdown::Write);
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest);
+        }
+    });
+    let child = sonde()
+        .args(["connect", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::from(terminal))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child = child;
+    let out = collect(child.stdout.take());
+    let err = collect(child.stderr.take());
+    let done = finish(child, out, err);
+    drop(controller);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    assert_eq!(done.stdout, b"bye\n");
+}
