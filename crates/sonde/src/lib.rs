@@ -16,6 +16,7 @@
 //! - [`error`]: the library's error type.
 
 pub mod error;
+pub mod iperf;
 pub mod multi;
 pub mod net;
 pub mod pump;
