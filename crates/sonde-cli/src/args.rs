@@ -10,7 +10,7 @@ use clap_complete::Shell;
 /// sonde: talk to and serve TCP and UDP ports, move files, and measure a
 /// network's throughput, delay and bandwidth.
 #[derive(Debug, Parser)]
-#[command(name = "sonde", version, about, propagate_version = true)]
+#[command(name = "sonde", version, about)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -22,6 +22,9 @@ pub(crate) enum Command {
     Connect(ConnectArgs),
     /// Listen on [ADDR:]PORT for one client (or many with -k) (like nc -l).
     Listen(ListenArgs),
+    /// Measure throughput with iperf3's protocol and flags (-s server, -c HOST client;
+    /// neither: an embedded loopback test).
+    Perf(Box<crate::perf_args::PerfArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.

@@ -3,6 +3,8 @@
 //! failure at run time, 2 a usage error).
 
 mod args;
+mod perf;
+mod perf_args;
 mod talk;
 
 use std::process::ExitCode;
@@ -30,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Connect(args) => talk::connect(args),
         Command::Listen(args) => talk::listen(args),
+        Command::Perf(args) => perf::perf(*args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -57,9 +57,47 @@ pub enum Error {
         /// The idle time allowed.
         after: Duration,
     },
+    /// The peer broke the iperf3 protocol.
+    #[error("{what}: {source}")]
+    Protocol {
+        /// What was being done.
+        what: String,
+        /// What was wrong.
+        source: crate::iperf::ProtocolError,
+    },
+    /// The iperf3 server is running as many tests as it allows.
+    #[error("the server is busy running a test. try again later")]
+    Busy,
+    /// The iperf3 server reported an error.
+    #[error("the server reported an error: {} (code {code}{})", crate::iperf::codec::errors::describe(*.code), errno_text(*.errno))]
+    ServerError {
+        /// iperf3's error code.
+        code: i32,
+        /// The server's errno, or 0.
+        errno: i32,
+    },
+    /// The peer ended the test early (terminated, or closed the control connection).
+    #[error("{0}")]
+    Ended(String),
+    /// A phase took too long.
+    #[error("{phase} timed out after {:.1} s", .after.as_secs_f64())]
+    Timeout {
+        /// What was being waited for.
+        phase: String,
+        /// How long.
+        after: Duration,
+    },
     /// An argument was out of range or malformed.
     #[error("{0}")]
     Invalid(String),
+}
+
+fn errno_text(errno: i32) -> String {
+    if errno == 0 {
+        String::new()
+    } else {
+        format!(", {}", describe(&io::Error::from_raw_os_error(errno)))
+    }
 }
 
 /// The library's result type.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod iperf;
 pub mod multi;
 pub mod net;
+pub mod perf;
 pub mod pump;
 pub mod relay;
 pub mod transform;

@@ -23,7 +23,9 @@ impl Pacer {
         let bytes_per_sec = bits_per_sec as f64 / 8.0;
         let block = block as f64;
         let millisecond = bytes_per_sec / 1000.0;
-        let capacity = (f64::from(burst.max(1)) * block).max(millisecond);
+        // One burst (or block) plus 1 ms of credit: enough to make up for
+        // a late wake-up without letting a long pause turn into a burst.
+        let capacity = f64::from(burst.max(1)) * block + millisecond;
         Self {
             bytes_per_sec,
             tokens: block.min(capacity),

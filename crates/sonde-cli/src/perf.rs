@@ -1,0 +1,433 @@
+//! `sonde perf`: turns iperf3's flags into a library test, prints live
+//! interval lines or JSON, and runs the embedded server when neither `-s`
+//! nor `-c` is given.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use sonde::iperf::params::{Params, Protocol};
+use sonde::net::{self, Family};
+use sonde::perf::client::{self, ClientConfig, ClientReport};
+use sonde::perf::report::{self, Format};
+use sonde::perf::server::{self, ServerConfig, ServerEvent};
+use sonde::perf::{ConnectedStream, Observer, StreamInterval};
+
+use crate::perf_args::{PerfArgs, parse_bitrate, parse_rate};
+use crate::talk::UsageError;
+
+type Out = Arc<Mutex<Box<dyn Write + Send>>>;
+
+fn emit(out: &Out, text: &str) {
+    if let Ok(mut w) = out.lock() {
+        let _ = w.write_all(text.as_bytes());
+        let _ = w.flush();
+    }
+}
+
+fn usage(text: impl Into<String>) -> anyhow::Error {
+    UsageError(text.into()).into()
+}
+
+fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
+    let protocol = if args.udp {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
+    let (bandwidth, burst) = match &args.bitrate {
+        Some(text) => parse_bitrate(text).map_err(usage)?,
+        None if args.udp => (sonde::iperf::DEFAULT_UDP_RATE, 0),
+        None => (0, 0),
+    };
+    let counted = args.bytes.is_some() || args.blockcount.is_some();
+    if counted && args.time.is_some() {
+        return Err(usage("-t, -n and -k are mutually exclusive"));
+    }
+    let time = if counted {
+        0
+    } else {
+        args.time.unwrap_or(if embedded { 3 } else { 10 })
+    };
+    let len = match args.length {
+        Some(l) => u32::try_from(l).map_err(|_| usage(format!("-l {l} is too large")))?,
+        None if args.udp => 0, // the client picks the path MSS
+        None => sonde::iperf::DEFAULT_TCP_LEN as u32,
+    };
+    let p = Params {
+        protocol,
+        omit: args.omit,
+        time,
+        num: args.bytes.unwrap_or(0),
+        blockcount: args.blockcount.unwrap_or(0),
+        mss: args.mss.unwrap_or(0),
+        nodelay: args.no_delay,
+        parallel: args.parallel,
+        reverse: args.reverse,
+        bidirectional: args.bidir,
+        window: args
+            .window
+            .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX)),
+        len,
+        bandwidth,
+        burst,
+        tos: args.tos.unwrap_or(0),
+        title: args.title.clone(),
+        extra_data: args.extra_data.clone(),
+        congestion: args.congestion.clone(),
+        get_server_output: args.get_server_output,
+        udp_counters_64bit: args.udp_counters_64bit,
+        repeating_payload: args.repeating_payload,
+        zerocopy: args.zerocopy,
+        skip_rx_copy: args.skip_rx_copy,
+        client_version: Some("3.12".into()),
+        ..Params::default()
+    };
+    let mut check = p.clone();
+    if check.len == 0 {
+        check.len = 1460;
+    }
+    check.validate().map_err(|(_, e)| usage(e.to_string()))?;
+    Ok(p)
+}
+
+fn format(args: &PerfArgs) -> anyhow::Result<Format> {
+    match args.format {
+        None => Ok(Format::Adaptive),
+        Some(c) if "kmgtKMGT".contains(c) => Ok(Format::Fixed(c as u8)),
+        Some(c) => Err(usage(format!("-f {c}: use one of k m g t K M G T"))),
+    }
+}
+
+fn family(args: &PerfArgs) -> Family {
+    if args.v4 {
+        Family::V4
+    } else if args.v6 {
+        Family::V6
+    } else {
+        Family::Any
+    }
+}
+
+fn output(args: &PerfArgs) -> anyhow::Result<Out> {
+    let sink: Box<dyn Write + Send> = match &args.logfile {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the log file {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    Ok(Arc::new(Mutex::new(sink)))
+}
+
+/// Prints connection and interval lines as they happen.
+struct Live {
+    out: Out,
+    protocol: Protocol,
+    format: Format,
+    json_stream: bool,
+    text: bool,
+    title: Option<String>,
+    header_done: Mutex<bool>,
+}
+
+impl Live {
+    fn write(&self, text: &str) {
+        match &self.title {
+            Some(title) => {
+                let prefixed: String = text.lines().map(|l| format!("{title}:  {l}\n")).collect();
+                emit(&self.out, &prefixed);
+            }
+            None => emit(&self.out, text),
+        }
+    }
+}
+
+impl Observer for Live {
+    fn connected(&self, streams: &[ConnectedStream]) {
+        if self.text {
+            let mut text = String::new();
+            for s in streams {
+                let (l, r) = (
+                    s.local.map(|a| a.to_string()),
+                    s.remote.map(|a| a.to_string()),
+                );
+                text.push_str(&format!(
+                    "[{:3}] local {} connected to {}\n",
+                    s.socket,
+                    l.unwrap_or_default(),
+                    r.unwrap_or_default()
+                ));
+            }
+            self.write(&text);
+        }
+    }
+
+    fn interval(&self, interval: &[StreamInterval]) {
+        if self.json_stream {
+            let event = json!({"event": "interval", "data": report::json_interval(interval, self.protocol)});
+            emit(&self.out, &format!("{event}\n"));
+        }
+        if !self.text {
+            return;
+        }
+        if let Ok(mut done) = self.header_done.lock()
+            && !*done
+        {
+            let sender = interval.first().is_some_and(|s| s.sender);
+            self.write(&format!(
+                "{}\n",
+                report::interval_header(self.protocol, sender)
+            ));
+            *done = true;
+        }
+        self.write(&report::interval_lines(
+            interval,
+            self.protocol,
+            self.format,
+        ));
+    }
+}
+
+/// `sonde perf`.
+pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
+    let out = output(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // A second Ctrl-C exits at once.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(1);
+        }
+    });
+    if args.server {
+        return serve(&args, &out, &stop);
+    }
+    let host = args.client.clone();
+    let embedded = host.is_none();
+    let params = params(&args, embedded)?;
+    let mut config = ClientConfig::new(
+        host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+        args.port,
+    );
+    config.params = params;
+    config.family = family(&args);
+    config.bind = args.bind;
+    config.cport = args.cport;
+    config.connect_timeout = args.connect_timeout.map(Duration::from_millis);
+    config.interval =
+        (args.interval > 0.0).then(|| Duration::from_secs_f64(args.interval.max(0.1)));
+    config.rcv_timeout = Duration::from_millis(args.rcv_timeout.max(100));
+    let server_thread = if embedded {
+        Some(start_embedded(&mut config)?)
+    } else {
+        None
+    };
+    let result = run_client(&args, &config, &out, &stop);
+    if let Some(handle) = server_thread {
+        let _ = handle.join();
+    }
+    result
+}
+
+fn start_embedded(config: &mut ClientConfig) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = net::listen_tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), false)
+        .context("starting the embedded server")?;
+    config.port = listener
+        .local_addr()
+        .context("reading the embedded server's port")?
+        .port();
+    let server_config = ServerConfig {
+        one_off: true,
+        max_tests: 1,
+        ..ServerConfig::default()
+    };
+    let never = AtomicBool::new(false);
+    Ok(std::thread::spawn(move || {
+        let _ = server::serve(listener, server_config, |_| {}, &never);
+    }))
+}
+
+fn run_client(
+    args: &PerfArgs,
+    config: &ClientConfig,
+    out: &Out,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<ExitCode> {
+    let text = !args.json && !args.json_stream;
+    let live = Live {
+        out: Arc::clone(out),
+        protocol: config.params.protocol,
+        format: format(args)?,
+        json_stream: args.json_stream,
+        text,
+        title: args.title.clone(),
+        header_done: Mutex::new(false),
+    };
+    if text {
+        live.write(&format!(
+            "Connecting to host {}, port {}\n",
+            config.host, config.port
+        ));
+    }
+    let report = match client::run(config, &live, stop) {
+        Ok(report) => report,
+        Err(err) if args.json || args.json_stream => {
+            let doc = json!({"error": err.to_string()});
+            let doc = if args.json_stream {
+                json!({"event": "error", "data": err.to_string()})
+            } else {
+                doc
+            };
+            emit(out, &format!("{}\n", pretty(&doc, args.json)));
+            return Err(err).context("sonde perf");
+        }
+        Err(err) => return Err(err.into()),
+    };
+    print_report(args, config, &report, &live)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(doc: &serde_json::Value, pretty: bool) -> String {
+    if pretty {
+        serde_json::to_string_pretty(doc).unwrap_or_default()
+    } else {
+        doc.to_string()
+    }
+}
+
+fn print_report(
+    args: &PerfArgs,
+    config: &ClientConfig,
+    report: &ClientReport,
+    live: &Live,
+) -> anyhow::Result<()> {
+    let version = env!("CARGO_PKG_VERSION");
+    if args.json {
+        let doc = report::json_report(report, &config.host, version);
+        emit(&live.out, &format!("{}\n", pretty(&doc, true)));
+        return Ok(());
+    }
+    if args.json_stream {
+        let doc = report::json_report(report, &config.host, version);
+        emit(
+            &live.out,
+            &format!("{}\n", json!({"event": "start", "data": doc["start"]})),
+        );
+        emit(
+            &live.out,
+            &format!("{}\n", json!({"event": "end", "data": doc["end"]})),
+        );
+        return Ok(());
+    }
+    if report.interrupted {
+        live.write("- - - - - - - - - - - - - - - - - - - - - - - - -\ninterrupted: the server was told the client has gone\n");
+    }
+    live.write(&report::summary_lines(
+        &report.ends,
+        config.params.protocol,
+        live.format,
+    ));
+    if let Some(text) = report
+        .remote
+        .as_ref()
+        .and_then(|r| r.server_output_text.clone())
+    {
+        live.write(&format!("\nServer output:\n{text}"));
+    }
+    if args.verbose {
+        let remote = report.remote.clone().unwrap_or_default();
+        live.write(&format!(
+            "CPU Utilization: local/sender {:.1}% ({:.1}%u/{:.1}%s), remote/receiver {:.1}% ({:.1}%u/{:.1}%s)\n",
+            report.local_cpu.total, report.local_cpu.user, report.local_cpu.system,
+            remote.cpu_util_total, remote.cpu_util_user, remote.cpu_util_system
+        ));
+    }
+    live.write("\niperf Done.\n");
+    live.write(&format!("{}\n", report::summary_line(report)));
+    Ok(())
+}
+
+fn serve(args: &PerfArgs, out: &Out, stop: &Arc<AtomicBool>) -> anyhow::Result<ExitCode> {
+    let fam = family(args);
+    let host = args.bind.map(|ip| ip.to_string());
+    let addr = net::local_addrs(host.as_deref(), args.port, fam)?[0];
+    let listener = net::listen_tcp(addr, fam == Family::V6)?;
+    let bitrate_limit = match &args.server_bitrate_limit {
+        Some(text) => Some(parse_rate(text.split('/').next().unwrap_or(text)).map_err(usage)?),
+        None => None,
+    };
+    let config = ServerConfig {
+        max_tests: args.max_tests.max(1),
+        rcv_timeout: Duration::from_millis(args.rcv_timeout.max(100)),
+        max_duration: args.server_max_duration.map(Duration::from_secs),
+        bitrate_limit,
+        one_off: args.one_off,
+        idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        ..ServerConfig::default()
+    };
+    emit(
+        out,
+        &format!(
+            "-----------------------------------------------------------\nServer listening on {} (up to {} tests at once)\n-----------------------------------------------------------\n",
+            args.port, config.max_tests
+        ),
+    );
+    let out = Arc::clone(out);
+    let verbose = args.verbose;
+    server::serve(
+        listener,
+        config,
+        move |event| emit(&out, &describe(event, verbose)),
+        stop,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(event: ServerEvent, verbose: bool) -> String {
+    match event {
+        ServerEvent::Accepted { peer, concurrent } => {
+            format!(
+                "Accepted connection from {}, port {} ({concurrent} test(s) running)\n",
+                peer.ip(),
+                peer.port()
+            )
+        }
+        ServerEvent::Busy(peer) => {
+            format!("Refused {peer}: the server is busy (the --max-tests limit)\n")
+        }
+        ServerEvent::Done {
+            peer,
+            params,
+            ends,
+            concurrent,
+        } => {
+            let mut text = String::new();
+            if verbose {
+                text.push_str(&report::summary_lines(
+                    &ends,
+                    params.protocol,
+                    Format::Adaptive,
+                ));
+            }
+            let received: u64 = ends.iter().map(|e| e.received.0).sum();
+            let secs = ends.iter().map(|e| e.received.1).fold(0.0, f64::max);
+            text.push_str(&format!(
+                "Test from {peer} done: {} streams, {} received in {secs:.2} s ({}), {concurrent} test(s) ran at once\n",
+                ends.len(),
+                report::bytes(received, Format::Adaptive),
+                report::bitrate(sonde::perf::measure::rate(received, secs), Format::Adaptive),
+            ));
+            text
+        }
+        ServerEvent::Failed { peer, error } => format!("Test from {peer} ended: {error}\n"),
+    }
+}

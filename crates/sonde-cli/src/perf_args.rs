@@ -1,0 +1,199 @@
+//! `sonde perf`'s command line: iperf3's flags with iperf3's meanings and
+//! units (seconds, and milliseconds where iperf3 uses them).
+
+use clap::Args;
+
+/// iperf3's flags (run `sonde perf --help`).
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub(crate) struct PerfArgs {
+    /// Run as a server.
+    #[arg(short = 's', long, conflicts_with = "client")]
+    pub(crate) server: bool,
+    /// Run as a client of HOST.
+    #[arg(short = 'c', long, value_name = "HOST")]
+    pub(crate) client: Option<String>,
+    /// Server port (default 5201).
+    #[arg(short = 'p', long, default_value_t = sonde::iperf::DEFAULT_PORT)]
+    pub(crate) port: u16,
+    /// Seconds to transmit (default 10; 3 for the embedded test).
+    #[arg(short = 't', long, value_name = "SECS")]
+    pub(crate) time: Option<u32>,
+    /// Bytes to transmit instead of a time (K/M/G = 1024-based).
+    #[arg(short = 'n', long = "bytes", value_name = "N[KMG]", value_parser = parse_size)]
+    pub(crate) bytes: Option<u64>,
+    /// Blocks (writes or datagrams) to transmit instead of a time.
+    #[arg(short = 'k', long = "blockcount", value_name = "N[KMG]", value_parser = parse_size)]
+    pub(crate) blockcount: Option<u64>,
+    /// Parallel streams.
+    #[arg(short = 'P', long, default_value_t = 1)]
+    pub(crate) parallel: u32,
+    /// Reverse: the server sends.
+    #[arg(short = 'R', long)]
+    pub(crate) reverse: bool,
+    /// Both directions at once.
+    #[arg(long, conflicts_with = "reverse")]
+    pub(crate) bidir: bool,
+    /// UDP instead of TCP.
+    #[arg(short = 'u', long)]
+    pub(crate) udp: bool,
+    /// Target rate per stream in bit/s, 0 = unlimited (K/M/G = 1000-based), optional /BURST.
+    #[arg(short = 'b', long = "bitrate", value_name = "RATE[/BURST]")]
+    pub(crate) bitrate: Option<String>,
+    /// Block (TCP) or datagram (UDP) length.
+    #[arg(short = 'l', long = "length", value_name = "N[KM]", value_parser = parse_size)]
+    pub(crate) length: Option<u64>,
+    /// Socket buffer size.
+    #[arg(short = 'w', long = "window", value_name = "N[KM]", value_parser = parse_size)]
+    pub(crate) window: Option<u64>,
+    /// TCP_NODELAY on data sockets.
+    #[arg(short = 'N', long = "no-delay")]
+    pub(crate) no_delay: bool,
+    /// TCP maximum segment size.
+    #[arg(short = 'M', long = "set-mss", value_name = "MSS")]
+    pub(crate) mss: Option<u32>,
+    /// Seconds to omit at the start.
+    #[arg(short = 'O', long, value_name = "SECS", default_value_t = 0)]
+    pub(crate) omit: u32,
+    /// Seconds between reports (0 for none).
+    #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0)]
+    pub(crate) interval: f64,
+    /// Units: k m g t (bits) or K M G T (bytes).
+    #[arg(short = 'f', long, value_name = "UNIT")]
+    pub(crate) format: Option<char>,
+    /// JSON output (iperf3's schema).
+    #[arg(short = 'J', long)]
+    pub(crate) json: bool,
+    /// JSON lines, one event per line (iperf3 3.17's --json-stream).
+    #[arg(long)]
+    pub(crate) json_stream: bool,
+    /// Zero-copy sending (sendfile).
+    #[arg(short = 'Z', long)]
+    pub(crate) zerocopy: bool,
+    /// Receive without copying (MSG_TRUNC; iperf3 3.19's --skip-rx-copy).
+    #[arg(long)]
+    pub(crate) skip_rx_copy: bool,
+    /// TCP congestion control algorithm.
+    #[arg(short = 'C', long, value_name = "ALGO")]
+    pub(crate) congestion: Option<String>,
+    /// Server: handle one test, then exit.
+    #[arg(short = '1', long = "one-off")]
+    pub(crate) one_off: bool,
+    /// IPv4 only.
+    #[arg(short = '4', long = "version4", conflicts_with = "v6")]
+    pub(crate) v4: bool,
+    /// IPv6 only.
+    #[arg(short = '6', long = "version6")]
+    pub(crate) v6: bool,
+    /// Bind to this local address.
+    #[arg(short = 'B', long, value_name = "ADDR")]
+    pub(crate) bind: Option<std::net::IpAddr>,
+    /// Client: local port of the first data stream.
+    #[arg(long, value_name = "PORT")]
+    pub(crate) cport: Option<u16>,
+    /// A prefix for every output line.
+    #[arg(short = 'T', long, value_name = "TITLE")]
+    pub(crate) title: Option<String>,
+    /// Extra data for the JSON output.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) extra_data: Option<String>,
+    /// Verbose output.
+    #[arg(short = 'V', long)]
+    pub(crate) verbose: bool,
+    /// Write output to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) logfile: Option<std::path::PathBuf>,
+    /// Server: exit after SECS without a client.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) idle_timeout: Option<u64>,
+    /// Receiving side: fail after MS without data (iperf3 default 120000).
+    #[arg(long, value_name = "MS", default_value_t = 120_000)]
+    pub(crate) rcv_timeout: u64,
+    /// Client: timeout for the control connection, in ms.
+    #[arg(long, value_name = "MS")]
+    pub(crate) connect_timeout: Option<u64>,
+    /// Server: refuse tests longer than SECS.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) server_max_duration: Option<u64>,
+    /// Server: refuse tests above this total rate (bit/s, K/M/G = 1000-based).
+    #[arg(long, value_name = "RATE")]
+    pub(crate) server_bitrate_limit: Option<String>,
+    /// Server: tests run at once (past it, iperf3's busy reply).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) max_tests: usize,
+    /// Ask the server for its output.
+    #[arg(long)]
+    pub(crate) get_server_output: bool,
+    /// 64-bit UDP sequence numbers.
+    #[arg(long)]
+    pub(crate) udp_counters_64bit: bool,
+    /// Payload "0123456789…" instead of random bytes.
+    #[arg(long)]
+    pub(crate) repeating_payload: bool,
+    /// IP type of service.
+    #[arg(short = 'S', long, value_name = "TOS")]
+    pub(crate) tos: Option<u32>,
+    /// Flush output after each line (always done; accepted for iperf3 scripts).
+    #[arg(long)]
+    pub(crate) forceflush: bool,
+}
+
+/// Parses a size: a number with an optional K, M, G or T (1024-based).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    parse_units(text, 1024.0)
+}
+
+/// Parses a rate: a number with an optional K, M, G or T (1000-based).
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    parse_units(text, 1000.0)
+}
+
+fn parse_units(text: &str, base: f64) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], base),
+        Some('M') => (&t[..t.len() - 1], base * base),
+        Some('G') => (&t[..t.len() - 1], base * base * base),
+        Some('T') => (&t[..t.len() - 1], base * base * base * base),
+        _ => (t, 1.0),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number (with an optional K, M, G or T)"))?;
+    if value.is_nan() || value < 0.0 || !value.is_finite() {
+        return Err(format!("'{text}' must be 0 or more"));
+    }
+    Ok((value * mult) as u64)
+}
+
+/// Parses `RATE[/BURST]`.
+pub(crate) fn parse_bitrate(text: &str) -> Result<(u64, u32), String> {
+    let (rate, burst) = match text.split_once('/') {
+        Some((r, b)) => (
+            r,
+            b.parse::<u32>()
+                .map_err(|_| format!("'{b}' is not a burst count"))?,
+        ),
+        None => (text, 0),
+    };
+    if burst > 1000 {
+        return Err(format!("burst {burst} is over the maximum of 1000"));
+    }
+    Ok((parse_rate(rate)?, burst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_1024_based_and_rates_1000_based() {
+        assert_eq!(parse_size("128K"), Ok(131_072));
+        assert_eq!(parse_size("1M"), Ok(1_048_576));
+        assert_eq!(parse_rate("10M"), Ok(10_000_000));
+        assert_eq!(parse_bitrate("100M/10"), Ok((100_000_000, 10)));
+        assert_eq!(parse_bitrate("0"), Ok((0, 0)));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_bitrate("1M/x").is_err());
+    }
+}

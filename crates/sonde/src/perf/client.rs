@@ -1,0 +1,463 @@
+//! The perf client: drives a test against an iperf3 (or sonde) server.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+
+use crate::error::{Error, Result};
+use crate::iperf::cookie::{self, Cookie};
+use crate::iperf::params::{Params, Protocol};
+use crate::iperf::results::Results;
+use crate::iperf::state::TestState;
+use crate::iperf::{
+    self, MAX_RESULTS_LEN, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY,
+};
+use crate::net::{self, ConnectOptions, Family};
+
+use super::control::{Control, Poll};
+use super::measure::{self, StreamEnd, StreamInterval};
+use super::running::Running;
+use super::stream::{self, Counters, DataSocket, Stream};
+use super::{ConnectedStream, CpuClock, CpuUse, Observer};
+
+/// How to run a client test.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The test's parameters.
+    pub params: Params,
+    /// Address family.
+    pub family: Family,
+    /// Local address to bind (`-B`).
+    pub bind: Option<IpAddr>,
+    /// Local port of the first data stream (`--cport`).
+    pub cport: Option<u16>,
+    /// Timeout for the control connection.
+    pub connect_timeout: Option<Duration>,
+    /// Report interval; `None` for none.
+    pub interval: Option<Duration>,
+    /// In reverse mode, fail when no data arrives for this long.
+    pub rcv_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A TCP test against `host:port` with iperf3's defaults.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            params: Params::default(),
+            family: Family::Any,
+            bind: None,
+            cport: None,
+            connect_timeout: None,
+            interval: Some(Duration::from_secs(1)),
+            rcv_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything a finished (or interrupted) client test measured.
+#[derive(Clone, Debug)]
+pub struct ClientReport {
+    /// The parameters used.
+    pub params: Params,
+    /// The server's address.
+    pub server: SocketAddr,
+    /// The control connection's local address.
+    pub local: SocketAddr,
+    /// The test cookie.
+    pub cookie: String,
+    /// The data streams.
+    pub connected: Vec<ConnectedStream>,
+    /// Every interval.
+    pub intervals: Vec<Vec<StreamInterval>>,
+    /// Per-stream totals from both sides (empty when interrupted).
+    pub ends: Vec<StreamEnd>,
+    /// This process's CPU use.
+    pub local_cpu: CpuUse,
+    /// The server's results, when exchanged.
+    pub remote: Option<Results>,
+    /// Congestion control on this side's data sockets.
+    pub congestion: Option<String>,
+    /// MSS of the control connection.
+    pub mss: Option<u32>,
+    /// The test was interrupted (Ctrl-C) before its end.
+    pub interrupted: bool,
+}
+
+/// Runs a test. `stop` interrupts it (Ctrl-C): the server is told the
+/// client has gone, and the report holds what was measured so far.
+///
+/// # Errors
+/// Connection failures, a busy or failing server, protocol violations.
+pub fn run(
+    config: &ClientConfig,
+    observer: &dyn Observer,
+    stop: &Arc<AtomicBool>,
+) -> Result<ClientReport> {
+    let opts = ConnectOptions {
+        family: config.family,
+        source: config.bind.map(|ip| SocketAddr::new(ip, 0)),
+        timeout: config.connect_timeout,
+    };
+    let stream = net::connect_tcp(&config.host, config.port, &opts)?;
+    let cpu = CpuClock::start();
+    let mut control = Control::new(stream)?;
+    let server = control.peer();
+    let local = control
+        .socket()
+        .local_addr()
+        .map_err(|e| Error::io("reading the control connection's address", e))?;
+    let mut random = [0u8; iperf::COOKIE_LEN - 1];
+    let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+    let cookie = cookie::make(&random);
+    control.write_all(&cookie, "sending the cookie")?;
+    let mss = socket2::SockRef::from(control.socket()).tcp_mss().ok();
+    let mut params = config.params.clone();
+    if params.protocol == Protocol::Udp && params.len == 0 {
+        params.len = mss.unwrap_or(1460).clamp(16, 65_507);
+    }
+    let mut report = ClientReport {
+        params: params.clone(),
+        server,
+        local,
+        cookie: cookie::text(&cookie),
+        connected: Vec::new(),
+        intervals: Vec::new(),
+        ends: Vec::new(),
+        local_cpu: CpuUse::default(),
+        remote: None,
+        congestion: None,
+        mss,
+        interrupted: false,
+    };
+    let mut session = Session {
+        control,
+        config,
+        params,
+        cookie,
+        server,
+        cpu,
+        running: None,
+        streams: Vec::new(),
+    };
+    let result = session.drive(observer, stop, &mut report);
+    if let Some(mut running) = session.running.take() {
+        running.close();
+        report.intervals = std::mem::take(&mut running.intervals);
+    }
+    report.local_cpu = cpu.read();
+    result.map(|()| report)
+}
+
+struct Session<'a> {
+    control: Control,
+    config: &'a ClientConfig,
+    params: Params,
+    cookie: Cookie,
+    server: SocketAddr,
+    cpu: CpuClock,
+    running: Option<Running>,
+    streams: Vec<Stream>,
+}
+
+impl Session<'_> {
+    fn drive(
+        &mut self,
+        observer: &dyn Observer,
+        stop: &Arc<AtomicBool>,
+        report: &mut ClientReport,
+    ) -> Result<()> {
+        loop {
+            let state = self.control.read_state("waiting for the server")?;
+            match state {
+                TestState::ParamExchange => {
+                    let json = self.params.to_json();
+                    self.control.write_json(&json, "sending the parameters")?;
+                }
+                TestState::CreateStreams => {
+                    self.streams = self.create_streams()?;
+                    report.connected = self.streams.iter().map(describe).collect();
+                    report.congestion = self.streams.iter().find_map(|s| match &s.socket {
+                        DataSocket::Tcp(t) => stream::congestion(t),
+                        DataSocket::Udp(_) => None,
+                    });
+                    observer.connected(&report.connected);
+                }
+                TestState::TestStart => {}
+                TestState::TestRunning => {
+                    let streams = std::mem::take(&mut self.streams);
+                    let running = Running::start(
+                        streams,
+                        &self.params,
+                        self.config.interval,
+                        Instant::now(),
+                    )?;
+                    self.running = Some(running);
+                    if !self.measure(observer, stop)? {
+                        report.interrupted = true;
+                        let _ = self.control.write_state(TestState::ClientTerminate);
+                        return Ok(());
+                    }
+                }
+                TestState::ExchangeResults => self.exchange(report)?,
+                TestState::DisplayResults => {
+                    self.control.write_state(TestState::IperfDone)?;
+                    if let Some(running) = self.running.as_mut() {
+                        running.close();
+                    }
+                    return Ok(());
+                }
+                TestState::AccessDenied => return Err(Error::Busy),
+                TestState::ServerError => return Err(self.control.read_server_error()),
+                TestState::ServerTerminate => {
+                    return Err(Error::Ended("the server has terminated".into()));
+                }
+                other => {
+                    return Err(Error::Ended(format!(
+                        "the server sent an unexpected {other}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Runs the test until its end condition; false when interrupted.
+    fn measure(&mut self, observer: &dyn Observer, stop: &Arc<AtomicBool>) -> Result<bool> {
+        let params = self.params.clone();
+        let Some(running) = self.running.as_mut() else {
+            return Ok(false);
+        };
+        let total = Duration::from_secs(u64::from(params.time) + u64::from(params.omit));
+        let by_count = params.num > 0 || params.blockcount > 0;
+        let mut last_bytes = (0u64, Instant::now());
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                running.final_tick(observer);
+                return Ok(false);
+            }
+            let now = running.elapsed();
+            let (bytes, blocks) = running.totals();
+            let counted = !running.meter.omitting()
+                && ((params.num > 0 && bytes >= params.num)
+                    || (params.blockcount > 0 && blocks >= params.blockcount));
+            if (params.time > 0 && now >= total) || counted {
+                break;
+            }
+            running.tick_if_due(observer);
+            if let Some(why) = running.failure() {
+                return Err(Error::Ended(format!("a data stream failed: {why}")));
+            }
+            if bytes != last_bytes.0 {
+                last_bytes = (bytes, Instant::now());
+            } else if last_bytes.1.elapsed() > self.config.rcv_timeout
+                && running.streams.iter().all(|s| !s.sender)
+            {
+                return Err(Error::Timeout {
+                    phase: "receiving data".into(),
+                    after: self.config.rcv_timeout,
+                });
+            }
+            let mut wake = running.next_tick().min(if params.time > 0 {
+                total
+            } else {
+                Duration::MAX
+            });
+            let step = if by_count {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(100)
+            };
+            wake = wake.min(now + step);
+            match self.control.poll_state(Some(wake.saturating_sub(now)))? {
+                Poll::Quiet => {}
+                Poll::Closed => {
+                    return Err(Error::Ended(
+                        "the control socket has closed unexpectedly".into(),
+                    ));
+                }
+                Poll::State(TestState::ServerTerminate) => {
+                    return Err(Error::Ended("the server has terminated".into()));
+                }
+                Poll::State(TestState::ServerError) => {
+                    return Err(self.control.read_server_error());
+                }
+                Poll::State(other) => {
+                    return Err(Error::Ended(format!(
+                        "the server sent an unexpected {other}"
+                    )));
+                }
+            }
+        }
+        running.stop_senders();
+        running.final_tick(observer);
+        self.control.write_state(TestState::TestEnd)?;
+        Ok(true)
+    }
+
+    fn exchange(&mut self, report: &mut ClientReport) -> Result<()> {
+        let Some(running) = self.running.as_mut() else {
+            return Err(Error::Ended("results requested before the test ran".into()));
+        };
+        let now = running.elapsed();
+        let samples = running.samples();
+        let local = running.meter.results(now, &samples);
+        let has_retransmits = if running.streams.iter().all(|s| !s.sender) {
+            -1
+        } else {
+            i64::from(self.params.protocol == Protocol::Tcp)
+        };
+        let mine = Results {
+            sender_has_retransmits: has_retransmits,
+            streams: local.clone(),
+            congestion_used: report.congestion.clone(),
+            ..cpu_results(self.cpu.read())
+        };
+        self.control
+            .write_json(&mine.to_json(), "sending the results")?;
+        let theirs = self
+            .control
+            .read_json(MAX_RESULTS_LEN, "reading the server's results")?;
+        let theirs = Results::from_json(&theirs).map_err(|source| Error::Protocol {
+            what: "reading the server's results".into(),
+            source,
+        })?;
+        let ooo: Vec<u64> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| running.meter.out_of_order(i, s))
+            .collect();
+        let mut ends = measure::join(
+            self.params.protocol,
+            running.meter.streams(),
+            &local,
+            &theirs,
+            &ooo,
+        );
+        for (i, end) in ends.iter_mut().enumerate() {
+            end.rtt = running.meter.rtt_summary(i);
+        }
+        report.ends = ends;
+        report.remote = Some(theirs);
+        Ok(())
+    }
+
+    fn create_streams(&mut self) -> Result<Vec<Stream>> {
+        let p = &self.params;
+        let per_way = p.parallel as usize;
+        let total = p.total_streams();
+        let mut out = Vec::with_capacity(total);
+        for index in 0..total {
+            let sender = if p.bidirectional {
+                index < per_way
+            } else {
+                !p.reverse
+            };
+            let local = self.local_addr(index);
+            let socket = match p.protocol {
+                Protocol::Tcp => DataSocket::Tcp(self.connect_tcp(local)?),
+                Protocol::Udp => DataSocket::Udp(self.connect_udp(local)?),
+            };
+            out.push(Stream {
+                id: iperf::stream_id(index),
+                sender,
+                socket,
+                counters: Arc::new(Counters::default()),
+            });
+        }
+        Ok(out)
+    }
+
+    fn local_addr(&self, index: usize) -> Option<SocketAddr> {
+        let port = self
+            .config
+            .cport
+            .map_or(0, |p| p.saturating_add(index as u16));
+        match (self.config.bind, port) {
+            (None, 0) => None,
+            (Some(ip), port) => Some(SocketAddr::new(ip, port)),
+            (None, port) => Some(SocketAddr::new(unspecified(self.server), port)),
+        }
+    }
+
+    fn connect_tcp(&self, local: Option<SocketAddr>) -> Result<TcpStream> {
+        let fail = |e| Error::io(format!("connecting a data stream to {}", self.server), e);
+        let socket = Socket::new(
+            Domain::for_address(self.server),
+            Type::STREAM,
+            Some(SockProto::TCP),
+        )
+        .map_err(fail)?;
+        if let Some(local) = local {
+            socket.set_reuse_address(true).map_err(fail)?;
+            socket.bind(&SockAddr::from(local)).map_err(fail)?;
+        }
+        if self.params.mss > 0 {
+            socket.set_tcp_mss(self.params.mss).map_err(fail)?;
+        }
+        socket.connect(&SockAddr::from(self.server)).map_err(fail)?;
+        let mut tcp: TcpStream = socket.into();
+        stream::apply_tcp_options(&tcp, &self.params).map_err(fail)?;
+        tcp.write_all(&self.cookie).map_err(fail)?;
+        Ok(tcp)
+    }
+
+    fn connect_udp(&self, local: Option<SocketAddr>) -> Result<UdpSocket> {
+        let fail = |e| Error::io(format!("setting up a UDP stream with {}", self.server), e);
+        let local = local.unwrap_or_else(|| SocketAddr::new(unspecified(self.server), 0));
+        let sock = UdpSocket::bind(local).map_err(fail)?;
+        sock.connect(self.server).map_err(fail)?;
+        stream::apply_udp_options(&sock, &self.params);
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(fail)?;
+        sock.send(&UDP_CONNECT_MSG).map_err(fail)?;
+        // In reverse mode data may overtake the reply: skip a few strays.
+        let mut reply = vec![0u8; 65_536];
+        for _ in 0..64 {
+            let n = sock.recv(&mut reply).map_err(fail)?;
+            if n == 4 && (reply[..4] == UDP_CONNECT_REPLY || reply[..4] == UDP_CONNECT_REPLY_LEGACY)
+            {
+                return Ok(sock);
+            }
+        }
+        Err(Error::Ended(format!(
+            "{}: no UDP connect reply",
+            self.server
+        )))
+    }
+}
+
+fn unspecified(like: SocketAddr) -> IpAddr {
+    match like {
+        SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+fn describe(s: &Stream) -> ConnectedStream {
+    let (local, remote) = s.socket.addrs();
+    ConnectedStream {
+        id: s.id,
+        socket: s.socket.fd(),
+        local,
+        remote,
+        sender: s.sender,
+    }
+}
+
+fn cpu_results(cpu: CpuUse) -> Results {
+    Results {
+        cpu_util_total: cpu.total,
+        cpu_util_user: cpu.user,
+        cpu_util_system: cpu.system,
+        ..Results::default()
+    }
+}

@@ -1,0 +1,103 @@
+//! `sonde perf`: throughput tests over iperf3's wire protocol. The client
+//! and server drive the control connection; each data stream runs on its
+//! own blocking thread ([`stream`]), which only counts, while the control
+//! thread samples the counts every interval ([`measure`]).
+
+pub mod client;
+pub mod control;
+pub mod measure;
+pub mod report;
+mod running;
+pub mod server;
+pub mod stream;
+mod zerocopy;
+
+use std::time::{Duration, Instant};
+
+pub use measure::{StreamEnd, StreamInterval};
+
+/// Receives the events of a test as they happen, for live output.
+pub trait Observer: Send + Sync {
+    /// The data streams are connected.
+    fn connected(&self, _streams: &[ConnectedStream]) {}
+    /// An interval ended.
+    fn interval(&self, _interval: &[StreamInterval]) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// A connected data stream, as iperf3 reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectedStream {
+    /// Stream id.
+    pub id: u32,
+    /// Descriptor number.
+    pub socket: i32,
+    /// Local address.
+    pub local: Option<std::net::SocketAddr>,
+    /// Remote address.
+    pub remote: Option<std::net::SocketAddr>,
+    /// This side sends on it.
+    pub sender: bool,
+}
+
+/// CPU use of this process over a span, in % of one core.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUse {
+    /// User and system.
+    pub total: f64,
+    /// User.
+    pub user: f64,
+    /// System.
+    pub system: f64,
+}
+
+/// Measures this process's CPU time from a starting point.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuClock {
+    wall: Instant,
+    user: Duration,
+    system: Duration,
+}
+
+fn rusage() -> (Duration, Duration) {
+    // SAFETY: getrusage fills the plain struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    (tv(usage.ru_utime), tv(usage.ru_stime))
+}
+
+impl CpuClock {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        let (user, system) = rusage();
+        Self {
+            wall: Instant::now(),
+            user,
+            system,
+        }
+    }
+
+    /// CPU use since the start.
+    pub fn read(&self) -> CpuUse {
+        let (user, system) = rusage();
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
+        let pct = |d: Duration| d.as_secs_f64() / wall * 100.0;
+        let user = pct(user.saturating_sub(self.user));
+        let system = pct(system.saturating_sub(self.system));
+        CpuUse {
+            total: user + system,
+            user,
+            system,
+        }
+    }
+}

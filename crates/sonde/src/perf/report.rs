@@ -1,0 +1,596 @@
+//! Text and JSON output of a perf test in iperf3's layout: interval lines,
+//! the sender and receiver summary, `-J`'s start/intervals/end document,
+//! and sonde's one-line summary. Only formats; the binary prints.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::iperf::params::Protocol;
+
+use super::ConnectedStream;
+use super::client::ClientReport;
+use super::measure::{StreamEnd, StreamInterval, rate};
+
+/// How to scale figures (iperf3's `-f`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Pick a unit per figure (iperf3's default).
+    #[default]
+    Adaptive,
+    /// A fixed unit: b'k' 'm' 'g' 't' for bits, b'K' 'M' 'G' 'T' for bytes.
+    Fixed(u8),
+}
+
+/// Formats a number as iperf3 does: two decimals below 10, one below 100.
+fn number(value: f64) -> String {
+    if value < 9.995 {
+        format!("{value:4.2}")
+    } else if value < 99.95 {
+        format!("{value:4.1}")
+    } else {
+        format!("{value:4.0}")
+    }
+}
+
+/// Bytes with a 1024-based unit ("3.47 GBytes").
+pub fn bytes(value: u64, format: Format) -> String {
+    let v = value as f64;
+    let units = [
+        (1u64 << 40, "TBytes"),
+        (1 << 30, "GBytes"),
+        (1 << 20, "MBytes"),
+        (1 << 10, "KBytes"),
+    ];
+    if let Format::Fixed(unit) = format {
+        let div = match unit.to_ascii_uppercase() {
+            b'T' => units[0],
+            b'G' => units[1],
+            b'M' => units[2],
+            b'K' => units[3],
+            _ => (1, "Bytes"),
+        };
+        return format!("{} {}", number(v / div.0 as f64), div.1);
+    }
+    for (div, name) in units {
+        if v >= div as f64 {
+            return format!("{} {name}", number(v / div as f64));
+        }
+    }
+    format!("{} Bytes", number(v))
+}
+
+/// A rate with a 1000-based unit ("29.8 Gbits/sec"); byte formats print
+/// bytes per second.
+pub fn bitrate(bits_per_sec: f64, format: Format) -> String {
+    let units = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")];
+    match format {
+        Format::Fixed(unit) if unit.is_ascii_uppercase() => {
+            let div = units
+                .iter()
+                .find(|(_, n)| n.as_bytes()[0] == unit)
+                .map_or(1.0, |u| u.0);
+            format!(
+                "{} {}Bytes/sec",
+                number(bits_per_sec / 8.0 / div),
+                char::from(unit)
+            )
+        }
+        Format::Fixed(unit) => {
+            let upper = unit.to_ascii_uppercase();
+            let div = units
+                .iter()
+                .find(|(_, n)| n.as_bytes()[0] == upper)
+                .map_or(1.0, |u| u.0);
+            format!(
+                "{} {}bits/sec",
+                number(bits_per_sec / div),
+                char::from(upper)
+            )
+        }
+        Format::Adaptive => {
+            for (div, name) in units {
+                if bits_per_sec >= div {
+                    return format!("{} {name}bits/sec", number(bits_per_sec / div));
+                }
+            }
+            format!("{} bits/sec", number(bits_per_sec))
+        }
+    }
+}
+
+/// "Connecting to host …" and one line per connected stream.
+pub fn connected_lines(host: &str, port: u16, streams: &[ConnectedStream]) -> String {
+    let mut out = format!("Connecting to host {host}, port {port}\n");
+    for s in streams {
+        let addr = |a: Option<std::net::SocketAddr>| {
+            a.map_or(("?".to_string(), 0), |a| (a.ip().to_string(), a.port()))
+        };
+        let (lh, lp) = addr(s.local);
+        let (rh, rp) = addr(s.remote);
+        let _ = writeln!(
+            out,
+            "[{:3}] local {lh} port {lp} connected to {rh} port {rp}",
+            s.socket
+        );
+    }
+    out
+}
+
+/// The column header for interval lines.
+pub fn interval_header(protocol: Protocol, sender: bool) -> &'static str {
+    match (protocol, sender) {
+        (Protocol::Tcp, true) => "[ ID] Interval           Transfer     Bitrate         Retr  Cwnd",
+        (Protocol::Tcp, false) => "[ ID] Interval           Transfer     Bitrate",
+        (Protocol::Udp, true) => {
+            "[ ID] Interval           Transfer     Bitrate         Total Datagrams"
+        }
+        (Protocol::Udp, false) => {
+            "[ ID] Interval           Transfer     Bitrate         Jitter    Lost/Total Datagrams"
+        }
+    }
+}
+
+fn span(start: f64, end: f64) -> String {
+    format!("{start:6.2}-{end:<6.2} sec")
+}
+
+/// One interval line for a stream (or a `[SUM]` when `id` is "SUM").
+fn interval_line(label: &str, iv: &StreamInterval, protocol: Protocol, format: Format) -> String {
+    let mut line = format!(
+        "[{label:>3}] {}  {}  {}",
+        span(iv.start, iv.end),
+        bytes(iv.bytes, format),
+        bitrate(iv.bits_per_second(), format)
+    );
+    match (protocol, iv.sender) {
+        (Protocol::Tcp, true) => {
+            if let Some((retr, state)) = iv.tcp {
+                let _ = write!(
+                    line,
+                    "  {retr:3}   {}",
+                    bytes(state.snd_cwnd, Format::Adaptive)
+                );
+            }
+        }
+        (Protocol::Udp, true) => {
+            let _ = write!(line, "  {}", iv.packets);
+        }
+        (Protocol::Udp, false) => {
+            let pct = if iv.packets > 0 {
+                100.0 * iv.lost as f64 / iv.packets as f64
+            } else {
+                0.0
+            };
+            let _ = write!(
+                line,
+                "  {:.3} ms  {}/{} ({:.2}%)",
+                iv.jitter_ms, iv.lost, iv.packets, pct
+            );
+        }
+        (Protocol::Tcp, false) => {}
+    }
+    if iv.omitted {
+        line.push_str("  (omitted)");
+    }
+    line
+}
+
+/// The lines of one interval: one per stream, and `[SUM]` lines when
+/// there are several streams in a direction.
+pub fn interval_lines(interval: &[StreamInterval], protocol: Protocol, format: Format) -> String {
+    let mut out = String::new();
+    for iv in interval {
+        let _ = writeln!(
+            out,
+            "{}",
+            interval_line(&iv.socket.to_string(), iv, protocol, format)
+        );
+    }
+    for sender in [true, false] {
+        let part: Vec<&StreamInterval> = interval.iter().filter(|s| s.sender == sender).collect();
+        if part.len() > 1 {
+            let first = part[0];
+            let sum = StreamInterval {
+                bytes: part.iter().map(|s| s.bytes).sum(),
+                packets: part.iter().map(|s| s.packets).sum(),
+                lost: part.iter().map(|s| s.lost).sum(),
+                tcp: None,
+                ..first.clone()
+            };
+            let label = if interval.iter().any(|s| s.sender != sender) && !sender {
+                "SUM-RX"
+            } else {
+                "SUM"
+            };
+            let _ = writeln!(out, "{}", interval_line(label, &sum, protocol, format));
+        }
+    }
+    out
+}
+
+/// The end summary: a sender and a receiver line per stream, then sums.
+pub fn summary_lines(ends: &[StreamEnd], protocol: Protocol, format: Format) -> String {
+    let mut out = String::from("- - - - - - - - - - - - - - - - - - - - - - - - -\n");
+    let header = match protocol {
+        Protocol::Tcp => "[ ID] Interval           Transfer     Bitrate         Retr",
+        Protocol::Udp => {
+            "[ ID] Interval           Transfer     Bitrate         Jitter    Lost/Total Datagrams"
+        }
+    };
+    let _ = writeln!(out, "{header}");
+    let mut line = |label: &str, (b, secs): (u64, f64), extra: String, role: &str| {
+        let _ = writeln!(
+            out,
+            "[{label:>3}] {}  {}  {}{extra}  {role}",
+            span(0.0, secs),
+            bytes(b, format),
+            bitrate(rate(b, secs), format)
+        );
+    };
+    for e in ends {
+        let label = e.socket.to_string();
+        match (protocol, e.udp) {
+            (Protocol::Udp, Some((jitter, lost, packets, _))) => {
+                let pct = if packets > 0 {
+                    100.0 * lost as f64 / packets as f64
+                } else {
+                    0.0
+                };
+                let extra = format!("  {jitter:.3} ms  {lost}/{packets} ({pct:.2}%)");
+                line(
+                    &label,
+                    e.sent,
+                    format!("  {:.3} ms  0/{packets} (0%)", 0.0),
+                    "sender",
+                );
+                line(&label, e.received, extra, "receiver");
+            }
+            _ => {
+                let retr = e
+                    .retransmits
+                    .map_or(String::from("     "), |r| format!("  {r:3}"));
+                line(&label, e.sent, retr, "sender");
+                line(&label, e.received, String::new(), "receiver");
+            }
+        }
+    }
+    for (sum, label) in sums(ends) {
+        let retr = sum
+            .retransmits
+            .map_or(String::new(), |r| format!("  {r:3}"));
+        line(label, sum.sent, retr, "sender");
+        line(label, sum.received, String::new(), "receiver");
+    }
+    out
+}
+
+/// Sums per direction when there are several streams in it.
+fn sums(ends: &[StreamEnd]) -> Vec<(StreamEnd, &'static str)> {
+    let mut out = Vec::new();
+    let bidir = ends.iter().any(|e| e.local_sender) && ends.iter().any(|e| !e.local_sender);
+    for dir in [true, false] {
+        let part: Vec<&StreamEnd> = ends.iter().filter(|e| e.local_sender == dir).collect();
+        if part.len() > 1 {
+            out.push((sum(&part), if bidir && !dir { "SUM-RX" } else { "SUM" }));
+        }
+    }
+    out
+}
+
+fn sum(part: &[&StreamEnd]) -> StreamEnd {
+    let max = |f: fn(&StreamEnd) -> f64| part.iter().map(|e| f(e)).fold(0.0, f64::max);
+    StreamEnd {
+        sent: (part.iter().map(|e| e.sent.0).sum(), max(|e| e.sent.1)),
+        received: (
+            part.iter().map(|e| e.received.0).sum(),
+            max(|e| e.received.1),
+        ),
+        retransmits: part.iter().map(|e| e.retransmits).sum(),
+        local_sender: part.first().is_some_and(|e| e.local_sender),
+        ..StreamEnd::default()
+    }
+}
+
+/// The final plain line: what was measured, in one sentence.
+pub fn summary_line(report: &ClientReport) -> String {
+    let p = &report.params;
+    let proto = match p.protocol {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    };
+    let mode = if p.bidirectional {
+        " bidir"
+    } else if p.reverse {
+        " reverse"
+    } else {
+        ""
+    };
+    let mut text = format!(
+        "sonde perf: {proto}{mode} {} stream(s) to {}",
+        p.parallel, report.server
+    );
+    for dir in [true, false] {
+        let part: Vec<&StreamEnd> = report
+            .ends
+            .iter()
+            .filter(|e| e.local_sender == dir)
+            .collect();
+        if part.is_empty() {
+            continue;
+        }
+        let s = sum(&part);
+        let who = if dir { "upload" } else { "download" };
+        let _ = write!(
+            text,
+            "; {who} {:.2} Gbit/s received ({:.2} s, {} sent)",
+            rate(s.received.0, s.received.1) / 1e9,
+            s.received.1,
+            bytes(s.sent.0, Format::Adaptive)
+        );
+        if let Some(r) = s.retransmits {
+            let _ = write!(text, ", {r} retransmits");
+        }
+        let (lost, packets) = part
+            .iter()
+            .filter_map(|e| e.udp)
+            .fold((0, 0), |(l, n), u| (l + u.1, n + u.2));
+        if packets > 0 {
+            let _ = write!(text, ", {lost}/{packets} lost");
+        }
+    }
+    text
+}
+
+fn sum_json(bytes: u64, secs: f64, sender: bool) -> Value {
+    json!({"start": 0, "end": secs, "seconds": secs, "bytes": bytes,
+           "bits_per_second": rate(bytes, secs), "sender": sender})
+}
+
+fn interval_json(iv: &StreamInterval, protocol: Protocol) -> Value {
+    let mut v = json!({"socket": iv.socket, "start": iv.start, "end": iv.end, "seconds": iv.end - iv.start,
+        "bytes": iv.bytes, "bits_per_second": iv.bits_per_second(), "omitted": iv.omitted, "sender": iv.sender});
+    if let Some((retr, st)) = iv.tcp {
+        for (k, x) in [
+            ("retransmits", retr),
+            ("snd_cwnd", st.snd_cwnd),
+            ("rtt", st.rtt),
+            ("rttvar", st.rttvar),
+            ("pmtu", st.pmtu),
+        ] {
+            v[k] = json!(x);
+        }
+    }
+    if protocol == Protocol::Udp {
+        v["packets"] = json!(iv.packets);
+        if !iv.sender {
+            let pct = if iv.packets > 0 {
+                100.0 * iv.lost as f64 / iv.packets as f64
+            } else {
+                0.0
+            };
+            v["jitter_ms"] = json!(iv.jitter_ms);
+            v["lost_packets"] = json!(iv.lost);
+            v["lost_percent"] = json!(pct);
+        }
+    }
+    v
+}
+
+/// `-J`'s `start` object.
+pub fn json_start(report: &ClientReport, host: &str, version: &str) -> Value {
+    let p = &report.params;
+    let connected: Vec<Value> = report
+        .connected
+        .iter()
+        .map(|s| {
+            json!({"socket": s.socket,
+                "local_host": s.local.map(|a| a.ip().to_string()), "local_port": s.local.map(|a| a.port()),
+                "remote_host": s.remote.map(|a| a.ip().to_string()), "remote_port": s.remote.map(|a| a.port())})
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    json!({
+        "connected": connected,
+        "version": format!("sonde {version}"),
+        "system_info": system_info(),
+        "timestamp": {"timesecs": now.as_secs(), "timemillisecs": now.as_millis() as u64},
+        "connecting_to": {"host": host, "port": report.server.port()},
+        "cookie": report.cookie,
+        "tcp_mss_default": report.mss.unwrap_or(0),
+        "target_bitrate": p.bandwidth,
+        "test_start": {
+            "protocol": if p.protocol == Protocol::Udp { "UDP" } else { "TCP" },
+            "num_streams": p.parallel, "blksize": p.len, "omit": p.omit, "duration": p.time,
+            "bytes": p.num, "blocks": p.blockcount, "reverse": u8::from(p.reverse), "tos": p.tos,
+            "target_bitrate": p.bandwidth, "bidir": u8::from(p.bidirectional), "interval": 1
+        }
+    })
+}
+
+fn system_info() -> String {
+    let u = rustix::system::uname();
+    format!(
+        "{} {} {} {}",
+        u.sysname().to_string_lossy(),
+        u.nodename().to_string_lossy(),
+        u.release().to_string_lossy(),
+        u.machine().to_string_lossy()
+    )
+}
+
+/// One `intervals[]` element.
+pub fn json_interval(interval: &[StreamInterval], protocol: Protocol) -> Value {
+    let streams: Vec<Value> = interval
+        .iter()
+        .map(|iv| interval_json(iv, protocol))
+        .collect();
+    let mut v = json!({"streams": streams});
+    for (key, dir) in [("sum", true), ("sum_bidir_reverse", false)] {
+        let part: Vec<&StreamInterval> = interval.iter().filter(|s| s.sender == dir).collect();
+        let (Some(first), true) = (part.first(), !part.is_empty()) else {
+            continue;
+        };
+        let total = part.iter().map(|s| s.bytes).sum();
+        let mut sum = StreamInterval {
+            bytes: total,
+            tcp: None,
+            ..(*first).clone()
+        };
+        sum.packets = part.iter().map(|s| s.packets).sum();
+        sum.lost = part.iter().map(|s| s.lost).sum();
+        let mut sv = interval_json(&sum, protocol);
+        if protocol == Protocol::Tcp && dir {
+            sv["retransmits"] = json!(part.iter().filter_map(|s| s.tcp.map(|t| t.0)).sum::<u64>());
+        }
+        let bidir = interval.iter().any(|s| s.sender) && interval.iter().any(|s| !s.sender);
+        let key = if !bidir { "sum" } else { key };
+        v[key] = sv;
+    }
+    v
+}
+
+/// The whole `-J` document.
+pub fn json_report(report: &ClientReport, host: &str, version: &str) -> Value {
+    let protocol = report.params.protocol;
+    let intervals: Vec<Value> = report
+        .intervals
+        .iter()
+        .map(|i| json_interval(i, protocol))
+        .collect();
+    let mut streams = Vec::new();
+    for e in &report.ends {
+        let mut snd = sum_json(e.sent.0, e.sent.1, e.local_sender);
+        snd["socket"] = json!(e.socket);
+        let mut rcv = sum_json(e.received.0, e.received.1, e.local_sender);
+        rcv["socket"] = json!(e.socket);
+        if let Some(r) = e.retransmits {
+            snd["retransmits"] = json!(r);
+        }
+        if let Some((cwnd, min, max, mean)) = e.rtt {
+            for (k, x) in [
+                ("max_snd_cwnd", cwnd),
+                ("min_rtt", min),
+                ("max_rtt", max),
+                ("mean_rtt", mean),
+            ] {
+                snd[k] = json!(x);
+            }
+        }
+        match e.udp {
+            Some((jitter, lost, packets, ooo)) => {
+                let mut u = sum_json(e.received.0, e.received.1, e.local_sender);
+                u["socket"] = json!(e.socket);
+                u["jitter_ms"] = json!(jitter);
+                u["lost_packets"] = json!(lost);
+                u["packets"] = json!(packets);
+                u["lost_percent"] = json!(if packets > 0 {
+                    100.0 * lost as f64 / packets as f64
+                } else {
+                    0.0
+                });
+                u["out_of_order"] = json!(ooo);
+                streams.push(json!({"udp": u}));
+            }
+            None => streams.push(json!({"sender": snd, "receiver": rcv})),
+        }
+    }
+    let mut end = json!({"streams": streams});
+    let bidir = report.params.bidirectional;
+    for (dir, suffix) in [(true, ""), (false, "_bidir_reverse")] {
+        let part: Vec<&StreamEnd> = report
+            .ends
+            .iter()
+            .filter(|e| e.local_sender == dir)
+            .collect();
+        if part.is_empty() {
+            continue;
+        }
+        let s = sum(&part);
+        let suffix = if bidir { suffix } else { "" };
+        let mut sent = sum_json(s.sent.0, s.sent.1, dir);
+        if let Some(r) = s.retransmits {
+            sent["retransmits"] = json!(r);
+        }
+        let mut received = sum_json(s.received.0, s.received.1, dir);
+        if protocol == Protocol::Udp {
+            let (lost, packets) = part
+                .iter()
+                .filter_map(|e| e.udp)
+                .fold((0, 0), |(l, n), u| (l + u.1, n + u.2));
+            let jitter =
+                part.iter().filter_map(|e| e.udp.map(|u| u.0)).sum::<f64>() / part.len() as f64;
+            let pct = if packets > 0 {
+                100.0 * lost as f64 / packets as f64
+            } else {
+                0.0
+            };
+            for (k, x) in [
+                ("jitter_ms", json!(jitter)),
+                ("lost_packets", json!(lost)),
+                ("packets", json!(packets)),
+                ("lost_percent", json!(pct)),
+            ] {
+                received[k] = x.clone();
+            }
+            sent["packets"] = json!(packets);
+            let mut legacy = sum_json(s.sent.0, s.received.1, dir);
+            for (k, x) in [
+                ("jitter_ms", json!(jitter)),
+                ("lost_packets", json!(lost)),
+                ("packets", json!(packets)),
+                ("lost_percent", json!(pct)),
+            ] {
+                legacy[k] = x;
+            }
+            end[format!("sum{suffix}")] = legacy;
+        }
+        end[format!("sum_sent{suffix}")] = sent;
+        end[format!("sum_received{suffix}")] = received;
+    }
+    let remote = report.remote.clone().unwrap_or_default();
+    end["cpu_utilization_percent"] = json!({
+        "host_total": report.local_cpu.total, "host_user": report.local_cpu.user, "host_system": report.local_cpu.system,
+        "remote_total": remote.cpu_util_total, "remote_user": remote.cpu_util_user, "remote_system": remote.cpu_util_system,
+    });
+    if protocol == Protocol::Tcp {
+        if let Some(cc) = &report.congestion {
+            end["sender_tcp_congestion"] = json!(cc);
+        }
+        if let Some(cc) = &remote.congestion_used {
+            end["receiver_tcp_congestion"] = json!(cc);
+        }
+    }
+    let mut doc =
+        json!({"start": json_start(report, host, version), "intervals": intervals, "end": end});
+    if let Some(text) = remote.server_output_text {
+        doc["server_output_text"] = json!(text);
+    }
+    if let Some(value) = remote.server_output_json {
+        doc["server_output_json"] = value;
+    }
+    if let Some(title) = &report.params.title {
+        doc["title"] = json!(title);
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_follow_iperf3() {
+        assert_eq!(bytes(3_725_000_000, Format::Adaptive), "3.47 GBytes");
+        assert_eq!(bytes(132_000, Format::Adaptive), " 129 KBytes");
+        assert_eq!(
+            bitrate(29_800_000_000.0, Format::Adaptive),
+            "29.8 Gbits/sec"
+        );
+        assert_eq!(bitrate(1_050_000.0, Format::Adaptive), "1.05 Mbits/sec");
+        assert_eq!(bitrate(1e9, Format::Fixed(b'm')), "1000 Mbits/sec");
+        assert_eq!(bitrate(8e6, Format::Fixed(b'M')), "1.00 MBytes/sec");
+    }
+}

@@ -1,0 +1,198 @@
+//! The running phase shared by client and server: start a thread per
+//! stream, sample the counters into intervals, stop the senders, and close
+//! everything at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::iperf::params::Params;
+
+use super::Observer;
+use super::measure::{Meter, Sample, StreamInfo, StreamInterval};
+use super::stream::{self, DataSocket, Stream};
+
+pub(crate) struct Running {
+    pub(crate) streams: Vec<Stream>,
+    pub(crate) meter: Meter,
+    pub(crate) started: Instant,
+    pub(crate) intervals: Vec<Vec<StreamInterval>>,
+    senders_stop: Arc<AtomicBool>,
+    receivers_stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+    interval: Option<Duration>,
+    next_tick: Duration,
+}
+
+impl Running {
+    /// Starts moving data on every stream.
+    pub(crate) fn start(
+        streams: Vec<Stream>,
+        params: &Params,
+        interval: Option<Duration>,
+        started: Instant,
+    ) -> Result<Self> {
+        let senders_stop = Arc::new(AtomicBool::new(false));
+        let receivers_stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::with_capacity(streams.len());
+        for s in &streams {
+            let flag = if s.sender {
+                &senders_stop
+            } else {
+                &receivers_stop
+            };
+            let handle = stream::spawn(s, params, Arc::clone(flag))
+                .map_err(|e| Error::io("starting a stream thread", e))?;
+            handles.push(handle);
+        }
+        let infos = streams
+            .iter()
+            .map(|s| StreamInfo {
+                id: s.id,
+                socket: s.socket.fd(),
+                sender: s.sender,
+            })
+            .collect();
+        let meter = Meter::new(
+            params.protocol,
+            infos,
+            Duration::from_secs(u64::from(params.omit)),
+        );
+        Ok(Self {
+            streams,
+            meter,
+            started,
+            intervals: Vec::new(),
+            senders_stop,
+            receivers_stop,
+            handles,
+            interval: interval.filter(|i| !i.is_zero()),
+            next_tick: interval.filter(|i| !i.is_zero()).unwrap_or(Duration::MAX),
+        })
+    }
+
+    pub(crate) fn samples(&self) -> Vec<Sample> {
+        self.streams
+            .iter()
+            .map(|s| Sample {
+                bytes: s.counters.bytes.load(Ordering::Relaxed),
+                blocks: s.counters.blocks.load(Ordering::Relaxed),
+                udp: s.counters.udp.lock().map(|u| u.clone()).unwrap_or_default(),
+                tcp: match (&s.socket, s.sender) {
+                    (DataSocket::Tcp(t), true) => stream::tcp_state(t),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    /// Time since TEST_START.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// When the next interval is due (since TEST_START).
+    pub(crate) fn next_tick(&self) -> Duration {
+        self.next_tick
+    }
+
+    /// Records an interval if one is due; returns whether it did.
+    pub(crate) fn tick_if_due(&mut self, observer: &dyn Observer) -> bool {
+        let now = self.elapsed();
+        if now < self.next_tick {
+            return false;
+        }
+        self.record(now, observer);
+        if let Some(step) = self.interval {
+            while self.next_tick <= now {
+                self.next_tick += step;
+            }
+        }
+        true
+    }
+
+    fn record(&mut self, now: Duration, observer: &dyn Observer) {
+        let samples = self.samples();
+        let interval = self.meter.interval(now, &samples);
+        observer.interval(&interval);
+        self.intervals.push(interval);
+    }
+
+    /// Records the last, partial interval (dropped when it is under 10%
+    /// of an interval and empty, as iperf3 does).
+    pub(crate) fn final_tick(&mut self, observer: &dyn Observer) {
+        let now = self.elapsed();
+        let samples = self.samples();
+        let last_at = self
+            .intervals
+            .last()
+            .and_then(|i| i.first())
+            .map_or(0.0, |s| s.end);
+        let step = self.interval.unwrap_or(Duration::MAX).as_secs_f64();
+        let moved = samples
+            .iter()
+            .zip(self.meter_last())
+            .any(|(s, l)| s.bytes > l);
+        let span = now.as_secs_f64() - last_at;
+        if self.interval.is_none() || moved || span >= step * 0.1 {
+            let interval = self.meter.interval(now, &samples);
+            if self.interval.is_some() {
+                observer.interval(&interval);
+            }
+            self.intervals.push(interval);
+        }
+    }
+
+    fn meter_last(&self) -> Vec<u64> {
+        self.intervals
+            .iter()
+            .fold(vec![0u64; self.streams.len()], |mut acc, iv| {
+                for (a, s) in acc.iter_mut().zip(iv) {
+                    *a += s.bytes;
+                }
+                acc
+            })
+    }
+
+    /// Stops the sending threads (receivers go on draining).
+    pub(crate) fn stop_senders(&self) {
+        self.senders_stop.store(true, Ordering::Relaxed);
+    }
+
+    /// A stream thread's failure, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.streams
+            .iter()
+            .find_map(|s| s.counters.failure.lock().ok().and_then(|f| f.clone()))
+    }
+
+    /// Total bytes and blocks moved by this side's streams.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.streams.iter().fold((0, 0), |(b, k), s| {
+            (
+                b + s.counters.bytes.load(Ordering::Relaxed),
+                k + s.counters.blocks.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Closes every data socket and waits for the threads.
+    pub(crate) fn close(&mut self) {
+        self.senders_stop.store(true, Ordering::Relaxed);
+        self.receivers_stop.store(true, Ordering::Relaxed);
+        for s in &self.streams {
+            s.socket.close();
+        }
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

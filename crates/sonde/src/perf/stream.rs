@@ -1,0 +1,366 @@
+//! Data streams of a perf test: socket set-up (options, cookie, the UDP
+//! hello) and the blocking threads that move data, one per stream, which
+//! only count; the control thread samples the counts.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
+
+use crate::iperf::pacer::Pacer;
+use crate::iperf::params::Params;
+use crate::iperf::udp::{UdpHeader, UdpRecvStats};
+
+/// A data socket.
+#[derive(Debug)]
+pub enum DataSocket {
+    /// A TCP stream.
+    Tcp(TcpStream),
+    /// A connected UDP socket.
+    Udp(UdpSocket),
+}
+
+impl DataSocket {
+    /// The descriptor number, shown as iperf3's `socket`.
+    pub fn fd(&self) -> i32 {
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Udp(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Local and remote addresses.
+    pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        match self {
+            Self::Tcp(s) => (s.local_addr().ok(), s.peer_addr().ok()),
+            Self::Udp(s) => (s.local_addr().ok(), s.peer_addr().ok()),
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            Self::Tcp(s) => Self::Tcp(s.try_clone()?),
+            Self::Udp(s) => Self::Udp(s.try_clone()?),
+        })
+    }
+
+    /// Unblocks and ends whatever thread uses the socket.
+    pub fn close(&self) {
+        match self {
+            Self::Tcp(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Self::Udp(s) => {
+                // A UDP receiver polls its stop flag; nothing to unblock.
+                let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
+            }
+        }
+    }
+}
+
+/// What a stream's thread counts; read by the control thread.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes sent or received.
+    pub bytes: AtomicU64,
+    /// Blocks written (TCP) or datagrams sent (UDP).
+    pub blocks: AtomicU64,
+    /// UDP receive statistics.
+    pub udp: Mutex<UdpRecvStats>,
+    /// Set when the thread has ended, with why if it failed.
+    pub failure: Mutex<Option<String>>,
+}
+
+/// One data stream of a test.
+#[derive(Debug)]
+pub struct Stream {
+    /// The iperf3 stream id.
+    pub id: u32,
+    /// This side sends on it.
+    pub sender: bool,
+    /// The socket.
+    pub socket: DataSocket,
+    /// What its thread counted.
+    pub counters: Arc<Counters>,
+}
+
+/// Applies the per-stream socket options the parameters ask for.
+pub fn apply_tcp_options(sock: &TcpStream, params: &Params) -> io::Result<()> {
+    let sref = SockRef::from(sock);
+    if params.nodelay {
+        sock.set_nodelay(true)?;
+    }
+    if params.mss > 0 {
+        sref.set_tcp_mss(params.mss)?;
+    }
+    if params.window > 0 {
+        sref.set_send_buffer_size(params.window as usize)?;
+        sref.set_recv_buffer_size(params.window as usize)?;
+    }
+    if let Some(cc) = &params.congestion {
+        // As iperf3: an unknown algorithm is a warning, not a failure.
+        let _ = sref.set_tcp_congestion(cc.as_bytes());
+    }
+    if params.tos > 0 {
+        let _ = sref.set_tos_v4(params.tos);
+    }
+    Ok(())
+}
+
+/// Raises a UDP socket's buffers so a burst of datagrams fits.
+pub fn apply_udp_options(sock: &UdpSocket, params: &Params) {
+    let sref = SockRef::from(sock);
+    let want = if params.window > 0 {
+        params.window as usize
+    } else {
+        4 << 20
+    };
+    let _ = sref.set_send_buffer_size(want);
+    let _ = sref.set_recv_buffer_size(want);
+}
+
+/// The payload: random bytes, or "0123456789…" when asked.
+pub fn payload(len: usize, repeating: bool) -> Vec<u8> {
+    if repeating {
+        return (0..len).map(|i| b'0' + (i % 10) as u8).collect();
+    }
+    let mut buf = vec![0u8; len];
+    let _ = rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty());
+    buf
+}
+
+/// The monotonic clock as (seconds, microseconds), as iperf3 stamps UDP.
+pub fn monotonic() -> (u64, u32) {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (now.tv_sec as u64, (now.tv_nsec / 1000) as u32)
+}
+
+fn monotonic_secs() -> f64 {
+    let (sec, usec) = monotonic();
+    sec as f64 + f64::from(usec) / 1e6
+}
+
+fn fail(counters: &Counters, err: impl std::fmt::Display) {
+    if let Ok(mut slot) = counters.failure.lock() {
+        *slot = Some(err.to_string());
+    }
+}
+
+/// Starts the thread that moves data on `stream` until `stop` is set or
+/// the socket closes.
+///
+/// # Errors
+/// When the socket cannot be duplicated or the thread cannot start.
+pub fn spawn(
+    stream: &Stream,
+    params: &Params,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let socket = stream.socket.try_clone()?;
+    let counters = Arc::clone(&stream.counters);
+    let params = params.clone();
+    let sender = stream.sender;
+    thread::Builder::new()
+        .name(format!("sonde-stream-{}", stream.id))
+        .spawn(move || {
+            let result = match (socket, sender) {
+                (DataSocket::Tcp(s), true) => tcp_send(s, &params, &counters, &stop),
+                (DataSocket::Tcp(s), false) => tcp_recv(s, &params, &counters, &stop),
+                (DataSocket::Udp(s), true) => udp_send(&s, &params, &counters, &stop),
+                (DataSocket::Udp(s), false) => udp_recv(&s, &params, &counters, &stop),
+            };
+            if let Err(e) = result
+                && !stop.load(Ordering::Relaxed)
+            {
+                fail(&counters, e);
+            }
+        })
+}
+
+fn pacer_for(params: &Params) -> Option<(Pacer, Instant)> {
+    (params.bandwidth > 0).then(|| {
+        (
+            Pacer::new(params.bandwidth, params.len as usize, params.burst),
+            Instant::now(),
+        )
+    })
+}
+
+fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &AtomicBool) {
+    if let Some((pacer, start)) = pacer.as_mut() {
+        loop {
+            let wait = pacer.wait(start.elapsed(), bytes);
+            if wait.is_zero() || stop.load(Ordering::Relaxed) {
+                return;
+            }
+            thread::sleep(wait);
+        }
+    }
+}
+
+fn tcp_send(
+    mut sock: TcpStream,
+    params: &Params,
+    c: &Counters,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    if params.zerocopy {
+        return super::zerocopy::send(&sock, params, c, stop);
+    }
+    let buf = payload(params.len as usize, params.repeating_payload);
+    let mut pacer = pacer_for(params);
+    while !stop.load(Ordering::Relaxed) {
+        pace(&mut pacer, buf.len(), stop);
+        let n = sock.write(&buf)?;
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        c.blocks.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn tcp_recv(
+    mut sock: TcpStream,
+    params: &Params,
+    c: &Counters,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    if params.skip_rx_copy {
+        return super::zerocopy::recv_discard(&sock, c, stop);
+    }
+    let mut buf = vec![0u8; (params.len as usize).max(64 * 1024)];
+    loop {
+        let n = match sock.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        c.blocks.fetch_add(1, Ordering::Relaxed);
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+    }
+}
+
+fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
+    let wide = params.udp_counters_64bit;
+    let mut buf = payload(params.len as usize, params.repeating_payload);
+    let mut pacer = pacer_for(params);
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        pace(&mut pacer, buf.len(), stop);
+        seq += 1;
+        let (sec, usec) = monotonic();
+        UdpHeader {
+            sec: sec as u32,
+            usec,
+            seq,
+        }
+        .write(&mut buf, wide);
+        match sock.send(&buf) {
+            Ok(n) => {
+                c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                c.blocks.fetch_add(1, Ordering::Relaxed);
+            }
+            // A full queue or a closed port is not a reason to stop: the
+            // sequence number is taken back so no gap appears.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                ) || e.raw_os_error() == Some(libc::ENOBUFS) =>
+            {
+                seq -= 1;
+                thread::yield_now();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn udp_recv(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
+    let wide = params.udp_counters_64bit;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // Unlike iperf3 3.12, a datagram too short for a header is not
+        // parsed; its bytes still count.
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        c.blocks.fetch_add(1, Ordering::Relaxed);
+        if let Ok(header) = UdpHeader::read(&buf[..n], wide) {
+            let arrival = monotonic_secs();
+            if let Ok(mut stats) = c.udp.lock() {
+                stats.record(&header, n, arrival);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// TCP state of a sending socket, from `TCP_INFO`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpState {
+    /// Retransmitted segments since the connection started.
+    pub total_retrans: u64,
+    /// Congestion window in bytes.
+    pub snd_cwnd: u64,
+    /// Smoothed RTT in µs.
+    pub rtt: u64,
+    /// RTT variance in µs.
+    pub rttvar: u64,
+    /// Path MTU.
+    pub pmtu: u64,
+}
+
+/// Reads `TCP_INFO` from a TCP socket.
+pub fn tcp_state(sock: &TcpStream) -> Option<TcpState> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len`
+    // bytes into it and reports how many.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| TcpState {
+        total_retrans: u64::from(info.tcpi_total_retrans),
+        snd_cwnd: u64::from(info.tcpi_snd_cwnd) * u64::from(info.tcpi_snd_mss),
+        rtt: u64::from(info.tcpi_rtt),
+        rttvar: u64::from(info.tcpi_rttvar),
+        pmtu: u64::from(info.tcpi_pmtu),
+    })
+}
+
+/// The congestion control algorithm of a TCP socket.
+pub fn congestion(sock: &TcpStream) -> Option<String> {
+    let name = SockRef::from(sock).tcp_congestion().ok()?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Some(String::from_utf8_lossy(&name[..end]).into_owned())
+}
