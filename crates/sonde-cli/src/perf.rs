@@ -226,19 +226,27 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
     config.interval =
         (args.interval > 0.0).then(|| Duration::from_secs_f64(args.interval.max(0.1)));
     config.rcv_timeout = Duration::from_millis(args.rcv_timeout.max(100));
+    let format = format(&args)?;
+    let server_stop = Arc::new(AtomicBool::new(false));
     let server_thread = if embedded {
-        Some(start_embedded(&mut config)?)
+        Some(start_embedded(&mut config, Arc::clone(&server_stop))?)
     } else {
         None
     };
-    let result = run_client(&args, &config, &out, &stop);
+    let result = run_client(&args, &config, format, &out, &stop);
     if let Some(handle) = server_thread {
+        // The embedded server ends after its one test, or now if the client
+        // never ran one.
+        server_stop.store(true, Ordering::SeqCst);
         let _ = handle.join();
     }
     result
 }
 
-fn start_embedded(config: &mut ClientConfig) -> anyhow::Result<std::thread::JoinHandle<()>> {
+fn start_embedded(
+    config: &mut ClientConfig,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let listener = net::listen_tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), false)
         .context("starting the embedded server")?;
     config.port = listener
@@ -250,15 +258,15 @@ fn start_embedded(config: &mut ClientConfig) -> anyhow::Result<std::thread::Join
         max_tests: 1,
         ..ServerConfig::default()
     };
-    let never = AtomicBool::new(false);
     Ok(std::thread::spawn(move || {
-        let _ = server::serve(listener, server_config, |_| {}, &never);
+        let _ = server::serve(listener, server_config, |_| {}, &stop);
     }))
 }
 
 fn run_client(
     args: &PerfArgs,
     config: &ClientConfig,
+    format: Format,
     out: &Out,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
@@ -266,7 +274,7 @@ fn run_client(
     let live = Live {
         out: Arc::clone(out),
         protocol: config.params.protocol,
-        format: format(args)?,
+        format,
         json_stream: args.json_stream,
         text,
         title: args.title.clone(),

@@ -122,7 +122,7 @@ fn check_agreement(json: &Value, mode: &[&str], label: &str) {
         let sent = &end[format!("sum_sent{suffix}")];
         let received = &end[format!("sum_received{suffix}")];
         if sent.is_null() {
-            assert!(suffix != "", "{label}: no sum_sent");
+            assert!(!suffix.is_empty(), "{label}: no sum_sent");
             continue;
         }
         if udp {

@@ -23,9 +23,10 @@ impl Pacer {
         let bytes_per_sec = bits_per_sec as f64 / 8.0;
         let block = block as f64;
         let millisecond = bytes_per_sec / 1000.0;
-        // One burst (or block) plus 1 ms of credit: enough to make up for
-        // a late wake-up without letting a long pause turn into a burst.
-        let capacity = f64::from(burst.max(1)) * block + millisecond;
+        // A burst (or a block), or 1 ms of the rate if that is more: so no
+        // 1 ms window carries more than 2 ms worth. The sender wakes early
+        // and spins the rest, so little credit is needed for lateness.
+        let capacity = (f64::from(burst.max(1)) * block).max(millisecond);
         Self {
             bytes_per_sec,
             tokens: block.min(capacity),

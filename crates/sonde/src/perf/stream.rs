@@ -192,13 +192,20 @@ fn pacer_for(params: &Params) -> Option<(Pacer, Instant)> {
 }
 
 fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &AtomicBool) {
+    // Sleeping overshoots by tens of µs (more on a busy VM): sleep until
+    // shortly before the send is due, then spin, so the rate stays exact.
+    const SPIN: Duration = Duration::from_micros(100);
     if let Some((pacer, start)) = pacer.as_mut() {
         loop {
             let wait = pacer.wait(start.elapsed(), bytes);
             if wait.is_zero() || stop.load(Ordering::Relaxed) {
                 return;
             }
-            thread::sleep(wait);
+            if wait > SPIN * 2 {
+                thread::sleep(wait - SPIN);
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 }

@@ -1,0 +1,129 @@
+//! `sonde perf` from the command line: the embedded default, iperf3-style
+//! text and JSON, and usage errors.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn perf(args: &[&str]) -> Finished {
+    let mut cmd = sonde();
+    cmd.arg("perf").args(args);
+    run(cmd, b"")
+}
+
+#[test]
+fn embedded_default_prints_iperf3_layout_and_a_summary_line() {
+    let done = perf(&["-t", "1"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let text = done.stdout_text();
+    assert!(
+        text.starts_with("Connecting to host 127.0.0.1, port "),
+        "{text}"
+    );
+    assert!(text.contains("[ ID] Interval           Transfer     Bitrate         Retr  Cwnd"));
+    assert!(
+        text.contains(" sender\n") && text.contains(" receiver\n"),
+        "{text}"
+    );
+    assert!(text.contains("\niperf Done.\n"));
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("sonde perf: TCP 1 stream(s) to 127.0.0.1:"),
+        "{last}"
+    );
+    assert!(last.contains("Gbit/s received"), "{last}");
+}
+
+#[test]
+fn json_output_follows_iperf3_schema() {
+    let done = perf(&["-t", "1", "-J", "-P", "2"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
+    assert_eq!(json["start"]["test_start"]["protocol"], "TCP");
+    assert_eq!(json["start"]["test_start"]["num_streams"], 2);
+    assert_eq!(json["start"]["connected"].as_array().map(Vec::len), Some(2));
+    assert!(json["intervals"].as_array().is_some_and(|i| !i.is_empty()));
+    assert!(
+        json["intervals"][0]["sum"]["bits_per_second"]
+            .as_f64()
+            .is_some()
+    );
+    let end = &json["end"];
+    assert!(end["sum_sent"]["bytes"].as_u64().unwrap_or(0) > 0);
+    assert!(end["sum_received"]["bytes"].as_u64().unwrap_or(0) > 0);
+    assert!(
+        end["streams"][0]["sender"]["retransmits"]
+            .as_i64()
+            .is_some()
+    );
+    assert!(
+        end["cpu_utilization_percent"]["host_total"]
+            .as_f64()
+            .is_some()
+    );
+}
+
+#[test]
+fn udp_json_counts_packets_and_loss() {
+    let done = perf(&["-t", "1", "-J", "-u", "-b", "10M", "-l", "1000"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
+    let udp = &json["end"]["streams"][0]["udp"];
+    let packets = udp["packets"].as_i64().expect("packets");
+    // The rate's accuracy is measured in bench/, not here.
+    assert!(packets > 0, "{udp}");
+    assert!(udp["lost_packets"].as_i64().is_some());
+    assert!(udp["jitter_ms"].as_f64().is_some());
+}
+
+#[test]
+fn json_stream_prints_one_event_per_line() {
+    let done = perf(&["-t", "1", "--json-stream"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let events: Vec<String> = done
+        .stdout_text()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("a JSON line")["event"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(events.contains(&"interval".to_string()));
+    assert_eq!(events.last().map(String::as_str), Some("end"));
+}
+
+#[test]
+fn usage_errors_name_the_problem() {
+    for (args, needle) in [
+        (&["--no-such-flag"][..], "--no-such-flag"),
+        (&["-t", "1", "-n", "1M"], "mutually exclusive"),
+        (&["-u", "-l", "70000"], "UDP length"),
+        (&["-P", "0"], "parallel"),
+        (&["-b", "1M/x"], "burst"),
+        (&["-f", "q"], "-f q"),
+    ] {
+        let done = perf(args);
+        assert_eq!(done.code(), Some(2), "{args:?}: {}", done.stderr);
+        assert!(done.stderr.contains(needle), "{args:?}: {}", done.stderr);
+    }
+}
+
+#[test]
+fn refused_connection_exits_1() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let done = perf(&["-c", "127.0.0.1", "-p", &port.to_string(), "-t", "1"]);
+    assert_eq!(done.code(), Some(1));
+    assert!(
+        done.stderr.contains(&format!(
+            "connecting to 127.0.0.1:{port}: connection refused"
+        )),
+        "{}",
+        done.stderr
+    );
+}
