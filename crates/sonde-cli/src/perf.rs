@@ -301,7 +301,12 @@ fn run_client(
         Err(err) => return Err(err.into()),
     };
     print_report(args, config, &report, &live)?;
-    Ok(ExitCode::SUCCESS)
+    // Cut short by Ctrl-C: the summary so far is printed, but the test failed.
+    Ok(if report.interrupted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn pretty(doc: &serde_json::Value, pretty: bool) -> String {

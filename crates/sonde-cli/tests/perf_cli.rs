@@ -127,3 +127,39 @@ fn refused_connection_exits_1() {
         done.stderr
     );
 }
+
+/// Ctrl-C prints the summary so far, tells the server, and exits 1.
+#[test]
+fn ctrl_c_prints_the_summary_so_far() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = sonde()
+        .args(["perf", "-t", "30", "-i", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    // Wait for the first interval line, then interrupt.
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("bits/sec") {
+            break;
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    for line in lines {
+        seen.push_str(&line.expect("a line"));
+        seen.push('\n');
+    }
+    let err = collect(child.stderr.take());
+    let done = finish(child, collect(None::<std::io::Empty>), err);
+    assert_eq!(done.code(), Some(1), "{}", done.stderr);
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert!(seen.contains(" sender\n"), "{seen}");
+}

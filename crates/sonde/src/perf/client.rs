@@ -205,6 +205,7 @@ impl Session<'_> {
                     if !self.measure(observer, stop)? {
                         report.interrupted = true;
                         let _ = self.control.write_state(TestState::ClientTerminate);
+                        self.local_ends(report);
                         return Ok(());
                     }
                 }
@@ -301,6 +302,22 @@ impl Session<'_> {
         running.final_tick(observer);
         self.control.write_state(TestState::TestEnd)?;
         Ok(true)
+    }
+
+    /// This side's view only, for a test cut short (no results exchange).
+    fn local_ends(&mut self, report: &mut ClientReport) {
+        if let Some(running) = self.running.as_mut() {
+            let samples = running.samples();
+            let local = running.meter.results(running.elapsed(), &samples);
+            let none = Results::default();
+            report.ends = measure::join(
+                self.params.protocol,
+                running.meter.streams(),
+                &local,
+                &none,
+                &[],
+            );
+        }
     }
 
     fn exchange(&mut self, report: &mut ClientReport) -> Result<()> {

@@ -208,8 +208,13 @@ fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>)
         .ok()
         .and_then(|t| t.get(&cookie).cloned());
     if let Some(test) = known {
-        // A data stream: hand it over (a closed test just drops it).
-        let _ = control.socket().try_clone().map(|s| test.send((order, s)));
+        // A data stream: undo what reading the cookie set (a read timeout,
+        // TCP_NODELAY) and hand it over (a closed test just drops it).
+        if let Ok(sock) = control.socket().try_clone() {
+            let _ = sock.set_read_timeout(None);
+            let _ = sock.set_nodelay(false);
+            let _ = test.send((order, sock));
+        }
         return;
     }
     let running = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
