@@ -120,6 +120,21 @@ pub fn apply_udp_options(sock: &UdpSocket, params: &Params) {
     };
     let _ = sref.set_send_buffer_size(want);
     let _ = sref.set_recv_buffer_size(want);
+    if params.window == 0 {
+        // Bursts of GSO datagrams overflow a small receive queue; with the
+        // privilege to do so, go past rmem_max (harmless when refused).
+        let big: libc::c_int = 32 << 20;
+        // SAFETY: setsockopt reads an int from the pointer given.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&big as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
 }
 
 /// The payload: random bytes, or "0123456789…" when asked.
@@ -255,35 +270,72 @@ fn tcp_recv(
     }
 }
 
+/// Datagrams per `send` with UDP GSO: the kernel cuts one buffer into
+/// `len`-sized datagrams, each already carrying its own iperf3 header, so
+/// the bytes on the wire are the same as one send per datagram.
+const GSO_MAX_SEGMENTS: usize = 64;
+/// The most one GSO send may carry.
+const GSO_MAX_BYTES: usize = 65_000;
+
+fn set_udp_option(sock: &UdpSocket, option: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: setsockopt reads an int from the pointer given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+/// How many datagrams to send at once: as many as GSO allows when the rate
+/// is unlimited, else no more than 1 ms worth (so pacing stays smooth).
+fn gso_batch(sock: &UdpSocket, params: &Params) -> usize {
+    let len = params.len as usize;
+    let mut batch = (GSO_MAX_BYTES / len.max(1)).min(GSO_MAX_SEGMENTS);
+    if params.bandwidth > 0 {
+        let millisecond = (params.bandwidth / 8 / 1000) as usize;
+        batch = batch.min(millisecond / len.max(1));
+    }
+    let len_int = libc::c_int::try_from(len).unwrap_or(0);
+    if batch > 1 && set_udp_option(sock, libc::UDP_SEGMENT, len_int) {
+        batch
+    } else {
+        1
+    }
+}
+
 fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
     let wide = params.udp_counters_64bit;
-    let mut buf = payload(params.len as usize, params.repeating_payload);
+    let len = params.len as usize;
+    let batch = gso_batch(sock, params);
+    let one = payload(len, params.repeating_payload);
+    let mut buf: Vec<u8> = one.iter().copied().cycle().take(len * batch).collect();
     let mut pacer = pacer_for(params);
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        pace(&mut pacer, buf.len(), stop);
-        seq += 1;
+        pace(&mut pacer, len * batch, stop);
         let (sec, usec) = monotonic();
-        UdpHeader {
-            sec: sec as u32,
-            usec,
-            seq,
+        for (k, segment) in buf.chunks_mut(len).enumerate() {
+            UdpHeader { sec: sec as u32, usec, seq: seq + k as u64 + 1 }.write(segment, wide);
         }
-        .write(&mut buf, wide);
         match sock.send(&buf) {
             Ok(n) => {
+                seq += batch as u64;
                 c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                c.blocks.fetch_add(1, Ordering::Relaxed);
+                c.blocks.fetch_add(batch as u64, Ordering::Relaxed);
             }
-            // A full queue or a closed port is not a reason to stop: the
-            // sequence number is taken back so no gap appears.
+            // A full queue or a closed port is not a reason to stop; the
+            // sequence numbers were not used, so no gap appears.
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
                 ) || e.raw_os_error() == Some(libc::ENOBUFS) =>
             {
-                seq -= 1;
                 thread::yield_now();
             }
             Err(e) => return Err(e),
@@ -294,8 +346,12 @@ fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
 
 fn udp_recv(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
     let wide = params.udp_counters_64bit;
+    let len = (params.len as usize).max(1);
+    // With GRO a GSO sender's datagrams arrive as one buffer of `len`-sized
+    // segments (every iperf3 datagram is exactly `len` bytes).
+    let gro = set_udp_option(sock, libc::UDP_GRO, 1);
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; 1 << 17];
     while !stop.load(Ordering::Relaxed) {
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
@@ -312,16 +368,21 @@ fn udp_recv(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
             }
             Err(e) => return Err(e),
         };
-        // Unlike iperf3 3.12, a datagram too short for a header is not
-        // parsed; its bytes still count.
-        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        c.blocks.fetch_add(1, Ordering::Relaxed);
-        if let Ok(header) = UdpHeader::read(&buf[..n], wide) {
-            let arrival = monotonic_secs();
-            if let Ok(mut stats) = c.udp.lock() {
-                stats.record(&header, n, arrival);
+        let arrival = monotonic_secs();
+        let step = if gro { len } else { n.max(1) };
+        let mut datagrams = 0u64;
+        if let Ok(mut stats) = c.udp.lock() {
+            for datagram in buf[..n].chunks(step) {
+                datagrams += 1;
+                // Unlike iperf3 3.12, a datagram too short for a header is
+                // not parsed; its bytes still count.
+                if let Ok(header) = UdpHeader::read(datagram, wide) {
+                    stats.record(&header, datagram.len(), arrival);
+                }
             }
         }
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        c.blocks.fetch_add(datagrams, Ordering::Relaxed);
     }
     Ok(())
 }
