@@ -207,7 +207,7 @@ fn pacer_for(params: &Params) -> Option<(Pacer, Instant)> {
 fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &AtomicBool) {
     // Sleeping overshoots by tens of µs (more on a busy VM): sleep until
     // shortly before the send is due, then spin, so the rate stays exact.
-    const SPIN: Duration = Duration::from_micros(100);
+    const SPIN: Duration = Duration::from_micros(250);
     if let Some((pacer, start)) = pacer.as_mut() {
         loop {
             let wait = pacer.wait(start.elapsed(), bytes);
@@ -292,13 +292,14 @@ fn set_udp_option(sock: &UdpSocket, option: libc::c_int, value: libc::c_int) -> 
 }
 
 /// How many datagrams to send at once: as many as GSO allows when the rate
-/// is unlimited, else no more than 1 ms worth (so pacing stays smooth).
+/// is unlimited, else no more than 0.5 ms worth (so pacing stays smooth
+/// and a late wake-up stays within the pacer's slack).
 fn gso_batch(sock: &UdpSocket, params: &Params) -> usize {
     let len = params.len as usize;
     let mut batch = (GSO_MAX_BYTES / len.max(1)).min(GSO_MAX_SEGMENTS);
     if params.bandwidth > 0 {
-        let millisecond = (params.bandwidth / 8 / 1000) as usize;
-        batch = batch.min(millisecond / len.max(1));
+        let half_ms = (params.bandwidth / 8 / 2000) as usize;
+        batch = batch.min(half_ms / len.max(1));
     }
     let len_int = libc::c_int::try_from(len).unwrap_or(0);
     if batch > 1 && set_udp_option(sock, libc::UDP_SEGMENT, len_int) {
