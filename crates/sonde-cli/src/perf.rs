@@ -349,6 +349,9 @@ fn print_report(
         config.params.protocol,
         live.format,
     ));
+    if let Some(text) = report::remote_tcp_lines(report) {
+        live.write(&text);
+    }
     if let Some(text) = report
         .remote
         .as_ref()

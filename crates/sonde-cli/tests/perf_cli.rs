@@ -163,3 +163,26 @@ fn ctrl_c_prints_the_summary_so_far() {
     assert!(seen.contains("interrupted"), "{seen}");
     assert!(seen.contains(" sender\n"), "{seen}");
 }
+
+/// Both ends sonde, reverse mode: the client shows the sending server's
+/// TCP state per interval (iperf3 shows it only on the server), and how
+/// many tests ran at once.
+#[test]
+fn reverse_mode_shows_the_senders_tcp_state() {
+    let done = perf(&["-t", "2", "-R", "-J"]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
+    let first = &json["intervals"][0]["streams"][0];
+    assert_eq!(first["sender"], false);
+    assert!(
+        first["sender_tcp"]["snd_cwnd"].as_u64().unwrap_or(0) > 0,
+        "{first}"
+    );
+    assert!(first["sender_tcp"]["rtt"].as_u64().is_some(), "{first}");
+    assert_eq!(json["end"]["sonde"]["concurrent_tests"], 1);
+    let text = perf(&["-t", "1", "-R"]).stdout_text();
+    assert!(
+        text.contains("Sender TCP state on the server, per interval:"),
+        "{text}"
+    );
+}

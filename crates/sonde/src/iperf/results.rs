@@ -51,6 +51,9 @@ pub struct Results {
     pub server_output_text: Option<String>,
     /// The server's JSON output, when asked for.
     pub server_output_json: Option<Value>,
+    /// sonde's own additions (a key iperf3 ignores): tests that ran at
+    /// once, and a sending server's TCP state per interval.
+    pub sonde: Option<Value>,
 }
 
 /// Reads a signed integer, treating 3.12's unsigned −1 as −1.
@@ -121,6 +124,9 @@ impl Results {
         if let Some(value) = &self.server_output_json {
             map.insert("server_output_json".into(), value.clone());
         }
+        if let Some(value) = &self.sonde {
+            map.insert("sonde".into(), value.clone());
+        }
         let streams = self.streams.iter().map(StreamResult::to_json).collect();
         map.insert("streams".into(), Value::Array(streams));
         Value::Object(map)
@@ -160,6 +166,7 @@ impl Results {
                 .and_then(Value::as_str)
                 .map(String::from),
             server_output_json: map.get("server_output_json").cloned(),
+            sonde: map.get("sonde").cloned(),
         })
     }
 }

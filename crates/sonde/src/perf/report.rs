@@ -339,6 +339,9 @@ pub fn summary_line(report: &ClientReport) -> String {
             let _ = write!(text, ", {lost}/{packets} lost");
         }
     }
+    if let Some(n) = remote_concurrency(report) {
+        let _ = write!(text, "; {n} test(s) ran at once on the server");
+    }
     text
 }
 
@@ -375,6 +378,84 @@ fn interval_json(iv: &StreamInterval, protocol: Protocol) -> Value {
         }
     }
     v
+}
+
+/// The server's per-interval TCP state of its sending streams, when the
+/// server is sonde (reverse and bidirectional tests).
+fn remote_tcp(report: &ClientReport) -> Option<&Vec<Value>> {
+    report
+        .remote
+        .as_ref()?
+        .sonde
+        .as_ref()?
+        .get("tcp_intervals")?
+        .as_array()
+}
+
+/// How many tests ran at once on a sonde server during this one.
+pub fn remote_concurrency(report: &ClientReport) -> Option<u64> {
+    report
+        .remote
+        .as_ref()?
+        .sonde
+        .as_ref()?
+        .get("concurrent_tests")?
+        .as_u64()
+}
+
+/// Lines showing the sending server's TCP state per interval (what iperf3
+/// shows only on the server), or `None` when the server did not send it.
+pub fn remote_tcp_lines(report: &ClientReport) -> Option<String> {
+    let rows = remote_tcp(report)?;
+    if rows.iter().all(|r| r.as_array().is_none_or(Vec::is_empty)) {
+        return None;
+    }
+    let mut out = String::from(
+        "Sender TCP state on the server, per interval:\n[ ID] Interval           Retr  Cwnd         RTT\n",
+    );
+    for (row, local) in rows.iter().zip(&report.intervals) {
+        let (start, end) = local.first().map_or((0.0, 0.0), |s| (s.start, s.end));
+        for s in row.as_array().into_iter().flatten() {
+            let id = s["id"].as_u64().unwrap_or(0);
+            let socket = report
+                .connected
+                .iter()
+                .find(|c| u64::from(c.id) == id)
+                .map_or(0, |c| c.socket);
+            let _ = writeln!(
+                out,
+                "[{socket:3}] {}  {:4}  {}  {} us",
+                span(start, end),
+                s["retransmits"].as_u64().unwrap_or(0),
+                bytes(s["snd_cwnd"].as_u64().unwrap_or(0), Format::Adaptive),
+                s["rtt"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+    Some(out)
+}
+
+/// Puts a sonde server's TCP state beside this side's receiving streams.
+fn merge_remote_tcp(report: &ClientReport, intervals: &mut [Value]) {
+    let Some(rows) = remote_tcp(report) else {
+        return;
+    };
+    for (iv, row) in intervals.iter_mut().zip(rows) {
+        for state in row.as_array().into_iter().flatten() {
+            let id = state["id"].as_u64();
+            let socket = report
+                .connected
+                .iter()
+                .find(|c| Some(u64::from(c.id)) == id)
+                .map(|c| i64::from(c.socket));
+            let streams = iv["streams"].as_array_mut();
+            for s in streams.into_iter().flatten() {
+                if s["socket"].as_i64() == socket && s["sender"] == json!(false) {
+                    s["sender_tcp"] = state.clone();
+                }
+            }
+        }
+    }
 }
 
 /// `-J`'s `start` object.
@@ -455,11 +536,12 @@ pub fn json_interval(interval: &[StreamInterval], protocol: Protocol) -> Value {
 /// The whole `-J` document.
 pub fn json_report(report: &ClientReport, host: &str, version: &str) -> Value {
     let protocol = report.params.protocol;
-    let intervals: Vec<Value> = report
+    let mut intervals: Vec<Value> = report
         .intervals
         .iter()
         .map(|i| json_interval(i, protocol))
         .collect();
+    merge_remote_tcp(report, &mut intervals);
     let mut streams = Vec::new();
     for e in &report.ends {
         let mut snd = sum_json(e.sent.0, e.sent.1, e.local_sender);
@@ -573,6 +655,12 @@ pub fn json_report(report: &ClientReport, host: &str, version: &str) -> Value {
     }
     if let Some(title) = &report.params.title {
         doc["title"] = json!(title);
+    }
+    if let Some(extra) = &report.params.extra_data {
+        doc["extra_data"] = json!(extra);
+    }
+    if let Some(value) = report.remote.as_ref().and_then(|r| r.sonde.clone()) {
+        doc["end"]["sonde"] = value;
     }
     doc
 }

@@ -356,9 +356,12 @@ impl Test<'_> {
                 self.concurrent
             ));
         }
-        let mut value = mine.to_json();
-        value["sonde"] = json!({ "concurrent_tests": self.concurrent });
-        self.control.write_json(&value, "sending the results")?;
+        mine.sonde = Some(json!({
+            "concurrent_tests": self.concurrent,
+            "tcp_intervals": tcp_intervals(&running.intervals),
+        }));
+        self.control
+            .write_json(&mine.to_json(), "sending the results")?;
         self.control.write_state(TestState::DisplayResults)?;
         // The client ends with IPERF_DONE; a client that just closes is fine too.
         let _ = self
@@ -532,6 +535,27 @@ impl Test<'_> {
             running.tick_if_due(&Quiet);
         }
     }
+}
+
+/// The TCP state of this side's sending streams, per interval, for a sonde
+/// client in reverse mode (iperf3 shows it only on the sender).
+fn tcp_intervals(intervals: &[Vec<measure::StreamInterval>]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = intervals
+        .iter()
+        .map(|iv| {
+            let streams: Vec<serde_json::Value> = iv
+                .iter()
+                .filter_map(|s| {
+                    s.tcp.map(|(retransmits, st)| {
+                        json!({"id": s.id, "retransmits": retransmits, "snd_cwnd": st.snd_cwnd,
+                               "rtt": st.rtt, "rttvar": st.rttvar, "pmtu": st.pmtu})
+                    })
+                })
+                .collect();
+            json!(streams)
+        })
+        .collect();
+    json!(rows)
 }
 
 fn new_stream(index: usize, sender: bool, socket: DataSocket) -> Stream {

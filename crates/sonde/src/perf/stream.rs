@@ -321,7 +321,12 @@ fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
         pace(&mut pacer, len * batch, stop);
         let (sec, usec) = monotonic();
         for (k, segment) in buf.chunks_mut(len).enumerate() {
-            UdpHeader { sec: sec as u32, usec, seq: seq + k as u64 + 1 }.write(segment, wide);
+            UdpHeader {
+                sec: sec as u32,
+                usec,
+                seq: seq + k as u64 + 1,
+            }
+            .write(segment, wide);
         }
         match sock.send(&buf) {
             Ok(n) => {
