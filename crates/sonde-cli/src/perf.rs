@@ -173,7 +173,7 @@ impl Observer for Live {
 
     fn interval(&self, interval: &[StreamInterval]) {
         if self.json_stream {
-            let event = json!({"event": "interval", "data": report::json_interval(interval, self.protocol)});
+            let event = json!({"event": "interval", "data": sonde::perf::json::json_interval(interval, self.protocol)});
             emit(&self.out, &format!("{event}\n"));
         }
         if !self.text {
@@ -325,12 +325,12 @@ fn print_report(
 ) -> anyhow::Result<()> {
     let version = env!("CARGO_PKG_VERSION");
     if args.json {
-        let doc = report::json_report(report, &config.host, version);
+        let doc = sonde::perf::json::json_report(report, &config.host, version);
         emit(&live.out, &format!("{}\n", pretty(&doc, true)));
         return Ok(());
     }
     if args.json_stream {
-        let doc = report::json_report(report, &config.host, version);
+        let doc = sonde::perf::json::json_report(report, &config.host, version);
         emit(
             &live.out,
             &format!("{}\n", json!({"event": "start", "data": doc["start"]})),

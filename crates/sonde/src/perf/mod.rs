@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod control;
+pub mod json;
 pub mod measure;
 pub mod report;
 mod running;

@@ -1,10 +1,10 @@
-//! Text and JSON output of a perf test in iperf3's layout: interval lines,
-//! the sender and receiver summary, `-J`'s start/intervals/end document,
+//! Text output of a perf test in iperf3's layout: interval lines,
+//! the sender and receiver summary, the sending server's TCP state, and
 //! and sonde's one-line summary. Only formats; the binary prints.
 
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::iperf::params::Protocol;
 
@@ -278,7 +278,7 @@ fn sums(ends: &[StreamEnd]) -> Vec<(StreamEnd, &'static str)> {
     out
 }
 
-fn sum(part: &[&StreamEnd]) -> StreamEnd {
+pub(crate) fn sum(part: &[&StreamEnd]) -> StreamEnd {
     let max = |f: fn(&StreamEnd) -> f64| part.iter().map(|e| f(e)).fold(0.0, f64::max);
     StreamEnd {
         sent: (part.iter().map(|e| e.sent.0).sum(), max(|e| e.sent.1)),
@@ -345,44 +345,9 @@ pub fn summary_line(report: &ClientReport) -> String {
     text
 }
 
-fn sum_json(bytes: u64, secs: f64, sender: bool) -> Value {
-    json!({"start": 0, "end": secs, "seconds": secs, "bytes": bytes,
-           "bits_per_second": rate(bytes, secs), "sender": sender})
-}
-
-fn interval_json(iv: &StreamInterval, protocol: Protocol) -> Value {
-    let mut v = json!({"socket": iv.socket, "start": iv.start, "end": iv.end, "seconds": iv.end - iv.start,
-        "bytes": iv.bytes, "bits_per_second": iv.bits_per_second(), "omitted": iv.omitted, "sender": iv.sender});
-    if let Some((retr, st)) = iv.tcp {
-        for (k, x) in [
-            ("retransmits", retr),
-            ("snd_cwnd", st.snd_cwnd),
-            ("rtt", st.rtt),
-            ("rttvar", st.rttvar),
-            ("pmtu", st.pmtu),
-        ] {
-            v[k] = json!(x);
-        }
-    }
-    if protocol == Protocol::Udp {
-        v["packets"] = json!(iv.packets);
-        if !iv.sender {
-            let pct = if iv.packets > 0 {
-                100.0 * iv.lost as f64 / iv.packets as f64
-            } else {
-                0.0
-            };
-            v["jitter_ms"] = json!(iv.jitter_ms);
-            v["lost_packets"] = json!(iv.lost);
-            v["lost_percent"] = json!(pct);
-        }
-    }
-    v
-}
-
 /// The server's per-interval TCP state of its sending streams, when the
 /// server is sonde (reverse and bidirectional tests).
-fn remote_tcp(report: &ClientReport) -> Option<&Vec<Value>> {
+pub(crate) fn remote_tcp(report: &ClientReport) -> Option<&Vec<Value>> {
     report
         .remote
         .as_ref()?
@@ -433,236 +398,6 @@ pub fn remote_tcp_lines(report: &ClientReport) -> Option<String> {
         }
     }
     Some(out)
-}
-
-/// Puts a sonde server's TCP state beside this side's receiving streams.
-fn merge_remote_tcp(report: &ClientReport, intervals: &mut [Value]) {
-    let Some(rows) = remote_tcp(report) else {
-        return;
-    };
-    for (iv, row) in intervals.iter_mut().zip(rows) {
-        for state in row.as_array().into_iter().flatten() {
-            let id = state["id"].as_u64();
-            let socket = report
-                .connected
-                .iter()
-                .find(|c| Some(u64::from(c.id)) == id)
-                .map(|c| i64::from(c.socket));
-            let streams = iv["streams"].as_array_mut();
-            for s in streams.into_iter().flatten() {
-                if s["socket"].as_i64() == socket && s["sender"] == json!(false) {
-                    s["sender_tcp"] = state.clone();
-                }
-            }
-        }
-    }
-}
-
-/// `-J`'s `start` object.
-pub fn json_start(report: &ClientReport, host: &str, version: &str) -> Value {
-    let p = &report.params;
-    let connected: Vec<Value> = report
-        .connected
-        .iter()
-        .map(|s| {
-            json!({"socket": s.socket,
-                "local_host": s.local.map(|a| a.ip().to_string()), "local_port": s.local.map(|a| a.port()),
-                "remote_host": s.remote.map(|a| a.ip().to_string()), "remote_port": s.remote.map(|a| a.port())})
-        })
-        .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    json!({
-        "connected": connected,
-        "version": format!("sonde {version}"),
-        "system_info": system_info(),
-        "timestamp": {"timesecs": now.as_secs(), "timemillisecs": now.as_millis() as u64},
-        "connecting_to": {"host": host, "port": report.server.port()},
-        "cookie": report.cookie,
-        "tcp_mss_default": report.mss.unwrap_or(0),
-        "target_bitrate": p.bandwidth,
-        "test_start": {
-            "protocol": if p.protocol == Protocol::Udp { "UDP" } else { "TCP" },
-            "num_streams": p.parallel, "blksize": p.len, "omit": p.omit, "duration": p.time,
-            "bytes": p.num, "blocks": p.blockcount, "reverse": u8::from(p.reverse), "tos": p.tos,
-            "target_bitrate": p.bandwidth, "bidir": u8::from(p.bidirectional), "interval": 1
-        }
-    })
-}
-
-fn system_info() -> String {
-    let u = rustix::system::uname();
-    format!(
-        "{} {} {} {}",
-        u.sysname().to_string_lossy(),
-        u.nodename().to_string_lossy(),
-        u.release().to_string_lossy(),
-        u.machine().to_string_lossy()
-    )
-}
-
-/// One `intervals[]` element.
-pub fn json_interval(interval: &[StreamInterval], protocol: Protocol) -> Value {
-    let streams: Vec<Value> = interval
-        .iter()
-        .map(|iv| interval_json(iv, protocol))
-        .collect();
-    let mut v = json!({"streams": streams});
-    for (key, dir) in [("sum", true), ("sum_bidir_reverse", false)] {
-        let part: Vec<&StreamInterval> = interval.iter().filter(|s| s.sender == dir).collect();
-        let (Some(first), true) = (part.first(), !part.is_empty()) else {
-            continue;
-        };
-        let total = part.iter().map(|s| s.bytes).sum();
-        let mut sum = StreamInterval {
-            bytes: total,
-            tcp: None,
-            ..(*first).clone()
-        };
-        sum.packets = part.iter().map(|s| s.packets).sum();
-        sum.lost = part.iter().map(|s| s.lost).sum();
-        let mut sv = interval_json(&sum, protocol);
-        if protocol == Protocol::Tcp && dir {
-            sv["retransmits"] = json!(part.iter().filter_map(|s| s.tcp.map(|t| t.0)).sum::<u64>());
-        }
-        let bidir = interval.iter().any(|s| s.sender) && interval.iter().any(|s| !s.sender);
-        let key = if !bidir { "sum" } else { key };
-        v[key] = sv;
-    }
-    v
-}
-
-/// The whole `-J` document.
-pub fn json_report(report: &ClientReport, host: &str, version: &str) -> Value {
-    let protocol = report.params.protocol;
-    let mut intervals: Vec<Value> = report
-        .intervals
-        .iter()
-        .map(|i| json_interval(i, protocol))
-        .collect();
-    merge_remote_tcp(report, &mut intervals);
-    let mut streams = Vec::new();
-    for e in &report.ends {
-        let mut snd = sum_json(e.sent.0, e.sent.1, e.local_sender);
-        snd["socket"] = json!(e.socket);
-        let mut rcv = sum_json(e.received.0, e.received.1, e.local_sender);
-        rcv["socket"] = json!(e.socket);
-        if let Some(r) = e.retransmits {
-            snd["retransmits"] = json!(r);
-        }
-        if let Some((cwnd, min, max, mean)) = e.rtt {
-            for (k, x) in [
-                ("max_snd_cwnd", cwnd),
-                ("min_rtt", min),
-                ("max_rtt", max),
-                ("mean_rtt", mean),
-            ] {
-                snd[k] = json!(x);
-            }
-        }
-        match e.udp {
-            Some((jitter, lost, packets, ooo)) => {
-                let mut u = sum_json(e.received.0, e.received.1, e.local_sender);
-                u["socket"] = json!(e.socket);
-                u["jitter_ms"] = json!(jitter);
-                u["lost_packets"] = json!(lost);
-                u["packets"] = json!(packets);
-                u["lost_percent"] = json!(if packets > 0 {
-                    100.0 * lost as f64 / packets as f64
-                } else {
-                    0.0
-                });
-                u["out_of_order"] = json!(ooo);
-                streams.push(json!({"udp": u}));
-            }
-            None => streams.push(json!({"sender": snd, "receiver": rcv})),
-        }
-    }
-    let mut end = json!({"streams": streams});
-    let bidir = report.params.bidirectional;
-    for (dir, suffix) in [(true, ""), (false, "_bidir_reverse")] {
-        let part: Vec<&StreamEnd> = report
-            .ends
-            .iter()
-            .filter(|e| e.local_sender == dir)
-            .collect();
-        if part.is_empty() {
-            continue;
-        }
-        let s = sum(&part);
-        let suffix = if bidir { suffix } else { "" };
-        let mut sent = sum_json(s.sent.0, s.sent.1, dir);
-        if let Some(r) = s.retransmits {
-            sent["retransmits"] = json!(r);
-        }
-        let mut received = sum_json(s.received.0, s.received.1, dir);
-        if protocol == Protocol::Udp {
-            let (lost, packets) = part
-                .iter()
-                .filter_map(|e| e.udp)
-                .fold((0, 0), |(l, n), u| (l + u.1, n + u.2));
-            let jitter =
-                part.iter().filter_map(|e| e.udp.map(|u| u.0)).sum::<f64>() / part.len() as f64;
-            let pct = if packets > 0 {
-                100.0 * lost as f64 / packets as f64
-            } else {
-                0.0
-            };
-            for (k, x) in [
-                ("jitter_ms", json!(jitter)),
-                ("lost_packets", json!(lost)),
-                ("packets", json!(packets)),
-                ("lost_percent", json!(pct)),
-            ] {
-                received[k] = x.clone();
-            }
-            sent["packets"] = json!(packets);
-            let mut legacy = sum_json(s.sent.0, s.received.1, dir);
-            for (k, x) in [
-                ("jitter_ms", json!(jitter)),
-                ("lost_packets", json!(lost)),
-                ("packets", json!(packets)),
-                ("lost_percent", json!(pct)),
-            ] {
-                legacy[k] = x;
-            }
-            end[format!("sum{suffix}")] = legacy;
-        }
-        end[format!("sum_sent{suffix}")] = sent;
-        end[format!("sum_received{suffix}")] = received;
-    }
-    let remote = report.remote.clone().unwrap_or_default();
-    end["cpu_utilization_percent"] = json!({
-        "host_total": report.local_cpu.total, "host_user": report.local_cpu.user, "host_system": report.local_cpu.system,
-        "remote_total": remote.cpu_util_total, "remote_user": remote.cpu_util_user, "remote_system": remote.cpu_util_system,
-    });
-    if protocol == Protocol::Tcp {
-        if let Some(cc) = &report.congestion {
-            end["sender_tcp_congestion"] = json!(cc);
-        }
-        if let Some(cc) = &remote.congestion_used {
-            end["receiver_tcp_congestion"] = json!(cc);
-        }
-    }
-    let mut doc =
-        json!({"start": json_start(report, host, version), "intervals": intervals, "end": end});
-    if let Some(text) = remote.server_output_text {
-        doc["server_output_text"] = json!(text);
-    }
-    if let Some(value) = remote.server_output_json {
-        doc["server_output_json"] = value;
-    }
-    if let Some(title) = &report.params.title {
-        doc["title"] = json!(title);
-    }
-    if let Some(extra) = &report.params.extra_data {
-        doc["extra_data"] = json!(extra);
-    }
-    if let Some(value) = report.remote.as_ref().and_then(|r| r.sonde.clone()) {
-        doc["end"]["sonde"] = value;
-    }
-    doc
 }
 
 #[cfg(test)]
