@@ -1,6 +1,6 @@
 //! Text output of a perf test in iperf3's layout: interval lines,
 //! the sender and receiver summary, the sending server's TCP state, and
-//! and sonde's one-line summary. Only formats; the binary prints.
+//! sonde's one-line summary. Only formats; the binary prints.
 
 use std::fmt::Write as _;
 
