@@ -110,30 +110,30 @@ pub fn apply_tcp_options(sock: &TcpStream, params: &Params) -> io::Result<()> {
     Ok(())
 }
 
-/// Raises a UDP socket's buffers so a burst of datagrams fits.
+/// Sizes a UDP socket's buffers: `-w` for both when given; otherwise only
+/// the receive queue grows (bursts of GSO datagrams overflow a small one).
+/// The send buffer keeps the kernel's size so that a sender faster than
+/// the path blocks, as iperf3's does, instead of overflowing the queue of
+/// a shaped link.
 pub fn apply_udp_options(sock: &UdpSocket, params: &Params) {
     let sref = SockRef::from(sock);
-    let want = if params.window > 0 {
-        params.window as usize
-    } else {
-        4 << 20
-    };
-    let _ = sref.set_send_buffer_size(want);
-    let _ = sref.set_recv_buffer_size(want);
-    if params.window == 0 {
-        // Bursts of GSO datagrams overflow a small receive queue; with the
-        // privilege to do so, go past rmem_max (harmless when refused).
-        let big: libc::c_int = 32 << 20;
-        // SAFETY: setsockopt reads an int from the pointer given.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&big as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+    if params.window > 0 {
+        let _ = sref.set_send_buffer_size(params.window as usize);
+        let _ = sref.set_recv_buffer_size(params.window as usize);
+        return;
+    }
+    let _ = sref.set_recv_buffer_size(4 << 20);
+    // With the privilege to do so, go past rmem_max (harmless when refused).
+    let big: libc::c_int = 32 << 20;
+    // SAFETY: setsockopt reads an int from the pointer given.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&big as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
