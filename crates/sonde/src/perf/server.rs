@@ -43,7 +43,9 @@ pub struct ServerConfig {
     pub bitrate_limit: Option<u64>,
     /// Serve one test, then return.
     pub one_off: bool,
-    /// Return after this long without a client.
+    /// With `one_off`, return after this long without a client (iperf3's
+    /// `--idle-timeout`; without `-1` iperf3 restarts a stuck listener,
+    /// which sonde, whose tests each time out on their own, never needs).
     pub idle_timeout: Option<Duration>,
 }
 
@@ -143,10 +145,11 @@ pub fn serve(
         if shared.active.load(Ordering::Relaxed) > 0 {
             idle_since = Instant::now();
         }
-        if shared
-            .config
-            .idle_timeout
-            .is_some_and(|t| idle_since.elapsed() >= t)
+        if shared.config.one_off
+            && shared
+                .config
+                .idle_timeout
+                .is_some_and(|t| idle_since.elapsed() >= t)
         {
             return Ok(());
         }
