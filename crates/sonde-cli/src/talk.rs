@@ -104,9 +104,10 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let stream = net::connect_tcp(&host, port, &opts)?;
+    let (stream, peer) = net::connect_tcp(&host, port, &opts)?;
     relay::relay(
         stream,
+        peer,
         input,
         stdout_fd()?,
         relay_options(&args.talk, interactive),
@@ -157,7 +158,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("accepting a client on {}", local(listener.local_addr())))?;
     drop(listener);
     report(format!("connection from {peer}"));
-    relay::relay(stream, input, stdout_fd()?, opts)?;
+    relay::relay(stream, peer, input, stdout_fd()?, opts)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -147,18 +147,23 @@ pub struct ConnectOptions {
 }
 
 /// Connects over TCP to `host` port `port`, trying every resolved address in
-/// turn until one answers.
+/// turn until one answers; returns the stream and the address it reached
+/// (known even if the peer resets the connection at once).
 ///
 /// # Errors
 /// [`Error::Resolve`]/[`Error::NoAddress`] for names, [`Error::Connect`]
 /// listing each address's failure when none connects.
-pub fn connect_tcp(host: &str, port: u16, opts: &ConnectOptions) -> Result<TcpStream> {
+pub fn connect_tcp(
+    host: &str,
+    port: u16,
+    opts: &ConnectOptions,
+) -> Result<(TcpStream, SocketAddr)> {
     let family = source_family(opts);
     let addrs = resolve(host, port, family)?;
     let mut failures = Vec::new();
     for addr in addrs {
         match connect_one(addr, opts) {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return Ok((stream, addr)),
             Err(err) => failures.push((addr, err)),
         }
     }

@@ -76,8 +76,8 @@ enum Event {
     Down(Result<u64, PumpError>),
 }
 
-/// Relays between `stream` and `input`/`output` until both directions are
-/// finished by the rules in the module docs.
+/// Relays between `stream` (connected to `peer`) and `input`/`output`
+/// until both directions are finished by the rules in the module docs.
 ///
 /// A thread blocked reading an interactive input is left behind when the
 /// relay ends early; the caller is expected to exit soon after.
@@ -87,13 +87,11 @@ enum Event {
 /// closed connection), [`Error::IdleTimeout`].
 pub fn relay(
     stream: TcpStream,
+    peer: SocketAddr,
     input: Input,
     output: OwnedFd,
     opts: RelayOptions,
 ) -> Result<RelayStats> {
-    let peer = stream
-        .peer_addr()
-        .map_err(|e| Error::io("reading the peer's address", e))?;
     let activity = Activity::new();
     let (tx, rx) = mpsc::channel();
     let mut up_done = matches!(input, Input::Nothing) && opts.greeting.is_none();

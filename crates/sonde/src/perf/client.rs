@@ -108,7 +108,7 @@ pub fn run(
         source: config.bind.map(|ip| SocketAddr::new(ip, 0)),
         timeout: config.connect_timeout,
     };
-    let stream = net::connect_tcp(&config.host, config.port, &opts)?;
+    let (stream, _) = net::connect_tcp(&config.host, config.port, &opts)?;
     let cpu = CpuClock::start();
     let mut control = Control::new(stream)?;
     let server = control.peer();
