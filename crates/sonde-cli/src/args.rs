@@ -25,6 +25,8 @@ pub(crate) enum Command {
     /// Measure throughput with iperf3's protocol and flags (-s server, -c HOST client;
     /// neither: an embedded loopback test).
     Perf(Box<crate::perf_args::PerfArgs>),
+    /// Serve echo, discard, chargen or chat to many clients at once.
+    Serve(crate::serve::ServeArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.

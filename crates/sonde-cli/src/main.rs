@@ -5,6 +5,7 @@
 mod args;
 mod perf;
 mod perf_args;
+mod serve;
 mod talk;
 
 use std::process::ExitCode;
@@ -15,6 +16,12 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Library warnings (a failed accept, ...) go to stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .without_time()
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -33,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => talk::connect(args),
         Command::Listen(args) => talk::listen(args),
         Command::Perf(args) => perf::perf(*args),
+        Command::Serve(args) => serve::serve(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

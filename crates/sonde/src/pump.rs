@@ -231,7 +231,7 @@ fn splice_direct(
             }
             Err(e) if *moved == 0 && unsupported(e) => return Ok(false),
             // A failing pipe is never the cause; blame the other end.
-            Err(e) if src_is_pipe => return Err(PumpError::Write(e.into())),
+            Err(e) if src_is_pipe || e == Errno::PIPE => return Err(PumpError::Write(e.into())),
             Err(e) => return Err(PumpError::Read(e.into())),
         }
     }

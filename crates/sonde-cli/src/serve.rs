@@ -1,0 +1,172 @@
+//! `sonde serve`: runs a service of the server core on a tokio runtime,
+//! handles SIGINT/SIGTERM (stop accepting, drain, exit 0 with a summary;
+//! a second SIGINT exits at once) and prints live counters on request.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use sonde::net::{self, Family};
+use sonde::serve::{self, ServeConfig, ServiceKind, Stats};
+use tokio_util::sync::CancellationToken;
+
+use crate::args::parse_secs;
+
+/// The services.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Service {
+    /// RFC 862: send back what arrives (TCP or UDP).
+    Echo,
+    /// RFC 863: read and count (TCP or UDP).
+    Discard,
+    /// RFC 864: send the rotating character pattern.
+    Chargen,
+    /// Line chat: each line to every other client.
+    Chat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The service.
+    pub(crate) service: Service,
+    /// Address to bind (default: every interface, IPv4 and IPv6).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<String>,
+    /// Port (default per service: echo 7007, discard 7009, chargen 7019, chat 7070).
+    #[arg(long, short = 'p')]
+    pub(crate) port: Option<u16>,
+    /// UDP instead of TCP (echo and discard).
+    #[arg(long, short = 'u')]
+    pub(crate) udp: bool,
+    /// Connections at once; a client past this is closed at once and counted.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub(crate) max_connections: usize,
+    /// Close a connection that moves nothing for SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) idle_timeout: Option<Duration>,
+    /// On SIGINT/SIGTERM, let busy connections finish for at most SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "5")]
+    pub(crate) drain_timeout: Duration,
+    /// Print counters to stderr every SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) stats_interval: Option<Duration>,
+    /// Do not print the address or the summary.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+fn kind(service: Service) -> ServiceKind {
+    match service {
+        Service::Echo => ServiceKind::Echo,
+        Service::Discard => ServiceKind::Discard,
+        Service::Chargen => ServiceKind::Chargen,
+        Service::Chat => ServiceKind::Chat,
+    }
+}
+
+/// `sonde serve SERVICE`.
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let kind = kind(args.service);
+    if args.udp && !matches!(kind, ServiceKind::Echo | ServiceKind::Discard) {
+        return Err(crate::talk::UsageError(format!(
+            "--udp works with echo and discard, not {}",
+            kind.name()
+        ))
+        .into());
+    }
+    let limit = serve::raise_fd_limit();
+    if limit < args.max_connections.min(10_000) as u64 + 64 && !args.quiet {
+        eprintln!(
+            "sonde: warning: only {limit} open files allowed (ulimit -n); fewer clients than asked can connect"
+        );
+    }
+    let port = args.port.unwrap_or_else(|| kind.default_port());
+    let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(args, kind, addr))
+}
+
+async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+    spawn_signals(shutdown.clone());
+    if let Some(every) = args.stats_interval {
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprintln!(
+                    "sonde: {} open now; {}",
+                    stats.active.load(Ordering::Relaxed),
+                    stats.summary()
+                );
+            }
+        });
+    }
+    let stats = if args.udp {
+        let sock = net::bind_udp(addr, false)?;
+        sock.set_nonblocking(true)
+            .context("configuring the socket")?;
+        let sock = tokio::net::UdpSocket::from_std(sock).context("registering the socket")?;
+        if !args.quiet {
+            eprintln!(
+                "sonde serve {} listening on udp {}",
+                kind.name(),
+                local(sock.local_addr())
+            );
+        }
+        serve::udp::run(sock, kind, shutdown, stats).await
+    } else {
+        let listener = net::listen_tcp(addr, false)?;
+        let listener = serve::tokio_listener(listener).context("registering the listener")?;
+        if !args.quiet {
+            eprintln!(
+                "sonde serve {} listening on {}",
+                kind.name(),
+                local(listener.local_addr())
+            );
+        }
+        let config = ServeConfig {
+            max_connections: args.max_connections.max(1),
+            idle_timeout: args.idle_timeout,
+        };
+        serve::run(listener, kind, config, shutdown, args.drain_timeout, stats).await
+    };
+    if !args.quiet {
+        eprintln!("sonde: {}", stats.summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// First SIGINT or SIGTERM: shut down gracefully; a second SIGINT: exit now.
+fn spawn_signals(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        shutdown.cancel();
+        int.recv().await;
+        std::process::exit(1);
+    });
+}
+
+fn local(addr: std::io::Result<SocketAddr>) -> String {
+    addr.map_or_else(|_| "an unknown address".to_string(), |a| a.to_string())
+}

@@ -1,0 +1,219 @@
+//! `sonde serve`: one server core (accept loop, per-connection task,
+//! connection limit, idle timeout, graceful shutdown, counters) with the
+//! test services plugged in: RFC 862 echo, RFC 863 discard, RFC 864
+//! chargen, and a line-based chat room.
+
+pub mod chat;
+pub mod services;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Which service a server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// RFC 862: send back what arrives.
+    Echo,
+    /// RFC 863: read and count.
+    Discard,
+    /// RFC 864: send the rotating character pattern.
+    Chargen,
+    /// Lines from each client go to every other client.
+    Chat,
+}
+
+impl ServiceKind {
+    /// The default (unprivileged) port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Echo => 7007,
+            Self::Discard => 7009,
+            Self::Chargen => 7019,
+            Self::Chat => 7070,
+        }
+    }
+
+    /// The service's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Discard => "discard",
+            Self::Chargen => "chargen",
+            Self::Chat => "chat",
+        }
+    }
+}
+
+/// How a server behaves.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Connections served at once; a client past this is closed at once.
+    pub max_connections: usize,
+    /// Close a connection that moves nothing for this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 100_000,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// Counters of a running server.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted and served.
+    pub served: AtomicU64,
+    /// Connections refused by the limit.
+    pub refused: AtomicU64,
+    /// Accepts that failed (e.g. out of descriptors).
+    pub accept_errors: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent.
+    pub bytes_out: AtomicU64,
+    /// Connections open now.
+    pub active: AtomicU64,
+    /// Most connections open at once.
+    pub peak: AtomicU64,
+}
+
+impl Stats {
+    fn opened(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A one-line summary.
+    pub fn summary(&self) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "{} connections served ({} refused, {} failed accepts), {} bytes in, {} bytes out, peak {} at once",
+            get(&self.served),
+            get(&self.refused),
+            get(&self.accept_errors),
+            get(&self.bytes_in),
+            get(&self.bytes_out),
+            get(&self.peak)
+        )
+    }
+}
+
+/// What every connection task shares.
+#[derive(Clone, Debug)]
+pub(crate) struct Ctx {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) idle: Option<Duration>,
+    /// Cancelled when the server shuts down: idle connections close.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Serves `kind` on `listener` until `shutdown` is cancelled, then waits
+/// for the connections still busy, at most `drain`. Returns the counters.
+pub async fn run(
+    listener: TcpListener,
+    kind: ServiceKind,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+    drain: Duration,
+    stats: Arc<Stats>,
+) -> Arc<Stats> {
+    let tracker = TaskTracker::new();
+    let room = chat::Room::new();
+    let ctx = Ctx {
+        stats: Arc::clone(&stats),
+        idle: config.idle_timeout,
+        shutdown: shutdown.clone(),
+    };
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of descriptors and the like: log, breathe, go on.
+                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("accepting a connection: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if stats.active.load(Ordering::Relaxed) >= config.max_connections as u64 {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
+        stats.opened();
+        let ctx = ctx.clone();
+        let room = Arc::clone(&room);
+        tracker.spawn(async move {
+            serve_one(kind, stream, peer, &ctx, &room).await;
+            ctx.stats.active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    drop(listener);
+    if kind == ServiceKind::Chat {
+        room.closing().await;
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(drain, tracker.wait()).await;
+    stats
+}
+
+async fn serve_one(
+    kind: ServiceKind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Ctx,
+    room: &Arc<chat::Room>,
+) {
+    let _ = stream.set_nodelay(true);
+    match kind {
+        ServiceKind::Echo => services::echo(stream, ctx).await,
+        ServiceKind::Discard => services::discard(stream, ctx).await,
+        ServiceKind::Chargen => services::chargen(stream, ctx).await,
+        ServiceKind::Chat => room.join(stream, peer, ctx).await,
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the
+/// limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum {
+        limit.current = Some(hard);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// A tokio listener from a std one (bound with sonde's backlog).
+///
+/// # Errors
+/// When the socket cannot be made non-blocking or registered.
+pub fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}

@@ -1,0 +1,127 @@
+//! The byte services: echo (RFC 862), discard (RFC 863) and chargen
+//! (RFC 864). Buffers exist only while data flows, so an idle connection
+//! costs little more than its socket; echo writes everything back before it
+//! reads more, so a client that sends but never reads is simply no longer
+//! read (TCP's window stops it), never buffered without bound.
+
+use std::io::ErrorKind;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Ctx;
+
+const CHUNK: usize = 16 * 1024;
+
+/// Waits until the stream is readable, the server shuts down (`false`), or
+/// the idle time passes (`false`).
+async fn wait_readable(stream: &TcpStream, ctx: &Ctx) -> bool {
+    let readable = async {
+        match ctx.idle {
+            Some(limit) => tokio::time::timeout(limit, stream.readable())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => stream.readable().await.is_ok(),
+        }
+    };
+    tokio::select! {
+        () = ctx.shutdown.cancelled() => false,
+        ok = readable => ok,
+    }
+}
+
+/// Reads what is there now into a fresh buffer: `None` at end or error.
+fn read_now(stream: &TcpStream, buf: &mut [u8]) -> Option<Option<usize>> {
+    match stream.try_read(buf) {
+        Ok(0) => None,
+        Ok(n) => Some(Some(n)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Some(None),
+        Err(_) => None,
+    }
+}
+
+/// RFC 862 echo.
+pub(crate) async fn echo(mut stream: TcpStream, ctx: &Ctx) {
+    while wait_readable(&stream, ctx).await {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match read_now(&stream, &mut buf) {
+                None => return,
+                Some(None) => break,
+                Some(Some(n)) => {
+                    ctx.stats.add_in(n);
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    ctx.stats.add_out(n);
+                }
+            }
+        }
+    }
+}
+
+/// RFC 863 discard.
+pub(crate) async fn discard(stream: TcpStream, ctx: &Ctx) {
+    while wait_readable(&stream, ctx).await {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match read_now(&stream, &mut buf) {
+                None => return,
+                Some(None) => break,
+                Some(Some(n)) => ctx.stats.add_in(n),
+            }
+        }
+    }
+}
+
+/// The RFC 864 pattern: 72-character lines of the 95 printable ASCII
+/// characters, each line starting one character further on, CRLF ended.
+pub fn chargen_line(index: usize) -> [u8; 74] {
+    let mut line = [0u8; 74];
+    for (i, out) in line[..72].iter_mut().enumerate() {
+        *out = b' ' + ((index + i) % 95) as u8;
+    }
+    line[72] = b'\r';
+    line[73] = b'\n';
+    line
+}
+
+/// RFC 864 chargen: sends until the client closes, stops reading for the
+/// idle time, or the server stops (chargen is closed at once on shutdown).
+pub(crate) async fn chargen(mut stream: TcpStream, ctx: &Ctx) {
+    // One full cycle of 95 lines, sent over and over.
+    let cycle: Vec<u8> = (0..95).flat_map(chargen_line).collect();
+    loop {
+        let write = async {
+            match ctx.idle {
+                Some(limit) => tokio::time::timeout(limit, stream.write_all(&cycle))
+                    .await
+                    .unwrap_or_else(|_| Err(ErrorKind::TimedOut.into())),
+                None => stream.write_all(&cycle).await,
+            }
+        };
+        let done = tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            r = write => r,
+        };
+        if done.is_err() {
+            return;
+        }
+        ctx.stats.add_out(cycle.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chargen_lines_rotate_through_printable_ascii() {
+        let first = chargen_line(0);
+        assert_eq!(&first[..10], b" !\"#$%&'()");
+        assert_eq!(&first[72..], b"\r\n");
+        let second = chargen_line(1);
+        assert_eq!(second[0], b'!');
+        assert_eq!(chargen_line(95), first);
+        assert!(first[..72].iter().all(|b| (32..127).contains(b)));
+    }
+}
