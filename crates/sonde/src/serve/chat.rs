@@ -68,11 +68,16 @@ impl Room {
     /// Sends `line` to every member but `except`; a member whose queue is
     /// full is dropped (its writer tells it why).
     fn broadcast(&self, except: Option<u64>, line: &str) {
-        let line: Arc<str> = Arc::from(format!("{line}\n"));
-        let mut slow = Vec::new();
+        self.broadcast_text(except, Arc::from(format!("{line}\n")));
+    }
+
+    /// Sends newline-terminated `text` (one or more lines) to every member
+    /// but `except`, as one queue entry each.
+    fn broadcast_text(&self, except: Option<u64>, text: Arc<str>) {
         if let Ok(mut guard) = self.members.lock() {
+            let mut slow = Vec::new();
             for (id, m) in &guard.1 {
-                if Some(*id) != except && m.tx.try_send(Arc::clone(&line)).is_err() {
+                if Some(*id) != except && m.tx.try_send(Arc::clone(&text)).is_err() {
                     slow.push(*id);
                 }
             }
@@ -166,9 +171,12 @@ impl Room {
                 r = read => match r { Ok(0) | Err(_) => return, Ok(n) => n },
             };
             ctx.stats.add_in(n);
+            // Plain lines of one read go out together, as one queue entry.
+            let mut batch = String::new();
             for &byte in &buf[..n] {
                 if byte == b'\n' {
-                    if !skipping && !self.handle_line(id, &pending, me) {
+                    if !skipping && !self.handle_line(id, &pending, me, &mut batch) {
+                        self.flush(id, &mut batch);
                         return;
                     }
                     pending.clear();
@@ -184,12 +192,30 @@ impl Room {
                     }
                 }
             }
+            self.flush(id, &mut batch);
+        }
+    }
+
+    fn flush(&self, id: u64, batch: &mut String) {
+        if !batch.is_empty() {
+            self.broadcast_text(Some(id), Arc::from(std::mem::take(batch)));
         }
     }
 
     /// Handles one line; false when the client quits.
-    fn handle_line(&self, id: u64, raw: &[u8], me: &mpsc::Sender<Arc<str>>) -> bool {
+    fn handle_line(
+        &self,
+        id: u64,
+        raw: &[u8],
+        me: &mpsc::Sender<Arc<str>>,
+        batch: &mut String,
+    ) -> bool {
         let line = sanitize(raw);
+        let is_plain = !line.starts_with('/') && !line.is_empty();
+        if !is_plain {
+            // Commands keep their order after the lines before them.
+            self.flush(id, batch);
+        }
         let name = self.name_of(id);
         let reply = |text: String| {
             let _ = me.try_send(Arc::from(format!("{text}\n")));
@@ -228,7 +254,7 @@ impl Room {
         } else if line == "/quit" {
             return false;
         } else if !line.is_empty() {
-            self.broadcast(Some(id), &format!("<{name}> {line}"));
+            batch.push_str(&format!("<{name}> {line}\n"));
         }
         true
     }
@@ -251,12 +277,20 @@ async fn write_queue(
             let _ = writer.shutdown().await;
             return;
         };
-        let write = writer.write_all(line.as_bytes());
+        // Take whatever else is queued too: one write for many lines.
+        let mut out = String::from(&*line);
+        while out.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => out.push_str(&more),
+                Err(_) => break,
+            }
+        }
+        let write = writer.write_all(out.as_bytes());
         tokio::select! {
             () = kick.cancelled() => break,
             r = write => if r.is_err() { return },
         }
-        ctx.stats.add_out(line.len());
+        ctx.stats.add_out(out.len());
     }
     let _ = writer.try_write(b"\n* disconnected: you stopped reading and your queue filled up\n");
 }

@@ -192,8 +192,10 @@ async fn serve_one(
     match kind {
         ServiceKind::Echo => services::echo(stream, ctx).await,
         ServiceKind::Discard => services::discard(stream, ctx).await,
-        ServiceKind::Chargen => services::chargen(stream, ctx).await,
-        ServiceKind::Chat => room.join(stream, peer, ctx).await,
+        ServiceKind::Chargen => Box::pin(services::chargen(stream, ctx)).await,
+        // Boxed: the chat future is large, and an unboxed one would make
+        // every connection's task (echo's too) that large.
+        ServiceKind::Chat => Box::pin(room.join(stream, peer, ctx)).await,
     }
 }
 
@@ -217,3 +219,4 @@ pub fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpLis
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
 }
+

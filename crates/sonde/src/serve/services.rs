@@ -10,14 +10,19 @@ use tokio::net::TcpStream;
 
 use super::Ctx;
 
-const CHUNK: usize = 16 * 1024;
+/// Read buffers start small (cheap to make for each burst of a
+/// request/response client) and grow while a client streams.
+const FIRST_CHUNK: usize = 2 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Waits until the stream is readable, the server shuts down (`false`), or
 /// the idle time passes (`false`).
 async fn wait_readable(stream: &TcpStream, ctx: &Ctx) -> bool {
+    // The timer is boxed: only connections with an idle timeout pay for
+    // it, and every idle connection's task stays small.
     let readable = async {
         match ctx.idle {
-            Some(limit) => tokio::time::timeout(limit, stream.readable())
+            Some(limit) => Box::pin(tokio::time::timeout(limit, stream.readable()))
                 .await
                 .is_ok_and(|r| r.is_ok()),
             None => stream.readable().await.is_ok(),
@@ -42,7 +47,7 @@ fn read_now(stream: &TcpStream, buf: &mut [u8]) -> Option<Option<usize>> {
 /// RFC 862 echo.
 pub(crate) async fn echo(mut stream: TcpStream, ctx: &Ctx) {
     while wait_readable(&stream, ctx).await {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; FIRST_CHUNK];
         loop {
             match read_now(&stream, &mut buf) {
                 None => return,
@@ -53,6 +58,9 @@ pub(crate) async fn echo(mut stream: TcpStream, ctx: &Ctx) {
                         return;
                     }
                     ctx.stats.add_out(n);
+                    if n == buf.len() && buf.len() < CHUNK {
+                        buf.resize(CHUNK, 0);
+                    }
                 }
             }
         }

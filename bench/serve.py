@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""`sonde serve` benchmarks, side by side with ncat 7.93 in one run.
+
+1. 10,000 idle connections held by `sonde serve echo`: RSS per connection.
+2. Echo request/response, 64-byte messages on persistent connections, with
+   1, 100 and 1,000 concurrent clients: requests/s and p99, sonde against
+   `ncat -l -k -m 2000 --exec /bin/cat` (runs interleaved).
+3. Chat fan-out: 100 clients, each line delivered to 99 others: lines
+   delivered per second, sonde chat against `ncat --chat`.
+
+The load generator is crates/sonde/examples/load.rs.
+Usage: cargo build --release --example load && python3 bench/serve.py [--secs 5]
+"""
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import time
+
+SONDE = "target/release/sonde"
+LOAD = "target/release/examples/load"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.strip():
+            return
+        time.sleep(0.01)
+    raise RuntimeError("server did not start")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start(tool, service, port):
+    if tool == "sonde":
+        cmd = [SONDE, "serve", service, "--bind", "127.0.0.1", "--port", str(port), "--quiet"]
+    elif service == "echo":
+        cmd = ["ncat", "-l", "-k", "-m", "2000", "127.0.0.1", str(port), "--exec", "/bin/cat"]
+    else:
+        cmd = ["ncat", "-l", "-k", "-m", "2000", "--chat", "127.0.0.1", str(port)]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(port)
+    return p
+
+
+def load(mode, port, clients, secs):
+    out = subprocess.run([LOAD, mode, f"127.0.0.1:{port}", str(clients), str(secs)],
+                         capture_output=True, text=True, timeout=secs + 120)
+    return dict(kv.split("=") for kv in out.stdout.split())
+
+
+def idle_rss(n):
+    port = free_port()
+    srv = start("sonde", "echo", port)
+    time.sleep(0.5)
+    before = rss_kib(srv.pid)
+    gen = subprocess.Popen([LOAD, "idle", f"127.0.0.1:{port}", str(n)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    gen.stdout.readline()
+    deadline = time.time() + 60
+    while len(os.listdir(f"/proc/{srv.pid}/fd")) < n and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)
+    after = rss_kib(srv.pid)
+    gen.stdin.close()
+    gen.wait()
+    srv.terminate()
+    srv.wait()
+    print(f"idle: {n} connections: RSS {before} KiB -> {after} KiB = {(after - before) / n:.3f} KiB per connection")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secs", type=float, default=5)
+    ap.add_argument("--idle", type=int, default=10_000)
+    a = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    idle_rss(a.idle)
+    for clients in (1, 100, 1000):
+        res = {}
+        for tool in ("sonde", "ncat"):
+            port = free_port()
+            srv = start(tool, "echo", port)
+            res[tool] = load("echo", port, clients, a.secs)
+            srv.terminate()
+            srv.wait()
+            print(f"echo {clients:5d} clients {tool:6s} {res[tool]}", flush=True)
+        s, n = float(res["sonde"]["requests_per_sec"]), float(res["ncat"]["requests_per_sec"])
+        print(f"echo {clients:5d} clients: sonde/ncat requests/s = {s / n:.2f}; p99 sonde {res['sonde']['p99_us']} us, ncat {res['ncat']['p99_us']} us")
+    res = {}
+    for tool in ("sonde", "ncat"):
+        port = free_port()
+        srv = start(tool, "chat", port)
+        res[tool] = load("chat", port, 100, a.secs)
+        srv.terminate()
+        srv.wait()
+        print(f"chat 100 clients {tool:6s} {res[tool]}", flush=True)
+    s, n = float(res["sonde"]["lines_delivered_per_sec"]), float(res["ncat"]["lines_delivered_per_sec"])
+    print(f"chat fan-out: sonde/ncat lines delivered/s = {s / n:.2f}")
+
+
+if __name__ == "__main__":
+    main()
