@@ -324,3 +324,42 @@ async fn udp_echo_sends_each_datagram_back_once() {
     })
     .await;
 }
+
+/// An echo client that sends but never reads cannot make the server buffer
+/// without bound: once the socket buffers are full the server stops reading
+/// it, so the client's writes stop being accepted.
+#[tokio::test]
+async fn echo_stops_reading_a_client_that_never_reads() {
+    within(async {
+        let server = start(ServiceKind::Echo, ServeConfig::default()).await;
+        let s = TcpStream::connect(server.addr).await.expect("connect");
+        let chunk = vec![1u8; 64 * 1024];
+        let mut written = 0usize;
+        loop {
+            // Stop when no write is accepted for half a second.
+            match tokio::time::timeout(Duration::from_millis(500), s.writable()).await {
+                Ok(Ok(())) => match s.try_write(&chunk) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("write failed: {e}"),
+                },
+                _ => break,
+            }
+            assert!(
+                written < 256 << 20,
+                "the server kept taking data: {written} bytes"
+            );
+        }
+        // What was taken is bounded by the kernel's socket buffers (both
+        // directions, both ends), not by the server's memory.
+        let server_held = server.stats.bytes_in.load(Ordering::Relaxed)
+            - server.stats.bytes_out.load(Ordering::Relaxed);
+        assert!(
+            server_held <= 64 * 1024,
+            "server holds {server_held} bytes in memory"
+        );
+        server.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+    })
+    .await;
+}

@@ -219,4 +219,3 @@ pub fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpLis
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
 }
-
