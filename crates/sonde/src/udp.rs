@@ -107,12 +107,7 @@ pub fn talk(sock: UdpSocket, input: Input, output: OwnedFd, opts: UdpOptions) ->
         .name("sonde-udp-send".into())
         .spawn(move || {
             let result = for_each_datagram(input, |datagram| {
-                let mut bytes = Vec::new();
-                match filters.crlf.as_mut() {
-                    Some(crlf) => crlf.convert(datagram, &mut bytes),
-                    None => bytes.extend_from_slice(datagram),
-                }
-                filters.dump(&bytes);
+                let bytes = outgoing(&mut filters, datagram);
                 sender
                     .send(&bytes)
                     .map(drop)
@@ -158,6 +153,17 @@ fn wait(
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(stats),
         }
     }
+}
+
+/// A datagram as it goes out: CRLF-expanded when asked, and dumped.
+fn outgoing(filters: &mut Filters, datagram: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    match filters.crlf.as_mut() {
+        Some(crlf) => crlf.convert(datagram, &mut bytes),
+        None => bytes.extend_from_slice(datagram),
+    }
+    filters.dump(&bytes);
+    bytes
 }
 
 fn clone(sock: &UdpSocket) -> Result<UdpSocket> {
@@ -250,12 +256,7 @@ pub fn listen(
         .name("sonde-udp-send".into())
         .spawn(move || {
             let result = for_each_datagram(input, |datagram| {
-                let mut bytes = Vec::new();
-                match filters.crlf.as_mut() {
-                    Some(crlf) => crlf.convert(datagram, &mut bytes),
-                    None => bytes.extend_from_slice(datagram),
-                }
-                filters.dump(&bytes);
+                let bytes = outgoing(&mut filters, datagram);
                 send_or_hold(&sock, &peer, bytes)
             });
             let _ = tx.send(Event::InputDone(result));

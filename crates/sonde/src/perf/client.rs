@@ -13,9 +13,7 @@ use crate::iperf::cookie::{self, Cookie};
 use crate::iperf::params::{Params, Protocol};
 use crate::iperf::results::Results;
 use crate::iperf::state::TestState;
-use crate::iperf::{
-    self, MAX_RESULTS_LEN, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY,
-};
+use crate::iperf::{self, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY};
 use crate::net::{self, ConnectOptions, Family};
 
 use super::control::{Control, Poll};
@@ -340,28 +338,8 @@ impl Session<'_> {
         };
         self.control
             .write_json(&mine.to_json(), "sending the results")?;
-        let theirs = self
-            .control
-            .read_json(MAX_RESULTS_LEN, "reading the server's results")?;
-        let theirs = Results::from_json(&theirs).map_err(|source| Error::Protocol {
-            what: "reading the server's results".into(),
-            source,
-        })?;
-        let ooo: Vec<u64> = samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| running.meter.out_of_order(i, s))
-            .collect();
-        let mut ends = measure::join(
-            self.params.protocol,
-            running.meter.streams(),
-            &local,
-            &theirs,
-            &ooo,
-        );
-        for (i, end) in ends.iter_mut().enumerate() {
-            end.rtt = running.meter.rtt_summary(i);
-        }
+        let theirs = self.control.read_results("reading the server's results")?;
+        let ends = running.ends(self.params.protocol, &local, &theirs, &samples);
         report.ends = ends;
         report.remote = Some(theirs);
         Ok(())

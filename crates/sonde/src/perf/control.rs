@@ -193,6 +193,18 @@ impl Control {
         codec::decode_json(&body).map_err(protocol)
     }
 
+    /// Reads the peer's results JSON.
+    ///
+    /// # Errors
+    /// As [`Self::read_json`], and [`Error::Protocol`] for bad results.
+    pub fn read_results(&mut self, what: &str) -> Result<crate::iperf::results::Results> {
+        let value = self.read_json(crate::iperf::MAX_RESULTS_LEN, what)?;
+        crate::iperf::results::Results::from_json(&value).map_err(|source| Error::Protocol {
+            what: what.to_string(),
+            source,
+        })
+    }
+
     /// Reads the 37-byte cookie within `limit`.
     ///
     /// # Errors

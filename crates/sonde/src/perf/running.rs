@@ -156,6 +156,26 @@ impl Running {
             })
     }
 
+    /// Joins this side's results with the peer's into per-stream ends.
+    pub(crate) fn ends(
+        &self,
+        protocol: crate::iperf::params::Protocol,
+        local: &[crate::iperf::results::StreamResult],
+        theirs: &crate::iperf::results::Results,
+        samples: &[Sample],
+    ) -> Vec<super::measure::StreamEnd> {
+        let ooo: Vec<u64> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.meter.out_of_order(i, s))
+            .collect();
+        let mut ends = super::measure::join(protocol, self.meter.streams(), local, theirs, &ooo);
+        for (i, end) in ends.iter_mut().enumerate() {
+            end.rtt = self.meter.rtt_summary(i);
+        }
+        ends
+    }
+
     /// Stops the sending threads (receivers go on draining).
     pub(crate) fn stop_senders(&self) {
         self.senders_stop.store(true, Ordering::Relaxed);

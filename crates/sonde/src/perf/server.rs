@@ -18,7 +18,7 @@ use crate::iperf::cookie::Cookie;
 use crate::iperf::params::{Params, Protocol};
 use crate::iperf::results::Results;
 use crate::iperf::state::TestState;
-use crate::iperf::{self, MAX_PARAMS_LEN, MAX_RESULTS_LEN, UDP_CONNECT_REPLY};
+use crate::iperf::{self, MAX_PARAMS_LEN, UDP_CONNECT_REPLY};
 
 use super::control::{Control, Poll};
 use super::measure::{self, StreamEnd};
@@ -315,25 +315,8 @@ impl Test<'_> {
         running.close();
         let local = running.meter.results(now, &samples);
         self.control.write_state(TestState::ExchangeResults)?;
-        let theirs = self
-            .control
-            .read_json(MAX_RESULTS_LEN, "reading the client's results")?;
-        let theirs = Results::from_json(&theirs).map_err(|source| Error::Protocol {
-            what: "reading the client's results".into(),
-            source,
-        })?;
-        let ooo: Vec<u64> = samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| running.meter.out_of_order(i, s))
-            .collect();
-        let ends = measure::join(
-            params.protocol,
-            running.meter.streams(),
-            &local,
-            &theirs,
-            &ooo,
-        );
+        let theirs = self.control.read_results("reading the client's results")?;
+        let ends = running.ends(params.protocol, &local, &theirs, &samples);
         let cpu = cpu.read();
         let all_receive = running.streams.iter().all(|s| !s.sender);
         let mut mine = Results {
