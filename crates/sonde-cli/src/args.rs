@@ -27,6 +27,9 @@ pub(crate) enum Command {
     Perf(Box<crate::perf_args::PerfArgs>),
     /// Serve echo, discard, chargen or chat to many clients at once.
     Serve(crate::serve::ServeArgs),
+    /// Measure round-trip latency against an echo server, and fit delay and
+    /// bandwidth over message sizes (no host: an embedded loopback echo).
+    Rtt(crate::rtt::RttArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.

@@ -5,6 +5,7 @@
 mod args;
 mod perf;
 mod perf_args;
+mod rtt;
 mod serve;
 mod talk;
 
@@ -41,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Listen(args) => talk::listen(args),
         Command::Perf(args) => perf::perf(*args),
         Command::Serve(args) => serve::serve(args),
+        Command::Rtt(args) => rtt::rtt(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -22,6 +22,7 @@ pub mod net;
 pub mod perf;
 pub mod pump;
 pub mod relay;
+pub mod rtt;
 pub mod serve;
 pub mod transform;
 pub mod udp;

@@ -1,0 +1,233 @@
+//! `sonde rtt`: round-trip latency, and the lesson's model fitted over
+//! message sizes (`--sweep`). With no host, an echo reflector starts on
+//! loopback inside the process.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use sonde::rtt::client::{self, Length, RttConfig, RttReport};
+use sonde::rtt::fit;
+use sonde::rtt::stats::{Summary, micros};
+use sonde::serve::ServiceKind;
+
+use crate::args::parse_secs;
+use crate::perf_args::parse_size;
+use crate::talk::UsageError;
+
+#[derive(Debug, Args)]
+pub(crate) struct RttArgs {
+    /// Echo server, HOST[:PORT] ([::1]:PORT for IPv6; port 7007, `sonde serve echo`'s).
+    /// None: an echo server on loopback inside the process.
+    pub(crate) host: Option<String>,
+    /// UDP instead of TCP.
+    #[arg(short = 'u', long)]
+    pub(crate) udp: bool,
+    /// Message size in bytes (K and M mean 1024 and 1024²); TCP 1 B-16 MiB, UDP 16-65507.
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = parse_size, default_value = "64")]
+    pub(crate) size: u64,
+    /// Round trips to measure.
+    #[arg(short = 'n', long, value_name = "COUNT", conflicts_with = "time")]
+    pub(crate) count: Option<u64>,
+    /// Seconds to measure (default 2; with --sweep, 1000 round trips per size).
+    #[arg(short = 't', long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) time: Option<Duration>,
+    /// Round trips done first and discarded.
+    #[arg(long, value_name = "COUNT", default_value_t = 100)]
+    pub(crate) warmup: u64,
+    /// Measure at each size and fit rtt = base + 2·size/bandwidth: e.g. 1,64,1K,16K,64K,256K,1M.
+    #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size)]
+    pub(crate) sweep: Option<Vec<u64>>,
+    /// UDP: count a request lost when its reply takes longer than SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "1")]
+    pub(crate) timeout: Duration,
+    /// JSON output.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn target(
+    args: &RttArgs,
+) -> anyhow::Result<(SocketAddr, Option<sonde::rtt::reflector::Reflector>)> {
+    match &args.host {
+        None => {
+            let reflector = sonde::rtt::reflector::start()?;
+            Ok((reflector.addr, Some(reflector)))
+        }
+        Some(text) => {
+            let (host, port) =
+                sonde::net::split_host_default_port(text, ServiceKind::Echo.default_port())
+                    .map_err(|e| UsageError(e.to_string()))?;
+            let addr = sonde::net::resolve(&host, port, sonde::net::Family::Any)?[0];
+            Ok((addr, None))
+        }
+    }
+}
+
+/// `sonde rtt`.
+pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
+    let sizes: Vec<usize> = match &args.sweep {
+        Some(list) => list.iter().map(|&s| s as usize).collect(),
+        None => vec![args.size as usize],
+    };
+    for &size in &sizes {
+        client::check_size(args.udp, size).map_err(|e| UsageError(e.to_string()))?;
+    }
+    let (addr, _reflector) = target(&args)?;
+    let length = match (args.count, args.time, args.sweep.is_some()) {
+        (Some(n), _, _) => Length::Count(n),
+        (None, Some(t), _) => Length::Time(t),
+        (None, None, true) => Length::Count(1000),
+        (None, None, false) => Length::Time(Duration::from_secs(2)),
+    };
+    let mut reports = Vec::new();
+    for size in sizes {
+        let config = RttConfig {
+            addr,
+            udp: args.udp,
+            size,
+            length,
+            warmup: args.warmup,
+            timeout: args.timeout,
+        };
+        reports.push(client::run(&config)?);
+    }
+    if args.sweep.is_some() {
+        print_sweep(&args, addr, &reports);
+    } else if let Some(report) = reports.first() {
+        print_one(&args, addr, report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn proto(args: &RttArgs) -> &'static str {
+    if args.udp { "UDP" } else { "TCP" }
+}
+
+fn summary_json(s: &Summary) -> serde_json::Value {
+    json!({"count": s.count, "min": s.min, "mean": s.mean, "stdev": s.stdev, "p50": s.p50, "p90": s.p90,
+           "p99": s.p99, "p99_9": s.p999, "p99_99": s.p9999, "max": s.max})
+}
+
+fn report_json(args: &RttArgs, addr: SocketAddr, r: &RttReport) -> serde_json::Value {
+    let s = r.latency.summary();
+    let mut v = json!({"protocol": proto(args), "server": addr.to_string(), "size": r.size,
+        "warmup_discarded": r.warmup, "seconds": r.elapsed.as_secs_f64(), "rtt_ns": summary_json(&s)});
+    if args.udp {
+        v["sent"] = json!(r.seq.sent);
+        v["received"] = json!(r.seq.received);
+        v["lost"] = json!(r.seq.lost());
+        v["duplicates"] = json!(r.seq.duplicates);
+        v["late"] = json!(r.seq.late);
+    }
+    v
+}
+
+fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(args, addr, r)).unwrap_or_default()
+        );
+        return;
+    }
+    let s = r.latency.summary();
+    println!(
+        "sonde rtt: {} {} B to {addr}: {} round trips in {:.2} s ({} warm-up round trips discarded)",
+        proto(args),
+        r.size,
+        s.count,
+        r.elapsed.as_secs_f64(),
+        r.warmup
+    );
+    if args.udp {
+        println!(
+            "UDP: {} sent, {} answered, {} lost, {} duplicates, {} late",
+            r.seq.sent,
+            r.seq.received,
+            r.seq.lost(),
+            r.seq.duplicates,
+            r.seq.late
+        );
+    }
+    println!("{:>8} {:>12} {:>12}", "", "RTT", "RTT/2");
+    let rows: [(&str, f64); 10] = [
+        ("min", s.min as f64),
+        ("mean", s.mean),
+        ("stdev", s.stdev),
+        ("p50", s.p50 as f64),
+        ("p90", s.p90 as f64),
+        ("p99", s.p99 as f64),
+        ("p99.9", s.p999 as f64),
+        ("p99.99", s.p9999 as f64),
+        ("max", s.max as f64),
+        ("", 0.0),
+    ];
+    for (name, v) in rows.iter().filter(|r| !r.0.is_empty()) {
+        println!(
+            "{name:>8} {:>12} {:>12}",
+            micros(*v as u64),
+            micros((*v / 2.0) as u64)
+        );
+    }
+    println!("\nRTT histogram:");
+    print!("{}", r.latency.text_histogram(40));
+}
+
+fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
+    let points: Vec<(u64, f64)> = reports
+        .iter()
+        .map(|r| (r.size as u64, r.latency.summary().p50 as f64))
+        .collect();
+    let fitted = fit::fit(&points);
+    if args.json {
+        let runs: Vec<serde_json::Value> =
+            reports.iter().map(|r| report_json(args, addr, r)).collect();
+        let model = match &fitted {
+            Ok(f) => json!({"base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,
+                "bandwidth_bits_per_sec": f.bytes_per_sec * 8.0, "r_squared": f.r_squared,
+                "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()}),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"runs": runs, "fit": model})).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "sonde rtt --sweep: {} to {addr}, p50 RTT per size",
+        proto(args)
+    );
+    println!(
+        "{:>10} {:>12} {:>12} {:>14}",
+        "size", "p50 RTT", "p99 RTT", "residual"
+    );
+    for (r, p) in reports.iter().zip(&points) {
+        let residual = fitted
+            .as_ref()
+            .ok()
+            .and_then(|f| f.residuals.iter().find(|x| x.0 == p.0))
+            .map_or(0.0, |x| x.1);
+        let s = r.latency.summary();
+        println!(
+            "{:>10} {:>12} {:>12} {:>11.1} us",
+            r.size,
+            micros(s.p50),
+            micros(s.p99),
+            residual / 1000.0
+        );
+    }
+    match fitted {
+        Ok(f) => println!(
+            "fit rtt(size) = base + 2*size/bandwidth: base {:.1} us, one-way bandwidth {:.2} Gbit/s ({:.1} MB/s), R^2 {:.4}",
+            f.base_ns / 1000.0,
+            f.bytes_per_sec * 8.0 / 1e9,
+            f.bytes_per_sec / 1e6,
+            f.r_squared
+        ),
+        Err(e) => println!("no fit: {e}"),
+    }
+}

@@ -1,0 +1,233 @@
+//! The measuring loop: closed loop (one message in flight) over TCP or UDP,
+//! timed with the monotonic clock (`Instant`, nanosecond resolution).
+//! Nothing is allocated per sample: the histogram and buffers are made
+//! before the timed section.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::net::{self, ConnectOptions};
+
+use super::seq::{Reply, SeqTrack};
+use super::stats::Latency;
+
+/// The smallest UDP message: room for a sequence number and a timestamp.
+pub const MIN_UDP_SIZE: usize = 16;
+/// The largest UDP message.
+pub const MAX_UDP_SIZE: usize = 65_507;
+/// The largest TCP message.
+pub const MAX_TCP_SIZE: usize = 16 << 20;
+
+/// How long a run lasts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Length {
+    /// This many round trips.
+    Count(u64),
+    /// This long.
+    Time(Duration),
+}
+
+/// One closed-loop run.
+#[derive(Debug, Clone)]
+pub struct RttConfig {
+    /// The echo server.
+    pub addr: SocketAddr,
+    /// UDP instead of TCP.
+    pub udp: bool,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Measured part.
+    pub length: Length,
+    /// Round trips done first and discarded.
+    pub warmup: u64,
+    /// UDP: give up on a reply after this long (counted lost).
+    pub timeout: Duration,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct RttReport {
+    /// Message size.
+    pub size: usize,
+    /// Round trips (ns).
+    pub latency: Latency,
+    /// Warm-up round trips discarded.
+    pub warmup: u64,
+    /// Wall time of the measured part.
+    pub elapsed: Duration,
+    /// UDP accounting (all zero for TCP).
+    pub seq: SeqTrack,
+}
+
+/// Checks a size against the protocol's limits.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the limits.
+pub fn check_size(udp: bool, size: usize) -> Result<()> {
+    let (lo, hi, proto) = if udp {
+        (MIN_UDP_SIZE, MAX_UDP_SIZE, "UDP")
+    } else {
+        (1, MAX_TCP_SIZE, "TCP")
+    };
+    if (lo..=hi).contains(&size) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "message size {size} is out of range for {proto} ({lo} to {hi} bytes)"
+        )))
+    }
+}
+
+/// Runs one closed-loop measurement.
+///
+/// # Errors
+/// Connection failures, a peer that closes or resets, a bad size.
+pub fn run(config: &RttConfig) -> Result<RttReport> {
+    check_size(config.udp, config.size)?;
+    if config.udp {
+        run_udp(config)
+    } else {
+        run_tcp(config)
+    }
+}
+
+fn keep_going(length: Length, done: u64, start: Instant) -> bool {
+    match length {
+        Length::Count(n) => done < n,
+        Length::Time(t) => start.elapsed() < t,
+    }
+}
+
+fn run_tcp(config: &RttConfig) -> Result<RttReport> {
+    let host = config.addr.ip().to_string();
+    let (mut sock, peer) = net::connect_tcp(&host, config.addr.port(), &ConnectOptions::default())?;
+    let _ = sock.set_nodelay(true);
+    let out = vec![b'x'; config.size];
+    let mut back = vec![0u8; config.size];
+    let fail = |e| Error::io(format!("echo with {peer}"), e);
+    for _ in 0..config.warmup {
+        round_trip(&mut sock, &out, &mut back).map_err(fail)?;
+    }
+    let mut latency = Latency::new();
+    let start = Instant::now();
+    let mut done = 0u64;
+    while keep_going(config.length, done, start) {
+        let t0 = Instant::now();
+        round_trip(&mut sock, &out, &mut back).map_err(fail)?;
+        latency.record(t0.elapsed().as_nanos() as u64);
+        done += 1;
+    }
+    let elapsed = start.elapsed();
+    if back != out {
+        return Err(Error::Invalid(format!(
+            "{peer} did not echo the message back unchanged"
+        )));
+    }
+    Ok(RttReport {
+        size: config.size,
+        latency,
+        warmup: config.warmup,
+        elapsed,
+        seq: SeqTrack::default(),
+    })
+}
+
+fn round_trip(sock: &mut TcpStream, out: &[u8], back: &mut [u8]) -> std::io::Result<()> {
+    sock.write_all(out)?;
+    sock.read_exact(back)
+}
+
+fn run_udp(config: &RttConfig) -> Result<RttReport> {
+    let host = config.addr.ip().to_string();
+    let sock = net::connect_udp(&host, config.addr.port(), &ConnectOptions::default())?;
+    let fail = |e| Error::io(format!("echo with {}", config.addr), e);
+    sock.set_read_timeout(Some(config.timeout)).map_err(fail)?;
+    let mut out = vec![b'x'; config.size];
+    let mut back = vec![0u8; MAX_UDP_SIZE + 1];
+    let expected = match config.length {
+        Length::Count(n) => n + config.warmup,
+        Length::Time(t) => (t.as_secs_f64() * 200_000.0) as u64,
+    };
+    let mut seq = SeqTrack::with_capacity(expected);
+    let mut latency = Latency::new();
+    let origin = Instant::now();
+    let mut next = 0u64;
+    let mut start = Instant::now();
+    let mut done = 0u64;
+    loop {
+        let measuring = next >= config.warmup;
+        if next == config.warmup {
+            start = Instant::now();
+        }
+        if measuring && !keep_going(config.length, done, start) {
+            break;
+        }
+        let this = next;
+        next += 1;
+        out[..8].copy_from_slice(&this.to_be_bytes());
+        let sent_at = origin.elapsed().as_nanos() as u64;
+        out[8..16].copy_from_slice(&sent_at.to_be_bytes());
+        seq.sent(this);
+        sock.send(&out).map_err(fail)?;
+        let reply = await_reply(&sock, &mut back, &mut seq, this, origin, config.timeout);
+        if let Some(rtt) = reply.map_err(fail)?
+            && measuring
+        {
+            latency.record(rtt);
+        }
+        if measuring {
+            done += 1;
+        }
+    }
+    Ok(RttReport {
+        size: config.size,
+        latency,
+        warmup: config.warmup,
+        elapsed: start.elapsed(),
+        seq,
+    })
+}
+
+/// Waits for the reply to `current`; late replies and duplicates are
+/// counted and skipped. `None` when it does not come in time (lost).
+fn await_reply(
+    sock: &UdpSocket,
+    back: &mut [u8],
+    seq: &mut SeqTrack,
+    current: u64,
+    origin: Instant,
+    timeout: Duration,
+) -> std::io::Result<Option<u64>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = match sock.recv(back) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let now = origin.elapsed().as_nanos() as u64;
+        if n >= MIN_UDP_SIZE {
+            let word = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&back[at..at + 8]);
+                u64::from_be_bytes(b)
+            };
+            let (got, sent_at) = (word(0), word(8));
+            if seq.reply(got, current) == Reply::Current {
+                return Ok(Some(now.saturating_sub(sent_at)));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+    }
+}

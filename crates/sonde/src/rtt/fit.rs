@@ -1,0 +1,121 @@
+//! The lesson's model fitted to measurements: an echo carries a message
+//! both ways, so rtt(size) = base + 2 · size / bandwidth. A least-squares
+//! line through (size, rtt) gives the base latency (intercept) and the
+//! one-way bandwidth (2 / slope). Pure.
+
+/// A fitted model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    /// Round trip of an empty message, ns.
+    pub base_ns: f64,
+    /// One-way bandwidth, bytes per second.
+    pub bytes_per_sec: f64,
+    /// Coefficient of determination (1 = the line explains everything).
+    pub r_squared: f64,
+    /// Measured minus fitted RTT at each size, ns.
+    pub residuals: Vec<(u64, f64)>,
+}
+
+/// Why no meaningful fit exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FitError {
+    /// Fewer than two different sizes.
+    #[error("a fit needs at least two different message sizes")]
+    TooFewSizes,
+    /// RTT does not grow with size (noise swamped the transfer time).
+    #[error(
+        "RTT does not grow with message size here, so no bandwidth can be fitted (use larger sizes)"
+    )]
+    NoSlope,
+}
+
+/// Fits rtt(size) = base + 2·size/bandwidth to `(size bytes, rtt ns)`.
+///
+/// # Errors
+/// [`FitError`] when the points cannot define the line.
+pub fn fit(points: &[(u64, f64)]) -> Result<Fit, FitError> {
+    let n = points.len() as f64;
+    let distinct = {
+        let mut sizes: Vec<u64> = points.iter().map(|p| p.0).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes.len()
+    };
+    if distinct < 2 {
+        return Err(FitError::TooFewSizes);
+    }
+    let mean_x = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 as f64 - mean_x).powi(2)).sum();
+    let sxy: f64 = points
+        .iter()
+        .map(|p| (p.0 as f64 - mean_x) * (p.1 - mean_y))
+        .sum();
+    let slope = sxy / sxx;
+    if slope <= 0.0 || !slope.is_finite() {
+        return Err(FitError::NoSlope);
+    }
+    let base = mean_y - slope * mean_x;
+    let residuals: Vec<(u64, f64)> = points
+        .iter()
+        .map(|p| (p.0, p.1 - (base + slope * p.0 as f64)))
+        .collect();
+    let ss_res: f64 = residuals.iter().map(|r| r.1 * r.1).sum();
+    let ss_tot: f64 = points.iter().map(|p| (p.1 - mean_y).powi(2)).sum();
+    let r_squared = if ss_tot > 0.0 {
+        1.0 - ss_res / ss_tot
+    } else {
+        1.0
+    };
+    // slope is ns per byte for the round trip: 2 / bandwidth.
+    let bytes_per_sec = 2.0 / slope * 1e9;
+    Ok(Fit {
+        base_ns: base,
+        bytes_per_sec,
+        r_squared,
+        residuals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_known_base_and_bandwidth() {
+        // base 20 us, 1 GB/s one way: rtt = 20_000 + 2 * size ns.
+        let points: Vec<(u64, f64)> = [1u64, 64, 1024, 16_384, 65_536, 262_144, 1_048_576]
+            .iter()
+            .map(|&s| (s, 20_000.0 + 2.0 * s as f64))
+            .collect();
+        let f = fit(&points).expect("a line");
+        assert!((f.base_ns - 20_000.0).abs() < 1e-6, "{}", f.base_ns);
+        assert!(
+            (f.bytes_per_sec - 1e9).abs() / 1e9 < 1e-9,
+            "{}",
+            f.bytes_per_sec
+        );
+        assert!((f.r_squared - 1.0).abs() < 1e-12);
+        assert!(f.residuals.iter().all(|r| r.1.abs() < 1e-6));
+    }
+
+    #[test]
+    fn noise_lowers_r_squared_and_shows_in_residuals() {
+        let points = [
+            (1u64, 21_000.0),
+            (1_000_000, 2_020_000.0),
+            (2_000_000, 4_019_000.0),
+            (500_000, 1_030_000.0),
+        ];
+        let f = fit(&points).expect("a line");
+        assert!(f.r_squared < 1.0 && f.r_squared > 0.99);
+        assert!(f.residuals.iter().any(|r| r.1.abs() > 100.0));
+    }
+
+    #[test]
+    fn meaningless_fits_are_refused_clearly() {
+        assert_eq!(fit(&[(64, 10.0)]), Err(FitError::TooFewSizes));
+        assert_eq!(fit(&[(64, 10.0), (64, 12.0)]), Err(FitError::TooFewSizes));
+        assert_eq!(fit(&[(1, 30.0), (1000, 20.0)]), Err(FitError::NoSlope));
+    }
+}

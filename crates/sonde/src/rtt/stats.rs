@@ -1,0 +1,158 @@
+//! Latency statistics from an HDR histogram (nanoseconds): min, mean,
+//! stdev, percentiles, max, and a text histogram. Pure.
+
+use hdrhistogram::Histogram;
+
+/// Round-trip times recorded so far.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    hist: Histogram<u64>,
+}
+
+/// The figures of a set of round trips, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub stdev: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latency {
+    /// An empty record: 1 ns to 100 s at 3 significant digits (the
+    /// histogram is allocated here, never while measuring).
+    pub fn new() -> Self {
+        let hist = Histogram::new_with_bounds(1, 100_000_000_000, 3)
+            .expect("invariant: 1 ns to 100 s at 3 significant figures is a valid range");
+        Self { hist }
+    }
+
+    /// Records one round trip (clamped into the histogram's range).
+    pub fn record(&mut self, nanos: u64) {
+        let _ = self.hist.record(nanos.clamp(1, self.hist.high()));
+    }
+
+    /// The figures so far.
+    pub fn summary(&self) -> Summary {
+        let h = &self.hist;
+        if h.is_empty() {
+            return Summary::default();
+        }
+        // The middle of each bucket: within 0.05% of the samples at 3
+        // significant figures.
+        let q = |p: f64| h.median_equivalent(h.value_at_quantile(p));
+        Summary {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            stdev: h.stdev(),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+            max: h.median_equivalent(h.max()),
+        }
+    }
+
+    /// A text histogram: one line per power-of-two bucket of the round
+    /// trip, with its count and a bar scaled to `width`.
+    pub fn text_histogram(&self, width: usize) -> String {
+        let h = &self.hist;
+        if h.is_empty() {
+            return String::new();
+        }
+        let mut buckets: Vec<(u64, u64)> = Vec::new();
+        let mut low = h.min().next_power_of_two() / 2;
+        low = low.max(1);
+        while low <= h.max() {
+            let high = low * 2;
+            let n = h.count_between(low, high - 1);
+            buckets.push((low, n));
+            low = high;
+        }
+        let top = buckets.iter().map(|b| b.1).max().unwrap_or(1).max(1);
+        let mut out = String::new();
+        for (low, n) in buckets {
+            let bar = "#".repeat(((n as f64 / top as f64) * width as f64).ceil() as usize);
+            out.push_str(&format!(
+                "{:>10} - {:<10} {:>9}  {bar}\n",
+                micros(low),
+                micros(low * 2),
+                n
+            ));
+        }
+        out
+    }
+}
+
+/// Nanoseconds as microseconds with a unit ("12.3 us").
+pub fn micros(nanos: u64) -> String {
+    format!("{:.1} us", nanos as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_samples() {
+        let mut l = Latency::new();
+        for v in 1..=10_000u64 {
+            l.record(v * 1000); // 1 us .. 10 ms, uniform
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 10_000);
+        assert_eq!(s.min, 1000);
+        let near = |got: u64, want: u64| (got as f64 - want as f64).abs() / want as f64 <= 0.002;
+        assert!(near(s.p50, 5_000_000), "{}", s.p50);
+        assert!(near(s.p90, 9_000_000), "{}", s.p90);
+        assert!(near(s.p99, 9_900_000), "{}", s.p99);
+        assert!(near(s.p999, 9_990_000), "{}", s.p999);
+        assert!(near(s.max, 10_000_000), "{}", s.max);
+        assert!(
+            (s.mean - 5_000_500.0).abs() / 5_000_500.0 < 0.002,
+            "{}",
+            s.mean
+        );
+        // Uniform on [a, b]: stdev = (b - a) / sqrt(12).
+        let sd = 9_999_000.0 / 12f64.sqrt();
+        assert!((s.stdev - sd).abs() / sd < 0.01, "{}", s.stdev);
+    }
+
+    #[test]
+    fn constant_samples_have_no_spread() {
+        let mut l = Latency::new();
+        for _ in 0..100 {
+            l.record(20_000);
+        }
+        let s = l.summary();
+        for v in [s.min, s.p50, s.p99, s.max] {
+            assert!(v.abs_diff(20_000) <= 20, "{v}");
+        }
+        assert!(s.stdev < 1.0);
+        assert!(l.text_histogram(40).contains("100"));
+    }
+}
