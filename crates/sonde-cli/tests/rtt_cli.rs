@@ -96,10 +96,10 @@ fn udp_loss_duplicates_and_late_replies_are_counted() {
                     let _ = sock.send_to(&reply, from);
                 }
             }
-            if seq % 10 != 7 {
-                if let Some((late, to)) = held.take() {
-                    let _ = sock.send_to(&late, to);
-                }
+            if seq % 10 != 7
+                && let Some((late, to)) = held.take()
+            {
+                let _ = sock.send_to(&late, to);
             }
         }
     });
