@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use sonde::rtt::client::{self, Length, RttConfig, RttReport};
@@ -46,6 +47,12 @@ pub(crate) struct RttArgs {
     /// JSON output.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Write every round trip to FILE as CSV (size,index,rtt_ns), after the run.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) csv: Option<std::path::PathBuf>,
+    /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU).
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
 }
 
 fn target(
@@ -91,8 +98,13 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             length,
             warmup: args.warmup,
             timeout: args.timeout,
+            busy_poll: args.busy_poll,
+            keep_samples: args.csv.is_some(),
         };
         reports.push(client::run(&config)?);
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &reports)?;
     }
     if args.sweep.is_some() {
         print_sweep(&args, addr, &reports);
@@ -100,6 +112,22 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
         print_one(&args, addr, report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the samples after the run (never inside the timed section).
+fn write_csv(path: &std::path::Path, reports: &[RttReport]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let fail = |e| anyhow::Error::new(e).context(format!("writing {}", path.display()));
+    writeln!(out, "size,index,rtt_ns").map_err(fail)?;
+    for r in reports {
+        for (i, rtt) in r.samples.iter().enumerate() {
+            writeln!(out, "{},{i},{rtt}", r.size).map_err(fail)?;
+        }
+    }
+    out.flush().map_err(fail)
 }
 
 fn proto(args: &RttArgs) -> &'static str {

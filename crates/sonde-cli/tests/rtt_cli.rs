@@ -124,3 +124,24 @@ fn udp_loss_duplicates_and_late_replies_are_counted() {
         "only replies to the request in flight are timed: {v}"
     );
 }
+
+#[test]
+fn csv_has_every_sample_and_busy_poll_works() {
+    let dir = TempDir::new("rtt-csv");
+    let path = dir.join("samples.csv");
+    let done = rtt(&[
+        "-n",
+        "300",
+        "--busy-poll",
+        "--csv",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let text = std::fs::read_to_string(&path).expect("csv");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "size,index,rtt_ns");
+    assert_eq!(lines.len(), 301);
+    assert!(lines[1].starts_with("64,0,"));
+    let done = rtt(&["-u", "-n", "300", "--busy-poll", "--json"]);
+    assert_eq!(json(&done)["lost"], 0);
+}

@@ -44,6 +44,11 @@ pub struct RttConfig {
     pub warmup: u64,
     /// UDP: give up on a reply after this long (counted lost).
     pub timeout: Duration,
+    /// Spin on non-blocking reads instead of sleeping in the kernel: lower
+    /// latency for a whole CPU.
+    pub busy_poll: bool,
+    /// Keep every sample (for `--csv`), in memory sized before the run.
+    pub keep_samples: bool,
 }
 
 /// What a run measured.
@@ -59,6 +64,21 @@ pub struct RttReport {
     pub elapsed: Duration,
     /// UDP accounting (all zero for TCP).
     pub seq: SeqTrack,
+    /// Every measured round trip in order (ns), when asked for.
+    pub samples: Vec<u64>,
+}
+
+/// Room for the samples of a run, made before it starts.
+fn sample_store(config: &RttConfig) -> Vec<u64> {
+    if !config.keep_samples {
+        return Vec::new();
+    }
+    let expected = match config.length {
+        Length::Count(n) => n,
+        // Generous for loopback (200,000 round trips a second).
+        Length::Time(t) => (t.as_secs_f64() * 200_000.0) as u64,
+    };
+    Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 28))
 }
 
 /// Checks a size against the protocol's limits.
@@ -104,6 +124,10 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     let host = config.addr.ip().to_string();
     let (mut sock, peer) = net::connect_tcp(&host, config.addr.port(), &ConnectOptions::default())?;
     let _ = sock.set_nodelay(true);
+    if config.busy_poll {
+        sock.set_nonblocking(true)
+            .map_err(|e| Error::io("setting up busy polling", e))?;
+    }
     let out = vec![b'x'; config.size];
     let mut back = vec![0u8; config.size];
     let fail = |e| Error::io(format!("echo with {peer}"), e);
@@ -111,12 +135,17 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         round_trip(&mut sock, &out, &mut back).map_err(fail)?;
     }
     let mut latency = Latency::new();
+    let mut samples = sample_store(config);
     let start = Instant::now();
     let mut done = 0u64;
     while keep_going(config.length, done, start) {
         let t0 = Instant::now();
         round_trip(&mut sock, &out, &mut back).map_err(fail)?;
-        latency.record(t0.elapsed().as_nanos() as u64);
+        let rtt = t0.elapsed().as_nanos() as u64;
+        latency.record(rtt);
+        if config.keep_samples {
+            samples.push(rtt);
+        }
         done += 1;
     }
     let elapsed = start.elapsed();
@@ -131,12 +160,39 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         warmup: config.warmup,
         elapsed,
         seq: SeqTrack::default(),
+        samples,
     })
 }
 
+/// One round trip; with a non-blocking socket (busy poll) it spins on
+/// `WouldBlock` instead of sleeping.
 fn round_trip(sock: &mut TcpStream, out: &[u8], back: &mut [u8]) -> std::io::Result<()> {
-    sock.write_all(out)?;
-    sock.read_exact(back)
+    let mut sent = 0;
+    while sent < out.len() {
+        match sock.write(&out[sent..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if spin(&e) => std::hint::spin_loop(),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut got = 0;
+    while got < back.len() {
+        match sock.read(&mut back[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if spin(&e) => std::hint::spin_loop(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn spin(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
 }
 
 fn run_udp(config: &RttConfig) -> Result<RttReport> {
@@ -144,6 +200,9 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
     let sock = net::connect_udp(&host, config.addr.port(), &ConnectOptions::default())?;
     let fail = |e| Error::io(format!("echo with {}", config.addr), e);
     sock.set_read_timeout(Some(config.timeout)).map_err(fail)?;
+    if config.busy_poll {
+        sock.set_nonblocking(true).map_err(fail)?;
+    }
     let mut out = vec![b'x'; config.size];
     let mut back = vec![0u8; MAX_UDP_SIZE + 1];
     let expected = match config.length {
@@ -152,6 +211,7 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
     };
     let mut seq = SeqTrack::with_capacity(expected);
     let mut latency = Latency::new();
+    let mut samples = sample_store(config);
     let origin = Instant::now();
     let mut next = 0u64;
     let mut start = Instant::now();
@@ -176,6 +236,9 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
             && measuring
         {
             latency.record(rtt);
+            if config.keep_samples {
+                samples.push(rtt);
+            }
         }
         if measuring {
             done += 1;
@@ -187,6 +250,7 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
         warmup: config.warmup,
         elapsed: start.elapsed(),
         seq,
+        samples,
     })
 }
 
@@ -204,6 +268,11 @@ fn await_reply(
     loop {
         let n = match sock.recv(back) {
             Ok(n) => n,
+            // Busy polling: a non-blocking socket says WouldBlock at once.
+            Err(e) if spin(&e) && Instant::now() < deadline => {
+                std::hint::spin_loop();
+                continue;
+            }
             Err(e)
                 if matches!(
                     e.kind(),
