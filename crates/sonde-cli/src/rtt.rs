@@ -50,6 +50,13 @@ pub(crate) struct RttArgs {
     /// Write every round trip to FILE as CSV (size,index,rtt_ns), after the run.
     #[arg(long, value_name = "FILE")]
     pub(crate) csv: Option<std::path::PathBuf>,
+    /// Open loop: N messages per second, several in flight, each latency
+    /// counted from when its message was due (no coordinated omission).
+    #[arg(long, value_name = "N", conflicts_with = "sweep")]
+    pub(crate) rate: Option<f64>,
+    /// With --rate: Poisson (exponential) spacing instead of a fixed interval.
+    #[arg(long, requires = "rate")]
+    pub(crate) poisson: bool,
     /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU).
     #[arg(long)]
     pub(crate) busy_poll: bool,
@@ -101,7 +108,12 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             busy_poll: args.busy_poll,
             keep_samples: args.csv.is_some(),
         };
-        reports.push(client::run(&config)?);
+        let report = match args.rate {
+            Some(rate) if rate > 0.0 => sonde::rtt::open::run(&config, rate, args.poisson)?,
+            Some(_) => return Err(UsageError("--rate must be above 0".into()).into()),
+            None => client::run(&config)?,
+        };
+        reports.push(report);
     }
     if let Some(path) = &args.csv {
         write_csv(path, &reports)?;

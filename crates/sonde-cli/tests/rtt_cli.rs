@@ -145,3 +145,18 @@ fn csv_has_every_sample_and_busy_poll_works() {
     let done = rtt(&["-u", "-n", "300", "--busy-poll", "--json"]);
     assert_eq!(json(&done)["lost"], 0);
 }
+
+#[test]
+fn open_loop_counts_from_the_due_time() {
+    for proto in [&[][..], &["-u"]] {
+        let args = [proto, &["--rate", "2000", "-n", "1000", "--json"]].concat();
+        let v = json(&rtt(&args));
+        assert_eq!(v["rtt_ns"]["count"], 1000, "{v}");
+        let args = [
+            proto,
+            &["--rate", "2000", "--poisson", "-n", "500", "--json"],
+        ]
+        .concat();
+        assert_eq!(json(&rtt(&args))["rtt_ns"]["count"], 500);
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod fit;
+pub mod open;
 pub mod reflector;
 pub mod seq;
 pub mod stats;
