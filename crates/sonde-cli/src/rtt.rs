@@ -57,6 +57,10 @@ pub(crate) struct RttArgs {
     /// With --rate: Poisson (exponential) spacing instead of a fixed interval.
     #[arg(long, requires = "rate")]
     pub(crate) poisson: bool,
+    /// Speak sockperf's ping-pong format, to measure a stock `sockperf server`
+    /// (default port 11111; messages of at least 14 bytes).
+    #[arg(long, requires = "host", conflicts_with = "rate")]
+    pub(crate) sockperf: bool,
     /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU).
     #[arg(long)]
     pub(crate) busy_poll: bool,
@@ -88,6 +92,12 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
     };
     for &size in &sizes {
         client::check_size(args.udp, size).map_err(|e| UsageError(e.to_string()))?;
+        if args.sockperf && size < sonde::rtt::sockperf::HEADER_LEN {
+            return Err(UsageError(format!(
+                "message size {size} is out of range for --sockperf (at least 14 bytes)"
+            ))
+            .into());
+        }
     }
     let (addr, _reflector) = target(&args)?;
     let length = match (args.count, args.time, args.sweep.is_some()) {
@@ -107,6 +117,7 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             timeout: args.timeout,
             busy_poll: args.busy_poll,
             keep_samples: args.csv.is_some(),
+            sockperf: args.sockperf,
         };
         let report = match args.rate {
             Some(rate) if rate > 0.0 => sonde::rtt::open::run(&config, rate, args.poisson)?,

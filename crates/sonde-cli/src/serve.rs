@@ -27,6 +27,8 @@ pub(crate) enum Service {
     Chargen,
     /// Line chat: each line to every other client.
     Chat,
+    /// Reflects sockperf ping-pong messages, for a stock `sockperf ping-pong` (TCP or UDP).
+    Sockperf,
 }
 
 #[derive(Debug, Args)]
@@ -36,10 +38,10 @@ pub(crate) struct ServeArgs {
     /// Address to bind (default: every interface, IPv4 and IPv6).
     #[arg(long, value_name = "ADDR")]
     pub(crate) bind: Option<String>,
-    /// Port (default per service: echo 7007, discard 7009, chargen 7019, chat 7070).
+    /// Port (default per service: echo 7007, discard 7009, chargen 7019, chat 7070, sockperf 11111).
     #[arg(long, short = 'p')]
     pub(crate) port: Option<u16>,
-    /// UDP instead of TCP (echo and discard).
+    /// UDP instead of TCP (echo, discard and sockperf).
     #[arg(long, short = 'u')]
     pub(crate) udp: bool,
     /// Connections at once; a client past this is closed at once and counted.
@@ -65,15 +67,21 @@ fn kind(service: Service) -> ServiceKind {
         Service::Discard => ServiceKind::Discard,
         Service::Chargen => ServiceKind::Chargen,
         Service::Chat => ServiceKind::Chat,
+        Service::Sockperf => ServiceKind::Sockperf,
     }
 }
 
 /// `sonde serve SERVICE`.
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let kind = kind(args.service);
-    if args.udp && !matches!(kind, ServiceKind::Echo | ServiceKind::Discard) {
+    if args.udp
+        && !matches!(
+            kind,
+            ServiceKind::Echo | ServiceKind::Discard | ServiceKind::Sockperf
+        )
+    {
         return Err(crate::talk::UsageError(format!(
-            "--udp works with echo and discard, not {}",
+            "--udp works with echo, discard and sockperf, not {}",
             kind.name()
         ))
         .into());

@@ -56,5 +56,8 @@ fn udp_is_only_for_echo_and_discard() {
     cmd.args(["serve", "chat", "--udp", "--port", "0"]);
     let done = run(cmd, b"");
     assert_eq!(done.code(), Some(2), "{}", done.stderr);
-    assert!(done.stderr.contains("--udp works with echo and discard"));
+    assert!(
+        done.stderr
+            .contains("--udp works with echo, discard and sockperf")
+    );
 }

@@ -49,6 +49,8 @@ pub struct RttConfig {
     pub busy_poll: bool,
     /// Keep every sample (for `--csv`), in memory sized before the run.
     pub keep_samples: bool,
+    /// Speak sockperf's ping-pong format (for a stock `sockperf server`).
+    pub sockperf: bool,
 }
 
 /// What a run measured.
@@ -128,7 +130,13 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         sock.set_nonblocking(true)
             .map_err(|e| Error::io("setting up busy polling", e))?;
     }
-    let out = vec![b'x'; config.size];
+    let mut out = vec![b'x'; config.size];
+    let mut expected = out.clone();
+    if config.sockperf {
+        sockperf_request(&mut out, 0);
+        expected.copy_from_slice(&out);
+        super::sockperf::reflect(&mut expected);
+    }
     let mut back = vec![0u8; config.size];
     let fail = |e| Error::io(format!("echo with {peer}"), e);
     for _ in 0..config.warmup {
@@ -149,7 +157,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         done += 1;
     }
     let elapsed = start.elapsed();
-    if back != out {
+    if back != expected {
         return Err(Error::Invalid(format!(
             "{peer} did not echo the message back unchanged"
         )));
@@ -162,6 +170,18 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         seq: SeqTrack::default(),
         samples,
     })
+}
+
+/// Writes a sockperf ping-pong request header (the message is its length).
+fn sockperf_request(msg: &mut [u8], seq: u64) {
+    use super::sockperf::{CLIENT, Header, PONG_REQUEST};
+    let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
+    Header {
+        seq,
+        flags: CLIENT | PONG_REQUEST,
+        len,
+    }
+    .write(msg);
 }
 
 /// One round trip; with a non-blocking socket (busy poll) it spins on
@@ -212,7 +232,6 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
     let mut seq = SeqTrack::with_capacity(expected);
     let mut latency = Latency::new();
     let mut samples = sample_store(config);
-    let origin = Instant::now();
     let mut next = 0u64;
     let mut start = Instant::now();
     let mut done = 0u64;
@@ -226,12 +245,15 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
         }
         let this = next;
         next += 1;
-        out[..8].copy_from_slice(&this.to_be_bytes());
-        let sent_at = origin.elapsed().as_nanos() as u64;
-        out[8..16].copy_from_slice(&sent_at.to_be_bytes());
+        if config.sockperf {
+            sockperf_request(&mut out, this);
+        } else {
+            out[..8].copy_from_slice(&this.to_be_bytes());
+        }
+        let sent_at = Instant::now();
         seq.sent(this);
         sock.send(&out).map_err(fail)?;
-        let reply = await_reply(&sock, &mut back, &mut seq, this, origin, config.timeout);
+        let reply = await_reply(&sock, &mut back, &mut seq, this, sent_at, config);
         if let Some(rtt) = reply.map_err(fail)?
             && measuring
         {
@@ -261,10 +283,10 @@ fn await_reply(
     back: &mut [u8],
     seq: &mut SeqTrack,
     current: u64,
-    origin: Instant,
-    timeout: Duration,
+    sent_at: Instant,
+    config: &RttConfig,
 ) -> std::io::Result<Option<u64>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = sent_at + config.timeout;
     loop {
         let n = match sock.recv(back) {
             Ok(n) => n,
@@ -283,16 +305,16 @@ fn await_reply(
             }
             Err(e) => return Err(e),
         };
-        let now = origin.elapsed().as_nanos() as u64;
-        if n >= MIN_UDP_SIZE {
-            let word = |at: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&back[at..at + 8]);
-                u64::from_be_bytes(b)
-            };
-            let (got, sent_at) = (word(0), word(8));
-            if seq.reply(got, current) == Reply::Current {
-                return Ok(Some(now.saturating_sub(sent_at)));
+        let rtt = sent_at.elapsed().as_nanos() as u64;
+        // sockperf ignores a reply that still has the CLIENT bit; so do we.
+        let answered = !config.sockperf
+            || super::sockperf::Header::read(&back[..n])
+                .is_some_and(|h| h.flags & super::sockperf::CLIENT == 0);
+        if n >= MIN_UDP_SIZE && answered {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&back[..8]);
+            if seq.reply(u64::from_be_bytes(word), current) == Reply::Current {
+                return Ok(Some(rtt));
             }
         }
         if Instant::now() >= deadline {

@@ -10,4 +10,5 @@ pub mod fit;
 pub mod open;
 pub mod reflector;
 pub mod seq;
+pub mod sockperf;
 pub mod stats;

@@ -1,7 +1,7 @@
 //! `sonde serve`: one server core (accept loop, per-connection task,
 //! connection limit, idle timeout, graceful shutdown, counters) with the
 //! test services plugged in: RFC 862 echo, RFC 863 discard, RFC 864
-//! chargen, and a line-based chat room.
+//! chargen, a line-based chat room, and a sockperf reflector.
 
 pub mod chat;
 pub mod services;
@@ -27,6 +27,8 @@ pub enum ServiceKind {
     Chargen,
     /// Lines from each client go to every other client.
     Chat,
+    /// Reflects sockperf's ping-pong messages (TCP or UDP).
+    Sockperf,
 }
 
 impl ServiceKind {
@@ -37,6 +39,7 @@ impl ServiceKind {
             Self::Discard => 7009,
             Self::Chargen => 7019,
             Self::Chat => 7070,
+            Self::Sockperf => crate::rtt::sockperf::DEFAULT_PORT,
         }
     }
 
@@ -47,6 +50,7 @@ impl ServiceKind {
             Self::Discard => "discard",
             Self::Chargen => "chargen",
             Self::Chat => "chat",
+            Self::Sockperf => "sockperf",
         }
     }
 }
@@ -192,6 +196,7 @@ async fn serve_one(
     match kind {
         ServiceKind::Echo => services::echo(stream, ctx).await,
         ServiceKind::Discard => services::discard(stream, ctx).await,
+        ServiceKind::Sockperf => Box::pin(services::sockperf(stream, ctx)).await,
         ServiceKind::Chargen => Box::pin(services::chargen(stream, ctx)).await,
         // Boxed: the chat future is large, and an unboxed one would make
         // every connection's task (echo's too) that large.

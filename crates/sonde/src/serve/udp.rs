@@ -1,4 +1,4 @@
-//! UDP echo and discard. Echo sends each datagram back once, to its
+//! UDP echo, discard and the sockperf reflector. Echo sends each datagram back once, to its
 //! sender, so no peer ever gets more bytes than it sent (no amplification).
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ServiceKind, Stats};
 
-/// Serves `kind` (echo or discard) on `sock` until `shutdown`.
+/// Serves `kind` (echo, discard or sockperf) on `sock` until `shutdown`.
 pub async fn run(
     sock: UdpSocket,
     kind: ServiceKind,
@@ -26,7 +26,12 @@ pub async fn run(
         stats
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if kind == ServiceKind::Echo && sock.send_to(&buf[..n], from).await.is_ok() {
+        let reply = match kind {
+            ServiceKind::Echo => true,
+            ServiceKind::Sockperf => crate::rtt::sockperf::reflect(&mut buf[..n]),
+            _ => false,
+        };
+        if reply && sock.send_to(&buf[..n], from).await.is_ok() {
             stats.add_out(n);
         }
     }
