@@ -6,6 +6,7 @@ mod args;
 mod perf;
 mod perf_args;
 mod rtt;
+mod rtt_load;
 mod serve;
 mod talk;
 

@@ -61,6 +61,14 @@ pub(crate) struct RttArgs {
     /// (default port 11111; messages of at least 14 bytes).
     #[arg(long, requires = "host", conflicts_with = "rate")]
     pub(crate) sockperf: bool,
+    /// Measure idle, then beside a bulk TCP stream (the perf engine) to a
+    /// sonde or iperf3 server at the same host, and report the ratio.
+    #[arg(long, conflicts_with_all = ["sweep", "rate"])]
+    pub(crate) under_load: bool,
+    /// Port of the perf server for --under-load (default: with a HOST, 5201;
+    /// without, an embedded server).
+    #[arg(long, value_name = "PORT", requires = "under_load")]
+    pub(crate) load_port: Option<u16>,
     /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU).
     #[arg(long)]
     pub(crate) busy_poll: bool,
@@ -119,6 +127,13 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             keep_samples: args.csv.is_some(),
             sockperf: args.sockperf,
         };
+        if args.under_load {
+            let port = args
+                .load_port
+                .or(args.host.as_ref().map(|_| sonde::iperf::DEFAULT_PORT));
+            crate::rtt_load::run(&config, port, args.json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let report = match args.rate {
             Some(rate) if rate > 0.0 => sonde::rtt::open::run(&config, rate, args.poisson)?,
             Some(_) => return Err(UsageError("--rate must be above 0".into()).into()),
