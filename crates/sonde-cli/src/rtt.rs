@@ -69,7 +69,8 @@ pub(crate) struct RttArgs {
     /// without, an embedded server).
     #[arg(long, value_name = "PORT", requires = "under_load")]
     pub(crate) load_port: Option<u16>,
-    /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU).
+    /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU);
+    /// with no host, the embedded reflector spins too.
     #[arg(long)]
     pub(crate) busy_poll: bool,
 }
@@ -79,7 +80,7 @@ fn target(
 ) -> anyhow::Result<(SocketAddr, Option<sonde::rtt::reflector::Reflector>)> {
     match &args.host {
         None => {
-            let reflector = sonde::rtt::reflector::start()?;
+            let reflector = sonde::rtt::reflector::start(args.busy_poll)?;
             Ok((reflector.addr, Some(reflector)))
         }
         Some(text) => {

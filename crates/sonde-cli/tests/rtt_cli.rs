@@ -167,5 +167,8 @@ fn under_load_reports_idle_loaded_and_their_ratio() {
     assert_eq!(v["idle_rtt_ns"]["count"], 300, "{v}");
     assert_eq!(v["loaded_rtt_ns"]["count"], 300, "{v}");
     assert!(v["ratio_p50"].as_f64().is_some_and(|r| r > 0.0), "{v}");
-    assert!(v["load_bits_per_second"].as_f64().is_some_and(|b| b > 0.0), "{v}");
+    assert!(
+        v["load_bits_per_second"].as_f64().is_some_and(|b| b > 0.0),
+        "{v}"
+    );
 }

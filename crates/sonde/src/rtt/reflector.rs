@@ -2,6 +2,7 @@
 //! blocking sockets, so it adds no runtime hop to the measured path.
 
 use std::io::{Read, Write};
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +25,12 @@ impl Drop for Reflector {
     }
 }
 
-/// Starts TCP and UDP echo on one loopback port.
+/// Starts TCP and UDP echo on one loopback port; with `busy_poll` the
+/// reflector spins on non-blocking sockets instead of sleeping.
 ///
 /// # Errors
 /// When no port can be bound.
-pub fn start() -> Result<Reflector> {
+pub fn start(busy_poll: bool) -> Result<Reflector> {
     let fail = |e| Error::io("starting the embedded echo server", e);
     let (tcp, udp) = loop {
         let tcp = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
@@ -45,11 +47,22 @@ pub fn start() -> Result<Reflector> {
             for conn in tcp.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let _ = conn.set_nodelay(true);
+                let _ = conn.set_nonblocking(busy_poll);
                 thread::spawn(move || {
                     let mut buf = vec![0u8; 256 * 1024];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                            break;
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if write_spinning(&mut conn, &buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                std::hint::spin_loop()
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(_) => break,
                         }
                     }
                 });
@@ -64,11 +77,35 @@ pub fn start() -> Result<Reflector> {
         .spawn(move || {
             let mut buf = vec![0u8; 65_536];
             while !flag.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = udp.recv_from(&mut buf) {
-                    let _ = udp.send_to(&buf[..n], from);
+                match udp.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        let _ = udp.send_to(&buf[..n], from);
+                    }
+                    Err(_) if busy_poll => std::hint::spin_loop(),
+                    Err(_) => {}
                 }
             }
         })
         .map_err(fail)?;
     Ok(Reflector { addr, stop })
+}
+
+/// Writes everything, spinning while a non-blocking socket is full.
+fn write_spinning(conn: &mut std::net::TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match conn.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                std::hint::spin_loop();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
