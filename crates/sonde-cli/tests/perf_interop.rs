@@ -16,28 +16,7 @@ use common::*;
 use serde_json::Value;
 
 fn have_iperf3() -> bool {
-    let found = Command::new("iperf3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("SONDE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("iperf3 is required (SONDE_REQUIRE_PEERS=1) but not installed");
-        }
-        eprintln!("skipping: iperf3 is not installed (apt-get install -y iperf3)");
-    }
-    found
-}
-
-/// A port free for both TCP and UDP (iperf3 uses the same number for both).
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    have_peer("iperf3", "iperf3")
 }
 
 /// Starts a one-off server and returns once it says it is listening.

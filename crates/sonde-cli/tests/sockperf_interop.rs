@@ -12,27 +12,7 @@ use common::*;
 use serde_json::Value;
 
 fn have_sockperf() -> bool {
-    let found = Command::new("sockperf")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| !o.stdout.is_empty() || o.status.success());
-    if !found {
-        if std::env::var("SONDE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("sockperf is required (SONDE_REQUIRE_PEERS=1) but not installed");
-        }
-        eprintln!("skipping: sockperf is not installed (apt-get install -y sockperf)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    have_peer("sockperf", "sockperf")
 }
 
 #[test]

@@ -198,3 +198,31 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Whether a peer tool is installed; panics when it is missing under
+/// SONDE_REQUIRE_PEERS=1 (CI), else says the test is skipped.
+pub fn have_peer(program: &str, package: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stdout.is_empty());
+    if !found {
+        if std::env::var("SONDE_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{program} is required (SONDE_REQUIRE_PEERS=1) but not installed");
+        }
+        eprintln!("skipping: {program} is not installed (apt-get install -y {package})");
+    }
+    found
+}
+
+/// A port free for both TCP and UDP (iperf3 and sockperf use one number
+/// for both).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

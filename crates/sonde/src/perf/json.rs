@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use crate::iperf::params::Protocol;
 
 use super::client::ClientReport;
-use super::measure::{StreamEnd, StreamInterval, rate};
-use super::report::{remote_tcp, sum};
+use super::measure::{StreamInterval, rate};
+use super::report::{direction, remote_tcp, sum};
 
 fn sum_json(bytes: u64, secs: f64, sender: bool) -> Value {
     json!({"start": 0, "end": secs, "seconds": secs, "bytes": bytes,
@@ -191,11 +191,7 @@ pub fn json_report(report: &ClientReport, host: &str, version: &str) -> Value {
     let mut end = json!({"streams": streams});
     let bidir = report.params.bidirectional;
     for (dir, suffix) in [(true, ""), (false, "_bidir_reverse")] {
-        let part: Vec<&StreamEnd> = report
-            .ends
-            .iter()
-            .filter(|e| e.local_sender == dir)
-            .collect();
+        let part = direction(&report.ends, dir);
         if part.is_empty() {
             continue;
         }

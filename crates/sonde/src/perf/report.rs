@@ -278,6 +278,11 @@ fn sums(ends: &[StreamEnd]) -> Vec<(StreamEnd, &'static str)> {
     out
 }
 
+/// The ends of one direction: this side sending (`true`) or receiving.
+pub(crate) fn direction(ends: &[StreamEnd], sending: bool) -> Vec<&StreamEnd> {
+    ends.iter().filter(|e| e.local_sender == sending).collect()
+}
+
 pub(crate) fn sum(part: &[&StreamEnd]) -> StreamEnd {
     let max = |f: fn(&StreamEnd) -> f64| part.iter().map(|e| f(e)).fold(0.0, f64::max);
     StreamEnd {
@@ -311,11 +316,7 @@ pub fn summary_line(report: &ClientReport) -> String {
         p.parallel, report.server
     );
     for dir in [true, false] {
-        let part: Vec<&StreamEnd> = report
-            .ends
-            .iter()
-            .filter(|e| e.local_sender == dir)
-            .collect();
+        let part = direction(&report.ends, dir);
         if part.is_empty() {
             continue;
         }
