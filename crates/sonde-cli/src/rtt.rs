@@ -35,9 +35,10 @@ pub(crate) struct RttArgs {
     /// Seconds to measure (default 2; with --sweep, 1000 round trips per size).
     #[arg(short = 't', long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) time: Option<Duration>,
-    /// Round trips done first and discarded.
-    #[arg(long, value_name = "COUNT", default_value_t = 100)]
-    pub(crate) warmup: u64,
+    /// Warm-up done first and discarded: a count of round trips, or a time
+    /// with an `s` suffix (`0.5s`).
+    #[arg(long, value_name = "COUNT|SECSs", default_value = "100", value_parser = parse_warmup)]
+    pub(crate) warmup: (u64, Duration),
     /// Measure at each size and fit rtt = base + 2·size/bandwidth: e.g. 1,64,1K,16K,64K,256K,1M.
     #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size)]
     pub(crate) sweep: Option<Vec<u64>>,
@@ -73,6 +74,17 @@ pub(crate) struct RttArgs {
     /// with no host, the embedded reflector spins too.
     #[arg(long)]
     pub(crate) busy_poll: bool,
+}
+
+/// `100` (round trips) or `0.5s` (seconds).
+fn parse_warmup(text: &str) -> Result<(u64, Duration), String> {
+    match text.strip_suffix('s') {
+        Some(secs) => parse_secs(secs).map(|d| (0, d)),
+        None => text
+            .parse()
+            .map(|n| (n, Duration::ZERO))
+            .map_err(|_| format!("'{text}' is neither a count nor seconds like 0.5s")),
+    }
 }
 
 fn target(
@@ -122,7 +134,8 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             udp: args.udp,
             size,
             length,
-            warmup: args.warmup,
+            warmup: args.warmup.0,
+            warmup_time: args.warmup.1,
             timeout: args.timeout,
             busy_poll: args.busy_poll,
             keep_samples: args.csv.is_some(),

@@ -172,3 +172,15 @@ fn under_load_reports_idle_loaded_and_their_ratio() {
         "{v}"
     );
 }
+
+#[test]
+fn warmup_by_count_or_time_is_discarded_and_reported() {
+    let v = json(&rtt(&["-n", "100", "--warmup", "37", "--json"]));
+    assert_eq!(v["warmup_discarded"], 37);
+    assert_eq!(v["rtt_ns"]["count"], 100);
+    let v = json(&rtt(&["-u", "-n", "100", "--warmup", "0.2s", "--json"]));
+    assert!(v["warmup_discarded"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(v["rtt_ns"]["count"], 100);
+    let done = rtt(&["--warmup", "soon"]);
+    assert_eq!(done.code(), Some(2));
+}

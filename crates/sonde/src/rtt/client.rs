@@ -42,6 +42,8 @@ pub struct RttConfig {
     pub length: Length,
     /// Round trips done first and discarded.
     pub warmup: u64,
+    /// Warm up for at least this long too (`--warmup 0.5s`).
+    pub warmup_time: Duration,
     /// UDP: give up on a reply after this long (counted lost).
     pub timeout: Duration,
     /// Spin on non-blocking reads instead of sleeping in the kernel: lower
@@ -60,7 +62,7 @@ pub struct RttReport {
     pub size: usize,
     /// Round trips (ns).
     pub latency: Latency,
-    /// Warm-up round trips discarded.
+    /// Warm-up round trips discarded (as many as the warm-up took).
     pub warmup: u64,
     /// Wall time of the measured part.
     pub elapsed: Duration,
@@ -115,6 +117,11 @@ pub fn run(config: &RttConfig) -> Result<RttReport> {
     }
 }
 
+/// Still warming up after `done` round trips begun at `since`?
+fn warming(config: &RttConfig, done: u64, since: Instant) -> bool {
+    done < config.warmup || since.elapsed() < config.warmup_time
+}
+
 fn keep_going(length: Length, done: u64, start: Instant) -> bool {
     match length {
         Length::Count(n) => done < n,
@@ -139,8 +146,11 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     }
     let mut back = vec![0u8; config.size];
     let fail = |e| Error::io(format!("echo with {peer}"), e);
-    for _ in 0..config.warmup {
+    let warm_start = Instant::now();
+    let mut warmed = 0u64;
+    while warming(config, warmed, warm_start) {
         round_trip(&mut sock, &out, &mut back).map_err(fail)?;
+        warmed += 1;
     }
     let mut latency = Latency::new();
     let mut samples = sample_store(config);
@@ -165,7 +175,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     Ok(RttReport {
         size: config.size,
         latency,
-        warmup: config.warmup,
+        warmup: warmed,
         elapsed,
         seq: SeqTrack::default(),
         samples,
@@ -235,11 +245,13 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
     let mut next = 0u64;
     let mut start = Instant::now();
     let mut done = 0u64;
+    let mut warmed: Option<u64> = None;
     loop {
-        let measuring = next >= config.warmup;
-        if next == config.warmup {
+        if warmed.is_none() && !warming(config, next, start) {
+            warmed = Some(next);
             start = Instant::now();
         }
+        let measuring = warmed.is_some();
         if measuring && !keep_going(config.length, done, start) {
             break;
         }
@@ -269,7 +281,7 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
     Ok(RttReport {
         size: config.size,
         latency,
-        warmup: config.warmup,
+        warmup: warmed.unwrap_or(0),
         elapsed: start.elapsed(),
         seq,
         samples,
