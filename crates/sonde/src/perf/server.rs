@@ -336,11 +336,28 @@ impl Test<'_> {
             ..Results::default()
         };
         if params.get_server_output {
-            mine.server_output_text = Some(format!(
-                "sonde server: {} stream(s), {} test(s) at once\n",
+            // What an iperf3 server prints for a test: its intervals and
+            // the summary, here from the server's side.
+            let mut text = format!(
+                "Accepted connection from {}; {} stream(s), {} test(s) at once\n",
+                self.control.peer(),
                 running.streams.len(),
                 self.concurrent
+            );
+            let format = super::report::Format::Adaptive;
+            for interval in &running.intervals {
+                text.push_str(&super::report::interval_lines(
+                    interval,
+                    params.protocol,
+                    format,
+                ));
+            }
+            text.push_str(&super::report::summary_lines(
+                &ends,
+                params.protocol,
+                format,
             ));
+            mine.server_output_text = Some(text);
         }
         mine.sonde = Some(json!({
             "concurrent_tests": self.concurrent,
