@@ -9,10 +9,15 @@ use std::process::Stdio;
 
 use common::*;
 
-#[test]
-fn serve_echo_then_sigterm_exits_0_with_a_summary() {
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts `sonde serve ARGS...` on 127.0.0.1 port 0; returns the child, its
+/// port (from the first stderr line) and the rest of its stderr.
+fn start(args: &[&str]) -> (std::process::Child, u16, Lines) {
     let mut child = sonde()
-        .args(["serve", "echo", "--bind", "127.0.0.1", "--port", "0"])
+        .arg("serve")
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--port", "0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -20,15 +25,23 @@ fn serve_echo_then_sigterm_exits_0_with_a_summary() {
         .expect("spawn");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let first = lines.next().expect("a line").expect("utf-8");
-    assert!(
-        first.starts_with("sonde serve echo listening on 127.0.0.1:"),
-        "{first}"
-    );
-    let port: u16 = first
+    assert!(first.contains(" listening on 127.0.0.1:"), "{first}");
+    let port = first
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
+    (child, port, lines)
+}
+
+fn signal(child: &std::process::Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, sig).expect("kill");
+}
+
+#[test]
+fn serve_echo_then_sigterm_exits_0_with_a_summary() {
+    let (child, port, lines) = start(&["echo"]);
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(DEADLINE)).expect("timeout");
     s.write_all(b"hello").expect("send");
@@ -36,8 +49,7 @@ fn serve_echo_then_sigterm_exits_0_with_a_summary() {
     s.read_exact(&mut back).expect("echo");
     assert_eq!(&back, b"hello");
     drop(s);
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    signal(&child, rustix::process::Signal::TERM);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let done = finish(
         child,
@@ -65,31 +77,13 @@ fn udp_is_only_for_echo_and_discard() {
 /// `--stats-interval` prints live counters.
 #[test]
 fn stats_interval_prints_counters() {
-    let mut child = sonde()
-        .args([
-            "serve",
-            "chargen",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--stats-interval",
-            "0.2",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let _listening = lines.next().expect("a line").expect("utf-8");
+    let (child, _port, mut lines) = start(&["chargen", "--stats-interval", "0.2"]);
     let stats = lines.next().expect("a stats line").expect("utf-8");
     assert!(
         stats.contains("open now") && stats.contains("connections served"),
         "{stats}"
     );
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    signal(&child, rustix::process::Signal::INT);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let done = finish(
         child,
@@ -103,29 +97,7 @@ fn stats_interval_prints_counters() {
 /// server at once, with exit 1.
 #[test]
 fn a_second_sigint_exits_at_once() {
-    let mut child = sonde()
-        .args([
-            "serve",
-            "echo",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--drain-timeout",
-            "30",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let first = lines.next().expect("a line").expect("utf-8");
-    let port: u16 = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let (child, port, _lines) = start(&["echo", "--drain-timeout", "30"]);
     // A client that sends and never reads keeps the echo busy writing.
     let mut busy = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     busy.set_nonblocking(true).expect("nonblocking");
@@ -140,14 +112,13 @@ fn a_second_sigint_exits_at_once() {
             }
         }
     }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("first SIGINT");
+    signal(&child, rustix::process::Signal::INT);
     // Signals sent together merge into one: wait until the first one has
     // taken effect (the listener is closed), then send the second.
     while TcpStream::connect(("127.0.0.1", port)).is_ok() {
         std::thread::yield_now();
     }
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("second SIGINT");
+    signal(&child, rustix::process::Signal::INT);
     let started = std::time::Instant::now();
     let done = finish(
         child,
