@@ -7,15 +7,8 @@
 set -euo pipefail
 S=${1:-target/release/sonde}
 A=sonde-a; B=sonde-b
-cleanup() { ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true; }
-trap cleanup EXIT
-cleanup
-ip netns add $A; ip netns add $B
-ip link add va netns $A type veth peer name vb netns $B
-ip -n $A addr add 10.222.0.1/24 dev va; ip -n $B addr add 10.222.0.2/24 dev vb
-ip -n $A link set va up; ip -n $B link set vb up
-ip -n $A link set lo up; ip -n $B link set lo up
-ip netns exec $A tc qdisc add dev va root tbf rate 100mbit burst 64kb latency 50ms
+# shellcheck source=bench/netns-lib.sh
+. "$(dirname "$0")/netns-lib.sh"
 
 run() { # tool, flags...
   local tool=$1; shift

@@ -15,6 +15,8 @@ import json
 import socket
 import statistics
 import subprocess
+
+from benchlib import free_port, wait_listening
 import sys
 import time
 
@@ -28,20 +30,8 @@ CASES = [
 ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_listening(port):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
-        if out.stdout.strip():
-            return
-        time.sleep(0.01)
-    raise RuntimeError("server did not start")
 
 
 def one(tool, sonde, flags, secs):

@@ -19,22 +19,13 @@ import re
 import socket
 import statistics
 import subprocess
+
+from benchlib import free_port, wait_listening
 import time
 
 S = "target/release/sonde"
 
 
-def free_port():
-    while True:
-        with socket.socket() as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
 
 
 def pin(cmd, pinned):
@@ -54,12 +45,7 @@ def sonde_pct(text):
 
 def serve(cmd, port, udp, pinned):
     p = subprocess.Popen(pin(cmd, pinned), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # sockperf/sonde need a moment to bind; poll the socket table.
-    proto = "-Hlun" if udp else "-Hltn"
-    for _ in range(500):
-        if subprocess.run(["ss", proto, f"sport = :{port}"], capture_output=True, text=True).stdout.strip():
-            break
-        time.sleep(0.01)
+    wait_listening(port, udp)
     return p
 
 

@@ -16,25 +16,16 @@ import os
 import resource
 import socket
 import subprocess
+
+from benchlib import free_port, wait_listening
 import time
 
 SONDE = "target/release/sonde"
 LOAD = "target/release/examples/load"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_listening(port):
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.strip():
-            return
-        time.sleep(0.01)
-    raise RuntimeError("server did not start")
 
 
 def rss_kib(pid):

@@ -10,13 +10,11 @@ import concurrent.futures
 import os
 import socket
 import subprocess
+
+from benchlib import free_port, wait_listening
 import time
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fds(pid):
@@ -40,11 +38,7 @@ def main():
     port = free_port()
     srv = subprocess.Popen([a.sonde, "perf", "-s", "-B", "127.0.0.1", "-p", str(port), "--max-tests", "8"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while not subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout.strip():
-        if time.time() > deadline:
-            raise SystemExit("server did not start")
-        time.sleep(0.01)
+    wait_listening(port)
 
     def one(i):
         mode = ["-u", "-b", "10M", "-n", "100K"] if i % 4 == 3 else ["-n", "1M"]

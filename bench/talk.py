@@ -16,19 +16,13 @@ import shutil
 import socket
 import statistics
 import subprocess
+
+from benchlib import free_port, wait_listening
 import sys
 import time
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def listening(port):
-    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
-    return bool(out.stdout.strip())
 
 
 def tools(sonde):
@@ -58,12 +52,11 @@ def one_run(rx_cmd, tx_cmd, path):
     port = free_port()
     with open(os.devnull, "wb") as null, open(os.devnull, "rb") as null_in:
         rx = subprocess.Popen(rx_cmd(port), stdin=null_in, stdout=null)
-        deadline = time.time() + 10
-        while not listening(port):
-            if time.time() > deadline:
-                rx.kill()
-                raise RuntimeError(f"receiver did not listen: {rx_cmd(port)}")
-            time.sleep(0.01)
+        try:
+            wait_listening(port)
+        except RuntimeError:
+            rx.kill()
+            raise
         with open(path, "rb") as src:
             start = time.perf_counter()
             tx = subprocess.Popen(tx_cmd(port), stdin=src, stdout=null)
