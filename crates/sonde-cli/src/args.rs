@@ -30,6 +30,12 @@ pub(crate) enum Command {
     /// Measure round-trip latency against an echo server, and fit delay and
     /// bandwidth over message sizes (no host: an embedded loopback echo).
     Rtt(crate::rtt::RttArgs),
+    /// Send files, directories or stdin to `sonde receive`, verified with
+    /// BLAKE3 and resumable.
+    Send(crate::transfer::SendArgs),
+    /// Receive files from `sonde send` into a directory (one transfer, or
+    /// many with --keep-open).
+    Receive(crate::transfer::ReceiveArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.

@@ -9,6 +9,8 @@ mod rtt;
 mod rtt_load;
 mod serve;
 mod talk;
+mod transfer;
+mod transfer_progress;
 
 use std::process::ExitCode;
 
@@ -44,6 +46,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Perf(args) => perf::perf(*args),
         Command::Serve(args) => serve::serve(args),
         Command::Rtt(args) => rtt::rtt(args),
+        Command::Send(args) => transfer::send(args),
+        Command::Receive(args) => transfer::receive(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

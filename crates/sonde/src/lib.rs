@@ -13,6 +13,7 @@
 //! - [`multi`]: a listener that serves many clients at once (`listen -k`).
 //! - [`udp`]: line-per-datagram talking and listening over UDP.
 //! - [`transform`]: pure byte transforms: CRLF line endings and hex dumps.
+//! - [`transfer`]: verified, resumable file transfer (`send`/`receive`).
 //! - [`error`]: the library's error type.
 
 pub mod error;
@@ -24,6 +25,7 @@ pub mod pump;
 pub mod relay;
 pub mod rtt;
 pub mod serve;
+pub mod transfer;
 pub mod transform;
 pub mod udp;
 

@@ -1,0 +1,251 @@
+//! `sonde send` and `sonde receive`: the command lines, the connection set
+//! up, and the summary and exit code of a transfer (0 verified, 1 cut
+//! short or failed, 3 a hash mismatch, 4 refused by the receiver).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sonde::net::{self, ConnectOptions, Family};
+use sonde::perf::report::{Format, bitrate, bytes};
+use sonde::transfer::plan::Plan;
+use sonde::transfer::{
+    self, Outcome, Progress, ReceiveOptions, Report, SendOptions, TransferError,
+};
+
+use crate::args::parse_secs;
+use crate::talk::UsageError;
+use crate::transfer_progress::Display;
+
+/// Exit code of a transfer whose hashes did not match.
+const EXIT_MISMATCH: u8 = 3;
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Files and directories to send (`-` for stdin, with --name), then
+    /// HOST[:PORT] of the receiver (port 7090 by default).
+    #[arg(value_name = "PATH... HOST[:PORT]", num_args = 2.., required = true)]
+    pub(crate) args: Vec<String>,
+    /// The name stdin is sent under (with `-`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub(crate) ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    pub(crate) ipv6: bool,
+    /// Give up connecting to each address after SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) connect_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReceiveArgs {
+    /// Directory to write into (default: the current one).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Address to bind (default: every interface, IPv4 and IPv6).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<String>,
+    /// Port.
+    #[arg(long, short = 'p', default_value_t = transfer::DEFAULT_PORT)]
+    pub(crate) port: u16,
+    /// Take one transfer after another instead of exiting after the first.
+    #[arg(long, short = 'k')]
+    pub(crate) keep_open: bool,
+    /// Replace files that exist and differ.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Refuse a transfer of more than SIZE bytes (K, M, G, T: 1024-based).
+    #[arg(long, value_name = "SIZE", value_parser = crate::perf_args::parse_size)]
+    pub(crate) max_size: Option<u64>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// Flags both ends take.
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Give up when the peer is silent for SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
+    pub(crate) timeout: Duration,
+    /// No progress and no summary (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+    /// Print the result as JSON on stdout instead of the summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `sonde send PATH... HOST[:PORT]`.
+pub(crate) fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let (target, paths) = args
+        .args
+        .split_last()
+        .ok_or_else(|| UsageError("send needs PATH... HOST[:PORT]".into()))?;
+    let plan = plan(paths, args.name.as_deref())?;
+    for warning in &plan.warnings {
+        eprintln!("sonde: warning: {warning}");
+    }
+    let (host, port) = net::split_host_default_port(target, transfer::DEFAULT_PORT)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let family = match (args.ipv4, args.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    };
+    let options = ConnectOptions {
+        family,
+        source: None,
+        timeout: args.connect_timeout,
+    };
+    let (stream, peer) = net::connect_tcp(&host, port, &options)?;
+    let progress = std::sync::Arc::new(Progress::default());
+    let display = Display::start(&progress, "sending", args.common.quiet || args.common.json);
+    let result = transfer::send(
+        stream,
+        peer,
+        &plan,
+        &progress,
+        &SendOptions {
+            timeout: args.common.timeout,
+        },
+    );
+    display.finish();
+    finish(result, &args.common, "sent", "to")
+}
+
+fn plan(paths: &[String], name: Option<&str>) -> anyhow::Result<Plan> {
+    if paths.iter().any(|p| p == "-") {
+        if paths.len() > 1 {
+            return Err(UsageError("stdin (-) is sent alone".into()).into());
+        }
+        let name = name.ok_or_else(|| UsageError("sending stdin (-) needs --name NAME".into()))?;
+        sonde::transfer::path::components(name)
+            .map_err(|e| UsageError(format!("--name {name:?}: {e}")))?;
+        return Ok(Plan::stdin(name));
+    }
+    if name.is_some() {
+        return Err(UsageError("--name is for stdin (-) only".into()).into());
+    }
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    Ok(Plan::paths(&paths)?)
+}
+
+/// `sonde receive [DIR]`.
+pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let meta = std::fs::metadata(&dir)
+        .with_context(|| format!("opening the directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(UsageError(format!("{} is not a directory", dir.display())).into());
+    }
+    let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), args.port, Family::Any)?[0];
+    let listener = net::listen_tcp(addr, false)?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    if !args.common.quiet {
+        eprintln!(
+            "sonde receive: writing into {}; listening on {local}",
+            dir.display()
+        );
+    }
+    let options = ReceiveOptions {
+        dir,
+        overwrite: args.overwrite,
+        max_size: args.max_size,
+        timeout: args.common.timeout,
+    };
+    loop {
+        let (stream, peer) = listener
+            .accept()
+            .with_context(|| format!("accepting a sender on {local}"))?;
+        // A v4 client of the dual-stack socket shows as itself, not ::ffff:.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let progress = std::sync::Arc::new(Progress::default());
+        let quiet = args.common.quiet || args.common.json;
+        let display = Display::start(&progress, "receiving", quiet);
+        let result = transfer::receive(stream, peer, &options, &progress);
+        display.finish();
+        if !args.keep_open {
+            return finish(result, &args.common, "received", "from");
+        }
+        // One bad sender does not end a receiver that keeps open.
+        match finish(result, &args.common, "received", "from") {
+            Ok(_) => {}
+            Err(err) => eprintln!("sonde: {err:#}"),
+        }
+    }
+}
+
+/// Prints the summary or the JSON and picks the exit code.
+fn finish(
+    result: Result<Report, TransferError>,
+    common: &CommonArgs,
+    verb: &str,
+    preposition: &str,
+) -> anyhow::Result<ExitCode> {
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => {
+            let code = err.exit_code();
+            if code == 1 {
+                return Err(err.into());
+            }
+            eprintln!("sonde: {err}");
+            return Ok(ExitCode::from(code));
+        }
+    };
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !common.quiet {
+        println!("{}", summary(&report, verb, preposition));
+    }
+    if report.mismatches() > 0 {
+        for file in report.files.iter().filter(|f| f.outcome == Outcome::Mismatch) {
+            eprintln!("sonde: {}: BLAKE3 mismatch, not kept", file.path);
+        }
+        return Ok(ExitCode::from(EXIT_MISMATCH));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line: what moved, how fast, and whether it verified.
+fn summary(report: &Report, verb: &str, preposition: &str) -> String {
+    let files = report.files.len();
+    let rate = report.moved as f64 * 8.0 / report.seconds.max(1e-9);
+    let mut line = format!(
+        "sonde: {verb} {files} file{} ({}) {preposition} {} in {:.2} s, {}",
+        if files == 1 { "" } else { "s" },
+        bytes(report.bytes, Format::Adaptive),
+        report.peer,
+        report.seconds,
+        bitrate(rate, Format::Adaptive),
+    );
+    if report.dirs > 0 {
+        line.push_str(&format!(", {} directories", report.dirs));
+    }
+    let skipped = report.skipped();
+    if skipped > 0 {
+        line.push_str(&format!(", {skipped} already in place"));
+    }
+    let resumed: Vec<_> = report.files.iter().filter(|f| f.resumed_from > 0).collect();
+    if !resumed.is_empty() {
+        let from: u64 = resumed.iter().map(|f| f.resumed_from).sum();
+        line.push_str(&format!(
+            ", {} resumed ({} already there)",
+            resumed.len(),
+            bytes(from, Format::Adaptive)
+        ));
+    }
+    match report.mismatches() {
+        0 => line.push_str(", verified"),
+        n => line.push_str(&format!(", {n} MISMATCHED")),
+    }
+    line
+}

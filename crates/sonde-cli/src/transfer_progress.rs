@@ -1,0 +1,106 @@
+//! Progress of a transfer on stderr: bars (the file and the total: bytes,
+//! rate, ETA) when stderr is a terminal, a plain line every second when it
+//! is not, nothing with --quiet or --json. A thread reads the transfer's
+//! counters; the transfer itself never waits on the display.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sonde::perf::report::{Format, bitrate, bytes};
+use sonde::transfer::Progress;
+
+/// A running display; [`Display::finish`] stops it.
+pub(crate) struct Display {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Display {
+    /// Starts showing `progress` (nothing when `quiet`).
+    pub(crate) fn start(progress: &Arc<Progress>, verb: &'static str, quiet: bool) -> Display {
+        let stop = Arc::new(AtomicBool::new(false));
+        if quiet {
+            return Display { stop, thread: None };
+        }
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let progress = Arc::clone(progress);
+            thread::spawn(move || {
+                if std::io::stderr().is_terminal() {
+                    bars(&stop, &progress);
+                } else {
+                    lines(&stop, &progress, verb);
+                }
+            })
+        };
+        Display {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the display and clears the bars.
+    pub(crate) fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn bars(stop: &AtomicBool, p: &Progress) {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg:20!} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let file = multi.add(ProgressBar::new(0).with_style(style.clone()));
+    let total = multi.add(ProgressBar::new(0).with_style(style));
+    total.set_message("total");
+    while !stop.load(Ordering::Relaxed) {
+        let size = p.file_size.load(Ordering::Relaxed);
+        let done = p.done.load(Ordering::Relaxed);
+        if size != u64::MAX {
+            file.set_length(size);
+        }
+        file.set_message(p.current());
+        file.set_position(p.file_done.load(Ordering::Relaxed));
+        total.set_length(p.total.load(Ordering::Relaxed).max(done));
+        total.set_position(done);
+        thread::sleep(Duration::from_millis(100));
+    }
+    file.finish_and_clear();
+    total.finish_and_clear();
+}
+
+fn lines(stop: &AtomicBool, p: &Progress, verb: &str) {
+    let started = Instant::now();
+    let mut next = Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(50));
+        let elapsed = started.elapsed();
+        if elapsed < next {
+            continue;
+        }
+        next += Duration::from_secs(1);
+        let (done, total) = (p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed));
+        let rate = done as f64 / elapsed.as_secs_f64();
+        let left = total.saturating_sub(done) as f64;
+        let eta = if rate > 0.0 && total > 0 {
+            format!(", ETA {:.0} s", left / rate)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "sonde: {verb} {}: {} of {} total, {}{eta}",
+            p.current(),
+            bytes(done, Format::Adaptive),
+            bytes(total, Format::Adaptive),
+            bitrate(rate * 8.0, Format::Adaptive),
+        );
+    }
+}

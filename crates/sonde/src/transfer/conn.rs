@@ -1,0 +1,120 @@
+//! The transfer connection, thin: the hello, frames and chunks read and
+//! written on a blocking TCP stream, with every failure named.
+
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use super::TransferError;
+use super::wire::{self, HELLO_LEN, Message, WireError};
+
+/// One side of a transfer connection.
+pub(crate) struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    peer: SocketAddr,
+}
+
+impl Conn {
+    /// Wraps a connected stream; reads give up after `timeout` of silence.
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Self, TransferError> {
+        let what = || format!("configuring the connection to {peer}");
+        // Control messages wait for replies: never let Nagle hold them.
+        stream
+            .set_nodelay(true)
+            .map_err(|e| TransferError::io(what(), e))?;
+        stream
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .map_err(|e| TransferError::io(what(), e))?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| TransferError::io(what(), e))?;
+        Ok(Conn {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            writer,
+            peer,
+        })
+    }
+
+
+    /// Sends our hello, reads the peer's and checks it.
+    pub(crate) fn hello(&mut self) -> Result<(), TransferError> {
+        self.write_all(&wire::hello(), "sending the hello")?;
+        let mut theirs = [0; HELLO_LEN];
+        self.read_exact(&mut theirs, "reading the peer's hello")?;
+        wire::check_hello(&theirs).map_err(|source| TransferError::Wire {
+            what: format!("greeting {}", self.peer),
+            source,
+        })
+    }
+
+    /// Sends a control message.
+    pub(crate) fn send(&mut self, message: &Message) -> Result<(), TransferError> {
+        let frame = wire::encode(message);
+        self.write_all(&frame, "sending a message")
+    }
+
+    /// Reads the next control message.
+    pub(crate) fn recv(&mut self) -> Result<Message, TransferError> {
+        let mut header = [0; 4];
+        self.read_exact(&mut header, "reading a message")?;
+        let len = wire::frame_len(header).map_err(|e| self.wire(e))?;
+        let mut body = vec![0; len];
+        self.read_exact(&mut body, "reading a message")?;
+        wire::decode(&body).map_err(|e| self.wire(e))
+    }
+
+    /// Reads the next message, which must be `expected`-like; a refusal
+    /// becomes [`TransferError::Refused`] about `what`.
+    pub(crate) fn reply(&mut self, what: &str) -> Result<Message, TransferError> {
+        match self.recv()? {
+            Message::Refuse { reason } => Err(TransferError::Refused {
+                what: what.to_string(),
+                reason,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Reads a chunk's length (0: the file ended).
+    pub(crate) fn chunk_len(&mut self) -> Result<usize, TransferError> {
+        let mut header = [0; 4];
+        self.read_exact(&mut header, "reading file data")?;
+        wire::chunk_len(header).map_err(|e| self.wire(e))
+    }
+
+    pub(crate) fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), TransferError> {
+        self.reader
+            .read_exact(buf)
+            .map_err(|e| self.io_error(what, e))
+    }
+
+    pub(crate) fn write_all(&mut self, buf: &[u8], what: &str) -> Result<(), TransferError> {
+        self.writer
+            .write_all(buf)
+            .map_err(|e| self.io_error(what, e))
+    }
+
+    /// The error for a message that does not belong here.
+    pub(crate) fn unexpected(&self, expected: &'static str, got: &Message) -> TransferError {
+        self.wire(WireError::Unexpected {
+            expected,
+            got: got.name(),
+        })
+    }
+
+    pub(crate) fn wire(&self, source: WireError) -> TransferError {
+        TransferError::Wire {
+            what: format!("talking to {}", self.peer),
+            source,
+        }
+    }
+
+    fn io_error(&self, what: &str, cause: io::Error) -> TransferError {
+        TransferError::io(format!("{what} (peer {})", self.peer), cause)
+    }
+}

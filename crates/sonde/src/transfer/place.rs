@@ -1,0 +1,205 @@
+//! Where a receiver puts things, thin: directories made one component at a
+//! time under the receiving directory, never through a symlink; files
+//! written to a partial file beside the target, synced, and renamed into
+//! place only once verified.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::TransferError;
+use super::path::partial_name;
+use super::pipeline::CHUNK;
+
+/// A refusal's reason, or a failure.
+pub(crate) enum PlaceError {
+    Refuse(String),
+    Failed(TransferError),
+}
+
+impl From<TransferError> for PlaceError {
+    fn from(err: TransferError) -> Self {
+        PlaceError::Failed(err)
+    }
+}
+
+fn io_err(what: &str, path: &Path, err: io::Error) -> PlaceError {
+    PlaceError::Failed(TransferError::io(format!("{what} {}", path.display()), err))
+}
+
+/// Makes sure `root/parts...` is a directory, making what is missing.
+/// Returns the directory and whether its last component was made now.
+pub(crate) fn directory(root: &Path, parts: &[&str]) -> Result<(PathBuf, bool), PlaceError> {
+    let mut at = root.to_path_buf();
+    let mut made = false;
+    for part in parts {
+        at.push(part);
+        made = false;
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(PlaceError::Refuse(format!(
+                    "{} is a symlink; nothing is written through one",
+                    shown(root, &at)
+                )));
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(PlaceError::Refuse(format!(
+                    "{} exists and is not a directory",
+                    shown(root, &at)
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&at).map_err(|e| io_err("making", &at, e))?;
+                made = true;
+            }
+            Err(e) => return Err(io_err("checking", &at, e)),
+        }
+    }
+    Ok((at, made))
+}
+
+/// A file's place: its directory, the target and the partial file.
+pub(crate) struct Target {
+    pub(crate) dir: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) partial: PathBuf,
+}
+
+/// What the receiver already holds of a file.
+pub(crate) enum Held {
+    Nothing,
+    /// A partial file: its length and the hasher fed with its bytes.
+    Partial(u64, blake3::Hasher),
+    /// The target itself: its length and hash.
+    Complete(u64, blake3::Hash),
+}
+
+impl Target {
+    /// The place for `parts` under `root` (its directories are made).
+    pub(crate) fn new(root: &Path, parts: &[&str]) -> Result<Target, PlaceError> {
+        let (name, parents) = parts
+            .split_last()
+            .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
+        let (dir, _) = directory(root, parents)?;
+        let target = Target {
+            path: dir.join(name),
+            partial: dir.join(partial_name(name)),
+            dir,
+        };
+        for path in [&target.path, &target.partial] {
+            match fs::symlink_metadata(path) {
+                Ok(meta) if !meta.file_type().is_file() => {
+                    return Err(PlaceError::Refuse(format!(
+                        "{} exists and is not a regular file",
+                        shown(root, path)
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(target)
+    }
+
+    /// Whether the target exists.
+    pub(crate) fn exists(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok()
+    }
+
+    /// A partial file first (an interrupted transfer to resume), else the
+    /// target, hashed.
+    pub(crate) fn held(&self) -> Result<Held, PlaceError> {
+        if let Some((len, hasher)) = hash_file(&self.partial)? {
+            return Ok(Held::Partial(len, hasher));
+        }
+        Ok(match hash_file(&self.path)? {
+            Some((len, hasher)) => Held::Complete(len, hasher.finalize()),
+            None => Held::Nothing,
+        })
+    }
+
+    /// Opens the partial file for data from `offset` on (0: from scratch).
+    pub(crate) fn open(&self, offset: u64) -> Result<File, PlaceError> {
+        let mut options = OpenOptions::new();
+        options
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW);
+        let file = options
+            .open(&self.partial)
+            .map_err(|e| io_err("opening", &self.partial, e))?;
+        file.set_len(offset)
+            .map_err(|e| io_err("truncating", &self.partial, e))?;
+        let mut file = file;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(offset))
+            .map_err(|e| io_err("seeking", &self.partial, e))?;
+        Ok(file)
+    }
+
+    /// Syncs the verified partial file, gives it its mode and renames it
+    /// into place.
+    pub(crate) fn commit(&self, file: File, mode: u32) -> Result<(), PlaceError> {
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err("setting the mode of", &self.partial, e))?;
+        file.sync_all()
+            .map_err(|e| io_err("syncing", &self.partial, e))?;
+        drop(file);
+        fs::rename(&self.partial, &self.path).map_err(|e| io_err("renaming", &self.path, e))?;
+        // The rename itself is durable once the directory is synced.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Removes the partial file (after a mismatch).
+    pub(crate) fn discard(&self) {
+        let _ = fs::remove_file(&self.partial);
+    }
+}
+
+/// A regular file's length and hasher, or `None` when there is none.
+fn hash_file(path: &Path) -> Result<Option<(u64, blake3::Hasher)>, PlaceError> {
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("opening", path, e)),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0; CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("reading", path, e)),
+        };
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(Some((len, hasher)))
+}
+
+/// A path as the sender named it (relative to the receiving directory).
+fn shown(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Gives the directories made during a transfer the modes the sender
+/// asked for, deepest first (a read-only directory is filled before it is
+/// made read-only).
+pub(crate) fn apply_modes(dirs: &[(PathBuf, u32)]) {
+    for (dir, mode) in dirs.iter().rev() {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(*mode));
+    }
+}

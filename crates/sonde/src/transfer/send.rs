@@ -1,0 +1,215 @@
+//! The sending end: offers the plan, then for each file learns what the
+//! receiver holds, skips or resumes when the held bytes hash the same, and
+//! streams the rest with its BLAKE3.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::conn::Conn;
+use super::pipeline::{CHUNK, send_stream};
+use super::plan::{Entry, Kind, Plan};
+use super::wire::Message;
+use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
+
+/// How the sender behaves.
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    /// Give up when the receiver is silent this long.
+    pub timeout: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            timeout: super::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Sends `plan` over a connected stream. Mismatched files are reported,
+/// not errors: the caller checks [`Report::mismatches`].
+///
+/// # Errors
+/// [`TransferError::Refused`] when the receiver refuses, others when the
+/// connection or a file fails.
+pub fn send(
+    stream: TcpStream,
+    peer: SocketAddr,
+    plan: &Plan,
+    progress: &Progress,
+    options: &SendOptions,
+) -> Result<Report, TransferError> {
+    let started = Instant::now();
+    let mut conn = Conn::new(stream, peer, options.timeout)?;
+    conn.hello()?;
+    let (files, dirs, bytes) = plan.totals();
+    progress.total.store(bytes, Ordering::Relaxed);
+    conn.send(&Message::Offer {
+        files: files as i64,
+        dirs: dirs as i64,
+        bytes: bytes as i64,
+    })?;
+    match conn.reply("the transfer")? {
+        Message::Accept => {}
+        other => return Err(conn.unexpected("accept", &other)),
+    }
+    let mut report = Report {
+        peer: peer.to_string(),
+        dirs,
+        bytes,
+        ..Report::default()
+    };
+    for entry in &plan.entries {
+        match &entry.kind {
+            Kind::Dir { mode } => send_dir(&mut conn, &entry.path, *mode)?,
+            _ => {
+                let file = send_file(&mut conn, entry, progress)?;
+                report.moved += file.moved;
+                report.files.push(file);
+            }
+        }
+    }
+    conn.send(&Message::End)?;
+    match conn.reply("the end of the transfer")? {
+        Message::Done => {}
+        other => return Err(conn.unexpected("done", &other)),
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn send_dir(conn: &mut Conn, path: &str, mode: u32) -> Result<(), TransferError> {
+    conn.send(&Message::Dir {
+        path: path.to_string(),
+        mode,
+    })?;
+    match conn.reply(path)? {
+        Message::Ready => Ok(()),
+        other => Err(conn.unexpected("ready", &other)),
+    }
+}
+
+/// Where the data starts, and the hash of what comes before it.
+enum Resume {
+    Skip(blake3::Hash),
+    From(u64, blake3::Hasher),
+}
+
+fn send_file(
+    conn: &mut Conn,
+    entry: &Entry,
+    progress: &Progress,
+) -> Result<FileReport, TransferError> {
+    let name = entry.path.as_str();
+    let (mut input, mode, size): (Box<dyn Read + Send>, u32, Option<u64>) = match &entry.kind {
+        Kind::File { source, mode, size } => {
+            let file = File::open(source).map_err(|e| {
+                TransferError::io(format!("opening {}", source.display()), e)
+            })?;
+            (Box::new(file), *mode, Some(*size))
+        }
+        _ => (Box::new(std::io::stdin()), 0o644, None),
+    };
+    progress.start_file(name, size);
+    conn.send(&Message::File {
+        path: name.to_string(),
+        mode,
+        size: size.map_or(-1, |s| s as i64),
+    })?;
+    let start = match (conn.reply(name)?, &entry.kind) {
+        (Message::Have { len, blake3, complete }, Kind::File { source, size, .. }) => {
+            let file = File::open(source)
+                .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?;
+            resume_point(file, *size, len as u64, blake3.as_deref(), complete, name)?
+        }
+        (Message::Have { .. }, _) => Resume::From(0, blake3::Hasher::new()),
+        (other, _) => return Err(conn.unexpected("have", &other)),
+    };
+    let report = |outcome, offset, moved, hash: &blake3::Hash| FileReport {
+        path: name.to_string(),
+        size: size.unwrap_or(offset + moved),
+        resumed_from: offset,
+        moved,
+        outcome,
+        blake3: hex(hash),
+    };
+    let (offset, hasher) = match start {
+        Resume::Skip(hash) => {
+            conn.send(&Message::Skip)?;
+            progress.add(size.unwrap_or(0));
+            return Ok(report(Outcome::Skipped, 0, 0, &hash));
+        }
+        Resume::From(offset, hasher) => (offset, hasher),
+    };
+    conn.send(&Message::Start {
+        offset: offset as i64,
+    })?;
+    progress.add(offset);
+    if offset > 0 {
+        // Read on past the prefix the receiver holds.
+        input = reopen_at(entry, offset)?;
+    }
+    let limit = size.map(|s| s - offset);
+    let (hasher, moved) = send_stream(conn, input.as_mut(), limit, hasher, progress, name)?;
+    let hash = hasher.finalize();
+    let mut tail = 0u32.to_be_bytes().to_vec();
+    tail.extend_from_slice(&super::wire::encode(&Message::Digest { blake3: hex(&hash) }));
+    conn.write_all(&tail, "sending the digest")?;
+    match conn.reply(name)? {
+        Message::Verified => Ok(report(Outcome::Verified, offset, moved, &hash)),
+        Message::Mismatch { .. } => Ok(report(Outcome::Mismatch, offset, moved, &hash)),
+        other => Err(conn.unexpected("verified", &other)),
+    }
+}
+
+fn reopen_at(entry: &Entry, offset: u64) -> Result<Box<dyn Read + Send>, TransferError> {
+    let Kind::File { source, .. } = &entry.kind else {
+        return Err(TransferError::Source("standard input cannot resume".into()));
+    };
+    let what = || format!("reading {}", source.display());
+    let mut file = File::open(source).map_err(|e| TransferError::io(what(), e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| TransferError::io(what(), e))?;
+    Ok(Box::new(file))
+}
+
+/// Decides from what the receiver holds: an identical file in place is
+/// skipped, a partial one whose bytes hash the same as our prefix is
+/// resumed, anything else starts from zero.
+fn resume_point(
+    mut file: File,
+    size: u64,
+    held: u64,
+    held_hash: Option<&str>,
+    complete: bool,
+    name: &str,
+) -> Result<Resume, TransferError> {
+    let fresh = Resume::From(0, blake3::Hasher::new());
+    let Some(held_hash) = held_hash else {
+        return Ok(fresh);
+    };
+    if held == 0 || held > size || (complete && held != size) {
+        return Ok(fresh);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0; CHUNK];
+    let mut left = held;
+    while left > 0 {
+        let want = left.min(CHUNK as u64) as usize;
+        file.read_exact(&mut buf[..want])
+            .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    if hex(&hasher.finalize()) != held_hash {
+        return Ok(fresh);
+    }
+    Ok(if complete {
+        Resume::Skip(hasher.finalize())
+    } else {
+        Resume::From(held, hasher)
+    })
+}
