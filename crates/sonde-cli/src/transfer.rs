@@ -207,7 +207,11 @@ fn finish(
         println!("{}", summary(&report, verb, preposition));
     }
     if report.mismatches() > 0 {
-        for file in report.files.iter().filter(|f| f.outcome == Outcome::Mismatch) {
+        for file in report
+            .files
+            .iter()
+            .filter(|f| f.outcome == Outcome::Mismatch)
+        {
             eprintln!("sonde: {}: BLAKE3 mismatch, not kept", file.path);
         }
         return Ok(ExitCode::from(EXIT_MISMATCH));

@@ -4,8 +4,8 @@
 //! counters; the transfer itself never waits on the display.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,10 @@ fn lines(stop: &AtomicBool, p: &Progress, verb: &str) {
             continue;
         }
         next += Duration::from_secs(1);
-        let (done, total) = (p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed));
+        let (done, total) = (
+            p.done.load(Ordering::Relaxed),
+            p.total.load(Ordering::Relaxed),
+        );
         let rate = done as f64 / elapsed.as_secs_f64();
         let left = total.saturating_sub(done) as f64;
         let eta = if rate > 0.0 && total > 0 {

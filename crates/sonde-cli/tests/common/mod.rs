@@ -108,14 +108,21 @@ pub struct Listener {
 /// Starts `sonde listen ARGS...` (ARGS must bind port 0) with the given
 /// stdin and stdout, and reads the bound port from its first stderr line.
 pub fn start_listener(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
+    let mut all = vec!["listen"];
+    all.extend_from_slice(args);
+    start_sonde(&all, stdin, stdout)
+}
+
+/// Starts `sonde ARGS...` (a server bound to port 0 that reports its
+/// address at the end of its first stderr line) and learns the port.
+pub fn start_sonde(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
     let mut child = sonde()
-        .arg("listen")
         .args(args)
         .stdin(stdin)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting sonde listen");
+        .expect("starting sonde");
     let stderr = child.stderr.take().expect("piped stderr");
     let stdout = collect(child.stdout.take());
     let (tx, rx) = mpsc::channel();
@@ -128,7 +135,7 @@ pub fn start_listener(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
     });
     let first = rx
         .recv_timeout(DEADLINE)
-        .expect("sonde listen reports its address");
+        .expect("sonde reports its address");
     let port = first
         .rsplit(':')
         .next()

@@ -40,7 +40,6 @@ impl Conn {
         })
     }
 
-
     /// Sends our hello, reads the peer's and checks it.
     pub(crate) fn hello(&mut self) -> Result<(), TransferError> {
         self.write_all(&wire::hello(), "sending the hello")?;

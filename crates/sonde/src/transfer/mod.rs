@@ -11,9 +11,9 @@
 //!   socket on one, reading or writing and hashing the file on another.
 
 mod conn;
+pub mod path;
 mod pipeline;
 mod place;
-pub mod path;
 pub mod plan;
 mod receive;
 mod send;

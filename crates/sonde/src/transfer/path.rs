@@ -86,7 +86,10 @@ mod tests {
         assert!(matches!(components("../x"), Err(PathError::Parent(_))));
         assert!(matches!(components("a/../../x"), Err(PathError::Parent(_))));
         assert!(matches!(components("a/./x"), Err(PathError::Parent(_))));
-        assert!(matches!(components("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(
+            components("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
         assert!(matches!(components("a\0b"), Err(PathError::Nul(_))));
         assert!(matches!(components("a\x1b[2J"), Err(PathError::Control(_))));
         assert_eq!(components(""), Err(PathError::Empty));

@@ -71,7 +71,7 @@ pub(crate) struct Target {
 pub(crate) enum Held {
     Nothing,
     /// A partial file: its length and the hasher fed with its bytes.
-    Partial(u64, blake3::Hasher),
+    Partial(u64, Box<blake3::Hasher>),
     /// The target itself: its length and hash.
     Complete(u64, blake3::Hash),
 }
@@ -111,7 +111,7 @@ impl Target {
     /// target, hashed.
     pub(crate) fn held(&self) -> Result<Held, PlaceError> {
         if let Some((len, hasher)) = hash_file(&self.partial)? {
-            return Ok(Held::Partial(len, hasher));
+            return Ok(Held::Partial(len, Box::new(hasher)));
         }
         Ok(match hash_file(&self.path)? {
             Some((len, hasher)) => Held::Complete(len, hasher.finalize()),

@@ -53,6 +53,28 @@ pub fn receive(
 ) -> Result<Report, TransferError> {
     let started = Instant::now();
     let mut conn = Conn::new(stream, peer, options.timeout)?;
+    match transfer(&mut conn, peer, options, progress) {
+        Ok(mut report) => {
+            report.seconds = started.elapsed().as_secs_f64();
+            Ok(report)
+        }
+        // A malformed request is refused like an unsafe one: the sender
+        // hears why, and nothing of it is written.
+        Err(TransferError::Wire { source, .. }) => Err(refuse(
+            &mut conn,
+            &format!("what {peer} sent"),
+            source.to_string(),
+        )),
+        Err(err) => Err(err),
+    }
+}
+
+fn transfer(
+    conn: &mut Conn,
+    peer: SocketAddr,
+    options: &ReceiveOptions,
+    progress: &Progress,
+) -> Result<Report, TransferError> {
     conn.hello()?;
     let (files, dirs, bytes) = match conn.recv()? {
         Message::Offer { files, dirs, bytes } => (files as u64, dirs as u64, bytes as u64),
@@ -62,7 +84,7 @@ pub fn receive(
         && bytes > max
     {
         let reason = format!("{bytes} bytes is over --max-size ({max} bytes)");
-        return Err(refuse(&mut conn, "the transfer", reason));
+        return Err(refuse(conn, "the transfer", reason));
     }
     progress
         .total
@@ -81,11 +103,10 @@ pub fn receive(
         announced: 0,
         made: Vec::new(),
     };
-    let result = state.entries(&mut conn);
+    let result = state.entries(conn);
     apply_modes(&state.made);
     result?;
     conn.send(&Message::Done)?;
-    state.report.seconds = started.elapsed().as_secs_f64();
     Ok(state.report)
 }
 
@@ -100,7 +121,11 @@ fn refuse(conn: &mut Conn, what: &str, reason: String) -> TransferError {
     }
 }
 
-fn placed<T>(conn: &mut Conn, what: &str, result: Result<T, PlaceError>) -> Result<T, TransferError> {
+fn placed<T>(
+    conn: &mut Conn,
+    what: &str,
+    result: Result<T, PlaceError>,
+) -> Result<T, TransferError> {
     result.map_err(|e| match e {
         PlaceError::Refuse(reason) => refuse(conn, what, reason),
         PlaceError::Failed(err) => err,
@@ -168,7 +193,7 @@ impl State<'_> {
     ) -> Result<FileReport, TransferError> {
         let target = self.admit(conn, path, size)?;
         let held = placed(conn, path, target.held())?;
-        conn.send(&have(&held))?;
+        conn.send(&have(&held, self.options.overwrite))?;
         self.progress.start_file(path, size);
         let mut report = FileReport {
             path: path.to_string(),
@@ -203,7 +228,7 @@ impl State<'_> {
             ))));
         }
         let hasher = match held {
-            Held::Partial(_, hasher) if offset > 0 => hasher,
+            Held::Partial(_, hasher) if offset > 0 => *hasher,
             _ => blake3::Hasher::new(),
         };
         report.resumed_from = offset;
@@ -271,22 +296,25 @@ impl State<'_> {
     }
 }
 
-fn have(held: &Held) -> Message {
+fn have(held: &Held, overwrite: bool) -> Message {
     match held {
         Held::Nothing => Message::Have {
             len: 0,
             blake3: None,
             complete: false,
+            overwrite,
         },
         Held::Partial(len, hasher) => Message::Have {
             len: *len as i64,
             blake3: Some(hex(&hasher.finalize())),
             complete: false,
+            overwrite,
         },
         Held::Complete(len, hash) => Message::Have {
             len: *len as i64,
             blake3: Some(hex(hash)),
             complete: true,
+            overwrite,
         },
     }
 }

@@ -95,7 +95,10 @@ fn send_dir(conn: &mut Conn, path: &str, mode: u32) -> Result<(), TransferError>
 /// Where the data starts, and the hash of what comes before it.
 enum Resume {
     Skip(blake3::Hash),
-    From(u64, blake3::Hasher),
+    /// A different file is in place and the receiver will not replace it:
+    /// ask, so it says why, without streaming data it will not read.
+    Refusal,
+    From(u64, Box<blake3::Hasher>),
 }
 
 fn send_file(
@@ -106,9 +109,8 @@ fn send_file(
     let name = entry.path.as_str();
     let (mut input, mode, size): (Box<dyn Read + Send>, u32, Option<u64>) = match &entry.kind {
         Kind::File { source, mode, size } => {
-            let file = File::open(source).map_err(|e| {
-                TransferError::io(format!("opening {}", source.display()), e)
-            })?;
+            let file = File::open(source)
+                .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?;
             (Box::new(file), *mode, Some(*size))
         }
         _ => (Box::new(std::io::stdin()), 0o644, None),
@@ -120,12 +122,32 @@ fn send_file(
         size: size.map_or(-1, |s| s as i64),
     })?;
     let start = match (conn.reply(name)?, &entry.kind) {
-        (Message::Have { len, blake3, complete }, Kind::File { source, size, .. }) => {
+        (
+            Message::Have {
+                len,
+                blake3,
+                complete,
+                overwrite,
+            },
+            Kind::File { source, size, .. },
+        ) => {
             let file = File::open(source)
                 .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?;
-            resume_point(file, *size, len as u64, blake3.as_deref(), complete, name)?
+            let held = (len as u64, blake3.as_deref(), complete);
+            match resume_point(file, *size, held, name)? {
+                Resume::From(0, _) if complete && !overwrite => Resume::Refusal,
+                other => other,
+            }
         }
-        (Message::Have { .. }, _) => Resume::From(0, blake3::Hasher::new()),
+        (
+            Message::Have {
+                complete,
+                overwrite,
+                ..
+            },
+            _,
+        ) if complete && !overwrite => Resume::Refusal,
+        (Message::Have { .. }, _) => Resume::From(0, Box::default()),
         (other, _) => return Err(conn.unexpected("have", &other)),
     };
     let report = |outcome, offset, moved, hash: &blake3::Hash| FileReport {
@@ -142,7 +164,12 @@ fn send_file(
             progress.add(size.unwrap_or(0));
             return Ok(report(Outcome::Skipped, 0, 0, &hash));
         }
-        Resume::From(offset, hasher) => (offset, hasher),
+        Resume::Refusal => {
+            conn.send(&Message::Start { offset: 0 })?;
+            let reply = conn.reply(name)?;
+            return Err(conn.unexpected("refuse", &reply));
+        }
+        Resume::From(offset, hasher) => (offset, *hasher),
     };
     conn.send(&Message::Start {
         offset: offset as i64,
@@ -153,15 +180,35 @@ fn send_file(
         input = reopen_at(entry, offset)?;
     }
     let limit = size.map(|s| s - offset);
-    let (hasher, moved) = send_stream(conn, input.as_mut(), limit, hasher, progress, name)?;
+    let (hasher, moved) = match send_stream(conn, input.as_mut(), limit, hasher, progress, name) {
+        Ok(sent) => sent,
+        Err(err) => return Err(refusal_behind(conn, name, err)),
+    };
     let hash = hasher.finalize();
     let mut tail = 0u32.to_be_bytes().to_vec();
-    tail.extend_from_slice(&super::wire::encode(&Message::Digest { blake3: hex(&hash) }));
+    tail.extend_from_slice(&super::wire::encode(&Message::Digest {
+        blake3: hex(&hash),
+    }));
     conn.write_all(&tail, "sending the digest")?;
     match conn.reply(name)? {
         Message::Verified => Ok(report(Outcome::Verified, offset, moved, &hash)),
         Message::Mismatch { .. } => Ok(report(Outcome::Mismatch, offset, moved, &hash)),
         other => Err(conn.unexpected("verified", &other)),
+    }
+}
+
+/// After a failed write, the receiver may have said why before it closed
+/// (over --max-size, say): that refusal is the better error.
+fn refusal_behind(conn: &mut Conn, name: &str, err: TransferError) -> TransferError {
+    if !matches!(
+        err,
+        TransferError::Io { .. } | TransferError::CutShort { .. }
+    ) {
+        return err;
+    }
+    match conn.reply(name) {
+        Err(refused @ TransferError::Refused { .. }) => refused,
+        _ => err,
     }
 }
 
@@ -182,12 +229,10 @@ fn reopen_at(entry: &Entry, offset: u64) -> Result<Box<dyn Read + Send>, Transfe
 fn resume_point(
     mut file: File,
     size: u64,
-    held: u64,
-    held_hash: Option<&str>,
-    complete: bool,
+    (held, held_hash, complete): (u64, Option<&str>, bool),
     name: &str,
 ) -> Result<Resume, TransferError> {
-    let fresh = Resume::From(0, blake3::Hasher::new());
+    let fresh = Resume::From(0, Box::default());
     let Some(held_hash) = held_hash else {
         return Ok(fresh);
     };
@@ -210,6 +255,6 @@ fn resume_point(
     Ok(if complete {
         Resume::Skip(hasher.finalize())
     } else {
-        Resume::From(held, hasher)
+        Resume::From(held, Box::new(hasher))
     })
 }

@@ -123,6 +123,10 @@ pub enum Message {
         /// True for a file in place, false for a partial one left by an
         /// interrupted transfer.
         complete: bool,
+        /// Whether a file in place that differs would be replaced (else a
+        /// `Start` for it is refused, and the sender waits for that).
+        #[serde(default)]
+        overwrite: bool,
     },
     /// Sender: the file in place is identical; nothing to send.
     Skip,
@@ -319,6 +323,7 @@ mod tests {
             len: 5,
             blake3: Some("ab".into()),
             complete: false,
+            overwrite: true,
         });
         roundtrip(Message::Done);
     }

@@ -1,0 +1,529 @@
+//! `sonde send` / `sonde receive` end to end on loopback: files of every
+//! size byte-exact, trees with modes, stdin, skip and resume, a flipped
+//! byte caught, refusals, and hostile headers refused with nothing written.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+
+use common::{Finished, Listener, TempDir, random_bytes, run, sonde, start_sonde};
+use sonde::transfer::wire::{self, Message};
+
+/// Starts `sonde receive DIR ARGS...` on a loopback port.
+fn receiver(dir: &Path, args: &[&str]) -> Listener {
+    let dir = dir.to_str().expect("utf-8 temp path");
+    let mut all = vec!["receive", dir, "--bind", "127.0.0.1", "--port", "0"];
+    all.extend_from_slice(args);
+    start_sonde(&all, Stdio::null(), Stdio::piped())
+}
+
+fn send_cmd(paths: &[&Path], port: u16, args: &[&str]) -> Command {
+    let mut cmd = sonde();
+    cmd.arg("send").args(paths).arg(format!("127.0.0.1:{port}"));
+    cmd.args(args);
+    cmd
+}
+
+fn send(paths: &[&Path], port: u16, args: &[&str]) -> Finished {
+    run(send_cmd(paths, port, args), b"")
+}
+
+fn json(finished: &Finished) -> serde_json::Value {
+    serde_json::from_slice(&finished.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", finished.stdout_text()))
+}
+
+/// Names in `dir`, hidden ones included, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut all: Vec<String> = fs::read_dir(dir)
+        .expect("listing a dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn files_of_every_size_arrive_byte_exact() {
+    let src = TempDir::new("xfer-src");
+    let dst = TempDir::new("xfer-dst");
+    let sizes = [0usize, 1, (1 << 20) + 1];
+    let mut paths = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let path = src.join(&format!("f{size}"));
+        fs::write(&path, random_bytes(*size, i as u64 + 7)).expect("writing a source");
+        paths.push(path);
+    }
+    let recv = receiver(&dst.0, &["--json"]);
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let sent = send(&refs, recv.port, &["--json"]);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
+    assert_eq!(got.code(), Some(0), "receive: {}", got.stderr);
+    for path in &paths {
+        let name = path.file_name().expect("a name");
+        let left = fs::read(path).expect("source");
+        let right = fs::read(dst.0.join(name)).expect("received");
+        assert!(left == right, "{name:?} differs");
+    }
+    let report = json(&sent);
+    let files = report["files"].as_array().expect("files");
+    assert_eq!(files.len(), 3);
+    assert!(files.iter().all(|f| f["outcome"] == "verified"));
+    assert_eq!(json(&got)["bytes"], (1 << 20) + 2);
+    assert_eq!(
+        names(&dst.0),
+        ["f0", "f1", "f1048577"],
+        "no partial files left"
+    );
+}
+
+#[test]
+fn a_gibibyte_arrives_byte_exact() {
+    let src = TempDir::new("xfer-gib");
+    let dst = TempDir::new("xfer-gib-dst");
+    let path = src.join("big");
+    {
+        let mut out = fs::File::create(&path).expect("creating big");
+        let block = random_bytes(1 << 20, 11);
+        for i in 0..1024u32 {
+            let mut b = block.clone();
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            out.write_all(&b).expect("writing big");
+        }
+    }
+    let recv = receiver(&dst.0, &[]);
+    let sent = send(&[&path], recv.port, &["--json"]);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
+    assert_eq!(got.code(), Some(0), "receive: {}", got.stderr);
+    let hash = |p: &Path| {
+        let mut h = blake3::Hasher::new();
+        h.update_reader(fs::File::open(p).expect("open"))
+            .expect("read");
+        h.finalize().to_hex().to_string()
+    };
+    let want = hash(&path);
+    assert_eq!(hash(&dst.join("big")), want);
+    assert_eq!(json(&sent)["files"][0]["blake3"], want.as_str());
+    assert!(
+        got.stdout_text().contains("verified"),
+        "{}",
+        got.stdout_text()
+    );
+}
+
+#[test]
+fn a_tree_keeps_its_shape_and_permission_bits() {
+    let src = TempDir::new("xfer-tree");
+    let dst = TempDir::new("xfer-tree-dst");
+    let root = src.join("data");
+    fs::create_dir_all(root.join("a/b/c")).expect("nested");
+    fs::create_dir_all(root.join("empty")).expect("empty");
+    fs::write(root.join("top.txt"), b"top\n").expect("top");
+    fs::write(root.join("a/b/c/deep.txt"), b"deep\n").expect("deep");
+    fs::write(root.join("a/run.sh"), b"#!/bin/sh\n").expect("script");
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m));
+    mode(&root.join("a/run.sh"), 0o4750).expect("setuid on the source");
+    mode(&root.join("a/b"), 0o700).expect("private dir");
+    std::os::unix::fs::symlink("/etc/passwd", root.join("a/link")).expect("symlink");
+    let recv = receiver(&dst.0, &[]);
+    let sent = send(&[&root], recv.port, &[]);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
+    assert_eq!(got.code(), Some(0), "receive: {}", got.stderr);
+    assert!(sent.stderr.contains("skipping symlink"), "{}", sent.stderr);
+    let out = dst.join("data");
+    assert_eq!(
+        fs::read(out.join("a/b/c/deep.txt")).expect("deep"),
+        b"deep\n"
+    );
+    assert_eq!(fs::read(out.join("top.txt")).expect("top"), b"top\n");
+    assert!(out.join("empty").is_dir(), "the empty directory is made");
+    assert!(!out.join("a/link").exists(), "no symlink is made");
+    let bits = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+    assert_eq!(bits(&out.join("a/run.sh")), 0o750, "setuid is dropped");
+    assert_eq!(bits(&out.join("a/b")), 0o700);
+    assert!(
+        sent.stdout_text().contains("3 files"),
+        "{}",
+        sent.stdout_text()
+    );
+}
+
+#[test]
+fn stdin_is_sent_under_its_name() {
+    let dst = TempDir::new("xfer-stdin");
+    let recv = receiver(&dst.0, &[]);
+    let data = random_bytes(3 << 20, 5);
+    let mut cmd = sonde();
+    cmd.args([
+        "send",
+        "-",
+        &format!("127.0.0.1:{}", recv.port),
+        "--name",
+        "log.bin",
+    ]);
+    let sent = run(cmd, &data);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
+    assert_eq!(got.code(), Some(0), "receive: {}", got.stderr);
+    assert!(fs::read(dst.join("log.bin")).expect("received") == data);
+}
+
+#[test]
+fn stdin_needs_a_name() {
+    let mut cmd = sonde();
+    cmd.args(["send", "-", "127.0.0.1:9"]);
+    let out = run(cmd, b"x");
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("--name"), "{}", out.stderr);
+}
+
+#[test]
+fn identical_files_are_skipped_and_others_refused_unless_overwrite() {
+    let src = TempDir::new("xfer-skip");
+    let dst = TempDir::new("xfer-skip-dst");
+    let path = src.join("same.txt");
+    fs::write(&path, b"hello\n").expect("source");
+    fs::write(dst.join("same.txt"), b"hello\n").expect("in place");
+    let recv = receiver(&dst.0, &[]);
+    let sent = send(&[&path], recv.port, &["--json"]);
+    assert_eq!(recv.finish().code(), Some(0));
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    assert_eq!(json(&sent)["files"][0]["outcome"], "skipped");
+    assert_eq!(json(&sent)["moved"], 0);
+
+    fs::write(dst.join("same.txt"), b"other\n").expect("differs now");
+    let recv = receiver(&dst.0, &[]);
+    let sent = send(&[&path], recv.port, &[]);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
+    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    assert!(sent.stderr.contains("--overwrite"), "{}", sent.stderr);
+    assert_eq!(fs::read(dst.join("same.txt")).expect("kept"), b"other\n");
+
+    let recv = receiver(&dst.0, &["--overwrite"]);
+    let sent = send(&[&path], recv.port, &[]);
+    assert_eq!(recv.finish().code(), Some(0));
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    assert_eq!(
+        fs::read(dst.join("same.txt")).expect("replaced"),
+        b"hello\n"
+    );
+}
+
+#[test]
+fn max_size_refuses_a_large_transfer() {
+    let src = TempDir::new("xfer-max");
+    let dst = TempDir::new("xfer-max-dst");
+    let path = src.join("big");
+    fs::write(&path, random_bytes(100_000, 3)).expect("source");
+    let recv = receiver(&dst.0, &["--max-size", "64K"]);
+    let sent = send(&[&path], recv.port, &[]);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
+    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    assert!(sent.stderr.contains("--max-size"), "{}", sent.stderr);
+    assert!(names(&dst.0).is_empty());
+
+    // Stdin's size is unknown up front: the cap stops it as it streams.
+    let recv = receiver(&dst.0, &["--max-size", "64K"]);
+    let mut cmd = sonde();
+    cmd.args([
+        "send",
+        "-",
+        &format!("127.0.0.1:{}", recv.port),
+        "--name",
+        "s",
+    ]);
+    let sent = run(cmd, &random_bytes(3 << 20, 4));
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
+    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    assert!(names(&dst.0).is_empty(), "{:?}", names(&dst.0));
+}
+
+/// A one-connection proxy: counts the bytes from client to server, and can
+/// cut both sides after `cut` of them or flip the byte at `flip`.
+struct Proxy {
+    port: u16,
+    forwarded: Arc<AtomicU64>,
+    thread: JoinHandle<()>,
+}
+
+fn proxy(to: u16, cut: Option<u64>, flip: Option<u64>) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+    let port = listener.local_addr().expect("proxy addr").port();
+    let forwarded = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&forwarded);
+    let thread = thread::spawn(move || {
+        let (mut client, _) = listener.accept().expect("proxy accept");
+        let mut server = TcpStream::connect(("127.0.0.1", to)).expect("proxy connect");
+        let (mut c2, mut s2) = (
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        );
+        let back = thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+            let _ = c2.shutdown(Shutdown::Write);
+        });
+        let mut buf = vec![0; 64 * 1024];
+        let mut at = 0u64;
+        loop {
+            let n = match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut n = n as u64;
+            if let Some(cut) = cut {
+                n = n.min(cut - at);
+            }
+            if let Some(flip) = flip.filter(|f| (at..at + n).contains(f)) {
+                buf[(flip - at) as usize] ^= 0x01;
+            }
+            if server.write_all(&buf[..n as usize]).is_err() {
+                break;
+            }
+            at += n;
+            count.store(at, Ordering::Relaxed);
+            if cut == Some(at) {
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = client.shutdown(Shutdown::Both);
+                break;
+            }
+        }
+        let _ = server.shutdown(Shutdown::Write);
+        let _ = back.join();
+    });
+    Proxy {
+        port,
+        forwarded,
+        thread,
+    }
+}
+
+#[test]
+fn an_interrupted_transfer_resumes_with_only_the_rest() {
+    let src = TempDir::new("xfer-resume");
+    let dst = TempDir::new("xfer-resume-dst");
+    let path = src.join("data.bin");
+    let size = 8u64 << 20;
+    fs::write(&path, random_bytes(size as usize, 9)).expect("source");
+
+    let recv = receiver(&dst.0, &[]);
+    let cut = proxy(recv.port, Some(5 << 20), None);
+    let sent = send(&[&path], cut.port, &[]);
+    let got = recv.finish();
+    cut.thread.join().expect("proxy");
+    assert_eq!(sent.code(), Some(1), "cut short: {}", sent.stderr);
+    assert_eq!(got.code(), Some(1), "cut short: {}", got.stderr);
+    assert!(!dst.join("data.bin").exists(), "nothing in place yet");
+    let partial = fs::metadata(dst.join(".data.bin.sonde-part")).expect("a partial file");
+    assert!(partial.len() >= 2 << 20, "kept {} bytes", partial.len());
+
+    let recv = receiver(&dst.0, &[]);
+    let count = proxy(recv.port, None, None);
+    let sent = send(&[&path], count.port, &["--json"]);
+    let got = recv.finish();
+    count.thread.join().expect("proxy");
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    assert_eq!(got.code(), Some(0), "{}", got.stderr);
+    let report = json(&sent);
+    let from = report["files"][0]["resumed_from"]
+        .as_u64()
+        .expect("resumed_from");
+    assert_eq!(from, partial.len());
+    assert_eq!(report["files"][0]["moved"].as_u64(), Some(size - from));
+    let wire_bytes = count.forwarded.load(Ordering::Relaxed);
+    assert!(
+        wire_bytes < size - from + 4096,
+        "{wire_bytes} bytes crossed for the {} left",
+        size - from
+    );
+    assert!(fs::read(dst.join("data.bin")).expect("in place") == fs::read(&path).expect("src"));
+    assert_eq!(names(&dst.0), ["data.bin"]);
+}
+
+#[test]
+fn a_flipped_byte_is_caught_and_nothing_is_kept() {
+    let src = TempDir::new("xfer-flip");
+    let dst = TempDir::new("xfer-flip-dst");
+    let path = src.join("data.bin");
+    fs::write(&path, random_bytes((1 << 20) + 1, 2)).expect("source");
+    let recv = receiver(&dst.0, &[]);
+    let flip = proxy(recv.port, None, Some(100_000));
+    let sent = send(&[&path], flip.port, &[]);
+    let got = recv.finish();
+    flip.thread.join().expect("proxy");
+    assert_eq!(sent.code(), Some(3), "{}", sent.stderr);
+    assert_eq!(got.code(), Some(3), "{}", got.stderr);
+    assert!(sent.stderr.contains("mismatch"), "{}", sent.stderr);
+    assert!(names(&dst.0).is_empty(), "{:?}", names(&dst.0));
+}
+
+/// Speaks to a receiver by hand: the hello, then `frames` as raw bytes.
+/// Returns the receiver's exit and stderr, and what it answered last.
+fn hostile(dir: &Path, frames: &[Vec<u8>]) -> (Finished, Option<Message>) {
+    let recv = receiver(dir, &[]);
+    let mut conn = TcpStream::connect(("127.0.0.1", recv.port)).expect("connect");
+    conn.write_all(&wire::hello()).expect("hello");
+    let mut theirs = [0; wire::HELLO_LEN];
+    conn.read_exact(&mut theirs).expect("their hello");
+    for frame in frames {
+        let _ = conn.write_all(frame);
+    }
+    let _ = conn.shutdown(Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    let mut last = None;
+    let mut at = 0;
+    while rest.len() >= at + 4 {
+        let len = u32::from_be_bytes(rest[at..at + 4].try_into().expect("4")) as usize;
+        let Some(body) = rest.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        last = wire::decode(body).ok();
+        at += 4 + len;
+    }
+    (recv.finish(), last)
+}
+
+fn raw(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn offer() -> Vec<u8> {
+    wire::encode(&Message::Offer {
+        files: 1,
+        dirs: 0,
+        bytes: 10,
+    })
+}
+
+fn file(path: &str, size: i64) -> Vec<u8> {
+    wire::encode(&Message::File {
+        path: path.into(),
+        mode: 0o644,
+        size,
+    })
+}
+
+#[test]
+fn hostile_headers_are_refused_with_nothing_written() {
+    let outside = TempDir::new("xfer-outside");
+    let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+        (
+            "parent",
+            vec![offer(), file("../escape", 10)],
+            "leaves the directory",
+        ),
+        (
+            "absolute",
+            vec![offer(), file("/tmp/escape", 10)],
+            "absolute",
+        ),
+        ("nul", vec![offer(), file("a\0b", 10)], "NUL"),
+        (
+            "long name",
+            vec![offer(), file(&"n".repeat(5000), 10)],
+            "over the limit",
+        ),
+        (
+            "huge frame",
+            vec![offer(), u32::MAX.to_be_bytes().to_vec()],
+            "over the limit",
+        ),
+        ("absurd size", vec![offer(), file("a", 1 << 62)], "absurd"),
+        (
+            "size beyond the offer",
+            vec![offer(), file("a", 11)],
+            "offered",
+        ),
+        (
+            "negative count",
+            vec![raw(br#"{"type":"offer","files":-1,"dirs":0,"bytes":0}"#)],
+            "negative",
+        ),
+        (
+            "bad utf-8",
+            vec![
+                offer(),
+                raw(b"{\"type\":\"file\",\"path\":\"\xff\xfe\",\"mode\":420,\"size\":1}"),
+            ],
+            "malformed",
+        ),
+        (
+            "symlink escape",
+            vec![offer(), file("link/evil", 10)],
+            "symlink",
+        ),
+    ];
+    for (name, frames, why) in cases {
+        let dir = TempDir::new("xfer-hostile");
+        std::os::unix::fs::symlink(&outside.0, dir.join("link")).expect("symlink");
+        let (got, answer) = hostile(&dir.0, &frames);
+        assert_eq!(got.code(), Some(4), "{name}: {}", got.stderr);
+        assert!(got.stderr.contains(why), "{name}: {}", got.stderr);
+        match answer {
+            Some(Message::Refuse { reason }) => assert!(reason.contains(why), "{name}: {reason}"),
+            other => panic!("{name}: answered {other:?}"),
+        }
+        assert_eq!(names(&dir.0), ["link"], "{name}: something was written");
+        assert!(names(&outside.0).is_empty(), "{name}: written outside");
+    }
+}
+
+#[test]
+fn a_truncated_frame_is_an_error_and_writes_nothing() {
+    let dir = TempDir::new("xfer-trunc");
+    let mut frame = file("a", 10);
+    frame.truncate(frame.len() - 5);
+    let (got, _) = hostile(&dir.0, &[offer(), frame]);
+    assert_eq!(got.code(), Some(1), "{}", got.stderr);
+    assert!(
+        got.stderr.contains("closed before the transfer ended"),
+        "{}",
+        got.stderr
+    );
+    assert!(names(&dir.0).is_empty());
+}
+
+#[test]
+fn a_version_mismatch_is_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let fake = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut theirs = [0; wire::HELLO_LEN];
+        conn.read_exact(&mut theirs).expect("hello");
+        conn.write_all(&wire::hello_with(99)).expect("our hello");
+    });
+    let src = TempDir::new("xfer-version");
+    let path = src.join("x");
+    fs::write(&path, b"x").expect("source");
+    let sent = send(&[&path], port, &[]);
+    fake.join().expect("fake peer");
+    assert_eq!(sent.code(), Some(1));
+    assert!(
+        sent.stderr
+            .contains("version mismatch: this sonde speaks 1, the peer speaks 99"),
+        "{}",
+        sent.stderr
+    );
+}
