@@ -1,6 +1,7 @@
 //! The transfer connection, thin: the hello, frames and chunks read and
 //! written on a blocking TCP stream, with every failure named.
 
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -27,8 +28,12 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|e| TransferError::io(what(), e))?;
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
         stream
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .set_read_timeout(timeout)
+            .map_err(|e| TransferError::io(what(), e))?;
+        stream
+            .set_write_timeout(timeout)
             .map_err(|e| TransferError::io(what(), e))?;
         let writer = stream
             .try_clone()
@@ -96,6 +101,61 @@ impl Conn {
         self.writer
             .write_all(buf)
             .map_err(|e| self.io_error(what, e))
+    }
+
+    /// Sends `buf` with more to follow at once (MSG_MORE), so a chunk's
+    /// header and its data leave in the same segments.
+    pub(crate) fn write_more(&mut self, mut buf: &[u8], what: &str) -> Result<(), TransferError> {
+        while !buf.is_empty() {
+            match rustix::net::send(&self.writer, buf, rustix::net::SendFlags::MORE) {
+                Ok(n) => buf = &buf[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(self.io_error(what, e.into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `offset` without copying them
+    /// through this process (sendfile), or by reading and writing where the
+    /// file system cannot.
+    pub(crate) fn send_file_range(
+        &mut self,
+        file: &File,
+        mut offset: u64,
+        mut len: usize,
+        name: &str,
+    ) -> Result<(), TransferError> {
+        use rustix::io::Errno;
+        while len > 0 {
+            match rustix::fs::sendfile(&self.writer, file, Some(&mut offset), len) {
+                Ok(0) => {
+                    return Err(TransferError::Source(format!(
+                        "{name} shrank while being sent"
+                    )));
+                }
+                Ok(n) => len -= n,
+                Err(Errno::INTR) => {}
+                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                    return self.copy_range(file, offset, len, name);
+                }
+                Err(e) => return Err(self.io_error("sending file data", e.into())),
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_range(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: usize,
+        name: &str,
+    ) -> Result<(), TransferError> {
+        let mut buf = vec![0; len];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, offset)
+            .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
+        self.write_all(&buf, "sending file data")
     }
 
     /// The error for a message that does not belong here.

@@ -7,8 +7,9 @@
 //! - [`wire`]: the protocol's messages and framing, pure.
 //! - [`path`]: which paths a receiver accepts, pure.
 //! - [`plan`]: what a sender will send (walking directories).
-//! - [`send()`] and [`receive()`]: the two ends, on blocking threads: the
-//!   socket on one, reading or writing and hashing the file on another.
+//! - [`send()`] and [`receive()`]: the two ends, on blocking threads (one
+//!   transfer at a time needs no runtime): hashing and the socket on one,
+//!   the file on another, so the two overlap.
 
 mod conn;
 pub mod path;
@@ -17,6 +18,7 @@ mod place;
 pub mod plan;
 mod receive;
 mod send;
+mod sink;
 pub mod wire;
 
 use std::io;

@@ -1,32 +1,50 @@
-//! Moving one file's data with hashing and network work overlapped: the
-//! sender reads and hashes on one thread while the socket is written on
-//! another; the receiver reads the socket on one thread while another
-//! hashes and writes the file. Buffers go round between the two, so a run
-//! allocates a few at its start and none after.
+//! Moving one file's data with hashing, disk and network work overlapped.
+//! The sender reads and hashes each piece on one thread while the socket
+//! is fed on another (with sendfile for regular files, so the data is
+//! copied once); the receiver reads and hashes each piece on one thread
+//! while another writes full buffers to the disk. Pieces are hashed right
+//! after they are copied, while they are still in the CPU's cache.
+//! Buffers go round between the two threads, so a run allocates a few at
+//! its start and none after.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 use std::thread;
 
 use super::conn::Conn;
+use super::sink::ALIGN;
 use super::wire::WireError;
 use super::{Progress, TransferError};
 
 /// Bytes per chunk on the wire.
 pub(crate) const CHUNK: usize = 1024 * 1024;
+/// What the sender reads and hashes at a time.
+const HASH_BLOCK: usize = 128 * 1024;
 /// Buffers in flight between the two threads.
 const DEPTH: usize = 4;
 
-/// A buffer with room for a chunk header before the data.
+/// A buffer whose used part starts block-aligned (for direct writes).
 struct Buf {
     bytes: Vec<u8>,
+    start: usize,
     len: usize,
+}
+
+impl Buf {
+    fn used(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + self.len]
+    }
 }
 
 fn buffers(tx: &mpsc::Sender<Buf>, size: usize) {
     for _ in 0..DEPTH + 1 {
+        let bytes = vec![0; size + ALIGN];
+        let start = bytes.as_ptr().align_offset(ALIGN).min(ALIGN);
         let _ = tx.send(Buf {
-            bytes: vec![0; size],
+            bytes,
+            start,
             len: 0,
         });
     }
@@ -55,7 +73,8 @@ pub(crate) fn send_stream(
                 if want == 0 {
                     break;
                 }
-                let n = read_some(input, &mut buf.bytes[4..4 + want])
+                let data = buf.start + 4;
+                let n = read_some(input, &mut buf.bytes[data..data + want])
                     .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
                 if n == 0 {
                     if let Some(limit) = limit {
@@ -65,8 +84,8 @@ pub(crate) fn send_stream(
                     }
                     break;
                 }
-                hasher.update(&buf.bytes[4..4 + n]);
-                buf.bytes[..4].copy_from_slice(&(n as u32).to_be_bytes());
+                hasher.update(&buf.bytes[data..data + n]);
+                buf.bytes[buf.start..data].copy_from_slice(&(n as u32).to_be_bytes());
                 buf.len = n + 4;
                 sent += n as u64;
                 if full_tx.send(buf).is_err() {
@@ -77,7 +96,7 @@ pub(crate) fn send_stream(
         });
         let mut wrote = Ok(());
         for buf in full_rx {
-            wrote = conn.write_all(&buf.bytes[..buf.len], "sending file data");
+            wrote = conn.write_all(buf.used(), "sending file data");
             if wrote.is_err() {
                 break;
             }
@@ -94,6 +113,64 @@ pub(crate) fn send_stream(
     })
 }
 
+/// Sends `len` bytes of a regular file from `offset` as chunks, hashing
+/// them into `hasher`. A reader thread reads each chunk into one small
+/// buffer (which stays in cache) and hashes it; this thread then hands the
+/// same range to the kernel with sendfile, so the data is copied once, not
+/// three times.
+pub(crate) fn send_file_stream(
+    conn: &mut Conn,
+    file: &File,
+    offset: u64,
+    len: u64,
+    mut hasher: blake3::Hasher,
+    progress: &Progress,
+    name: &str,
+) -> Result<(blake3::Hasher, u64), TransferError> {
+    let (tx, rx) = mpsc::sync_channel::<(u64, usize)>(DEPTH);
+    thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<blake3::Hasher, TransferError> {
+            // Small enough to stay in the CPU's cache between the copy and
+            // the hash.
+            let mut buf = vec![0; HASH_BLOCK];
+            let mut at = offset;
+            while at < offset + len {
+                let want = (offset + len - at).min(CHUNK as u64) as usize;
+                for piece in (0..want).step_by(HASH_BLOCK) {
+                    let part = &mut buf[..(want - piece).min(HASH_BLOCK)];
+                    file.read_exact_at(part, at + piece as u64)
+                        .map_err(|e| read_error(e, name))?;
+                    hasher.update(part);
+                }
+                if tx.send((at, want)).is_err() {
+                    break;
+                }
+                at += want as u64;
+            }
+            Ok(hasher)
+        });
+        let mut sent = Ok(0u64);
+        for (at, n) in rx.iter() {
+            let step = conn
+                .write_more(&(n as u32).to_be_bytes(), "sending file data")
+                .and_then(|()| conn.send_file_range(file, at, n, name));
+            if let Err(err) = step {
+                sent = Err(err);
+                break;
+            }
+            progress.add(n as u64);
+            sent = sent.map(|s| s + n as u64);
+        }
+        // A failed send drops the channel, which stops the reader.
+        drop(rx);
+        let hasher = reader
+            .join()
+            .map_err(|_| TransferError::Source(format!("reading {name}: the reader failed")))?;
+        let sent = sent?;
+        Ok((hasher?, sent))
+    })
+}
+
 /// Receives chunks until the end-of-file chunk, hashing them into `hasher`
 /// and writing them to `output`. `expect` is the exact count due when known;
 /// `cap` bounds an unknown one. Returns the hasher and the bytes received;
@@ -103,7 +180,7 @@ pub(crate) fn receive_stream(
     output: &mut (dyn Write + Send),
     expect: Option<u64>,
     cap: u64,
-    mut hasher: blake3::Hasher,
+    hasher: blake3::Hasher,
     progress: &Progress,
     name: &str,
 ) -> Result<(blake3::Hasher, u64), TransferError> {
@@ -111,25 +188,25 @@ pub(crate) fn receive_stream(
     let (empty_tx, empty_rx) = mpsc::channel::<Buf>();
     buffers(&empty_tx, CHUNK);
     thread::scope(|scope| {
-        let writer = scope.spawn(move || -> Result<blake3::Hasher, TransferError> {
+        let writer = scope.spawn(move || -> Result<(), TransferError> {
             for buf in full_rx {
-                hasher.update(&buf.bytes[..buf.len]);
                 output
-                    .write_all(&buf.bytes[..buf.len])
+                    .write_all(buf.used())
                     .map_err(|e| TransferError::io(format!("writing {name}"), e))?;
                 if empty_tx.send(buf).is_err() {
                     break;
                 }
             }
-            Ok(hasher)
+            Ok(())
         });
-        let got = read_chunks(conn, &full_tx, &empty_rx, expect, cap, progress);
+        let mut hasher = hasher;
+        let limits = (expect, cap);
+        let got = read_chunks(conn, &full_tx, &empty_rx, limits, &mut hasher, progress);
         drop(full_tx);
-        let hasher = writer
+        writer
             .join()
-            .map_err(|_| TransferError::Source(format!("writing {name}: the writer failed")))?;
-        let got = got?;
-        Ok((hasher?, got))
+            .map_err(|_| TransferError::Source(format!("writing {name}: the writer failed")))??;
+        Ok((hasher, got?))
     })
 }
 
@@ -137,8 +214,8 @@ fn read_chunks(
     conn: &mut Conn,
     full: &mpsc::SyncSender<Buf>,
     empty: &mpsc::Receiver<Buf>,
-    expect: Option<u64>,
-    cap: u64,
+    (expect, cap): (Option<u64>, u64),
+    hasher: &mut blake3::Hasher,
     progress: &Progress,
 ) -> Result<u64, TransferError> {
     let mut got = 0u64;
@@ -163,7 +240,14 @@ fn read_chunks(
             // The writer stopped: its error is reported by the caller.
             return Ok(got);
         };
-        conn.read_exact(&mut buf.bytes[..len], "reading file data")?;
+        // Hash each piece as it arrives, while it is still in cache; the
+        // writer thread only hands full buffers to the disk.
+        for piece in (0..len).step_by(HASH_BLOCK) {
+            let from = buf.start + piece;
+            let part = &mut buf.bytes[from..from + (len - piece).min(HASH_BLOCK)];
+            conn.read_exact(part, "reading file data")?;
+            hasher.update(part);
+        }
         buf.len = len;
         got += len as u64;
         progress.add(len as u64);
@@ -176,6 +260,15 @@ fn read_chunks(
             "the sender ended the file after {got} of the {n} bytes it announced"
         )))),
         _ => Ok(got),
+    }
+}
+
+fn read_error(err: std::io::Error, name: &str) -> TransferError {
+    match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            TransferError::Source(format!("{name} shrank while being sent"))
+        }
+        _ => TransferError::io(format!("reading {name}"), err),
     }
 }
 

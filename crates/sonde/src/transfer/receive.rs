@@ -10,6 +10,7 @@ use super::conn::Conn;
 use super::path::components;
 use super::pipeline::receive_stream;
 use super::place::{Held, PlaceError, Target, apply_modes, directory};
+use super::sink::Sink;
 use super::wire::{Message, WireError, permission_bits};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 
@@ -266,13 +267,15 @@ impl State<'_> {
         hasher: blake3::Hasher,
         report: &mut FileReport,
     ) -> Result<(blake3::Hash, std::fs::File), TransferError> {
-        let mut file = placed(conn, path, target.open(offset))?;
+        let file = placed(conn, path, target.open(offset))?;
+        let mut sink = Sink::new(file, offset);
         let cap = self
             .options
             .max_size
             .map_or(u64::MAX, |m| m.saturating_sub(self.report.moved));
         let expect = size.map(|s| s - offset);
-        let got = receive_stream(conn, &mut file, expect, cap, hasher, self.progress, path);
+        let got = receive_stream(conn, &mut sink, expect, cap, hasher, self.progress, path);
+        let file = sink.into_file();
         let (hasher, moved) = match got {
             Ok(got) => got,
             Err(err) => {

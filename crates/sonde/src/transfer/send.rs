@@ -3,13 +3,13 @@
 //! streams the rest with its BLAKE3.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
-use super::pipeline::{CHUNK, send_stream};
+use super::pipeline::{CHUNK, send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
 use super::wire::Message;
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
@@ -107,13 +107,13 @@ fn send_file(
     progress: &Progress,
 ) -> Result<FileReport, TransferError> {
     let name = entry.path.as_str();
-    let (mut input, mode, size): (Box<dyn Read + Send>, u32, Option<u64>) = match &entry.kind {
+    let (file, mode, size) = match &entry.kind {
         Kind::File { source, mode, size } => {
             let file = File::open(source)
                 .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?;
-            (Box::new(file), *mode, Some(*size))
+            (Some(file), *mode, Some(*size))
         }
-        _ => (Box::new(std::io::stdin()), 0o644, None),
+        _ => (None, 0o644, None),
     };
     progress.start_file(name, size);
     conn.send(&Message::File {
@@ -121,35 +121,7 @@ fn send_file(
         mode,
         size: size.map_or(-1, |s| s as i64),
     })?;
-    let start = match (conn.reply(name)?, &entry.kind) {
-        (
-            Message::Have {
-                len,
-                blake3,
-                complete,
-                overwrite,
-            },
-            Kind::File { source, size, .. },
-        ) => {
-            let file = File::open(source)
-                .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?;
-            let held = (len as u64, blake3.as_deref(), complete);
-            match resume_point(file, *size, held, name)? {
-                Resume::From(0, _) if complete && !overwrite => Resume::Refusal,
-                other => other,
-            }
-        }
-        (
-            Message::Have {
-                complete,
-                overwrite,
-                ..
-            },
-            _,
-        ) if complete && !overwrite => Resume::Refusal,
-        (Message::Have { .. }, _) => Resume::From(0, Box::default()),
-        (other, _) => return Err(conn.unexpected("have", &other)),
-    };
+    let start = decide(conn, name, file.as_ref().zip(size))?;
     let report = |outcome, offset, moved, hash: &blake3::Hash| FileReport {
         path: name.to_string(),
         size: size.unwrap_or(offset + moved),
@@ -175,15 +147,13 @@ fn send_file(
         offset: offset as i64,
     })?;
     progress.add(offset);
-    if offset > 0 {
-        // Read on past the prefix the receiver holds.
-        input = reopen_at(entry, offset)?;
-    }
-    let limit = size.map(|s| s - offset);
-    let (hasher, moved) = match send_stream(conn, input.as_mut(), limit, hasher, progress, name) {
-        Ok(sent) => sent,
-        Err(err) => return Err(refusal_behind(conn, name, err)),
+    let streamed = match (&file, size) {
+        (Some(file), Some(size)) => {
+            send_file_stream(conn, file, offset, size - offset, hasher, progress, name)
+        }
+        _ => send_stream(conn, &mut std::io::stdin(), None, hasher, progress, name),
     };
+    let (hasher, moved) = streamed.map_err(|err| refusal_behind(conn, name, err))?;
     let hash = hasher.finalize();
     let mut tail = 0u32.to_be_bytes().to_vec();
     tail.extend_from_slice(&super::wire::encode(&Message::Digest {
@@ -195,6 +165,34 @@ fn send_file(
         Message::Mismatch { .. } => Ok(report(Outcome::Mismatch, offset, moved, &hash)),
         other => Err(conn.unexpected("verified", &other)),
     }
+}
+
+/// Reads the receiver's `Have` and decides where to start.
+fn decide(
+    conn: &mut Conn,
+    name: &str,
+    file: Option<(&File, u64)>,
+) -> Result<Resume, TransferError> {
+    let (len, held_hash, complete, overwrite) = match conn.reply(name)? {
+        Message::Have {
+            len,
+            blake3,
+            complete,
+            overwrite,
+        } => (len as u64, blake3, complete, overwrite),
+        other => return Err(conn.unexpected("have", &other)),
+    };
+    let start = match file {
+        Some((file, size)) => {
+            resume_point(file, size, (len, held_hash.as_deref(), complete), name)?
+        }
+        // Standard input cannot be read twice: it always starts afresh.
+        None => Resume::From(0, Box::default()),
+    };
+    Ok(match start {
+        Resume::From(0, _) if complete && !overwrite => Resume::Refusal,
+        other => other,
+    })
 }
 
 /// After a failed write, the receiver may have said why before it closed
@@ -212,22 +210,11 @@ fn refusal_behind(conn: &mut Conn, name: &str, err: TransferError) -> TransferEr
     }
 }
 
-fn reopen_at(entry: &Entry, offset: u64) -> Result<Box<dyn Read + Send>, TransferError> {
-    let Kind::File { source, .. } = &entry.kind else {
-        return Err(TransferError::Source("standard input cannot resume".into()));
-    };
-    let what = || format!("reading {}", source.display());
-    let mut file = File::open(source).map_err(|e| TransferError::io(what(), e))?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| TransferError::io(what(), e))?;
-    Ok(Box::new(file))
-}
-
 /// Decides from what the receiver holds: an identical file in place is
 /// skipped, a partial one whose bytes hash the same as our prefix is
 /// resumed, anything else starts from zero.
 fn resume_point(
-    mut file: File,
+    file: &File,
     size: u64,
     (held, held_hash, complete): (u64, Option<&str>, bool),
     name: &str,
@@ -241,13 +228,13 @@ fn resume_point(
     }
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0; CHUNK];
-    let mut left = held;
-    while left > 0 {
-        let want = left.min(CHUNK as u64) as usize;
-        file.read_exact(&mut buf[..want])
+    let mut at = 0;
+    while at < held {
+        let want = (held - at).min(CHUNK as u64) as usize;
+        file.read_exact_at(&mut buf[..want], at)
             .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
         hasher.update(&buf[..want]);
-        left -= want as u64;
+        at += want as u64;
     }
     if hex(&hasher.finalize()) != held_hash {
         return Ok(fresh);
