@@ -27,7 +27,7 @@ impl Sink {
             file,
             direct: false,
         };
-        if offset % ALIGN as u64 == 0 {
+        if offset.is_multiple_of(ALIGN as u64) {
             sink.direct = sink.set_direct(true).is_ok();
         }
         sink
@@ -60,7 +60,7 @@ impl Sink {
     }
 
     fn aligned(data: &[u8]) -> bool {
-        data.len() % ALIGN == 0 && (data.as_ptr() as usize) % ALIGN == 0
+        data.len().is_multiple_of(ALIGN) && (data.as_ptr() as usize).is_multiple_of(ALIGN)
     }
 }
 
