@@ -258,7 +258,8 @@ fn max_size_refuses_a_large_transfer() {
 }
 
 /// A one-connection proxy: counts the bytes from client to server, and can
-/// cut both sides after `cut` of them or flip the byte at `flip`.
+/// cut both sides after `cut` of them (or, with `stall`, stop forwarding
+/// there and close only when the client goes) or flip the byte at `flip`.
 struct Proxy {
     port: u16,
     forwarded: Arc<AtomicU64>,
@@ -266,6 +267,10 @@ struct Proxy {
 }
 
 fn proxy(to: u16, cut: Option<u64>, flip: Option<u64>) -> Proxy {
+    proxy_with(to, cut, flip, false)
+}
+
+fn proxy_with(to: u16, cut: Option<u64>, flip: Option<u64>, stall: bool) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
     let port = listener.local_addr().expect("proxy addr").port();
     let forwarded = Arc::new(AtomicU64::new(0));
@@ -300,6 +305,12 @@ fn proxy(to: u16, cut: Option<u64>, flip: Option<u64>) -> Proxy {
             }
             at += n;
             count.store(at, Ordering::Relaxed);
+            if cut == Some(at) && stall {
+                // Hold the sender here until it dies.
+                let _ = std::io::copy(&mut client, &mut std::io::sink());
+                let _ = server.shutdown(Shutdown::Both);
+                break;
+            }
             if cut == Some(at) {
                 let _ = server.shutdown(Shutdown::Both);
                 let _ = client.shutdown(Shutdown::Both);
@@ -356,6 +367,120 @@ fn an_interrupted_transfer_resumes_with_only_the_rest() {
     );
     assert!(fs::read(dst.join("data.bin")).expect("in place") == fs::read(&path).expect("src"));
     assert_eq!(names(&dst.0), ["data.bin"]);
+}
+
+#[test]
+fn a_killed_sender_resumes_where_the_receiver_stopped() {
+    let src = TempDir::new("xfer-kill");
+    let dst = TempDir::new("xfer-kill-dst");
+    let path = src.join("data.bin");
+    let size = 8u64 << 20;
+    fs::write(&path, random_bytes(size as usize, 21)).expect("source");
+
+    let recv = receiver(&dst.0, &[]);
+    let stall = proxy_with(recv.port, Some(3 << 20), None, true);
+    let mut child = send_cmd(&[&path], stall.port, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting send");
+    let start = std::time::Instant::now();
+    while stall.forwarded.load(Ordering::Relaxed) < 3 << 20 {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the sender never got half-way"
+        );
+        thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("killing the sender");
+    let _ = child.wait();
+    let got = recv.finish();
+    stall.thread.join().expect("proxy");
+    assert_eq!(got.code(), Some(1), "cut short: {}", got.stderr);
+    let held = fs::metadata(dst.join(".data.bin.sonde-part"))
+        .expect("a partial file")
+        .len();
+    assert!(held >= 1 << 20, "kept {held} bytes");
+
+    let recv = receiver(&dst.0, &[]);
+    let sent = send(&[&path], recv.port, &["--json"]);
+    assert_eq!(recv.finish().code(), Some(0));
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    let file = &json(&sent)["files"][0];
+    assert_eq!(file["resumed_from"].as_u64(), Some(held));
+    assert_eq!(file["moved"].as_u64(), Some(size - held));
+    assert!(fs::read(dst.join("data.bin")).expect("in place") == fs::read(&path).expect("src"));
+}
+
+#[test]
+fn keep_open_takes_transfer_after_transfer() {
+    let src = TempDir::new("xfer-keep");
+    let dst = TempDir::new("xfer-keep-dst");
+    let recv = receiver(&dst.0, &["--keep-open"]);
+    for name in ["one", "two", "three"] {
+        let path = src.join(name);
+        fs::write(&path, name).expect("source");
+        let sent = send(&[&path], recv.port, &[]);
+        assert_eq!(sent.code(), Some(0), "{name}: {}", sent.stderr);
+    }
+    // A hostile sender in between does not end it either.
+    let mut bad = TcpStream::connect(("127.0.0.1", recv.port)).expect("connect");
+    bad.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("garbage");
+    let mut rest = Vec::new();
+    let _ = bad.read_to_end(&mut rest);
+    let path = src.join("four");
+    fs::write(&path, "four").expect("source");
+    let sent = send(&[&path], recv.port, &[]);
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    let mut child = recv.child;
+    child.kill().expect("stopping the receiver");
+    let _ = child.wait();
+    assert_eq!(names(&dst.0), ["four", "one", "three", "two"]);
+}
+
+#[test]
+fn special_files_in_the_way_are_refused_without_opening_them() {
+    let src = TempDir::new("xfer-fifo");
+    let dst = TempDir::new("xfer-fifo-dst");
+    let path = src.join("pipe");
+    fs::write(&path, b"data").expect("source");
+    let made = Command::new("mkfifo").arg(dst.join("pipe")).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let recv = receiver(&dst.0, &["--overwrite"]);
+    let sent = send(&[&path], recv.port, &[]);
+    let got = recv.finish();
+    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
+    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    assert!(
+        sent.stderr.contains("not a regular file"),
+        "{}",
+        sent.stderr
+    );
+}
+
+#[test]
+fn ipv6_loopback_works() {
+    let src = TempDir::new("xfer-v6");
+    let dst = TempDir::new("xfer-v6-dst");
+    let path = src.join("v6.txt");
+    fs::write(&path, b"over ::1\n").expect("source");
+    let d = dst.0.to_str().expect("utf-8");
+    let recv = start_sonde(
+        &["receive", d, "--bind", "::1", "--port", "0"],
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    let mut cmd = sonde();
+    cmd.arg("send")
+        .arg(&path)
+        .arg(format!("[::1]:{}", recv.port));
+    let sent = run(cmd, b"");
+    assert_eq!(recv.finish().code(), Some(0));
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    assert_eq!(
+        fs::read(dst.join("v6.txt")).expect("received"),
+        b"over ::1\n"
+    );
 }
 
 #[test]
