@@ -652,3 +652,113 @@ fn a_version_mismatch_is_a_clear_error() {
         sent.stderr
     );
 }
+
+/// Sends stdin that arrives in two parts 1.5 s apart (long enough for the
+/// display's first tick) with stderr on `stderr`; returns the send's exit.
+fn slow_stdin_send(dst: &Path, stderr: Stdio) -> (Finished, std::process::ExitStatus) {
+    let recv = receiver(dst, &[]);
+    let mut child = sonde()
+        .args([
+            "send",
+            "-",
+            &format!("127.0.0.1:{}", recv.port),
+            "--name",
+            "slow",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("starting send");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(&random_bytes(1 << 20, 1))
+        .expect("first part");
+    thread::sleep(std::time::Duration::from_millis(1500));
+    input
+        .write_all(&random_bytes(1 << 20, 2))
+        .expect("second part");
+    drop(input);
+    let status = child.wait().expect("send exits");
+    (recv.finish(), status)
+}
+
+#[test]
+fn progress_is_a_plain_line_each_second_without_a_terminal() {
+    let dst = TempDir::new("xfer-lines");
+    let recv = receiver(&dst.0, &[]);
+    let mut cmd = sonde();
+    cmd.args([
+        "send",
+        "-",
+        &format!("127.0.0.1:{}", recv.port),
+        "--name",
+        "slow",
+    ]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting send");
+    let out = common::collect(child.stdout.take());
+    let err = common::collect(child.stderr.take());
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(&random_bytes(1 << 20, 1))
+        .expect("first part");
+    thread::sleep(std::time::Duration::from_millis(1500));
+    drop(input);
+    let sent = common::finish(child, out, err);
+    assert_eq!(recv.finish().code(), Some(0));
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    assert!(
+        sent.stderr.contains("sonde: sending slow: "),
+        "{}",
+        sent.stderr
+    );
+    assert!(
+        sent.stdout_text().contains("verified"),
+        "{}",
+        sent.stdout_text()
+    );
+}
+
+#[test]
+fn progress_is_bars_on_a_terminal() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&controller).expect("grantpt");
+    unlockpt(&controller).expect("unlockpt");
+    let name = ptsname(&controller, Vec::new()).expect("ptsname");
+    let terminal = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("utf-8 pty name"))
+        .expect("open the pty");
+    let mut screen = fs::File::from(controller);
+    let drawn = thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0; 4096];
+        // The pty reports EIO once the last writer has gone.
+        while let Ok(n) = screen.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&all).contains("ETA") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let dst = TempDir::new("xfer-bars");
+    let (got, status) = slow_stdin_send(&dst.0, Stdio::from(terminal));
+    assert_eq!(got.code(), Some(0), "{}", got.stderr);
+    assert!(status.success());
+    let drawn = drawn.join().expect("reader");
+    assert!(
+        drawn.contains("total") && drawn.contains("ETA"),
+        "{drawn:?}"
+    );
+}

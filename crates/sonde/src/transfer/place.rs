@@ -29,13 +29,10 @@ fn io_err(what: &str, path: &Path, err: io::Error) -> PlaceError {
 }
 
 /// Makes sure `root/parts...` is a directory, making what is missing.
-/// Returns the directory and whether its last component was made now.
-pub(crate) fn directory(root: &Path, parts: &[&str]) -> Result<(PathBuf, bool), PlaceError> {
+pub(crate) fn directory(root: &Path, parts: &[&str]) -> Result<PathBuf, PlaceError> {
     let mut at = root.to_path_buf();
-    let mut made = false;
     for part in parts {
         at.push(part);
-        made = false;
         match fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(PlaceError::Refuse(format!(
@@ -52,12 +49,11 @@ pub(crate) fn directory(root: &Path, parts: &[&str]) -> Result<(PathBuf, bool), 
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&at).map_err(|e| io_err("making", &at, e))?;
-                made = true;
             }
             Err(e) => return Err(io_err("checking", &at, e)),
         }
     }
-    Ok((at, made))
+    Ok(at)
 }
 
 /// A file's place: its directory, the target and the partial file.
@@ -82,7 +78,7 @@ impl Target {
         let (name, parents) = parts
             .split_last()
             .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
-        let (dir, _) = directory(root, parents)?;
+        let dir = directory(root, parents)?;
         let target = Target {
             path: dir.join(name),
             partial: dir.join(partial_name(name)),
@@ -195,9 +191,8 @@ fn shown(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-/// Gives the directories made during a transfer the modes the sender
-/// asked for, deepest first (a read-only directory is filled before it is
-/// made read-only).
+/// Gives the directories of a transfer the modes the sender asked for,
+/// deepest first.
 pub(crate) fn apply_modes(dirs: &[(PathBuf, u32)]) {
     for (dir, mode) in dirs.iter().rev() {
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(*mode));

@@ -36,7 +36,8 @@ struct State<'a> {
     offered_dirs: u64,
     offered_bytes: u64,
     announced: u64,
-    made: Vec<(PathBuf, u32)>,
+    /// Each directory sent, with the mode it gets at the end.
+    dirs: Vec<(PathBuf, u32)>,
 }
 
 /// Receives one transfer over an accepted stream. Mismatched files are
@@ -102,11 +103,13 @@ fn transfer(
         offered_dirs: dirs,
         offered_bytes: bytes,
         announced: 0,
-        made: Vec::new(),
+        dirs: Vec::new(),
     };
-    let result = state.entries(conn);
-    apply_modes(&state.made);
-    result?;
+    state.entries(conn)?;
+    // Only now: a read-only directory is filled before it is made
+    // read-only, and an interrupted transfer leaves its directories
+    // writable for the resume.
+    apply_modes(&state.dirs);
     conn.send(&Message::Done)?;
     Ok(state.report)
 }
@@ -158,10 +161,8 @@ impl State<'_> {
             return Err(refuse(conn, path, reason));
         }
         let parts = components(path).map_err(|e| refuse(conn, path, e.to_string()))?;
-        let (dir, made) = placed(conn, path, directory(&self.options.dir, &parts))?;
-        if made {
-            self.made.push((dir, permission_bits(mode)));
-        }
+        let dir = placed(conn, path, directory(&self.options.dir, &parts))?;
+        self.dirs.push((dir, permission_bits(mode)));
         conn.send(&Message::Ready)
     }
 
