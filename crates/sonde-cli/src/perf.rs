@@ -388,24 +388,49 @@ fn serve(args: &PerfArgs, out: &Out, stop: &Arc<AtomicBool>) -> anyhow::Result<E
         bitrate_limit,
         one_off: args.one_off,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        json: args.json,
         ..ServerConfig::default()
     };
-    emit(
-        out,
-        &format!(
-            "-----------------------------------------------------------\nServer listening on {} (up to {} tests at once)\n-----------------------------------------------------------\n",
-            args.port, config.max_tests
-        ),
-    );
+    let json = args.json;
+    // With -J, as iperf3 -s -J: one JSON document per test and nothing else.
+    if !json {
+        emit(
+            out,
+            &format!(
+                "-----------------------------------------------------------\nServer listening on {} (up to {} tests at once)\n-----------------------------------------------------------\n",
+                args.port, config.max_tests
+            ),
+        );
+    }
     let out = Arc::clone(out);
     let verbose = args.verbose;
     server::serve(
         listener,
         config,
-        move |event| emit(&out, &describe(event, verbose)),
+        move |event| {
+            let text = if json {
+                describe_json(event)
+            } else {
+                describe(event, verbose)
+            };
+            emit(&out, &text);
+        },
         stop,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A server event under -J: each test's document, or its error.
+fn describe_json(event: ServerEvent) -> String {
+    match event {
+        ServerEvent::Done {
+            json: Some(doc), ..
+        } => format!("{}\n", pretty(&doc, true)),
+        ServerEvent::Failed { error, .. } => {
+            format!("{}\n", pretty(&json!({"error": error.to_string()}), true))
+        }
+        _ => String::new(),
+    }
 }
 
 fn describe(event: ServerEvent, verbose: bool) -> String {
@@ -425,6 +450,7 @@ fn describe(event: ServerEvent, verbose: bool) -> String {
             params,
             ends,
             concurrent,
+            ..
         } => {
             let mut text = String::new();
             if verbose {

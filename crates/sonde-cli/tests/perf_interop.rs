@@ -229,3 +229,62 @@ fn sonde_and_iperf3_interoperate_both_ways() {
     interop("sonde", "iperf3");
     interop("iperf3", "sonde");
 }
+
+/// `--get-server-output` from a server running `-J` brings the server's
+/// whole JSON document back as `server_output_json`, both ways; a sonde
+/// server under `-J` prints that document and nothing else.
+#[test]
+fn server_json_output_comes_back_both_ways() {
+    if !have_iperf3() {
+        return;
+    }
+    for (client, server) in [("sonde", "iperf3"), ("iperf3", "sonde")] {
+        let port = free_port();
+        let mut cmd = if server == "iperf3" {
+            Command::new("iperf3")
+        } else {
+            let mut c = sonde();
+            c.arg("perf");
+            c
+        };
+        cmd.args(["-s", "-1", "-J", "-B", "127.0.0.1", "-p", &port.to_string()]);
+        let mut srv = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let out = collect(srv.stdout.take());
+        let err = collect(srv.stderr.take());
+        common::wait_tcp_listening(port);
+        let json = run_client(client, port, &["-t", "1", "--get-server-output"]);
+        let label = format!("{client} client -> {server} -J server");
+        let theirs = &json["server_output_json"];
+        assert!(
+            theirs["start"]["accepted_connection"]["port"].is_u64(),
+            "{label}: {theirs}"
+        );
+        assert!(
+            theirs["intervals"]
+                .as_array()
+                .is_some_and(|i| !i.is_empty()),
+            "{label}"
+        );
+        assert!(
+            theirs["end"]["sum_received"]["bytes"]
+                .as_u64()
+                .is_some_and(|b| b > 0),
+            "{label}: {}",
+            theirs["end"]
+        );
+        let done = finish(srv, out, err);
+        assert_eq!(
+            done.code(),
+            Some(0),
+            "{label}: server exit: {}",
+            done.stderr
+        );
+        let printed: Value = serde_json::from_slice(&done.stdout)
+            .unwrap_or_else(|e| panic!("{label}: server stdout is not one JSON document: {e}"));
+        assert!(printed["end"]["sum_received"].is_object(), "{label}");
+    }
+}

@@ -233,3 +233,26 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Waits (polling /proc/net/tcp and tcp6, within the deadline) until
+/// something listens on TCP `port`: for servers that print nothing when
+/// ready, as `iperf3 -s -J` does.
+pub fn wait_tcp_listening(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let start = Instant::now();
+    loop {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            // Columns: sl local_address rem_address st ...; 0A is LISTEN.
+            let listening = text.lines().skip(1).any(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
+            });
+            if listening {
+                return;
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "nothing listens on port {port}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}

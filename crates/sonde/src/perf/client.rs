@@ -437,7 +437,7 @@ fn unspecified(like: SocketAddr) -> IpAddr {
     }
 }
 
-fn describe(s: &Stream) -> ConnectedStream {
+pub(crate) fn describe(s: &Stream) -> ConnectedStream {
     let (local, remote) = s.socket.addrs();
     ConnectedStream {
         id: s.id,

@@ -269,3 +269,39 @@ pub fn json_report(report: &ClientReport, host: &str, version: &str) -> Value {
     }
     doc
 }
+
+/// A server's `-J` document for one test: the client's layout, with the
+/// client's address as `accepted_connection` in place of `connecting_to`
+/// (`report.local` is the client, `report.server` this server).
+pub fn json_server_report(report: &ClientReport, version: &str) -> Value {
+    let mut doc = json_report(report, &report.server.ip().to_string(), version);
+    if let Some(start) = doc["start"].as_object_mut() {
+        start.remove("connecting_to");
+        start.insert(
+            "accepted_connection".into(),
+            json!({"host": report.local.ip().to_string(), "port": report.local.port()}),
+        );
+    }
+    doc
+}
+
+/// The TCP state of this side's sending streams, per interval, for a sonde
+/// client in reverse mode (iperf3 shows it only on the sender).
+pub(crate) fn sonde_tcp_intervals(intervals: &[Vec<StreamInterval>]) -> Value {
+    let rows: Vec<serde_json::Value> = intervals
+        .iter()
+        .map(|iv| {
+            let streams: Vec<serde_json::Value> = iv
+                .iter()
+                .filter_map(|s| {
+                    s.tcp.map(|(retransmits, st)| {
+                        json!({"id": s.id, "retransmits": retransmits, "snd_cwnd": st.snd_cwnd,
+                               "rtt": st.rtt, "rttvar": st.rttvar, "pmtu": st.pmtu})
+                    })
+                })
+                .collect();
+            json!(streams)
+        })
+        .collect();
+    json!(rows)
+}

@@ -401,6 +401,26 @@ pub fn remote_tcp_lines(report: &ClientReport) -> Option<String> {
     Some(out)
 }
 
+/// What an iperf3 server prints for a test (its intervals and summary,
+/// from the server's side), for `--get-server-output` in text mode.
+pub fn server_output_text(
+    peer: std::net::SocketAddr,
+    concurrent: usize,
+    intervals: &[Vec<StreamInterval>],
+    ends: &[StreamEnd],
+    protocol: Protocol,
+) -> String {
+    let streams = ends.len();
+    let mut text = format!(
+        "Accepted connection from {peer}; {streams} stream(s), {concurrent} test(s) at once\n"
+    );
+    for interval in intervals {
+        text.push_str(&interval_lines(interval, protocol, Format::Adaptive));
+    }
+    text.push_str(&summary_lines(ends, protocol, Format::Adaptive));
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

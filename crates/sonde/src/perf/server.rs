@@ -20,8 +20,9 @@ use crate::iperf::results::Results;
 use crate::iperf::state::TestState;
 use crate::iperf::{self, MAX_PARAMS_LEN, UDP_CONNECT_REPLY};
 
+use super::client::ClientReport;
 use super::control::{Control, Poll};
-use super::measure::{self, StreamEnd};
+use super::measure::StreamEnd;
 use super::running::Running;
 use super::stream::{self, Counters, DataSocket, Stream};
 use super::{CpuClock, Quiet};
@@ -47,6 +48,9 @@ pub struct ServerConfig {
     /// `--idle-timeout`; without `-1` iperf3 restarts a stuck listener,
     /// which sonde, whose tests each time out on their own, never needs).
     pub idle_timeout: Option<Duration>,
+    /// Build each test's `-J` document (printed by the caller, and sent as
+    /// `server_output_json` when the client asks for the server's output).
+    pub json: bool,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             max_duration: None,
             bitrate_limit: None,
             one_off: false,
+            json: false,
             idle_timeout: None,
         }
     }
@@ -86,6 +91,8 @@ pub enum ServerEvent {
         ends: Vec<StreamEnd>,
         /// The most tests that ran at once during it.
         concurrent: usize,
+        /// The test's `-J` document, with [`ServerConfig::json`].
+        json: Option<Box<serde_json::Value>>,
     },
     /// A test or connection ended in error; the server goes on.
     Failed {
@@ -239,13 +246,15 @@ fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>)
         shared,
         streams_rx: rx,
         concurrent: running,
+        cookie: crate::iperf::cookie::text(&cookie),
     };
     match test.run() {
-        Ok(Some((params, ends))) => (shared.notify)(ServerEvent::Done {
+        Ok(Some((params, ends, json))) => (shared.notify)(ServerEvent::Done {
             peer,
             params: Box::new(params),
             ends,
             concurrent: test.concurrent,
+            json: json.map(Box::new),
         }),
         Ok(None) => {}
         Err(error) => (shared.notify)(ServerEvent::Failed { peer, error }),
@@ -270,7 +279,12 @@ struct Test<'a> {
     shared: &'a Shared,
     streams_rx: mpsc::Receiver<(u64, TcpStream)>,
     concurrent: usize,
+    cookie: String,
 }
+
+/// What a finished test leaves: its parameters, per-stream totals, and
+/// its `-J` document when asked for.
+type Finished = (Params, Vec<StreamEnd>, Option<serde_json::Value>);
 
 impl Test<'_> {
     fn refuse(&mut self, code: i32, error: Error) -> Error {
@@ -280,7 +294,7 @@ impl Test<'_> {
         error
     }
 
-    fn run(&mut self) -> Result<Option<(Params, Vec<StreamEnd>)>> {
+    fn run(&mut self) -> Result<Option<Finished>> {
         self.control.write_state(TestState::ParamExchange)?;
         let json = match self
             .control
@@ -296,6 +310,7 @@ impl Test<'_> {
         })?;
         self.check(&params)?;
         let streams = self.accept_streams(&params)?;
+        let connected: Vec<_> = streams.iter().map(super::client::describe).collect();
         self.control.write_state(TestState::TestStart)?;
         let cpu = CpuClock::start();
         self.control.write_state(TestState::TestRunning)?;
@@ -335,33 +350,46 @@ impl Test<'_> {
             streams: local,
             ..Results::default()
         };
+        let doc = self.shared.config.json.then(|| {
+            let report = ClientReport {
+                params: params.clone(),
+                server: self
+                    .control
+                    .socket()
+                    .local_addr()
+                    .unwrap_or(self.control.peer()),
+                local: self.control.peer(),
+                cookie: self.cookie.clone(),
+                connected,
+                intervals: running.intervals.clone(),
+                ends: ends.clone(),
+                local_cpu: cpu,
+                remote: Some(theirs.clone()),
+                congestion: mine.congestion_used.clone(),
+                mss: None,
+                interrupted: false,
+            };
+            super::json::json_server_report(&report, env!("CARGO_PKG_VERSION"))
+        });
         if params.get_server_output {
-            // What an iperf3 server prints for a test: its intervals and
-            // the summary, here from the server's side.
-            let mut text = format!(
-                "Accepted connection from {}; {} stream(s), {} test(s) at once\n",
-                self.control.peer(),
-                running.streams.len(),
-                self.concurrent
-            );
-            let format = super::report::Format::Adaptive;
-            for interval in &running.intervals {
-                text.push_str(&super::report::interval_lines(
-                    interval,
-                    params.protocol,
-                    format,
-                ));
+            match &doc {
+                Some(doc) => mine.server_output_json = Some(doc.clone()),
+                None => {
+                    let peer = self.control.peer();
+                    let text = super::report::server_output_text(
+                        peer,
+                        self.concurrent,
+                        &running.intervals,
+                        &ends,
+                        params.protocol,
+                    );
+                    mine.server_output_text = Some(text);
+                }
             }
-            text.push_str(&super::report::summary_lines(
-                &ends,
-                params.protocol,
-                format,
-            ));
-            mine.server_output_text = Some(text);
         }
         mine.sonde = Some(json!({
             "concurrent_tests": self.concurrent,
-            "tcp_intervals": tcp_intervals(&running.intervals),
+            "tcp_intervals": super::json::sonde_tcp_intervals(&running.intervals),
         }));
         self.control
             .write_json(&mine.to_json(), "sending the results")?;
@@ -370,7 +398,7 @@ impl Test<'_> {
         let _ = self
             .control
             .poll_state(Some(self.shared.config.setup_timeout));
-        Ok(Some((params, ends)))
+        Ok(Some((params, ends, doc)))
     }
 
     /// Checks the parameters and the server's own limits.
@@ -538,27 +566,6 @@ impl Test<'_> {
             running.tick_if_due(&Quiet);
         }
     }
-}
-
-/// The TCP state of this side's sending streams, per interval, for a sonde
-/// client in reverse mode (iperf3 shows it only on the sender).
-fn tcp_intervals(intervals: &[Vec<measure::StreamInterval>]) -> serde_json::Value {
-    let rows: Vec<serde_json::Value> = intervals
-        .iter()
-        .map(|iv| {
-            let streams: Vec<serde_json::Value> = iv
-                .iter()
-                .filter_map(|s| {
-                    s.tcp.map(|(retransmits, st)| {
-                        json!({"id": s.id, "retransmits": retransmits, "snd_cwnd": st.snd_cwnd,
-                               "rtt": st.rtt, "rttvar": st.rttvar, "pmtu": st.pmtu})
-                    })
-                })
-                .collect();
-            json!(streams)
-        })
-        .collect();
-    json!(rows)
 }
 
 fn new_stream(index: usize, sender: bool, socket: DataSocket) -> Stream {
