@@ -4,7 +4,8 @@
 For TCP and UDP at 64 B and 16 KiB, each round runs, back to back:
   sonde     `sonde rtt -m SIZE` (its embedded thread reflector)
   sockperf  `sockperf pp --full-rtt` against `sockperf sr`
-  sonde-bp  `sonde rtt --busy-poll`
+  sonde-srv `sonde rtt` against `sonde serve echo` (the tokio server core)
+  sonde-bp  `sonde rtt --busy-poll` against `sonde serve echo --busy-poll`
   x-server  `sockperf pp --full-rtt` against `sonde serve sockperf`
   x-client  `sonde rtt --sockperf` against `sockperf sr`
 unpinned, then with both ends on CPU 1 (taskset -c 1). Reports medians of
@@ -53,11 +54,21 @@ def one(tool, udp, size, secs, pinned):
     port = free_port()
     u = [] if udp else ["--tcp"]
     su = ["-u"] if udp else []
-    if tool in ("sonde", "sonde-bp"):
-        extra = ["--busy-poll"] if tool == "sonde-bp" else []
-        out = subprocess.run(pin([S, "rtt", "-m", str(size), "-t", str(secs), "--json"] + su + extra, pinned),
+    if tool == "sonde":
+        out = subprocess.run(pin([S, "rtt", "-m", str(size), "-t", str(secs), "--json"] + su, pinned),
                              capture_output=True, text=True)
         return sonde_pct(out.stdout)
+    if tool in ("sonde-srv", "sonde-bp"):
+        extra = ["--busy-poll"] if tool == "sonde-bp" else []
+        srv = serve([S, "serve", "echo", "--bind", "127.0.0.1", "--port", str(port), "--quiet"] + su + extra,
+                    port, udp, pinned)
+        try:
+            out = subprocess.run(pin([S, "rtt", f"127.0.0.1:{port}", "-m", str(size), "-t", str(secs), "--json"]
+                                     + su + extra, pinned), capture_output=True, text=True)
+            return sonde_pct(out.stdout)
+        finally:
+            srv.terminate()
+            srv.wait()
     if tool in ("sockperf", "x-client"):
         srv = serve(["sockperf", "sr", "-i", "127.0.0.1", "-p", str(port)] + u, port, udp, pinned)
     else:
@@ -80,7 +91,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=int, default=2)
     a = ap.parse_args()
-    tools = ["sonde", "sockperf", "sonde-bp", "x-server", "x-client"]
+    tools = ["sonde", "sockperf", "sonde-srv", "sonde-bp", "x-server", "x-client"]
     rows = []
     for pinned in (False, True):
         for udp in (False, True):
@@ -94,11 +105,11 @@ def main():
                 print(rows[-1], flush=True)
     print()
     print(f"median of {a.rounds} interleaved rounds, {a.secs} s each; full RTT in us")
-    print(f"{'cpus':9s} {'proto':5s} {'size':>6s} " + " ".join(f"{t + ' p50/p99':>20s}" for t in tools) + "   sonde/sockperf p50 p99   busy-poll/sockperf p50 p99")
+    print(f"{'cpus':9s} {'proto':5s} {'size':>6s} " + " ".join(f"{t + ' p50/p99':>20s}" for t in tools) + "   sonde/sockperf p50 p99   serve/sockperf p50 p99   busy-poll/sockperf p50 p99")
     for cpus, proto, size, med in rows:
         cells = " ".join(f"{med[t][0]:9.1f}/{med[t][1]:<10.1f}" for t in tools)
         r = lambda t, i: med[t][i] / med["sockperf"][i]
-        print(f"{cpus:9s} {proto:5s} {size:6d} {cells}   {r('sonde', 0):.2f} {r('sonde', 1):.2f}   {r('sonde-bp', 0):.2f} {r('sonde-bp', 1):.2f}")
+        print(f"{cpus:9s} {proto:5s} {size:6d} {cells}   {r('sonde', 0):.2f} {r('sonde', 1):.2f}   {r('sonde-srv', 0):.2f} {r('sonde-srv', 1):.2f}   {r('sonde-bp', 0):.2f} {r('sonde-bp', 1):.2f}")
     q = subprocess.run(["qperf", "-v", "127.0.0.1", "tcp_lat", "udp_lat"], capture_output=True, text=True)
     print("\nqperf (one-way latency = RTT/2), for reference:")
     print(q.stdout.strip() or q.stderr.strip())

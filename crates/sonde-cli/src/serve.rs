@@ -59,6 +59,11 @@ pub(crate) struct ServeArgs {
     /// Do not print the address or the summary.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// echo only: a thread per client that spins instead of sleeping, for
+    /// the lowest latency (each client keeps a CPU busy; for `rtt`, not for
+    /// thousands of clients).
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
 }
 
 fn kind(service: Service) -> ServiceKind {
@@ -85,6 +90,18 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             kind.name()
         ))
         .into());
+    }
+    if args.busy_poll {
+        if !matches!(kind, ServiceKind::Echo) {
+            return Err(crate::talk::UsageError(format!(
+                "--busy-poll works with echo, not {}",
+                kind.name()
+            ))
+            .into());
+        }
+        let port = args.port.unwrap_or_else(|| kind.default_port());
+        let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
+        return busy_echo(&args, addr);
     }
     let limit = serve::raise_fd_limit();
     if limit < args.max_connections.min(10_000) as u64 + 64 && !args.quiet {
@@ -151,6 +168,35 @@ async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Re
     };
     if !args.quiet {
         eprintln!("sonde: {}", stats.summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve echo --busy-poll`: the spinning reflector on the given address,
+/// until SIGINT or SIGTERM.
+fn busy_echo(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    use sonde::rtt::reflector;
+    use std::sync::atomic::AtomicBool;
+    ctrlc::set_handler(|| std::process::exit(0)).context("handling SIGINT")?;
+    let stop = AtomicBool::new(false);
+    if args.udp {
+        let sock = net::bind_udp(addr, false)?;
+        if !args.quiet {
+            eprintln!(
+                "sonde serve echo (busy-poll) listening on udp {}",
+                local(sock.local_addr())
+            );
+        }
+        reflector::serve_udp(&sock, true, &stop);
+    } else {
+        let listener = net::listen_tcp(addr, false)?;
+        if !args.quiet {
+            eprintln!(
+                "sonde serve echo (busy-poll) listening on {}",
+                local(listener.local_addr())
+            );
+        }
+        reflector::serve_tcp(&listener, true, args.max_connections.max(1), &stop);
     }
     Ok(ExitCode::SUCCESS)
 }

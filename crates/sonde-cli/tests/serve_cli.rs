@@ -131,3 +131,46 @@ fn a_second_sigint_exits_at_once() {
         "it waited for the drain"
     );
 }
+
+#[test]
+fn busy_poll_echo_serves_rtt_over_tcp_and_udp() {
+    for udp in [false, true] {
+        let mut args = vec!["echo", "--busy-poll"];
+        if udp {
+            args.push("--udp");
+        }
+        let mut child = sonde()
+            .arg("serve")
+            .args(&args)
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let first = lines.next().expect("a line").expect("utf-8");
+        assert!(first.contains("(busy-poll) listening on"), "{first}");
+        let port: u16 = first
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        let mut cmd = sonde();
+        cmd.args(["rtt", &format!("127.0.0.1:{port}"), "-n", "200", "--json"]);
+        if udp {
+            cmd.arg("-u");
+        }
+        let done = run(cmd, b"");
+        assert_eq!(done.code(), Some(0), "udp {udp}: {}", done.stderr);
+        let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("rtt JSON");
+        assert!(report.to_string().contains("p99"), "udp {udp}: {report}");
+        signal(&child, rustix::process::Signal::TERM);
+        let done = finish(
+            child,
+            collect(None::<std::io::Empty>),
+            collect(None::<std::io::Empty>),
+        );
+        assert_eq!(done.code(), Some(0), "udp {udp}");
+    }
+}

@@ -1,11 +1,13 @@
-//! A small echo reflector on its own threads, for `sonde rtt` with no host:
-//! blocking sockets, so it adds no runtime hop to the measured path.
+//! A small echo reflector on its own threads, for `sonde rtt` with no host
+//! and `sonde serve echo --busy-poll`: a thread per client on plain
+//! sockets, so it adds no runtime hop to the measured path, and can spin
+//! instead of sleeping.
 
 use std::io::{Read, Write};
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -41,53 +43,72 @@ pub fn start(busy_poll: bool) -> Result<Reflector> {
     };
     let addr = tcp.local_addr().map_err(fail)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let tcp_stop = Arc::clone(&stop);
     thread::Builder::new()
         .name("sonde-reflect-tcp".into())
-        .spawn(move || {
-            for conn in tcp.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let _ = conn.set_nodelay(true);
-                let _ = conn.set_nonblocking(busy_poll);
-                thread::spawn(move || {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    loop {
-                        match conn.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                if write_spinning(&mut conn, &buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                std::hint::spin_loop()
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(_) => break,
-                        }
-                    }
-                });
-            }
-        })
+        .spawn(move || serve_tcp(&tcp, busy_poll, usize::MAX, &tcp_stop))
         .map_err(fail)?;
-    let flag = Arc::clone(&stop);
-    udp.set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(fail)?;
+    let udp_stop = Arc::clone(&stop);
     thread::Builder::new()
         .name("sonde-reflect-udp".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 65_536];
-            while !flag.load(Ordering::Relaxed) {
-                match udp.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        let _ = udp.send_to(&buf[..n], from);
-                    }
-                    Err(_) if busy_poll => std::hint::spin_loop(),
-                    Err(_) => {}
-                }
-            }
-        })
+        .spawn(move || serve_udp(&udp, busy_poll, &udp_stop))
         .map_err(fail)?;
     Ok(Reflector { addr, stop })
+}
+
+/// Echoes every client of `listener` on a thread of its own (spinning with
+/// `busy_poll`), at most `max_clients` at once (others are closed at
+/// once), until `stop` is set and the next client arrives.
+pub fn serve_tcp(listener: &TcpListener, busy_poll: bool, max_clients: usize, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(mut conn) = conn else { continue };
+        if active.load(Ordering::Relaxed) >= max_clients {
+            continue;
+        }
+        let _ = conn.set_nodelay(true);
+        let _ = conn.set_nonblocking(busy_poll);
+        active.fetch_add(1, Ordering::Relaxed);
+        let active = Arc::clone(&active);
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if write_spinning(&mut conn, &buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Echoes every datagram on `udp` until `stop` is set: spinning on a
+/// non-blocking socket with `busy_poll`, else waking at least every 200 ms
+/// to look at `stop`.
+pub fn serve_udp(udp: &UdpSocket, busy_poll: bool, stop: &AtomicBool) {
+    let _ = udp.set_nonblocking(busy_poll);
+    let _ = udp.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        match udp.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+            Err(_) if busy_poll => std::hint::spin_loop(),
+            Err(_) => {}
+        }
+    }
 }
 
 /// Writes everything, spinning while a non-blocking socket is full.
