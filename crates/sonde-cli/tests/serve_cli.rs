@@ -25,7 +25,11 @@ fn start(args: &[&str]) -> (std::process::Child, u16, Lines) {
         .expect("spawn");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let first = lines.next().expect("a line").expect("utf-8");
-    assert!(first.contains(" listening on 127.0.0.1:"), "{first}");
+    assert!(
+        first.contains(" listening on 127.0.0.1:")
+            || first.contains(" listening on udp 127.0.0.1:"),
+        "{first}"
+    );
     let port = first
         .rsplit(':')
         .next()
@@ -139,23 +143,7 @@ fn busy_poll_echo_serves_rtt_over_tcp_and_udp() {
         if udp {
             args.push("--udp");
         }
-        let mut child = sonde()
-            .arg("serve")
-            .args(&args)
-            .args(["--bind", "127.0.0.1", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let first = lines.next().expect("a line").expect("utf-8");
-        assert!(first.contains("(busy-poll) listening on"), "{first}");
-        let port: u16 = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
+        let (child, port, _lines) = start(&args);
         let mut cmd = sonde();
         cmd.args(["rtt", &format!("127.0.0.1:{port}"), "-n", "200", "--json"]);
         if udp {

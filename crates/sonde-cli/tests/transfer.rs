@@ -36,6 +36,24 @@ fn send(paths: &[&Path], port: u16, args: &[&str]) -> Finished {
     run(send_cmd(paths, port, args), b"")
 }
 
+/// Sends `paths` to a fresh receiver in `dir`; returns both ends' results.
+fn exchange(
+    dir: &Path,
+    recv_args: &[&str],
+    paths: &[&Path],
+    send_args: &[&str],
+) -> (Finished, Finished) {
+    let recv = receiver(dir, recv_args);
+    let sent = send(paths, recv.port, send_args);
+    (sent, recv.finish())
+}
+
+/// Both ends exited with `code`.
+fn both_exit(sent: &Finished, got: &Finished, code: i32) {
+    assert_eq!(sent.code(), Some(code), "send: {}", sent.stderr);
+    assert_eq!(got.code(), Some(code), "receive: {}", got.stderr);
+}
+
 fn json(finished: &Finished) -> serde_json::Value {
     serde_json::from_slice(&finished.stdout)
         .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", finished.stdout_text()))
@@ -105,11 +123,8 @@ fn a_gibibyte_arrives_byte_exact() {
             out.write_all(&b).expect("writing big");
         }
     }
-    let recv = receiver(&dst.0, &[]);
-    let sent = send(&[&path], recv.port, &["--json"]);
-    let got = recv.finish();
-    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
-    assert_eq!(got.code(), Some(0), "receive: {}", got.stderr);
+    let (sent, got) = exchange(&dst.0, &[], &[&path], &["--json"]);
+    both_exit(&sent, &got, 0);
     let hash = |p: &Path| {
         let mut h = blake3::Hasher::new();
         h.update_reader(fs::File::open(p).expect("open"))
@@ -140,11 +155,8 @@ fn a_tree_keeps_its_shape_and_permission_bits() {
     mode(&root.join("a/run.sh"), 0o4750).expect("setuid on the source");
     mode(&root.join("a/b"), 0o700).expect("private dir");
     std::os::unix::fs::symlink("/etc/passwd", root.join("a/link")).expect("symlink");
-    let recv = receiver(&dst.0, &[]);
-    let sent = send(&[&root], recv.port, &[]);
-    let got = recv.finish();
-    assert_eq!(sent.code(), Some(0), "send: {}", sent.stderr);
-    assert_eq!(got.code(), Some(0), "receive: {}", got.stderr);
+    let (sent, got) = exchange(&dst.0, &[], &[&root], &[]);
+    both_exit(&sent, &got, 0);
     assert!(sent.stderr.contains("skipping symlink"), "{}", sent.stderr);
     let out = dst.join("data");
     assert_eq!(
@@ -200,26 +212,19 @@ fn identical_files_are_skipped_and_others_refused_unless_overwrite() {
     let path = src.join("same.txt");
     fs::write(&path, b"hello\n").expect("source");
     fs::write(dst.join("same.txt"), b"hello\n").expect("in place");
-    let recv = receiver(&dst.0, &[]);
-    let sent = send(&[&path], recv.port, &["--json"]);
-    assert_eq!(recv.finish().code(), Some(0));
-    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    let (sent, got) = exchange(&dst.0, &[], &[&path], &["--json"]);
+    both_exit(&sent, &got, 0);
     assert_eq!(json(&sent)["files"][0]["outcome"], "skipped");
     assert_eq!(json(&sent)["moved"], 0);
 
     fs::write(dst.join("same.txt"), b"other\n").expect("differs now");
-    let recv = receiver(&dst.0, &[]);
-    let sent = send(&[&path], recv.port, &[]);
-    let got = recv.finish();
-    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
-    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    let (sent, got) = exchange(&dst.0, &[], &[&path], &[]);
+    both_exit(&sent, &got, 4);
     assert!(sent.stderr.contains("--overwrite"), "{}", sent.stderr);
     assert_eq!(fs::read(dst.join("same.txt")).expect("kept"), b"other\n");
 
-    let recv = receiver(&dst.0, &["--overwrite"]);
-    let sent = send(&[&path], recv.port, &[]);
-    assert_eq!(recv.finish().code(), Some(0));
-    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    let (sent, got) = exchange(&dst.0, &["--overwrite"], &[&path], &[]);
+    both_exit(&sent, &got, 0);
     assert_eq!(
         fs::read(dst.join("same.txt")).expect("replaced"),
         b"hello\n"
@@ -232,11 +237,8 @@ fn max_size_refuses_a_large_transfer() {
     let dst = TempDir::new("xfer-max-dst");
     let path = src.join("big");
     fs::write(&path, random_bytes(100_000, 3)).expect("source");
-    let recv = receiver(&dst.0, &["--max-size", "64K"]);
-    let sent = send(&[&path], recv.port, &[]);
-    let got = recv.finish();
-    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
-    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    let (sent, got) = exchange(&dst.0, &["--max-size", "64K"], &[&path], &[]);
+    both_exit(&sent, &got, 4);
     assert!(sent.stderr.contains("--max-size"), "{}", sent.stderr);
     assert!(names(&dst.0).is_empty());
 
@@ -402,10 +404,8 @@ fn a_killed_sender_resumes_where_the_receiver_stopped() {
         .len();
     assert!(held >= 1 << 20, "kept {held} bytes");
 
-    let recv = receiver(&dst.0, &[]);
-    let sent = send(&[&path], recv.port, &["--json"]);
-    assert_eq!(recv.finish().code(), Some(0));
-    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    let (sent, got) = exchange(&dst.0, &[], &[&path], &["--json"]);
+    both_exit(&sent, &got, 0);
     let file = &json(&sent)["files"][0];
     assert_eq!(file["resumed_from"].as_u64(), Some(held));
     assert_eq!(file["moved"].as_u64(), Some(size - held));
@@ -446,11 +446,8 @@ fn special_files_in_the_way_are_refused_without_opening_them() {
     fs::write(&path, b"data").expect("source");
     let made = Command::new("mkfifo").arg(dst.join("pipe")).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-    let recv = receiver(&dst.0, &["--overwrite"]);
-    let sent = send(&[&path], recv.port, &[]);
-    let got = recv.finish();
-    assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
-    assert_eq!(got.code(), Some(4), "{}", got.stderr);
+    let (sent, got) = exchange(&dst.0, &["--overwrite"], &[&path], &[]);
+    both_exit(&sent, &got, 4);
     assert!(
         sent.stderr.contains("not a regular file"),
         "{}",
