@@ -131,6 +131,13 @@ pub(crate) struct Ctx {
     pub(crate) shutdown: CancellationToken,
 }
 
+impl Ctx {
+    /// Counts a connection's end.
+    fn closed(&self) {
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `kind` on `listener` until `shutdown` is cancelled, then waits
 /// for the connections still busy, at most `drain`. Returns the counters.
 pub async fn run(
@@ -169,12 +176,7 @@ pub async fn run(
             continue;
         }
         stats.opened();
-        let ctx = ctx.clone();
-        let room = Arc::clone(&room);
-        tracker.spawn(async move {
-            serve_one(kind, stream, peer, &ctx, &room).await;
-            ctx.stats.active.fetch_sub(1, Ordering::Relaxed);
-        });
+        spawn_service(&tracker, kind, stream, peer, ctx.clone(), &room);
     }
     drop(listener);
     if kind == ServiceKind::Chat {
@@ -185,23 +187,43 @@ pub async fn run(
     stats
 }
 
-async fn serve_one(
+/// Spawns a connection's task. One `spawn` per service, so that each task
+/// is only as large as its own service's future: an idle echo connection
+/// does not pay for chat's (the larger futures are boxed besides).
+fn spawn_service(
+    tracker: &TaskTracker,
     kind: ServiceKind,
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: &Ctx,
+    ctx: Ctx,
     room: &Arc<chat::Room>,
 ) {
     let _ = stream.set_nodelay(true);
     match kind {
-        ServiceKind::Echo => services::echo(stream, ctx).await,
-        ServiceKind::Discard => services::discard(stream, ctx).await,
-        ServiceKind::Sockperf => Box::pin(services::sockperf(stream, ctx)).await,
-        ServiceKind::Chargen => Box::pin(services::chargen(stream, ctx)).await,
-        // Boxed: the chat future is large, and an unboxed one would make
-        // every connection's task (echo's too) that large.
-        ServiceKind::Chat => Box::pin(room.join(stream, peer, ctx)).await,
-    }
+        ServiceKind::Echo => tracker.spawn(async move {
+            services::echo(stream, &ctx).await;
+            ctx.closed();
+        }),
+        ServiceKind::Discard => tracker.spawn(async move {
+            services::discard(stream, &ctx).await;
+            ctx.closed();
+        }),
+        ServiceKind::Sockperf => tracker.spawn(async move {
+            Box::pin(services::sockperf(stream, &ctx)).await;
+            ctx.closed();
+        }),
+        ServiceKind::Chargen => tracker.spawn(async move {
+            Box::pin(services::chargen(stream, &ctx)).await;
+            ctx.closed();
+        }),
+        ServiceKind::Chat => {
+            let room = Arc::clone(room);
+            tracker.spawn(async move {
+                Box::pin(room.join(stream, peer, &ctx)).await;
+                ctx.closed();
+            })
+        }
+    };
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the
@@ -224,3 +246,4 @@ pub fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpLis
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
 }
+

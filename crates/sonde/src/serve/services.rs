@@ -17,20 +17,26 @@ const CHUNK: usize = 64 * 1024;
 
 /// Waits until the stream is readable, the server shuts down (`false`), or
 /// the idle time passes (`false`).
-async fn wait_readable(stream: &TcpStream, ctx: &Ctx) -> bool {
-    // The timer is boxed: only connections with an idle timeout pay for
-    // it, and every idle connection's task stays small.
-    let readable = async {
-        match ctx.idle {
-            Some(limit) => Box::pin(tokio::time::timeout(limit, stream.readable()))
-                .await
-                .is_ok_and(|r| r.is_ok()),
-            None => stream.readable().await.is_ok(),
+pub(crate) async fn wait_readable(stream: &TcpStream, ctx: &Ctx) -> bool {
+    // `poll_read_ready` keeps the waker in the socket's registration, not
+    // in a waiter inside this future, so an idle connection's task stays
+    // small (tokio's `readable()` future alone is 200 bytes). The timer is
+    // boxed: only connections with an idle timeout pay for it.
+    let readable = std::future::poll_fn(|cx| stream.poll_read_ready(cx));
+    match ctx.idle {
+        Some(limit) => {
+            Box::pin(async {
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => false,
+                    ready = tokio::time::timeout(limit, readable) => ready.is_ok_and(|r| r.is_ok()),
+                }
+            })
+            .await
         }
-    };
-    tokio::select! {
-        () = ctx.shutdown.cancelled() => false,
-        ok = readable => ok,
+        None => tokio::select! {
+            () = ctx.shutdown.cancelled() => false,
+            ready = readable => ready.is_ok(),
+        },
     }
 }
 
