@@ -103,7 +103,12 @@ impl Room {
     }
 
     /// Serves one client until it leaves.
-    pub(crate) async fn join(self: &Arc<Self>, stream: TcpStream, _peer: SocketAddr, ctx: &Ctx) {
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        _peer: SocketAddr,
+        ctx: &Arc<Ctx>,
+    ) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let kick = CancellationToken::new();
         let id = {
@@ -121,7 +126,7 @@ impl Room {
             id
         };
         let (reader, writer) = stream.into_split();
-        let writer = tokio::spawn(write_queue(writer, rx, kick.clone(), ctx.clone()));
+        let writer = tokio::spawn(write_queue(writer, rx, kick.clone(), Arc::clone(ctx)));
         let name = self.name_of(id);
         let _ = tx.try_send(Arc::from(format!(
             "* welcome, {name}; /nick NAME, /who, /me ACTION, /quit\n"
@@ -266,7 +271,7 @@ async fn write_queue(
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Arc<str>>,
     kick: CancellationToken,
-    ctx: Ctx,
+    ctx: Arc<Ctx>,
 ) {
     loop {
         let line = tokio::select! {

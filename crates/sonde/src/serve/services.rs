@@ -9,34 +9,29 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::Ctx;
+use super::readers::Answering;
 
 /// Read buffers start small (cheap to make for each burst of a
 /// request/response client) and grow while a client streams.
 const FIRST_CHUNK: usize = 2 * 1024;
 const CHUNK: usize = 64 * 1024;
 
-/// Waits until the stream is readable, the server shuts down (`false`), or
-/// the idle time passes (`false`).
+/// Waits until the stream is readable (`true`) or the idle time passes
+/// (`false`). Server shutdown arrives as readability too: the server shuts
+/// the reading side of every such socket (see `readers`), so this future
+/// needs no cancellation waiter of its own and an idle connection's task
+/// stays small.
 pub(crate) async fn wait_readable(stream: &TcpStream, ctx: &Ctx) -> bool {
     // `poll_read_ready` keeps the waker in the socket's registration, not
-    // in a waiter inside this future, so an idle connection's task stays
-    // small (tokio's `readable()` future alone is 200 bytes). The timer is
-    // boxed: only connections with an idle timeout pay for it.
+    // in a waiter inside this future (tokio's `readable()` future alone is
+    // 200 bytes). The timer is boxed: only connections with an idle
+    // timeout pay for it.
     let readable = std::future::poll_fn(|cx| stream.poll_read_ready(cx));
     match ctx.idle {
-        Some(limit) => {
-            Box::pin(async {
-                tokio::select! {
-                    () = ctx.shutdown.cancelled() => false,
-                    ready = tokio::time::timeout(limit, readable) => ready.is_ok_and(|r| r.is_ok()),
-                }
-            })
+        Some(limit) => Box::pin(tokio::time::timeout(limit, readable))
             .await
-        }
-        None => tokio::select! {
-            () = ctx.shutdown.cancelled() => false,
-            ready = readable => ready.is_ok(),
-        },
+            .is_ok_and(|r| r.is_ok()),
+        None => readable.await.is_ok(),
     }
 }
 
@@ -50,23 +45,33 @@ fn read_now(stream: &TcpStream, buf: &mut [u8]) -> Option<Option<usize>> {
     }
 }
 
-/// RFC 862 echo.
-pub(crate) async fn echo(mut stream: TcpStream, ctx: &Ctx) {
-    while wait_readable(&stream, ctx).await {
-        let mut buf = vec![0u8; FIRST_CHUNK];
-        loop {
-            match read_now(&stream, &mut buf) {
-                None => return,
-                Some(None) => break,
-                Some(Some(n)) => {
-                    ctx.stats.add_in(n);
-                    if stream.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                    ctx.stats.add_out(n);
-                    if n == buf.len() && buf.len() < CHUNK {
-                        buf.resize(CHUNK, 0);
-                    }
+/// RFC 862 echo. The task waits for data in a small future; each burst of
+/// data is echoed by a boxed one (with its buffer), so an idle connection
+/// keeps neither.
+pub(crate) async fn echo(stream: &mut Answering, ctx: &Ctx) {
+    while wait_readable(stream, ctx).await {
+        if !Box::pin(echo_burst(stream, ctx)).await {
+            return;
+        }
+    }
+}
+
+/// Echoes what is there until the socket would block (`true`), ends or
+/// fails (`false`).
+async fn echo_burst(stream: &mut TcpStream, ctx: &Ctx) -> bool {
+    let mut buf = vec![0u8; FIRST_CHUNK];
+    loop {
+        match read_now(stream, &mut buf) {
+            None => return false,
+            Some(None) => return true,
+            Some(Some(n)) => {
+                ctx.stats.add_in(n);
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return false;
+                }
+                ctx.stats.add_out(n);
+                if n == buf.len() && buf.len() < CHUNK {
+                    buf.resize(CHUNK, 0);
                 }
             }
         }
@@ -74,7 +79,7 @@ pub(crate) async fn echo(mut stream: TcpStream, ctx: &Ctx) {
 }
 
 /// RFC 863 discard.
-pub(crate) async fn discard(stream: TcpStream, ctx: &Ctx) {
+pub(crate) async fn discard(stream: Answering, ctx: &Ctx) {
     while wait_readable(&stream, ctx).await {
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -93,7 +98,7 @@ const SOCKPERF_MAX: usize = 16 << 20;
 
 /// Reflects sockperf ping-pong messages framed by their length field;
 /// messages sockperf expects no answer to are read and dropped.
-pub(crate) async fn sockperf(mut stream: TcpStream, ctx: &Ctx) {
+pub(crate) async fn sockperf(mut stream: Answering, ctx: &Ctx) {
     use crate::rtt::sockperf::{HEADER_LEN, Header, reflect};
     use tokio::io::AsyncReadExt;
     loop {
