@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     // Library warnings (a failed accept, ...) go to stderr.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
         .without_time()
         .init();

@@ -129,7 +129,13 @@ fn a_second_sigint_exits_at_once() {
         collect(None::<std::io::Empty>),
         collect(None::<std::io::Empty>),
     );
-    assert_eq!(done.code(), Some(1));
+    assert_eq!(
+        done.code(),
+        Some(1),
+        "{:?} after {:?}",
+        done.status,
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "it waited for the drain"
@@ -161,4 +167,55 @@ fn busy_poll_echo_serves_rtt_over_tcp_and_udp() {
         );
         assert_eq!(done.code(), Some(0), "udp {udp}");
     }
+}
+
+/// Out of descriptors, a failed accept is logged and the server goes on:
+/// once clients leave, a new one is served.
+#[test]
+fn a_failed_accept_is_logged_and_the_server_keeps_serving() {
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--nofile=40:40")
+        .arg(sonde_path())
+        .args(["serve", "echo", "--bind", "127.0.0.1", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prlimit (util-linux)");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("a line").expect("utf-8");
+        if line.contains(" listening on ") {
+            break line
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port");
+        }
+    };
+    // More clients than descriptors: the kernel queues them, accept fails.
+    let crowd: Vec<TcpStream> = (0..60)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let logged = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("accepting a connection"));
+    assert!(logged.is_some_and(|l| l.contains("too many open files")));
+    drop(crowd);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect after");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.write_all(b"still here").expect("send");
+    let mut back = [0u8; 10];
+    s.read_exact(&mut back).expect("echo after the failures");
+    assert_eq!(&back, b"still here");
+    drop(s);
+    signal(&child, rustix::process::Signal::TERM);
+    std::thread::spawn(move || for _ in lines {});
+    let done = finish(
+        child,
+        collect(None::<std::io::Empty>),
+        collect(None::<std::io::Empty>),
+    );
+    assert_eq!(done.code(), Some(0));
 }

@@ -191,7 +191,10 @@ pub async fn run(
             Err(err) => {
                 // Out of descriptors and the like: log, breathe, go on.
                 stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("accepting a connection: {err}");
+                tracing::warn!(
+                    "accepting a connection: {} (the server goes on)",
+                    crate::error::describe(&err)
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
