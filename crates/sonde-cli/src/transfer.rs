@@ -194,6 +194,11 @@ fn finish(
         Ok(report) => report,
         Err(err) => {
             let code = err.exit_code();
+            if common.json {
+                // Scripts reading stdout get a document either way.
+                let doc = serde_json::json!({"error": err.to_string(), "exit_code": code});
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            }
             if code == 1 {
                 return Err(err.into());
             }

@@ -237,8 +237,15 @@ fn max_size_refuses_a_large_transfer() {
     let dst = TempDir::new("xfer-max-dst");
     let path = src.join("big");
     fs::write(&path, random_bytes(100_000, 3)).expect("source");
-    let (sent, got) = exchange(&dst.0, &["--max-size", "64K"], &[&path], &[]);
+    let (sent, got) = exchange(&dst.0, &["--max-size", "64K"], &[&path], &["--json"]);
     both_exit(&sent, &got, 4);
+    let report = json(&sent);
+    assert_eq!(report["exit_code"], 4);
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--max-size"))
+    );
     assert!(sent.stderr.contains("--max-size"), "{}", sent.stderr);
     assert!(names(&dst.0).is_empty());
 
