@@ -121,7 +121,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
-    spawn_signals(shutdown.clone());
+    spawn_signals(shutdown.clone())?;
     if let Some(every) = args.stats_interval {
         let stats = Arc::clone(&stats);
         tokio::spawn(async move {
@@ -202,15 +202,15 @@ fn busy_echo(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
 }
 
 /// First SIGINT or SIGTERM: shut down gracefully; a second SIGINT: exit now.
-fn spawn_signals(shutdown: CancellationToken) {
+///
+/// The handlers are installed before this returns (so before the address
+/// is printed): a signal right after start-up never meets the default
+/// action.
+fn spawn_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
@@ -219,6 +219,7 @@ fn spawn_signals(shutdown: CancellationToken) {
         int.recv().await;
         std::process::exit(1);
     });
+    Ok(())
 }
 
 fn local(addr: std::io::Result<SocketAddr>) -> String {
