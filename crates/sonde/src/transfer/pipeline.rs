@@ -19,7 +19,7 @@ use super::wire::WireError;
 use super::{Progress, TransferError};
 
 /// Bytes per chunk on the wire.
-pub(crate) const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 1024 * 1024;
 /// What the sender reads and hashes at a time.
 const HASH_BLOCK: usize = 128 * 1024;
 /// Buffers in flight between the two threads.

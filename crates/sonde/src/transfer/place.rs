@@ -4,13 +4,12 @@
 //! place only once verified.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::TransferError;
 use super::path::partial_name;
-use super::pipeline::CHUNK;
 
 /// A refusal's reason, or a failure.
 pub(crate) enum PlaceError {
@@ -168,18 +167,10 @@ fn hash_file(path: &Path) -> Result<Option<(u64, blake3::Hasher)>, PlaceError> {
         Err(e) => return Err(io_err("opening", path, e)),
     };
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0; CHUNK];
-    let mut len = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("reading", path, e)),
-        };
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
+    hasher
+        .update_reader(&mut file)
+        .map_err(|e| io_err("reading", path, e))?;
+    let len = hasher.count();
     Ok(Some((len, hasher)))
 }
 

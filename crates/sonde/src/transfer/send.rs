@@ -4,12 +4,11 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
-use super::pipeline::{CHUNK, send_file_stream, send_stream};
+use super::pipeline::{send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
 use super::wire::Message;
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
@@ -226,17 +225,14 @@ fn resume_point(
     if held == 0 || held > size || (complete && held != size) {
         return Ok(fresh);
     }
+    // The file was just opened: its cursor is at the start (the data
+    // itself is sent by offset, never through the cursor).
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0; CHUNK];
-    let mut at = 0;
-    while at < held {
-        let want = (held - at).min(CHUNK as u64) as usize;
-        file.read_exact_at(&mut buf[..want], at)
-            .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
-        hasher.update(&buf[..want]);
-        at += want as u64;
-    }
-    if hex(&hasher.finalize()) != held_hash {
+    hasher
+        .update_reader(std::io::Read::take(file, held))
+        .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
+    // A file now shorter than what is held cannot match it.
+    if hasher.count() != held || hex(&hasher.finalize()) != held_hash {
         return Ok(fresh);
     }
     Ok(if complete {
