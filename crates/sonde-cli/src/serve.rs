@@ -149,7 +149,11 @@ async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Re
                 local(sock.local_addr())
             );
         }
-        serve::udp::run(sock, kind, shutdown, stats).await
+        // On a worker, not in `block_on`: there each datagram would cross
+        // from the worker that polls the sockets to the main thread.
+        tokio::spawn(serve::udp::run(sock, kind, shutdown, stats))
+            .await
+            .context("running the UDP service")?
     } else {
         let listener = net::listen_tcp(addr, false)?;
         let listener = serve::tokio_listener(listener).context("registering the listener")?;
@@ -164,7 +168,10 @@ async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Re
             max_connections: args.max_connections.max(1),
             idle_timeout: args.idle_timeout,
         };
-        serve::run(listener, kind, config, shutdown, args.drain_timeout, stats).await
+        let drain = args.drain_timeout;
+        tokio::spawn(serve::run(listener, kind, config, shutdown, drain, stats))
+            .await
+            .context("running the server")?
     };
     if !args.quiet {
         eprintln!("sonde: {}", stats.summary());

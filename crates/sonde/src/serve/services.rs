@@ -4,16 +4,16 @@
 //! reads more, so a client that sends but never reads is simply no longer
 //! read (TCP's window stops it), never buffered without bound.
 
-use std::io::ErrorKind;
-use tokio::io::AsyncWriteExt;
+use std::task::Poll;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Ctx;
 use super::readers::Answering;
 
-/// Read buffers start small (cheap to make for each burst of a
-/// request/response client) and grow while a client streams.
-const FIRST_CHUNK: usize = 2 * 1024;
+/// The most read at once. Each burst's buffer is allocated without being
+/// zeroed, so a large one costs a request/response client nothing, and a
+/// message of up to this size is read, and echoed, whole.
 const CHUNK: usize = 64 * 1024;
 
 /// Waits until the stream is readable (`true`) or the idle time passes
@@ -35,14 +35,29 @@ pub(crate) async fn wait_readable(stream: &TcpStream, ctx: &Ctx) -> bool {
     }
 }
 
-/// Reads what is there now into a fresh buffer: `None` at end or error.
-fn read_now(stream: &TcpStream, buf: &mut [u8]) -> Option<Option<usize>> {
-    match stream.try_read(buf) {
-        Ok(0) => None,
-        Ok(n) => Some(Some(n)),
-        Err(e) if e.kind() == ErrorKind::WouldBlock => Some(None),
-        Err(_) => None,
-    }
+/// What one read found.
+enum Read {
+    /// Bytes appended to the buffer.
+    Data(usize),
+    /// Nothing there now.
+    Empty,
+    /// End of input or an error.
+    End,
+}
+
+/// Reads what is there now into `buf`'s spare room, without waiting.
+///
+/// Through `AsyncRead`, not `try_read`: tokio then takes a short read as
+/// proof that the socket is drained, which saves a request/response
+/// client's server the read that would only say "would block".
+async fn read_now(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Read {
+    let mut read = std::pin::pin!(stream.read_buf(buf));
+    std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Pending => Poll::Ready(Read::Empty),
+        Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(Read::End),
+        Poll::Ready(Ok(n)) => Poll::Ready(Read::Data(n)),
+    })
+    .await
 }
 
 /// RFC 862 echo. The task waits for data in a small future; each burst of
@@ -59,34 +74,33 @@ pub(crate) async fn echo(stream: &mut Answering, ctx: &Ctx) {
 /// Echoes what is there until the socket would block (`true`), ends or
 /// fails (`false`).
 async fn echo_burst(stream: &mut TcpStream, ctx: &Ctx) -> bool {
-    let mut buf = vec![0u8; FIRST_CHUNK];
+    let mut buf = Vec::with_capacity(CHUNK);
     loop {
-        match read_now(stream, &mut buf) {
-            None => return false,
-            Some(None) => return true,
-            Some(Some(n)) => {
+        buf.clear();
+        match read_now(stream, &mut buf).await {
+            Read::End => return false,
+            Read::Empty => return true,
+            Read::Data(n) => {
                 ctx.stats.add_in(n);
-                if stream.write_all(&buf[..n]).await.is_err() {
+                if stream.write_all(&buf).await.is_err() {
                     return false;
                 }
                 ctx.stats.add_out(n);
-                if n == buf.len() && buf.len() < CHUNK {
-                    buf.resize(CHUNK, 0);
-                }
             }
         }
     }
 }
 
 /// RFC 863 discard.
-pub(crate) async fn discard(stream: Answering, ctx: &Ctx) {
+pub(crate) async fn discard(mut stream: Answering, ctx: &Ctx) {
     while wait_readable(&stream, ctx).await {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = Vec::with_capacity(CHUNK);
         loop {
-            match read_now(&stream, &mut buf) {
-                None => return,
-                Some(None) => break,
-                Some(Some(n)) => ctx.stats.add_in(n),
+            buf.clear();
+            match read_now(&mut stream, &mut buf).await {
+                Read::End => return,
+                Read::Empty => break,
+                Read::Data(n) => ctx.stats.add_in(n),
             }
         }
     }
@@ -100,7 +114,6 @@ const SOCKPERF_MAX: usize = 16 << 20;
 /// messages sockperf expects no answer to are read and dropped.
 pub(crate) async fn sockperf(mut stream: Answering, ctx: &Ctx) {
     use crate::rtt::sockperf::{HEADER_LEN, Header, reflect};
-    use tokio::io::AsyncReadExt;
     loop {
         let mut head = [0u8; HEADER_LEN];
         let read = stream.read_exact(&mut head);
@@ -152,7 +165,7 @@ pub(crate) async fn chargen(mut stream: TcpStream, ctx: &Ctx) {
             match ctx.idle {
                 Some(limit) => tokio::time::timeout(limit, stream.write_all(&cycle))
                     .await
-                    .unwrap_or_else(|_| Err(ErrorKind::TimedOut.into())),
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
                 None => stream.write_all(&cycle).await,
             }
         };
