@@ -6,7 +6,10 @@
    1, 100 and 1,000 concurrent clients: requests/s and p99, sonde against
    `ncat -l -k -m 2000 --exec /bin/cat` (runs interleaved).
 3. Chat fan-out: 100 clients, each line delivered to 99 others: lines
-   delivered per second, sonde chat against `ncat --chat`.
+   delivered per second, sonde chat against `ncat --chat`, two ways:
+   bursts (each client writes 10 lines at once, faster than either server
+   forwards them: bulk bytes) and rounds (each client writes one line per
+   write, as typed; at most WINDOW rounds in flight, for WINDOW 1, 4, 16).
 
 The load generator is crates/sonde/examples/load.rs.
 Usage: cargo build --release --example load && python3 bench/serve.py [--secs 5]
@@ -48,8 +51,8 @@ def start(tool, service, port):
     return p
 
 
-def load(mode, port, clients, secs):
-    out = subprocess.run([LOAD, mode, f"127.0.0.1:{port}", str(clients), str(secs)],
+def load(mode, port, clients, secs, *extra):
+    out = subprocess.run([LOAD, mode, f"127.0.0.1:{port}", str(clients), str(secs), *extra],
                          capture_output=True, text=True, timeout=secs + 120)
     return dict(kv.split("=") for kv in out.stdout.split())
 
@@ -93,16 +96,22 @@ def main():
             print(f"echo {clients:5d} clients {tool:6s} {res[tool]}", flush=True)
         s, n = float(res["sonde"]["requests_per_sec"]), float(res["ncat"]["requests_per_sec"])
         print(f"echo {clients:5d} clients: sonde/ncat requests/s = {s / n:.2f}; p99 sonde {res['sonde']['p99_us']} us, ncat {res['ncat']['p99_us']} us")
+    chat(a.secs, "chat", "bursts")
+    for window in (1, 4, 16):
+        chat(a.secs, "chat-rounds", f"rounds, window {window}", str(window))
+
+
+def chat(secs, mode, label, *extra):
     res = {}
     for tool in ("sonde", "ncat"):
         port = free_port()
         srv = start(tool, "chat", port)
-        res[tool] = load("chat", port, 100, a.secs)
+        res[tool] = load(mode, port, 100, secs, *extra)
         srv.terminate()
         srv.wait()
-        print(f"chat 100 clients {tool:6s} {res[tool]}", flush=True)
+        print(f"chat 100 clients, {label}: {tool:6s} {res[tool]}", flush=True)
     s, n = float(res["sonde"]["lines_delivered_per_sec"]), float(res["ncat"]["lines_delivered_per_sec"])
-    print(f"chat fan-out: sonde/ncat lines delivered/s = {s / n:.2f}")
+    print(f"chat 100 clients, {label}: sonde/ncat lines delivered/s = {s / n:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@
 //! requests/s and the p50/p99 round trip.
 //! `load chat ADDR CLIENTS SECS`: every client sends lines as fast as its
 //! peers take them; prints chat lines delivered per second (all clients).
+//! `load chat-rounds ADDR CLIENTS SECS [WINDOW]`: chat as people type it:
+//! in each round every client writes one line (one write each); at most
+//! WINDOW rounds (default 4) are in flight, a round being done when every
+//! line has reached all the other clients; prints lines delivered per
+//! second.
 //! `load idle ADDR CLIENTS`: opens CLIENTS connections, prints "ready",
 //! and holds them until stdin closes.
 
@@ -18,7 +23,7 @@ use tokio::net::TcpStream;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: load echo|chat|idle ADDR CLIENTS [SECS]";
+    let usage = "usage: load echo|chat|chat-rounds|idle ADDR CLIENTS [SECS [WINDOW]]";
     let (Some(mode), Some(addr), Some(clients)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -33,6 +38,10 @@ fn main() {
         match mode.as_str() {
             "echo" => echo(addr, clients, Duration::from_secs_f64(secs)).await,
             "chat" => chat(addr, clients, Duration::from_secs_f64(secs)).await,
+            "chat-rounds" => {
+                let window = args.get(5).and_then(|w| w.parse().ok()).unwrap_or(4);
+                chat_rounds(addr, clients, Duration::from_secs_f64(secs), window).await
+            }
             "idle" => idle(addr, clients).await,
             _ => eprintln!("{usage}"),
         }
@@ -147,6 +156,76 @@ async fn chat(addr: &str, clients: usize, length: Duration) {
     stop.store(true, Ordering::Relaxed);
     println!(
         "lines_delivered_per_sec={:.0} delivered={delivered}",
+        delivered as f64 / elapsed
+    );
+    std::process::exit(0);
+}
+
+/// `chat-rounds` (see the header), with at most `window` rounds in flight.
+async fn chat_rounds(addr: &str, clients: usize, length: Duration, window: u64) {
+    let received = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let (round_tx, round_rx) = tokio::sync::watch::channel(0u64);
+    let mut writers = Vec::new();
+    for _ in 0..clients {
+        let (mut r, w) = connect(addr).await.into_split();
+        writers.push(w);
+        let received = Arc::clone(&received);
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
+                received.fetch_add(lines as u64, Ordering::Relaxed);
+                progress.notify_one();
+            }
+        });
+    }
+    for mut w in writers {
+        let mut rounds = round_rx.clone();
+        tokio::spawn(async move {
+            let mut written = 0u64;
+            while rounds.changed().await.is_ok() {
+                let now = *rounds.borrow_and_update();
+                // One write per line, as typed, even when rounds pile up.
+                while written < now {
+                    if w.write_all(b"hello everyone\n").await.is_err() {
+                        return;
+                    }
+                    written += 1;
+                }
+            }
+        });
+    }
+    // Let the join notices settle before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = received.load(Ordering::Relaxed);
+    let per_round = (clients * clients.saturating_sub(1)).max(1) as u64;
+    let start = Instant::now();
+    let mut round = 0u64;
+    while start.elapsed() < length {
+        // Up to `window` rounds in flight, so that a server's latency (Nagle,
+        // delayed ACKs) is not all that is measured.
+        let done = (received.load(Ordering::Relaxed) - base) / per_round;
+        if round < done + window {
+            round = done + window;
+            let _ = round_tx.send(round);
+        }
+        if tokio::time::timeout(Duration::from_secs(5), progress.notified())
+            .await
+            .is_err()
+        {
+            eprintln!("round {round} stalled");
+            std::process::exit(1);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let delivered = received.load(Ordering::Relaxed) - base;
+    println!(
+        "lines_delivered_per_sec={:.0} delivered={delivered} rounds_started={round}",
         delivered as f64 / elapsed
     );
     std::process::exit(0);

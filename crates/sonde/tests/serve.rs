@@ -188,6 +188,39 @@ async fn chat_three_clients_see_lines_nicks_and_notices_in_order() {
     .await;
 }
 
+#[tokio::test]
+async fn chat_lines_cut_across_reads_and_at_the_length_limit() {
+    within(async {
+        let server = start(ServiceKind::Chat, ServeConfig::default()).await;
+        let mut a = chat_client(server.addr).await;
+        let mut b = chat_client(server.addr).await;
+        assert_eq!(line(&mut a).await, "* user2 joined");
+        // A line in pieces, each flushed to the socket on its own.
+        for piece in [&b"hel"[..], b"lo th", b"ere\r\nsecond\n"] {
+            b.get_mut().write_all(piece).await.expect("send");
+            b.get_mut().flush().await.expect("flush");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(line(&mut a).await, "<user2> hello there");
+        assert_eq!(line(&mut a).await, "<user2> second");
+        // Exactly the limit passes; one byte more is refused, and the
+        // line after it (in the same write) still goes out.
+        let mut longest = vec![b'y'; sonde::serve::chat::MAX_LINE];
+        longest.push(b'\n');
+        b.get_mut().write_all(&longest).await.expect("send");
+        let shown = line(&mut a).await;
+        assert_eq!(shown.len(), "<user2> ".len() + sonde::serve::chat::MAX_LINE);
+        let mut over = vec![b'z'; sonde::serve::chat::MAX_LINE + 1];
+        over.extend_from_slice(b"\nafter\n");
+        b.get_mut().write_all(&over).await.expect("send");
+        assert!(line(&mut b).await.starts_with("* line too long"));
+        assert_eq!(line(&mut a).await, "<user2> after");
+        server.stop.cancel();
+        server.task.await.expect("server");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_client_that_stops_reading_is_dropped_and_others_go_on() {
     within(async {

@@ -6,7 +6,9 @@
 //! client has a bounded queue: one that stops reading is dropped with a
 //! notice when it fills, and never slows the others.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -44,12 +46,52 @@ impl std::fmt::Debug for Room {
 
 /// Makes a line safe to show: valid UTF-8, no control characters (tabs
 /// kept), no trailing CR.
-pub fn sanitize(raw: &[u8]) -> String {
+pub fn sanitize(raw: &[u8]) -> Cow<'_, str> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    String::from_utf8_lossy(raw)
-        .chars()
-        .filter(|c| *c == '\t' || !c.is_control())
-        .collect()
+    // Most lines are plain printable ASCII: shown as they are, no copy.
+    if raw
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        && let Ok(plain) = std::str::from_utf8(raw)
+    {
+        return Cow::Borrowed(plain);
+    }
+    Cow::Owned(
+        String::from_utf8_lossy(raw)
+            .chars()
+            .filter(|c| *c == '\t' || !c.is_control())
+            .collect(),
+    )
+}
+
+/// How much one read of a client takes.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A client's line being read: the start of a line that a read cut.
+struct Line {
+    /// The client's name, as lines are shown under it.
+    name: String,
+    pending: Vec<u8>,
+    /// The line is over `MAX_LINE` and is being skipped to its end.
+    skipping: bool,
+}
+
+impl Line {
+    /// Keeps `part` of the line being read, unless it grows too long.
+    fn extend(&mut self, part: &[u8], me: &mpsc::Sender<Arc<str>>) {
+        if self.skipping {
+            return;
+        }
+        if self.pending.len() + part.len() > MAX_LINE {
+            let _ = me.try_send(Arc::from(format!(
+                "* line too long (over {MAX_LINE} bytes), not sent\n"
+            )));
+            self.pending.clear();
+            self.skipping = true;
+        } else {
+            self.pending.extend_from_slice(part);
+        }
+    }
 }
 
 fn valid_nick(name: &str) -> bool {
@@ -159,9 +201,12 @@ impl Room {
         me: &mpsc::Sender<Arc<str>>,
         ctx: &Ctx,
     ) {
-        let mut pending: Vec<u8> = Vec::new();
-        let mut skipping = false;
-        let mut buf = [0u8; 4096];
+        let mut line = Line {
+            name: self.name_of(id),
+            pending: Vec::new(),
+            skipping: false,
+        };
+        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             let read = async {
                 match ctx.idle {
@@ -178,25 +223,28 @@ impl Room {
             ctx.stats.add_in(n);
             // Plain lines of one read go out together, as one queue entry.
             let mut batch = String::new();
-            for &byte in &buf[..n] {
-                if byte == b'\n' {
-                    if !skipping && !self.handle_line(id, &pending, me, &mut batch) {
-                        self.flush(id, &mut batch);
-                        return;
-                    }
-                    pending.clear();
-                    skipping = false;
-                } else if !skipping {
-                    pending.push(byte);
-                    if pending.len() > MAX_LINE {
-                        let _ = me.try_send(Arc::from(format!(
-                            "* line too long (over {MAX_LINE} bytes), not sent\n"
-                        )));
-                        pending.clear();
-                        skipping = true;
-                    }
+            let mut rest = &buf[..n];
+            while let Some(end) = memchr::memchr(b'\n', rest) {
+                let keep_going = if line.pending.is_empty() && end <= MAX_LINE {
+                    line.skipping
+                        || self.handle_line(id, &rest[..end], me, &mut batch, &mut line.name)
+                } else {
+                    line.extend(&rest[..end], me);
+                    let raw = std::mem::take(&mut line.pending);
+                    let go =
+                        line.skipping || self.handle_line(id, &raw, me, &mut batch, &mut line.name);
+                    line.pending = raw;
+                    line.pending.clear();
+                    go
+                };
+                if !keep_going {
+                    self.flush(id, &mut batch);
+                    return;
                 }
+                line.skipping = false;
+                rest = &rest[end + 1..];
             }
+            line.extend(rest, me);
             self.flush(id, &mut batch);
         }
     }
@@ -214,6 +262,7 @@ impl Room {
         raw: &[u8],
         me: &mpsc::Sender<Arc<str>>,
         batch: &mut String,
+        name: &mut String,
     ) -> bool {
         let line = sanitize(raw);
         let is_plain = !line.starts_with('/') && !line.is_empty();
@@ -221,7 +270,6 @@ impl Room {
             // Commands keep their order after the lines before them.
             self.flush(id, batch);
         }
-        let name = self.name_of(id);
         let reply = |text: String| {
             let _ = me.try_send(Arc::from(format!("{text}\n")));
         };
@@ -245,6 +293,7 @@ impl Room {
                     m.name = new.to_string();
                 }
                 self.broadcast(None, &format!("* {name} is now known as {new}"));
+                *name = new.to_string();
             }
         } else if line == "/who" {
             let mut names: Vec<String> = self
@@ -259,7 +308,9 @@ impl Room {
         } else if line == "/quit" {
             return false;
         } else if !line.is_empty() {
-            batch.push_str(&format!("<{name}> {line}\n"));
+            for part in ["<", name, "> ", &line, "\n"] {
+                batch.push_str(part);
+            }
         }
         true
     }
@@ -273,31 +324,57 @@ async fn write_queue(
     kick: CancellationToken,
     ctx: Arc<Ctx>,
 ) {
+    let mut entries: Vec<Arc<str>> = Vec::new();
     loop {
-        let line = tokio::select! {
+        let first = tokio::select! {
             () = kick.cancelled() => break,
-            line = rx.recv() => line,
+            first = rx.recv() => first,
         };
-        let Some(line) = line else {
+        let Some(first) = first else {
             let _ = writer.shutdown().await;
             return;
         };
-        // Take whatever else is queued too: one write for many lines.
-        let mut out = String::from(&*line);
-        while out.len() < 64 * 1024 {
+        // Take whatever else is queued too: one write for many entries,
+        // gathered by the kernel rather than copied here.
+        entries.clear();
+        let mut len = first.len();
+        entries.push(first);
+        while len < WRITE_MAX && entries.len() < WRITE_ENTRIES {
             match rx.try_recv() {
-                Ok(more) => out.push_str(&more),
+                Ok(more) => {
+                    len += more.len();
+                    entries.push(more);
+                }
                 Err(_) => break,
             }
         }
-        let write = writer.write_all(out.as_bytes());
+        let write = write_entries(&mut writer, &entries);
         tokio::select! {
             () = kick.cancelled() => break,
             r = write => if r.is_err() { return },
         }
-        ctx.stats.add_out(out.len());
+        ctx.stats.add_out(len);
     }
     let _ = writer.try_write(b"\n* disconnected: you stopped reading and your queue filled up\n");
+}
+
+/// Bytes gathered into one write at most (a little more with the last entry).
+const WRITE_MAX: usize = 64 * 1024;
+/// Queue entries gathered into one write at most (well under `IOV_MAX`).
+const WRITE_ENTRIES: usize = 256;
+
+/// Writes every entry, in order, with vectored writes.
+async fn write_entries(writer: &mut OwnedWriteHalf, entries: &[Arc<str>]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = entries.iter().map(|e| IoSlice::new(e.as_bytes())).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        let n = writer.write_vectored(left).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut left, n);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
