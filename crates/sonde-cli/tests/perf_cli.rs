@@ -65,6 +65,49 @@ fn json_output_follows_iperf3_schema() {
 }
 
 #[test]
+fn tcp_blocks_are_1_mib_unless_counted_or_given() {
+    let blksize = |args: &[&str]| {
+        let done = perf(&[&["-J"], args].concat());
+        assert_eq!(done.code(), Some(0), "{}", done.stderr);
+        let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
+        json["start"]["test_start"]["blksize"].as_u64()
+    };
+    assert_eq!(blksize(&["-t", "1"]), Some(1 << 20));
+    // -k counts iperf3's blocks: 4 of them are 512 KiB, as with iperf3.
+    assert_eq!(blksize(&["-k", "4"]), Some(128 << 10));
+    assert_eq!(blksize(&["-n", "1M"]), Some(128 << 10));
+    assert_eq!(blksize(&["-t", "1", "-l", "64K"]), Some(64 << 10));
+}
+
+#[test]
+fn counted_tests_send_exactly_the_count() {
+    let sent = |args: &[&str]| {
+        let done = perf(&[&["-J"], args].concat());
+        assert_eq!(done.code(), Some(0), "{}", done.stderr);
+        let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
+        let end = &json["end"];
+        (
+            end["sum_sent"]["bytes"].as_u64(),
+            end["sum_received"]["bytes"].as_u64(),
+        )
+    };
+    // TCP gets every byte there: sent and received are both exact.
+    let mib = Some(1u64 << 20);
+    assert_eq!(sent(&["-n", "1M"]), (mib, mib));
+    assert_eq!(sent(&["-n", "1000"]), (Some(128 << 10), Some(128 << 10)));
+    assert_eq!(sent(&["-k", "8", "-P", "3"]), (mib, mib));
+    assert_eq!(sent(&["-R", "-k", "8"]), (mib, mib));
+    assert_eq!(sent(&["-Z", "-n", "1M"]), (mib, mib));
+    // UDP: 100 datagrams of 1,000 bytes, however the sender batches them.
+    assert_eq!(
+        sent(&["-u", "-b", "0", "-l", "1000", "-k", "100"]).0,
+        Some(100_000)
+    );
+    // With -O the count starts when the omitted second ends.
+    assert_eq!(sent(&["-O", "1", "-k", "80"]).0, Some(10 << 20));
+}
+
+#[test]
 fn udp_json_counts_packets_and_loss() {
     let done = perf(&["-t", "1", "-J", "-u", "-b", "10M", "-l", "1000"]);
     assert_eq!(done.code(), Some(0), "{}", done.stderr);

@@ -244,11 +244,11 @@ impl Session<'_> {
                 return Ok(false);
             }
             let now = running.elapsed();
-            let (bytes, blocks) = running.totals();
-            let counted = !running.meter.omitting()
-                && ((params.num > 0 && bytes >= params.num)
-                    || (params.blockcount > 0 && blocks >= params.blockcount));
-            if (params.time > 0 && now >= total) || counted {
+            let (moved, blocks) = running.counted();
+            let bytes = running.totals().0;
+            if (params.time > 0 && now >= total)
+                || (by_count && counted_done(&params, running, moved, blocks, last_bytes.1))
+            {
                 break;
             }
             running.tick_if_due(observer);
@@ -456,3 +456,37 @@ fn cpu_results(cpu: CpuUse) -> Results {
         ..Results::default()
     }
 }
+
+/// Whether a counted test (`-n`, `-k`) is over, seen from the client.
+///
+/// A sending client's own streams stop at the count (see `Budget`). A
+/// receiving client (`-R`) counts bytes, since the server's blocks are not
+/// its reads; and as what the server sent after the omitted seconds is not
+/// exactly what arrived after this side's (nor is all of it, over UDP), the
+/// test is also over once nothing has arrived for `QUIET_END` after the
+/// count began.
+fn counted_done(
+    params: &Params,
+    running: &Running,
+    moved: u64,
+    blocks: u64,
+    last_arrival: Instant,
+) -> bool {
+    if running.meter.omitting() {
+        return false;
+    }
+    let sending = running.streams.iter().any(|s| s.sender);
+    if sending {
+        return (params.num > 0 && moved >= params.num)
+            || (params.blockcount > 0 && blocks >= params.blockcount);
+    }
+    let target = if params.blockcount > 0 {
+        params.blockcount.saturating_mul(u64::from(params.len))
+    } else {
+        params.num
+    };
+    moved >= target || (moved > 0 && last_arrival.elapsed() >= QUIET_END)
+}
+
+/// How long a receiving client waits for more of a counted test.
+const QUIET_END: Duration = Duration::from_millis(500);

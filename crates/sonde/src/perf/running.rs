@@ -11,8 +11,13 @@ use crate::error::{Error, Result};
 use crate::iperf::params::Params;
 
 use super::Observer;
+use super::budget::Budget;
 use super::measure::{Meter, Sample, StreamInfo, StreamInterval};
 use super::stream::{self, DataSocket, Stream};
+
+/// How long a receiver waits for the rest of a counted test once nothing
+/// more arrives.
+const SETTLE_QUIET: Duration = Duration::from_millis(250);
 
 pub(crate) struct Running {
     pub(crate) streams: Vec<Stream>,
@@ -21,6 +26,10 @@ pub(crate) struct Running {
     pub(crate) intervals: Vec<Vec<StreamInterval>>,
     senders_stop: Arc<AtomicBool>,
     receivers_stop: Arc<AtomicBool>,
+    /// What a counted test's senders may still send.
+    budget: Arc<Budget>,
+    /// This side's totals when the count began (the end of omitting).
+    counted_from: (u64, u64),
     handles: Vec<JoinHandle<()>>,
     interval: Option<Duration>,
     next_tick: Duration,
@@ -36,6 +45,7 @@ impl Running {
     ) -> Result<Self> {
         let senders_stop = Arc::new(AtomicBool::new(false));
         let receivers_stop = Arc::new(AtomicBool::new(false));
+        let budget = Arc::new(Budget::for_params(params));
         let mut handles = Vec::with_capacity(streams.len());
         for s in &streams {
             let flag = if s.sender {
@@ -43,7 +53,7 @@ impl Running {
             } else {
                 &receivers_stop
             };
-            let handle = stream::spawn(s, params, Arc::clone(flag))
+            let handle = stream::spawn(s, params, Arc::clone(flag), Arc::clone(&budget))
                 .map_err(|e| Error::io("starting a stream thread", e))?;
             handles.push(handle);
         }
@@ -67,6 +77,8 @@ impl Running {
             intervals: Vec::new(),
             senders_stop,
             receivers_stop,
+            budget,
+            counted_from: (0, 0),
             handles,
             interval: interval.filter(|i| !i.is_zero()),
             next_tick: interval.filter(|i| !i.is_zero()).unwrap_or(Duration::MAX),
@@ -115,7 +127,22 @@ impl Running {
 
     fn record(&mut self, now: Duration, observer: &dyn Observer) {
         let samples = self.samples();
+        let omitting = self.meter.omitting();
         let interval = self.meter.interval(now, &samples);
+        if omitting && !self.meter.omitting() {
+            // The omitted seconds end with this sample: so does the count
+            // of a counted test (iperf3 resets its counts there).
+            let sum = |pick: fn(&Sample) -> u64, senders_only: bool| {
+                samples
+                    .iter()
+                    .zip(&self.streams)
+                    .filter(|(_, s)| s.sender || !senders_only)
+                    .map(|(x, _)| pick(x))
+                    .sum::<u64>()
+            };
+            self.counted_from = (sum(|x| x.bytes, false), sum(|x| x.blocks, false));
+            self.budget.arm(sum(|x| x.blocks, true));
+        }
         observer.interval(&interval);
         self.intervals.push(interval);
     }
@@ -186,6 +213,43 @@ impl Running {
         self.streams
             .iter()
             .find_map(|s| s.counters.failure.lock().ok().and_then(|f| f.clone()))
+    }
+
+    /// Bytes and blocks moved since the count began: from the start, or
+    /// from the end of the omitted seconds (nothing while omitting).
+    pub(crate) fn counted(&self) -> (u64, u64) {
+        if self.meter.omitting() {
+            return (0, 0);
+        }
+        let (bytes, blocks) = self.totals();
+        (
+            bytes.saturating_sub(self.counted_from.0),
+            blocks.saturating_sub(self.counted_from.1),
+        )
+    }
+
+    /// For a counted test that this side receives: waits until what the
+    /// peer sent (the count, in whole blocks) has arrived, or nothing more
+    /// comes for `SETTLE_QUIET`, so that the receiver's figure is the
+    /// sender's (iperf3 stops at TEST_END and misses what is in flight).
+    pub(crate) fn settle(&self, params: &Params) {
+        let len = u64::from(params.len.max(1));
+        let target = match (params.blockcount, params.num) {
+            (0, 0) => return,
+            (0, num) => num.div_ceil(len) * len,
+            (blocks, _) => blocks.saturating_mul(len),
+        };
+        if self.streams.iter().any(|s| s.sender) {
+            return;
+        }
+        let mut last = (self.counted().0, Instant::now());
+        while last.0 < target && last.1.elapsed() < SETTLE_QUIET {
+            std::thread::sleep(Duration::from_millis(1));
+            let now = self.counted().0;
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+        }
     }
 
     /// Total bytes and blocks moved by this side's streams.

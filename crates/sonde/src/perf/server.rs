@@ -324,6 +324,7 @@ impl Test<'_> {
             return Ok(None);
         }
         running.stop_senders();
+        running.settle(&params);
         running.final_tick(&Quiet);
         let now = running.elapsed();
         let samples = running.samples();

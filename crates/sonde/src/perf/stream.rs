@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
+use super::budget::Budget;
 use crate::iperf::pacer::Pacer;
 use crate::iperf::params::Params;
 use crate::iperf::udp::{UdpHeader, UdpRecvStats};
@@ -164,8 +165,8 @@ fn fail(counters: &Counters, err: impl std::fmt::Display) {
     }
 }
 
-/// Starts the thread that moves data on `stream` until `stop` is set or
-/// the socket closes.
+/// Starts the thread that moves data on `stream` until `stop` is set, the
+/// socket closes, or (a sender) `budget` is spent.
 ///
 /// # Errors
 /// When the socket cannot be duplicated or the thread cannot start.
@@ -173,6 +174,7 @@ pub fn spawn(
     stream: &Stream,
     params: &Params,
     stop: Arc<AtomicBool>,
+    budget: Arc<Budget>,
 ) -> io::Result<JoinHandle<()>> {
     let socket = stream.socket.try_clone()?;
     let counters = Arc::clone(&stream.counters);
@@ -182,9 +184,9 @@ pub fn spawn(
         .name(format!("sonde-stream-{}", stream.id))
         .spawn(move || {
             let result = match (socket, sender) {
-                (DataSocket::Tcp(s), true) => tcp_send(s, &params, &counters, &stop),
+                (DataSocket::Tcp(s), true) => tcp_send(s, &params, &counters, &stop, &budget),
                 (DataSocket::Tcp(s), false) => tcp_recv(s, &params, &counters, &stop),
-                (DataSocket::Udp(s), true) => udp_send(&s, &params, &counters, &stop),
+                (DataSocket::Udp(s), true) => udp_send(&s, &params, &counters, &stop, &budget),
                 (DataSocket::Udp(s), false) => udp_recv(&s, &params, &counters, &stop),
             };
             if let Err(e) = result
@@ -228,15 +230,21 @@ fn tcp_send(
     params: &Params,
     c: &Counters,
     stop: &AtomicBool,
+    budget: &Budget,
 ) -> io::Result<()> {
     if params.zerocopy {
-        return super::zerocopy::send(&sock, params, c, stop);
+        return super::zerocopy::send(&sock, params, c, stop, budget);
     }
     let buf = payload(params.len as usize, params.repeating_payload);
     let mut pacer = pacer_for(params);
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && budget.take(1) == 1 {
         pace(&mut pacer, buf.len(), stop);
-        let n = sock.write(&buf)?;
+        // A counted block goes out whole; a timed test counts writes.
+        let n = if budget.is_limited() {
+            sock.write_all(&buf).map(|()| buf.len())?
+        } else {
+            sock.write(&buf)?
+        };
         c.bytes.fetch_add(n as u64, Ordering::Relaxed);
         c.blocks.fetch_add(1, Ordering::Relaxed);
     }
@@ -316,7 +324,13 @@ fn gso_batch(sock: &UdpSocket, params: &Params) -> usize {
     }
 }
 
-fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
+fn udp_send(
+    sock: &UdpSocket,
+    params: &Params,
+    c: &Counters,
+    stop: &AtomicBool,
+    budget: &Budget,
+) -> io::Result<()> {
     let wide = params.udp_counters_64bit;
     let len = params.len as usize;
     let batch = gso_batch(sock, params);
@@ -325,6 +339,11 @@ fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
     let mut pacer = pacer_for(params);
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        let batch = budget.take(batch as u64) as usize;
+        if batch == 0 {
+            break;
+        }
+        let buf = &mut buf[..len * batch];
         pace(&mut pacer, len * batch, stop);
         let (sec, usec) = monotonic();
         for (k, segment) in buf.chunks_mut(len).enumerate() {
@@ -335,7 +354,7 @@ fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
             }
             .write(segment, wide);
         }
-        match sock.send(&buf) {
+        match sock.send(buf) {
             Ok(n) => {
                 seq += batch as u64;
                 c.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -349,6 +368,7 @@ fn udp_send(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
                     io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
                 ) || e.raw_os_error() == Some(libc::ENOBUFS) =>
             {
+                budget.give_back(batch as u64);
                 thread::yield_now();
             }
             Err(e) => return Err(e),

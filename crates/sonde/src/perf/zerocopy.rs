@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::RecvFlags;
 
+use super::budget::Budget;
 use super::stream::{Counters, payload};
 use crate::iperf::params::Params;
 
@@ -23,25 +24,24 @@ pub(crate) fn send(
     params: &Params,
     c: &Counters,
     stop: &AtomicBool,
+    budget: &Budget,
 ) -> io::Result<()> {
     let block = params.len as usize;
     let file = rustix::fs::memfd_create("sonde-payload", rustix::fs::MemfdFlags::CLOEXEC)?;
     let data = payload(block, params.repeating_payload);
     // Several blocks back to back, handed over in one call: fewer system
     // calls for the same pages (the block count is bytes / block).
-    // Not with -n or -k, which count to the block, as iperf3 does.
-    let counted = params.num > 0 || params.blockcount > 0;
-    let repeat = if counted {
-        1
-    } else {
-        (SEND_AT_ONCE / block.max(1)).max(1)
-    };
+    let repeat = (SEND_AT_ONCE / block.max(1)).max(1);
     for _ in 0..repeat {
         rustix::io::write(&file, &data)?;
     }
-    let len = block * repeat;
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        let blocks = budget.take(repeat as u64) as usize;
+        if blocks == 0 {
+            break;
+        }
+        let len = block * blocks;
         let mut offset = 0u64;
         while (offset as usize) < len {
             let left = len - offset as usize;
