@@ -22,16 +22,13 @@ import time
 
 CASES = [
     ("tcp-1", [], []),
+    ("tcp-1-128K", ["-l", "128K"], []),  # like for like: iperf3's block size
     ("tcp-P2", ["-P", "2"], []),
     ("tcp-R", ["-R"], []),
     ("tcp-Z", ["-Z"], ["--skip-rx-copy"]),  # sonde also discards with MSG_TRUNC
     ("udp-1400", ["-u", "-b", "0", "-l", "1400"], []),
     ("udp-64", ["-u", "-b", "0", "-l", "64"], []),
 ]
-
-
-
-
 
 
 def one(tool, sonde, flags, secs):

@@ -11,7 +11,10 @@
    forwards them: bulk bytes) and rounds (each client writes one line per
    write, as typed; at most WINDOW rounds in flight, for WINDOW 1, 4, 16).
 
-The load generator is crates/sonde/examples/load.rs.
+The load generator is crates/sonde/examples/load.rs. When a C compiler is
+there, the echo rows also run bench/ref/epoll_echo.c (one thread, epoll,
+read and write back, nothing else): a floor that shows what the kernel alone
+costs per request here.
 Usage: cargo build --release --example load && python3 bench/serve.py [--secs 5]
 """
 import argparse
@@ -27,10 +30,6 @@ SONDE = "target/release/sonde"
 LOAD = "target/release/examples/load"
 
 
-
-
-
-
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -39,8 +38,22 @@ def rss_kib(pid):
     return 0
 
 
+def build_ref():
+    out = "target/epoll_echo"
+    try:
+        subprocess.run(["cc", "-O2", "-o", out, "bench/ref/epoll_echo.c"], check=True)
+        return out
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+REF = None
+
+
 def start(tool, service, port):
-    if tool == "sonde":
+    if tool == "c-epoll":
+        cmd = [REF, str(port)]
+    elif tool == "sonde":
         cmd = [SONDE, "serve", service, "--bind", "127.0.0.1", "--port", str(port), "--quiet"]
     elif service == "echo":
         cmd = ["ncat", "-l", "-k", "-m", "2000", "127.0.0.1", str(port), "--exec", "/bin/cat"]
@@ -85,9 +98,12 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     idle_rss(a.idle)
+    global REF
+    REF = build_ref()
+    tools = ("sonde", "ncat") + (("c-epoll",) if REF else ())
     for clients in (1, 100, 1000):
         res = {}
-        for tool in ("sonde", "ncat"):
+        for tool in tools:
             port = free_port()
             srv = start(tool, "echo", port)
             res[tool] = load("echo", port, clients, a.secs)
@@ -96,6 +112,9 @@ def main():
             print(f"echo {clients:5d} clients {tool:6s} {res[tool]}", flush=True)
         s, n = float(res["sonde"]["requests_per_sec"]), float(res["ncat"]["requests_per_sec"])
         print(f"echo {clients:5d} clients: sonde/ncat requests/s = {s / n:.2f}; p99 sonde {res['sonde']['p99_us']} us, ncat {res['ncat']['p99_us']} us")
+        if REF:
+            c = float(res["c-epoll"]["requests_per_sec"])
+            print(f"echo {clients:5d} clients: sonde/c-epoll requests/s = {s / c:.2f}")
     chat(a.secs, "chat", "bursts")
     for window in (1, 4, 16):
         chat(a.secs, "chat-rounds", f"rounds, window {window}", str(window))

@@ -105,15 +105,15 @@ fn a_second_sigint_exits_at_once() {
     // A client that sends and never reads keeps the echo busy writing.
     let mut busy = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     busy.set_nonblocking(true).expect("nonblocking");
+    // Written until nothing more goes for 300 ms: only then is the server
+    // surely stuck writing back (a short stall may just be the server
+    // catching up, and it would then finish echoing everything).
     let chunk = vec![0u8; 65536];
-    let mut stalled = 0;
-    while stalled < 200 {
+    let mut last_progress = std::time::Instant::now();
+    while last_progress.elapsed() < std::time::Duration::from_millis(300) {
         match busy.write(&chunk) {
-            Ok(n) if n > 0 => stalled = 0,
-            _ => {
-                stalled += 1;
-                std::thread::yield_now();
-            }
+            Ok(n) if n > 0 => last_progress = std::time::Instant::now(),
+            _ => std::thread::yield_now(),
         }
     }
     signal(&child, rustix::process::Signal::INT);
