@@ -12,6 +12,13 @@ fn perf(args: &[&str]) -> Finished {
     run(cmd, b"")
 }
 
+/// `sonde perf -J ARGS`, which must succeed: its JSON document.
+fn perf_json(args: &[&str]) -> Value {
+    let done = perf(&[&["-J"], args].concat());
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    serde_json::from_slice(&done.stdout).expect("JSON")
+}
+
 #[test]
 fn embedded_default_prints_iperf3_layout_and_a_summary_line() {
     let done = perf(&["-t", "1"]);
@@ -66,14 +73,9 @@ fn json_output_follows_iperf3_schema() {
 
 #[test]
 fn tcp_blocks_are_1_mib_unless_counted_or_given() {
-    let blksize = |args: &[&str]| {
-        let done = perf(&[&["-J"], args].concat());
-        assert_eq!(done.code(), Some(0), "{}", done.stderr);
-        let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
-        json["start"]["test_start"]["blksize"].as_u64()
-    };
+    let blksize = |args: &[&str]| perf_json(args)["start"]["test_start"]["blksize"].as_u64();
     assert_eq!(blksize(&["-t", "1"]), Some(1 << 20));
-    // -k counts iperf3's blocks: 4 of them are 512 KiB, as with iperf3.
+    // -k counts iperf3's blocks, so they keep iperf3's size.
     assert_eq!(blksize(&["-k", "4"]), Some(128 << 10));
     assert_eq!(blksize(&["-n", "1M"]), Some(128 << 10));
     assert_eq!(blksize(&["-t", "1", "-l", "64K"]), Some(64 << 10));
@@ -82,9 +84,7 @@ fn tcp_blocks_are_1_mib_unless_counted_or_given() {
 #[test]
 fn counted_tests_send_exactly_the_count() {
     let sent = |args: &[&str]| {
-        let done = perf(&[&["-J"], args].concat());
-        assert_eq!(done.code(), Some(0), "{}", done.stderr);
-        let json: Value = serde_json::from_slice(&done.stdout).expect("JSON");
+        let json = perf_json(args);
         let end = &json["end"];
         (
             end["sum_sent"]["bytes"].as_u64(),
