@@ -97,6 +97,16 @@ fn counted_tests_send_exactly_the_count() {
     assert_eq!(sent(&["-n", "1000"]), (Some(128 << 10), Some(128 << 10)));
     assert_eq!(sent(&["-k", "8", "-P", "3"]), (mib, mib));
     assert_eq!(sent(&["-R", "-k", "8"]), (mib, mib));
+    // Both ways at once: each side sends the count.
+    let json = perf_json(&["--bidir", "-k", "8"]);
+    for sum in [
+        "sum_sent",
+        "sum_received",
+        "sum_sent_bidir_reverse",
+        "sum_received_bidir_reverse",
+    ] {
+        assert_eq!(json["end"][sum]["bytes"].as_u64(), mib, "{sum}");
+    }
     assert_eq!(sent(&["-Z", "-n", "1M"]), (mib, mib));
     // UDP: 100 datagrams of 1,000 bytes, however the sender batches them.
     assert_eq!(

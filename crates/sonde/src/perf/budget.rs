@@ -10,6 +10,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::iperf::params::Params;
 
+/// The blocks a counted test sends: `-k`, or `-n` in whole blocks; `None`
+/// for a timed test.
+pub fn count(params: &Params) -> Option<u64> {
+    if params.blockcount > 0 {
+        Some(params.blockcount)
+    } else if params.num > 0 {
+        Some(params.num.div_ceil(u64::from(params.len.max(1))))
+    } else {
+        None
+    }
+}
+
 /// A count of blocks to send, taken from by every sending stream.
 #[derive(Debug)]
 pub struct Budget {
@@ -23,16 +35,8 @@ impl Budget {
     /// The budget of a test with `params`; armed at once unless the test
     /// omits its first seconds.
     pub fn for_params(params: &Params) -> Self {
-        let len = u64::from(params.len.max(1));
-        let limit = if params.blockcount > 0 {
-            Some(params.blockcount)
-        } else if params.num > 0 {
-            Some(params.num.div_ceil(len))
-        } else {
-            None
-        };
         Self {
-            limit,
+            limit: count(params),
             taken: AtomicU64::new(0),
             armed: AtomicBool::new(params.omit == 0),
         }

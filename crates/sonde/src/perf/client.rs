@@ -238,16 +238,22 @@ impl Session<'_> {
         let total = Duration::from_secs(u64::from(params.time) + u64::from(params.omit));
         let by_count = params.num > 0 || params.blockcount > 0;
         let mut last_bytes = (0u64, Instant::now());
+        let mut last_received = (0u64, Instant::now());
         loop {
             if stop.load(Ordering::Relaxed) {
                 running.final_tick(observer);
                 return Ok(false);
             }
             let now = running.elapsed();
-            let (moved, blocks) = running.counted();
             let bytes = running.totals().0;
+            if by_count {
+                let received = running.counted(false).0;
+                if received != last_received.0 {
+                    last_received = (received, Instant::now());
+                }
+            }
             if (params.time > 0 && now >= total)
-                || (by_count && counted_done(&params, running, moved, blocks, last_bytes.1))
+                || (by_count && counted_done(&params, running, last_received))
             {
                 break;
             }
@@ -457,35 +463,28 @@ fn cpu_results(cpu: CpuUse) -> Results {
     }
 }
 
-/// Whether a counted test (`-n`, `-k`) is over, seen from the client.
+/// Whether a counted test (`-n`, `-k`) is over, seen from the client: its
+/// sending streams (if any) have written the count, and its receiving
+/// streams (if any) have had it.
 ///
-/// A sending client's own streams stop at the count (see `Budget`). A
-/// receiving client (`-R`) counts bytes, since the server's blocks are not
-/// its reads; and as what the server sent after the omitted seconds is not
-/// exactly what arrived after this side's (nor is all of it, over UDP), the
-/// test is also over once nothing has arrived for `QUIET_END` after the
-/// count began.
-fn counted_done(
-    params: &Params,
-    running: &Running,
-    moved: u64,
-    blocks: u64,
-    last_arrival: Instant,
-) -> bool {
+/// The client's senders stop at the count themselves (see `Budget`). A
+/// receiving stream counts bytes, since the server's blocks are not its
+/// reads; and as what the server sent after the omitted seconds is not
+/// exactly what arrived after this side's (nor is all of it, over UDP),
+/// receiving is also over once nothing has arrived for `QUIET_END` since
+/// the count began. `received` is the bytes received so far and when they
+/// last grew.
+fn counted_done(params: &Params, running: &Running, received: (u64, Instant)) -> bool {
     if running.meter.omitting() {
         return false;
     }
-    let sending = running.streams.iter().any(|s| s.sender);
-    if sending {
-        return (params.num > 0 && moved >= params.num)
-            || (params.blockcount > 0 && blocks >= params.blockcount);
-    }
-    let target = if params.blockcount > 0 {
-        params.blockcount.saturating_mul(u64::from(params.len))
-    } else {
-        params.num
-    };
-    moved >= target || (moved > 0 && last_arrival.elapsed() >= QUIET_END)
+    let blocks = super::budget::count(params).unwrap_or(0);
+    let has = |sender: bool| running.streams.iter().any(|s| s.sender == sender);
+    let sent = !has(true) || running.counted(true).1 >= blocks;
+    let got = !has(false)
+        || received.0 >= super::running::counted_bytes(params)
+        || (received.0 > 0 && received.1.elapsed() >= QUIET_END);
+    sent && got
 }
 
 /// How long a receiving client waits for more of a counted test.

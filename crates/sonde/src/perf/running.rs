@@ -19,6 +19,13 @@ use super::stream::{self, DataSocket, Stream};
 /// more arrives.
 const SETTLE_QUIET: Duration = Duration::from_millis(250);
 
+/// The bytes a counted test sends: its blocks, whole.
+pub(crate) fn counted_bytes(params: &Params) -> u64 {
+    super::budget::count(params)
+        .unwrap_or(0)
+        .saturating_mul(u64::from(params.len.max(1)))
+}
+
 pub(crate) struct Running {
     pub(crate) streams: Vec<Stream>,
     pub(crate) meter: Meter,
@@ -28,8 +35,9 @@ pub(crate) struct Running {
     receivers_stop: Arc<AtomicBool>,
     /// What a counted test's senders may still send.
     budget: Arc<Budget>,
-    /// This side's totals when the count began (the end of omitting).
-    counted_from: (u64, u64),
+    /// Each stream's bytes and blocks when the count began (the end of
+    /// omitting).
+    counted_from: Vec<(u64, u64)>,
     handles: Vec<JoinHandle<()>>,
     interval: Option<Duration>,
     next_tick: Duration,
@@ -78,7 +86,7 @@ impl Running {
             senders_stop,
             receivers_stop,
             budget,
-            counted_from: (0, 0),
+            counted_from: Vec::new(),
             handles,
             interval: interval.filter(|i| !i.is_zero()),
             next_tick: interval.filter(|i| !i.is_zero()).unwrap_or(Duration::MAX),
@@ -132,16 +140,14 @@ impl Running {
         if omitting && !self.meter.omitting() {
             // The omitted seconds end with this sample: so does the count
             // of a counted test (iperf3 resets its counts there).
-            let sum = |pick: fn(&Sample) -> u64, senders_only: bool| {
-                samples
-                    .iter()
-                    .zip(&self.streams)
-                    .filter(|(_, s)| s.sender || !senders_only)
-                    .map(|(x, _)| pick(x))
-                    .sum::<u64>()
-            };
-            self.counted_from = (sum(|x| x.bytes, false), sum(|x| x.blocks, false));
-            self.budget.arm(sum(|x| x.blocks, true));
+            self.counted_from = samples.iter().map(|x| (x.bytes, x.blocks)).collect();
+            let sent = samples
+                .iter()
+                .zip(&self.streams)
+                .filter(|(_, s)| s.sender)
+                .map(|(x, _)| x.blocks)
+                .sum();
+            self.budget.arm(sent);
         }
         observer.interval(&interval);
         self.intervals.push(interval);
@@ -215,17 +221,32 @@ impl Running {
             .find_map(|s| s.counters.failure.lock().ok().and_then(|f| f.clone()))
     }
 
-    /// Bytes and blocks moved since the count began: from the start, or
-    /// from the end of the omitted seconds (nothing while omitting).
-    pub(crate) fn counted(&self) -> (u64, u64) {
+    /// Bytes and blocks that this side's sending (`senders`) or receiving
+    /// streams moved since the count began: from the start, or from the
+    /// end of the omitted seconds (nothing while omitting).
+    pub(crate) fn counted(&self, senders: bool) -> (u64, u64) {
         if self.meter.omitting() {
             return (0, 0);
         }
-        let (bytes, blocks) = self.totals();
-        (
-            bytes.saturating_sub(self.counted_from.0),
-            blocks.saturating_sub(self.counted_from.1),
-        )
+        self.streams
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.sender == senders)
+            .fold((0, 0), |(bytes, blocks), (i, s)| {
+                let from = self.counted_from.get(i).copied().unwrap_or_default();
+                (
+                    bytes
+                        + s.counters
+                            .bytes
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(from.0),
+                    blocks
+                        + s.counters
+                            .blocks
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(from.1),
+                )
+            })
     }
 
     /// For a counted test that this side receives: waits until what the
@@ -233,19 +254,17 @@ impl Running {
     /// comes for `SETTLE_QUIET`, so that the receiver's figure is the
     /// sender's (iperf3 stops at TEST_END and misses what is in flight).
     pub(crate) fn settle(&self, params: &Params) {
-        let len = u64::from(params.len.max(1));
-        let target = match (params.blockcount, params.num) {
-            (0, 0) => return,
-            (0, num) => num.div_ceil(len) * len,
-            (blocks, _) => blocks.saturating_mul(len),
-        };
-        if self.streams.iter().any(|s| s.sender) {
+        if params.blockcount == 0 && params.num == 0 {
             return;
         }
-        let mut last = (self.counted().0, Instant::now());
+        if self.streams.iter().all(|s| s.sender) {
+            return;
+        }
+        let target = counted_bytes(params);
+        let mut last = (self.counted(false).0, Instant::now());
         while last.0 < target && last.1.elapsed() < SETTLE_QUIET {
             std::thread::sleep(Duration::from_millis(1));
-            let now = self.counted().0;
+            let now = self.counted(false).0;
             if now != last.0 {
                 last = (now, Instant::now());
             }
