@@ -5,6 +5,8 @@ For TCP and UDP at 64 B and 16 KiB, each round runs, back to back:
   sonde     `sonde rtt -m SIZE` (its embedded thread reflector)
   sockperf  `sockperf pp --full-rtt` against `sockperf sr`
   sonde-srv `sonde rtt` against `sonde serve echo` (the tokio server core)
+  sonde-thr `sonde rtt` against `sonde serve echo --blocking` (a thread per
+            client on blocking sockets, as sockperf's server)
   sonde-bp  `sonde rtt --busy-poll` against `sonde serve echo --busy-poll`
   x-server  `sockperf pp --full-rtt` against `sonde serve sockperf`
   x-client  `sonde rtt --sockperf` against `sockperf sr`
@@ -25,8 +27,6 @@ from benchlib import free_port, wait_listening
 import time
 
 S = "target/release/sonde"
-
-
 
 
 def pin(cmd, pinned):
@@ -58,13 +58,14 @@ def one(tool, udp, size, secs, pinned):
         out = subprocess.run(pin([S, "rtt", "-m", str(size), "-t", str(secs), "--json"] + su, pinned),
                              capture_output=True, text=True)
         return sonde_pct(out.stdout)
-    if tool in ("sonde-srv", "sonde-bp"):
-        extra = ["--busy-poll"] if tool == "sonde-bp" else []
+    if tool in ("sonde-srv", "sonde-thr", "sonde-bp"):
+        extra = {"sonde-srv": [], "sonde-thr": ["--blocking"], "sonde-bp": ["--busy-poll"]}[tool]
         srv = serve([S, "serve", "echo", "--bind", "127.0.0.1", "--port", str(port), "--quiet"] + su + extra,
                     port, udp, pinned)
         try:
+            spin = ["--busy-poll"] if tool == "sonde-bp" else []
             out = subprocess.run(pin([S, "rtt", f"127.0.0.1:{port}", "-m", str(size), "-t", str(secs), "--json"]
-                                     + su + extra, pinned), capture_output=True, text=True)
+                                     + su + spin, pinned), capture_output=True, text=True)
             return sonde_pct(out.stdout)
         finally:
             srv.terminate()
@@ -91,7 +92,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=int, default=2)
     a = ap.parse_args()
-    tools = ["sonde", "sockperf", "sonde-srv", "sonde-bp", "x-server", "x-client"]
+    tools = ["sonde", "sockperf", "sonde-srv", "sonde-thr", "sonde-bp", "x-server", "x-client"]
     rows = []
     for pinned in (False, True):
         for udp in (False, True):
@@ -105,11 +106,11 @@ def main():
                 print(rows[-1], flush=True)
     print()
     print(f"median of {a.rounds} interleaved rounds, {a.secs} s each; full RTT in us")
-    print(f"{'cpus':9s} {'proto':5s} {'size':>6s} " + " ".join(f"{t + ' p50/p99':>20s}" for t in tools) + "   sonde/sockperf p50 p99   serve/sockperf p50 p99   busy-poll/sockperf p50 p99")
+    print(f"{'cpus':9s} {'proto':5s} {'size':>6s} " + " ".join(f"{t + ' p50/p99':>20s}" for t in tools) + "   sonde/sockperf p50 p99   serve/sockperf p50 p99   blocking/sockperf p50 p99   busy-poll/sockperf p50 p99")
     for cpus, proto, size, med in rows:
         cells = " ".join(f"{med[t][0]:9.1f}/{med[t][1]:<10.1f}" for t in tools)
         r = lambda t, i: med[t][i] / med["sockperf"][i]
-        print(f"{cpus:9s} {proto:5s} {size:6d} {cells}   {r('sonde', 0):.2f} {r('sonde', 1):.2f}   {r('sonde-srv', 0):.2f} {r('sonde-srv', 1):.2f}   {r('sonde-bp', 0):.2f} {r('sonde-bp', 1):.2f}")
+        print(f"{cpus:9s} {proto:5s} {size:6d} {cells}   {r('sonde', 0):.2f} {r('sonde', 1):.2f}   {r('sonde-srv', 0):.2f} {r('sonde-srv', 1):.2f}   {r('sonde-thr', 0):.2f} {r('sonde-thr', 1):.2f}   {r('sonde-bp', 0):.2f} {r('sonde-bp', 1):.2f}")
     q = subprocess.run(["qperf", "-v", "127.0.0.1", "tcp_lat", "udp_lat"], capture_output=True, text=True)
     print("\nqperf (one-way latency = RTT/2), for reference:")
     print(q.stdout.strip() or q.stderr.strip())

@@ -64,6 +64,11 @@ pub(crate) struct ServeArgs {
     /// thousands of clients).
     #[arg(long)]
     pub(crate) busy_poll: bool,
+    /// echo only: a thread per client on blocking sockets, as sockperf's
+    /// server does: the lowest latency without spinning (for `rtt`, not
+    /// for thousands of clients).
+    #[arg(long, conflicts_with = "busy_poll")]
+    pub(crate) blocking: bool,
 }
 
 fn kind(service: Service) -> ServiceKind {
@@ -91,17 +96,22 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    if args.busy_poll {
+    if args.busy_poll || args.blocking {
+        let flag = if args.busy_poll {
+            "--busy-poll"
+        } else {
+            "--blocking"
+        };
         if !matches!(kind, ServiceKind::Echo) {
             return Err(crate::talk::UsageError(format!(
-                "--busy-poll works with echo, not {}",
+                "{flag} works with echo, not {}",
                 kind.name()
             ))
             .into());
         }
         let port = args.port.unwrap_or_else(|| kind.default_port());
         let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
-        return busy_echo(&args, addr);
+        return thread_echo(&args, addr);
     }
     let limit = serve::raise_fd_limit();
     if limit < args.max_connections.min(10_000) as u64 + 64 && !args.quiet {
@@ -185,31 +195,38 @@ async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// `serve echo --busy-poll`: the spinning reflector on the given address,
-/// until SIGINT or SIGTERM.
-fn busy_echo(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+/// `serve echo --busy-poll` or `--blocking`: the thread-per-client
+/// reflector (spinning, or blocking) on the given address, until SIGINT or
+/// SIGTERM.
+fn thread_echo(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
     use sonde::rtt::reflector;
     use std::sync::atomic::AtomicBool;
     ctrlc::set_handler(|| std::process::exit(0)).context("handling SIGINT")?;
     let stop = AtomicBool::new(false);
+    let mode = if args.busy_poll {
+        "busy-poll"
+    } else {
+        "blocking"
+    };
     if args.udp {
         let sock = net::bind_udp(addr, false)?;
         if !args.quiet {
             eprintln!(
-                "sonde serve echo (busy-poll) listening on udp {}",
+                "sonde serve echo ({mode}) listening on udp {}",
                 local(sock.local_addr())
             );
         }
-        reflector::serve_udp(&sock, true, &stop);
+        reflector::serve_udp(&sock, args.busy_poll, &stop);
     } else {
         let listener = net::listen_tcp(addr, false)?;
         if !args.quiet {
             eprintln!(
-                "sonde serve echo (busy-poll) listening on {}",
+                "sonde serve echo ({mode}) listening on {}",
                 local(listener.local_addr())
             );
         }
-        reflector::serve_tcp(&listener, true, args.max_connections.max(1), &stop);
+        let most = args.max_connections.max(1);
+        reflector::serve_tcp(&listener, args.busy_poll, most, &stop);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -143,9 +143,14 @@ fn a_second_sigint_exits_at_once() {
 }
 
 #[test]
-fn busy_poll_echo_serves_rtt_over_tcp_and_udp() {
-    for udp in [false, true] {
-        let mut args = vec!["echo", "--busy-poll"];
+fn thread_echo_serves_rtt_over_tcp_and_udp_spinning_or_blocking() {
+    for (mode, udp) in [
+        ("--busy-poll", false),
+        ("--busy-poll", true),
+        ("--blocking", false),
+        ("--blocking", true),
+    ] {
+        let mut args = vec!["echo", mode];
         if udp {
             args.push("--udp");
         }
@@ -156,16 +161,19 @@ fn busy_poll_echo_serves_rtt_over_tcp_and_udp() {
             cmd.arg("-u");
         }
         let done = run(cmd, b"");
-        assert_eq!(done.code(), Some(0), "udp {udp}: {}", done.stderr);
+        assert_eq!(done.code(), Some(0), "{mode} udp {udp}: {}", done.stderr);
         let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("rtt JSON");
-        assert!(report.to_string().contains("p99"), "udp {udp}: {report}");
+        assert!(
+            report.to_string().contains("p99"),
+            "{mode} udp {udp}: {report}"
+        );
         signal(&child, rustix::process::Signal::TERM);
         let done = finish(
             child,
             collect(None::<std::io::Empty>),
             collect(None::<std::io::Empty>),
         );
-        assert_eq!(done.code(), Some(0), "udp {udp}");
+        assert_eq!(done.code(), Some(0), "{mode} udp {udp}");
     }
 }
 
