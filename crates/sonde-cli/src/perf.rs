@@ -58,7 +58,8 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         Some(l) => u32::try_from(l).map_err(|_| usage(format!("-l {l} is too large")))?,
         None if args.udp => 0, // the client picks the path MSS
         // -k counts blocks and -n may end on one: iperf3's block size, so
-        // that both mean what they mean to iperf3.
+        // that both mean what they mean to iperf3. (A paced stream writes
+        // a millisecond of its rate at a time, whatever the block.)
         None if counted => sonde::iperf::DEFAULT_TCP_LEN as u32,
         None => sonde::perf::TCP_LEN as u32,
     };

@@ -78,6 +78,7 @@ fn tcp_blocks_are_1_mib_unless_counted_or_given() {
     // -k counts iperf3's blocks, so they keep iperf3's size.
     assert_eq!(blksize(&["-k", "4"]), Some(128 << 10));
     assert_eq!(blksize(&["-n", "1M"]), Some(128 << 10));
+    assert_eq!(blksize(&["-t", "1", "-b", "100M"]), Some(1 << 20));
     assert_eq!(blksize(&["-t", "1", "-l", "64K"]), Some(64 << 10));
 }
 

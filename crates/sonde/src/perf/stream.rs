@@ -197,13 +197,26 @@ pub fn spawn(
         })
 }
 
-fn pacer_for(params: &Params) -> Option<(Pacer, Instant)> {
+/// A pacer for `-b`, handing out `piece` bytes at a time; a `/BURST` of
+/// blocks becomes as many pieces.
+fn pacer_for(params: &Params, piece: usize) -> Option<(Pacer, Instant)> {
     (params.bandwidth > 0).then(|| {
-        (
-            Pacer::new(params.bandwidth, params.len as usize, params.burst),
-            Instant::now(),
-        )
+        let per_block = u32::try_from(params.len as usize / piece.max(1)).unwrap_or(u32::MAX);
+        let burst = if params.burst > 1 {
+            params.burst.saturating_mul(per_block.max(1))
+        } else {
+            params.burst
+        };
+        (Pacer::new(params.bandwidth, piece, burst), Instant::now())
     })
+}
+
+/// What a paced TCP stream writes at once: 1 ms of the rate (at least
+/// 1 KiB, at most a block), so that no 1 ms carries much more than 2 ms
+/// worth however large the block: a 128 KiB block is 10 ms of 100 Mbit/s.
+fn paced_piece(params: &Params) -> usize {
+    let per_ms = usize::try_from(params.bandwidth / 8 / 1000).unwrap_or(usize::MAX);
+    per_ms.clamp(1024, (params.len as usize).max(1024))
 }
 
 fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &AtomicBool) {
@@ -236,9 +249,10 @@ fn tcp_send(
         return super::zerocopy::send(&sock, params, c, stop, budget);
     }
     let buf = payload(params.len as usize, params.repeating_payload);
-    let mut pacer = pacer_for(params);
+    if params.bandwidth > 0 {
+        return tcp_send_paced(sock, params, &buf, c, stop, budget);
+    }
     while !stop.load(Ordering::Relaxed) && budget.take(1) == 1 {
-        pace(&mut pacer, buf.len(), stop);
         // A counted block goes out whole; a timed test counts writes.
         let n = if budget.is_limited() {
             sock.write_all(&buf).map(|()| buf.len())?
@@ -246,6 +260,31 @@ fn tcp_send(
             sock.write(&buf)?
         };
         c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        c.blocks.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// `-b` over TCP: each block goes out in paced pieces (see `paced_piece`).
+fn tcp_send_paced(
+    mut sock: TcpStream,
+    params: &Params,
+    buf: &[u8],
+    c: &Counters,
+    stop: &AtomicBool,
+    budget: &Budget,
+) -> io::Result<()> {
+    let piece = paced_piece(params);
+    let mut pacer = pacer_for(params, piece);
+    while !stop.load(Ordering::Relaxed) && budget.take(1) == 1 {
+        for chunk in buf.chunks(piece) {
+            pace(&mut pacer, chunk.len(), stop);
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            sock.write_all(chunk)?;
+            c.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
         c.blocks.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
@@ -336,7 +375,7 @@ fn udp_send(
     let batch = gso_batch(sock, params);
     let one = payload(len, params.repeating_payload);
     let mut buf: Vec<u8> = one.iter().copied().cycle().take(len * batch).collect();
-    let mut pacer = pacer_for(params);
+    let mut pacer = pacer_for(params, len);
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let batch = budget.take(batch as u64) as usize;
@@ -464,4 +503,44 @@ pub fn congestion(sock: &TcpStream) -> Option<String> {
     let name = SockRef::from(sock).tcp_congestion().ok()?;
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     Some(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paced(bandwidth: u64, len: u32, burst: u32) -> Params {
+        Params {
+            bandwidth,
+            len,
+            burst,
+            ..Params::default()
+        }
+    }
+
+    #[test]
+    fn a_paced_tcp_stream_writes_a_millisecond_of_its_rate_at_once() {
+        // 100 Mbit/s is 12,500 bytes a millisecond.
+        assert_eq!(paced_piece(&paced(100_000_000, 128 << 10, 0)), 12_500);
+        // Never under 1 KiB, never over a block.
+        assert_eq!(paced_piece(&paced(1_000_000, 128 << 10, 0)), 1024);
+        assert_eq!(paced_piece(&paced(10_000_000_000, 128 << 10, 0)), 128 << 10);
+        assert_eq!(paced_piece(&paced(1_000_000, 100, 0)), 1024);
+    }
+
+    #[test]
+    fn a_burst_of_blocks_becomes_as_many_pieces() {
+        let p = paced(100_000_000, 125_000, 4);
+        let (mut pacer, _) = pacer_for(&p, 12_500).expect("a pacer");
+        // Once the bucket has filled, 4 blocks of 125,000 bytes = 40
+        // pieces (and the one of slack) may leave back to back.
+        let full = Duration::from_secs(1);
+        let mut sent = 0;
+        while pacer.wait(full, 12_500).is_zero() {
+            sent += 1;
+            assert!(sent <= 100, "no limit");
+        }
+        assert!((40..=42).contains(&sent), "{sent} pieces at once");
+        assert!(pacer_for(&paced(0, 1000, 0), 1000).is_none());
+    }
 }
