@@ -118,6 +118,25 @@ fn counted_tests_send_exactly_the_count() {
     assert_eq!(sent(&["-O", "1", "-k", "80"]).0, Some(10 << 20));
 }
 
+/// `-b` holds, with and without `-Z`: an upper bound only (a loaded
+/// machine may send less, never more); how exact the rate is, is measured
+/// in bench/pacing.py.
+#[test]
+fn a_paced_tcp_test_never_sends_faster_than_asked() {
+    for zerocopy in [false, true] {
+        let mut args = vec!["-t", "1", "-b", "50M"];
+        if zerocopy {
+            args.push("-Z");
+        }
+        let json = perf_json(&args);
+        let rate = json["end"]["sum_sent"]["bits_per_second"].as_f64();
+        assert!(
+            rate.is_some_and(|r| r > 0.0 && r < 75e6),
+            "-Z {zerocopy}: {rate:?} bit/s for 50M asked"
+        );
+    }
+}
+
 #[test]
 fn udp_json_counts_packets_and_loss() {
     let done = perf(&["-t", "1", "-J", "-u", "-b", "10M", "-l", "1000"]);

@@ -199,7 +199,7 @@ pub fn spawn(
 
 /// A pacer for `-b`, handing out `piece` bytes at a time; a `/BURST` of
 /// blocks becomes as many pieces.
-fn pacer_for(params: &Params, piece: usize) -> Option<(Pacer, Instant)> {
+pub(super) fn pacer_for(params: &Params, piece: usize) -> Option<(Pacer, Instant)> {
     (params.bandwidth > 0).then(|| {
         let per_block = u32::try_from(params.len as usize / piece.max(1)).unwrap_or(u32::MAX);
         let burst = if params.burst > 1 {
@@ -214,12 +214,12 @@ fn pacer_for(params: &Params, piece: usize) -> Option<(Pacer, Instant)> {
 /// What a paced TCP stream writes at once: 1 ms of the rate (at least
 /// 1 KiB, at most a block), so that no 1 ms carries much more than 2 ms
 /// worth however large the block: a 128 KiB block is 10 ms of 100 Mbit/s.
-fn paced_piece(params: &Params) -> usize {
+pub(super) fn paced_piece(params: &Params) -> usize {
     let per_ms = usize::try_from(params.bandwidth / 8 / 1000).unwrap_or(usize::MAX);
     per_ms.clamp(1024, (params.len as usize).max(1024))
 }
 
-fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &AtomicBool) {
+pub(super) fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &AtomicBool) {
     // Sleeping overshoots by tens of µs (more on a busy VM): sleep until
     // shortly before the send is due, then spin, so the rate stays exact.
     const SPIN: Duration = Duration::from_micros(250);

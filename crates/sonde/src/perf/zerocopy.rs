@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::net::RecvFlags;
 
 use super::budget::Budget;
-use super::stream::{Counters, payload};
+use super::stream::{Counters, pace, paced_piece, pacer_for, payload};
 use crate::iperf::params::Params;
 
 /// Sends from a memfd with sendfile until `stop`.
@@ -35,6 +35,13 @@ pub(crate) fn send(
     for _ in 0..repeat {
         rustix::io::write(&file, &data)?;
     }
+    // With -b, paced in pieces as the copying sender is.
+    let piece = if params.bandwidth > 0 {
+        paced_piece(params)
+    } else {
+        usize::MAX
+    };
+    let mut pacer = pacer_for(params, piece.min(block));
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let blocks = budget.take(repeat as u64) as usize;
@@ -44,7 +51,11 @@ pub(crate) fn send(
         let len = block * blocks;
         let mut offset = 0u64;
         while (offset as usize) < len {
-            let left = len - offset as usize;
+            let left = (len - offset as usize).min(piece);
+            pace(&mut pacer, left, stop);
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let n = match rustix::fs::sendfile(sock.as_fd(), &file, Some(&mut offset), left) {
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
