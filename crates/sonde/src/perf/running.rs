@@ -61,7 +61,7 @@ impl Running {
             } else {
                 &receivers_stop
             };
-            let handle = stream::spawn(s, params, Arc::clone(flag), Arc::clone(&budget))
+            let handle = stream::spawn(s, params, Arc::clone(flag), Arc::clone(&budget), started)
                 .map_err(|e| Error::io("starting a stream thread", e))?;
             handles.push(handle);
         }

@@ -175,6 +175,7 @@ pub fn spawn(
     params: &Params,
     stop: Arc<AtomicBool>,
     budget: Arc<Budget>,
+    started: Instant,
 ) -> io::Result<JoinHandle<()>> {
     let socket = stream.socket.try_clone()?;
     let counters = Arc::clone(&stream.counters);
@@ -183,10 +184,17 @@ pub fn spawn(
     thread::Builder::new()
         .name(format!("sonde-stream-{}", stream.id))
         .spawn(move || {
+            let run = Run {
+                params: &params,
+                c: &counters,
+                stop: &stop,
+                budget: &budget,
+                started,
+            };
             let result = match (socket, sender) {
-                (DataSocket::Tcp(s), true) => tcp_send(s, &params, &counters, &stop, &budget),
+                (DataSocket::Tcp(s), true) => tcp_send(s, &run),
                 (DataSocket::Tcp(s), false) => tcp_recv(s, &params, &counters, &stop),
-                (DataSocket::Udp(s), true) => udp_send(&s, &params, &counters, &stop, &budget),
+                (DataSocket::Udp(s), true) => udp_send(&s, &run),
                 (DataSocket::Udp(s), false) => udp_recv(&s, &params, &counters, &stop),
             };
             if let Err(e) = result
@@ -199,7 +207,11 @@ pub fn spawn(
 
 /// A pacer for `-b`, handing out `piece` bytes at a time; a `/BURST` of
 /// blocks becomes as many pieces.
-pub(super) fn pacer_for(params: &Params, piece: usize) -> Option<(Pacer, Instant)> {
+pub(super) fn pacer_for(
+    params: &Params,
+    piece: usize,
+    started: Instant,
+) -> Option<(Pacer, Instant)> {
     (params.bandwidth > 0).then(|| {
         let per_block = u32::try_from(params.len as usize / piece.max(1)).unwrap_or(u32::MAX);
         let burst = if params.burst > 1 {
@@ -207,7 +219,9 @@ pub(super) fn pacer_for(params: &Params, piece: usize) -> Option<(Pacer, Instant
         } else {
             params.burst
         };
-        (Pacer::new(params.bandwidth, piece, burst), Instant::now())
+        // Timed from the test's start, not the thread's: a stream that
+        // starts late makes up for it (the pacer pays back what it owes).
+        (Pacer::new(params.bandwidth, piece, burst), started)
     })
 }
 
@@ -238,19 +252,30 @@ pub(super) fn pace(pacer: &mut Option<(Pacer, Instant)>, bytes: usize, stop: &At
     }
 }
 
-fn tcp_send(
-    mut sock: TcpStream,
-    params: &Params,
-    c: &Counters,
-    stop: &AtomicBool,
-    budget: &Budget,
-) -> io::Result<()> {
+/// What a sending thread works with.
+pub(super) struct Run<'a> {
+    pub(super) params: &'a Params,
+    pub(super) c: &'a Counters,
+    pub(super) stop: &'a AtomicBool,
+    pub(super) budget: &'a Budget,
+    /// When the test started (the pacer's clock).
+    pub(super) started: Instant,
+}
+
+fn tcp_send(mut sock: TcpStream, run: &Run<'_>) -> io::Result<()> {
+    let Run {
+        params,
+        c,
+        stop,
+        budget,
+        ..
+    } = *run;
     if params.zerocopy {
-        return super::zerocopy::send(&sock, params, c, stop, budget);
+        return super::zerocopy::send(&sock, run);
     }
     let buf = payload(params.len as usize, params.repeating_payload);
     if params.bandwidth > 0 {
-        return tcp_send_paced(sock, params, &buf, c, stop, budget);
+        return tcp_send_paced(sock, &buf, run);
     }
     while !stop.load(Ordering::Relaxed) && budget.take(1) == 1 {
         // A counted block goes out whole; a timed test counts writes.
@@ -266,16 +291,16 @@ fn tcp_send(
 }
 
 /// `-b` over TCP: each block goes out in paced pieces (see `paced_piece`).
-fn tcp_send_paced(
-    mut sock: TcpStream,
-    params: &Params,
-    buf: &[u8],
-    c: &Counters,
-    stop: &AtomicBool,
-    budget: &Budget,
-) -> io::Result<()> {
+fn tcp_send_paced(mut sock: TcpStream, buf: &[u8], run: &Run<'_>) -> io::Result<()> {
+    let Run {
+        params,
+        c,
+        stop,
+        budget,
+        started,
+    } = *run;
     let piece = paced_piece(params);
-    let mut pacer = pacer_for(params, piece);
+    let mut pacer = pacer_for(params, piece, started);
     while !stop.load(Ordering::Relaxed) && budget.take(1) == 1 {
         for chunk in buf.chunks(piece) {
             pace(&mut pacer, chunk.len(), stop);
@@ -363,19 +388,20 @@ fn gso_batch(sock: &UdpSocket, params: &Params) -> usize {
     }
 }
 
-fn udp_send(
-    sock: &UdpSocket,
-    params: &Params,
-    c: &Counters,
-    stop: &AtomicBool,
-    budget: &Budget,
-) -> io::Result<()> {
+fn udp_send(sock: &UdpSocket, run: &Run<'_>) -> io::Result<()> {
+    let Run {
+        params,
+        c,
+        stop,
+        budget,
+        started,
+    } = *run;
     let wide = params.udp_counters_64bit;
     let len = params.len as usize;
     let batch = gso_batch(sock, params);
     let one = payload(len, params.repeating_payload);
     let mut buf: Vec<u8> = one.iter().copied().cycle().take(len * batch).collect();
-    let mut pacer = pacer_for(params, len);
+    let mut pacer = pacer_for(params, len, started);
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let batch = budget.take(batch as u64) as usize;
@@ -531,7 +557,7 @@ mod tests {
     #[test]
     fn a_burst_of_blocks_becomes_as_many_pieces() {
         let p = paced(100_000_000, 125_000, 4);
-        let (mut pacer, _) = pacer_for(&p, 12_500).expect("a pacer");
+        let (mut pacer, _) = pacer_for(&p, 12_500, Instant::now()).expect("a pacer");
         // Once the bucket has filled, 4 blocks of 125,000 bytes = 40
         // pieces (and the one of slack) may leave back to back.
         let full = Duration::from_secs(1);
@@ -541,6 +567,6 @@ mod tests {
             assert!(sent <= 100, "no limit");
         }
         assert!((40..=42).contains(&sent), "{sent} pieces at once");
-        assert!(pacer_for(&paced(0, 1000, 0), 1000).is_none());
+        assert!(pacer_for(&paced(0, 1000, 0), 1000, Instant::now()).is_none());
     }
 }

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::RecvFlags;
 
-use super::budget::Budget;
-use super::stream::{Counters, pace, paced_piece, pacer_for, payload};
-use crate::iperf::params::Params;
+use super::stream::{Counters, Run, pace, paced_piece, pacer_for, payload};
 
 /// Sends from a memfd with sendfile until `stop`.
 /// Bytes handed to `sendfile` per call.
@@ -19,13 +17,14 @@ const SEND_AT_ONCE: usize = 1 << 20;
 /// Bytes asked of each discarding `recv`.
 const RECV_AT_ONCE: usize = 16 << 20;
 
-pub(crate) fn send(
-    sock: &TcpStream,
-    params: &Params,
-    c: &Counters,
-    stop: &AtomicBool,
-    budget: &Budget,
-) -> io::Result<()> {
+pub(crate) fn send(sock: &TcpStream, run: &Run<'_>) -> io::Result<()> {
+    let Run {
+        params,
+        c,
+        stop,
+        budget,
+        started,
+    } = *run;
     let block = params.len as usize;
     let file = rustix::fs::memfd_create("sonde-payload", rustix::fs::MemfdFlags::CLOEXEC)?;
     let data = payload(block, params.repeating_payload);
@@ -41,7 +40,7 @@ pub(crate) fn send(
     } else {
         usize::MAX
     };
-    let mut pacer = pacer_for(params, piece.min(block));
+    let mut pacer = pacer_for(params, piece.min(block), started);
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let blocks = budget.take(repeat as u64) as usize;
