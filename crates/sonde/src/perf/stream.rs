@@ -262,14 +262,15 @@ pub(super) struct Run<'a> {
     pub(super) started: Instant,
 }
 
+impl Run<'_> {
+    /// The pacer for `-b`, on the test's clock, `piece` bytes at a time.
+    pub(super) fn pacer(&self, piece: usize) -> Option<(Pacer, Instant)> {
+        pacer_for(self.params, piece, self.started)
+    }
+}
+
 fn tcp_send(mut sock: TcpStream, run: &Run<'_>) -> io::Result<()> {
-    let Run {
-        params,
-        c,
-        stop,
-        budget,
-        ..
-    } = *run;
+    let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     if params.zerocopy {
         return super::zerocopy::send(&sock, run);
     }
@@ -292,15 +293,9 @@ fn tcp_send(mut sock: TcpStream, run: &Run<'_>) -> io::Result<()> {
 
 /// `-b` over TCP: each block goes out in paced pieces (see `paced_piece`).
 fn tcp_send_paced(mut sock: TcpStream, buf: &[u8], run: &Run<'_>) -> io::Result<()> {
-    let Run {
-        params,
-        c,
-        stop,
-        budget,
-        started,
-    } = *run;
+    let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     let piece = paced_piece(params);
-    let mut pacer = pacer_for(params, piece, started);
+    let mut pacer = run.pacer(piece);
     while !stop.load(Ordering::Relaxed) && budget.take(1) == 1 {
         for chunk in buf.chunks(piece) {
             pace(&mut pacer, chunk.len(), stop);
@@ -389,19 +384,13 @@ fn gso_batch(sock: &UdpSocket, params: &Params) -> usize {
 }
 
 fn udp_send(sock: &UdpSocket, run: &Run<'_>) -> io::Result<()> {
-    let Run {
-        params,
-        c,
-        stop,
-        budget,
-        started,
-    } = *run;
+    let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     let wide = params.udp_counters_64bit;
     let len = params.len as usize;
     let batch = gso_batch(sock, params);
     let one = payload(len, params.repeating_payload);
     let mut buf: Vec<u8> = one.iter().copied().cycle().take(len * batch).collect();
-    let mut pacer = pacer_for(params, len, started);
+    let mut pacer = run.pacer(len);
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let batch = budget.take(batch as u64) as usize;

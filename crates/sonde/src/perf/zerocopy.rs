@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::net::RecvFlags;
 
-use super::stream::{Counters, Run, pace, paced_piece, pacer_for, payload};
+use super::stream::{Counters, Run, pace, paced_piece, payload};
 
 /// Sends from a memfd with sendfile until `stop`.
 /// Bytes handed to `sendfile` per call.
@@ -18,13 +18,7 @@ const SEND_AT_ONCE: usize = 1 << 20;
 const RECV_AT_ONCE: usize = 16 << 20;
 
 pub(crate) fn send(sock: &TcpStream, run: &Run<'_>) -> io::Result<()> {
-    let Run {
-        params,
-        c,
-        stop,
-        budget,
-        started,
-    } = *run;
+    let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     let block = params.len as usize;
     let file = rustix::fs::memfd_create("sonde-payload", rustix::fs::MemfdFlags::CLOEXEC)?;
     let data = payload(block, params.repeating_payload);
@@ -40,7 +34,7 @@ pub(crate) fn send(sock: &TcpStream, run: &Run<'_>) -> io::Result<()> {
     } else {
         usize::MAX
     };
-    let mut pacer = pacer_for(params, piece.min(block), started);
+    let mut pacer = run.pacer(piece.min(block));
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let blocks = budget.take(repeat as u64) as usize;
