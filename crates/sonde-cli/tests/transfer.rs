@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +72,16 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     all.sort();
     all
+}
+
+/// A source directory holding one file `name` with `content`, an empty
+/// destination directory, and the file's path.
+fn one_file(tag: &str, name: &str, content: impl AsRef<[u8]>) -> (TempDir, TempDir, PathBuf) {
+    let src = TempDir::new(tag);
+    let dst = TempDir::new(&format!("{tag}-dst"));
+    let path = src.join(name);
+    fs::write(&path, content).expect("source");
+    (src, dst, path)
 }
 
 #[test]
@@ -207,10 +217,7 @@ fn stdin_needs_a_name() {
 
 #[test]
 fn identical_files_are_skipped_and_others_refused_unless_overwrite() {
-    let src = TempDir::new("xfer-skip");
-    let dst = TempDir::new("xfer-skip-dst");
-    let path = src.join("same.txt");
-    fs::write(&path, b"hello\n").expect("source");
+    let (_src, dst, path) = one_file("xfer-skip", "same.txt", b"hello\n");
     fs::write(dst.join("same.txt"), b"hello\n").expect("in place");
     let (sent, got) = exchange(&dst.0, &[], &[&path], &["--json"]);
     both_exit(&sent, &got, 0);
@@ -233,10 +240,7 @@ fn identical_files_are_skipped_and_others_refused_unless_overwrite() {
 
 #[test]
 fn max_size_refuses_a_large_transfer() {
-    let src = TempDir::new("xfer-max");
-    let dst = TempDir::new("xfer-max-dst");
-    let path = src.join("big");
-    fs::write(&path, random_bytes(100_000, 3)).expect("source");
+    let (_src, dst, path) = one_file("xfer-max", "big", random_bytes(100_000, 3));
     let (sent, got) = exchange(&dst.0, &["--max-size", "64K"], &[&path], &["--json"]);
     both_exit(&sent, &got, 4);
     let report = json(&sent);
@@ -447,10 +451,7 @@ fn keep_open_takes_transfer_after_transfer() {
 
 #[test]
 fn special_files_in_the_way_are_refused_without_opening_them() {
-    let src = TempDir::new("xfer-fifo");
-    let dst = TempDir::new("xfer-fifo-dst");
-    let path = src.join("pipe");
-    fs::write(&path, b"data").expect("source");
+    let (_src, dst, path) = one_file("xfer-fifo", "pipe", b"data");
     let made = Command::new("mkfifo").arg(dst.join("pipe")).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");
     let (sent, got) = exchange(&dst.0, &["--overwrite"], &[&path], &[]);
@@ -464,10 +465,7 @@ fn special_files_in_the_way_are_refused_without_opening_them() {
 
 #[test]
 fn ipv6_loopback_works() {
-    let src = TempDir::new("xfer-v6");
-    let dst = TempDir::new("xfer-v6-dst");
-    let path = src.join("v6.txt");
-    fs::write(&path, b"over ::1\n").expect("source");
+    let (_src, dst, path) = one_file("xfer-v6", "v6.txt", b"over ::1\n");
     let d = dst.0.to_str().expect("utf-8");
     let recv = start_sonde(
         &["receive", d, "--bind", "::1", "--port", "0"],
@@ -489,10 +487,7 @@ fn ipv6_loopback_works() {
 
 #[test]
 fn a_flipped_byte_is_caught_and_nothing_is_kept() {
-    let src = TempDir::new("xfer-flip");
-    let dst = TempDir::new("xfer-flip-dst");
-    let path = src.join("data.bin");
-    fs::write(&path, random_bytes((1 << 20) + 1, 2)).expect("source");
+    let (_src, dst, path) = one_file("xfer-flip", "data.bin", random_bytes((1 << 20) + 1, 2));
     let recv = receiver(&dst.0, &[]);
     let flip = proxy(recv.port, None, Some(100_000));
     let sent = send(&[&path], flip.port, &[]);
