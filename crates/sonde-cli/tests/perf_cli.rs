@@ -114,8 +114,10 @@ fn counted_tests_send_exactly_the_count() {
         sent(&["-u", "-b", "0", "-l", "1000", "-k", "100"]).0,
         Some(100_000)
     );
-    // With -O the count starts when the omitted second ends.
+    // With -O the count starts when the omitted second ends, with interval
+    // reports or without (-i 0 once waited for a report that never came).
     assert_eq!(sent(&["-O", "1", "-k", "80"]).0, Some(10 << 20));
+    assert_eq!(sent(&["-i", "0", "-O", "1", "-k", "80"]).0, Some(10 << 20));
 }
 
 /// `-b` holds, with and without `-Z`: an upper bound only (a loaded

@@ -89,7 +89,15 @@ impl Running {
             counted_from: Vec::new(),
             handles,
             interval: interval.filter(|i| !i.is_zero()),
-            next_tick: interval.filter(|i| !i.is_zero()).unwrap_or(Duration::MAX),
+            // With no interval reports (-i 0) the omitted seconds still end
+            // with a sample of their own: the count starts there.
+            next_tick: interval
+                .filter(|i| !i.is_zero())
+                .unwrap_or(if params.omit > 0 {
+                    Duration::from_secs(u64::from(params.omit))
+                } else {
+                    Duration::MAX
+                }),
         })
     }
 
@@ -129,6 +137,8 @@ impl Running {
             while self.next_tick <= now {
                 self.next_tick += step;
             }
+        } else {
+            self.next_tick = Duration::MAX;
         }
         true
     }
@@ -149,7 +159,9 @@ impl Running {
                 .sum();
             self.budget.arm(sent);
         }
-        observer.interval(&interval);
+        if self.interval.is_some() {
+            observer.interval(&interval);
+        }
         self.intervals.push(interval);
     }
 
