@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
-use common::{Finished, Listener, TempDir, random_bytes, run, sonde, start_sonde};
+use common::{Finished, Listener, TempDir, assert_contains, random_bytes, run, sonde, start_sonde};
 use sonde::transfer::wire::{self, Message};
 
 /// Starts `sonde receive DIR ARGS...` on a loopback port.
@@ -144,11 +144,7 @@ fn a_gibibyte_arrives_byte_exact() {
     let want = hash(&path);
     assert_eq!(hash(&dst.join("big")), want);
     assert_eq!(json(&sent)["files"][0]["blake3"], want.as_str());
-    assert!(
-        got.stdout_text().contains("verified"),
-        "{}",
-        got.stdout_text()
-    );
+    assert_contains(&got.stdout_text(), "verified");
 }
 
 #[test]
@@ -167,7 +163,7 @@ fn a_tree_keeps_its_shape_and_permission_bits() {
     std::os::unix::fs::symlink("/etc/passwd", root.join("a/link")).expect("symlink");
     let (sent, got) = exchange(&dst.0, &[], &[&root], &[]);
     both_exit(&sent, &got, 0);
-    assert!(sent.stderr.contains("skipping symlink"), "{}", sent.stderr);
+    assert_contains(&sent.stderr, "skipping symlink");
     let out = dst.join("data");
     assert_eq!(
         fs::read(out.join("a/b/c/deep.txt")).expect("deep"),
@@ -179,11 +175,7 @@ fn a_tree_keeps_its_shape_and_permission_bits() {
     let bits = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
     assert_eq!(bits(&out.join("a/run.sh")), 0o750, "setuid is dropped");
     assert_eq!(bits(&out.join("a/b")), 0o700);
-    assert!(
-        sent.stdout_text().contains("3 files"),
-        "{}",
-        sent.stdout_text()
-    );
+    assert_contains(&sent.stdout_text(), "3 files");
 }
 
 #[test]
@@ -212,7 +204,7 @@ fn stdin_needs_a_name() {
     cmd.args(["send", "-", "127.0.0.1:9"]);
     let out = run(cmd, b"x");
     assert_eq!(out.code(), Some(2));
-    assert!(out.stderr.contains("--name"), "{}", out.stderr);
+    assert_contains(&out.stderr, "--name");
 }
 
 #[test]
@@ -227,7 +219,7 @@ fn identical_files_are_skipped_and_others_refused_unless_overwrite() {
     fs::write(dst.join("same.txt"), b"other\n").expect("differs now");
     let (sent, got) = exchange(&dst.0, &[], &[&path], &[]);
     both_exit(&sent, &got, 4);
-    assert!(sent.stderr.contains("--overwrite"), "{}", sent.stderr);
+    assert_contains(&sent.stderr, "--overwrite");
     assert_eq!(fs::read(dst.join("same.txt")).expect("kept"), b"other\n");
 
     let (sent, got) = exchange(&dst.0, &["--overwrite"], &[&path], &[]);
@@ -250,7 +242,7 @@ fn max_size_refuses_a_large_transfer() {
             .as_str()
             .is_some_and(|e| e.contains("--max-size"))
     );
-    assert!(sent.stderr.contains("--max-size"), "{}", sent.stderr);
+    assert_contains(&sent.stderr, "--max-size");
     assert!(names(&dst.0).is_empty());
 
     // Stdin's size is unknown up front: the cap stops it as it streams.
@@ -456,11 +448,7 @@ fn special_files_in_the_way_are_refused_without_opening_them() {
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");
     let (sent, got) = exchange(&dst.0, &["--overwrite"], &[&path], &[]);
     both_exit(&sent, &got, 4);
-    assert!(
-        sent.stderr.contains("not a regular file"),
-        "{}",
-        sent.stderr
-    );
+    assert_contains(&sent.stderr, "not a regular file");
 }
 
 #[test]
@@ -495,7 +483,7 @@ fn a_flipped_byte_is_caught_and_nothing_is_kept() {
     flip.thread.join().expect("proxy");
     assert_eq!(sent.code(), Some(3), "{}", sent.stderr);
     assert_eq!(got.code(), Some(3), "{}", got.stderr);
-    assert!(sent.stderr.contains("mismatch"), "{}", sent.stderr);
+    assert_contains(&sent.stderr, "mismatch");
     assert!(names(&dst.0).is_empty(), "{:?}", names(&dst.0));
 }
 
@@ -620,11 +608,7 @@ fn a_truncated_frame_is_an_error_and_writes_nothing() {
     frame.truncate(frame.len() - 5);
     let (got, _) = hostile(&dir.0, &[offer(), frame]);
     assert_eq!(got.code(), Some(1), "{}", got.stderr);
-    assert!(
-        got.stderr.contains("closed before the transfer ended"),
-        "{}",
-        got.stderr
-    );
+    assert_contains(&got.stderr, "closed before the transfer ended");
     assert!(names(&dir.0).is_empty());
 }
 
@@ -711,16 +695,8 @@ fn progress_is_a_plain_line_each_second_without_a_terminal() {
     let sent = common::finish(child, out, err);
     assert_eq!(recv.finish().code(), Some(0));
     assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
-    assert!(
-        sent.stderr.contains("sonde: sending slow: "),
-        "{}",
-        sent.stderr
-    );
-    assert!(
-        sent.stdout_text().contains("verified"),
-        "{}",
-        sent.stdout_text()
-    );
+    assert_contains(&sent.stderr, "sonde: sending slow: ");
+    assert_contains(&sent.stdout_text(), "verified");
 }
 
 #[test]

@@ -256,3 +256,9 @@ pub fn wait_tcp_listening(port: u16) {
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Asserts that `text` contains `needle`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
