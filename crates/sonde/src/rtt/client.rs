@@ -137,19 +137,20 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         sock.set_nonblocking(true)
             .map_err(|e| Error::io("setting up busy polling", e))?;
     }
-    let mut out = vec![b'x'; config.size];
-    let mut expected = out.clone();
+    // One buffer goes out and comes back: the reply lands where the next
+    // request is read from, so a round trip touches half the memory (on one
+    // CPU the client's and the reflector's buffers share the caches).
+    let mut msg = vec![b'x'; config.size];
+    let mut expected = msg.clone();
     if config.sockperf {
-        sockperf_request(&mut out, 0);
-        expected.copy_from_slice(&out);
+        sockperf_request(&mut expected, 0);
         super::sockperf::reflect(&mut expected);
     }
-    let mut back = vec![0u8; config.size];
     let fail = |e| Error::io(format!("echo with {peer}"), e);
     let warm_start = Instant::now();
     let mut warmed = 0u64;
     while warming(config, warmed, warm_start) {
-        round_trip(&mut sock, &out, &mut back).map_err(fail)?;
+        round_trip(&mut sock, &mut msg, config.sockperf).map_err(fail)?;
         warmed += 1;
     }
     let mut latency = Latency::new();
@@ -158,7 +159,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     let mut done = 0u64;
     while keep_going(config.length, done, start) {
         let t0 = Instant::now();
-        round_trip(&mut sock, &out, &mut back).map_err(fail)?;
+        round_trip(&mut sock, &mut msg, config.sockperf).map_err(fail)?;
         let rtt = t0.elapsed().as_nanos() as u64;
         latency.record(rtt);
         if config.keep_samples {
@@ -167,7 +168,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         done += 1;
     }
     let elapsed = start.elapsed();
-    if back != expected {
+    if msg != expected {
         return Err(Error::Invalid(format!(
             "{peer} did not echo the message back unchanged"
         )));
@@ -194,12 +195,17 @@ fn sockperf_request(msg: &mut [u8], seq: u64) {
     .write(msg);
 }
 
-/// One round trip; with a non-blocking socket (busy poll) it spins on
+/// One round trip of `msg`, whose reply is read back into it (a sockperf
+/// request gets its header written again first, since the reply clears the
+/// client flag). With a non-blocking socket (busy poll) it spins on
 /// `WouldBlock` instead of sleeping.
-fn round_trip(sock: &mut TcpStream, out: &[u8], back: &mut [u8]) -> std::io::Result<()> {
+fn round_trip(sock: &mut TcpStream, msg: &mut [u8], sockperf: bool) -> std::io::Result<()> {
+    if sockperf {
+        sockperf_request(msg, 0);
+    }
     let mut sent = 0;
-    while sent < out.len() {
-        match sock.write(&out[sent..]) {
+    while sent < msg.len() {
+        match sock.write(&msg[sent..]) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(e) if spin(&e) => std::hint::spin_loop(),
@@ -207,8 +213,8 @@ fn round_trip(sock: &mut TcpStream, out: &[u8], back: &mut [u8]) -> std::io::Res
         }
     }
     let mut got = 0;
-    while got < back.len() {
-        match sock.read(&mut back[got..]) {
+    while got < msg.len() {
+        match sock.read(&mut msg[got..]) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
             Err(e) if spin(&e) => std::hint::spin_loop(),
