@@ -2,7 +2,7 @@
 //! hello) and the blocking threads that move data, one per stream, which
 //! only count; the control thread samples the counts.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 
 use super::budget::Budget;
+use super::receive::Receive;
 use crate::iperf::pacer::Pacer;
 use crate::iperf::params::Params;
 use crate::iperf::udp::{UdpHeader, UdpRecvStats};
@@ -313,14 +314,18 @@ fn tcp_send_paced(mut sock: TcpStream, buf: &[u8], run: &Run<'_>) -> io::Result<
 /// Receive buffer bytes shared by a test's streams.
 const RECV_BUDGET: usize = 8 << 20;
 
-fn tcp_recv(
-    mut sock: TcpStream,
-    params: &Params,
-    c: &Counters,
-    stop: &AtomicBool,
-) -> io::Result<()> {
+fn tcp_recv(sock: TcpStream, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
+    // A paced test never spins (see receive.rs), nor does a process with
+    // one CPU, where spinning only delays the sender.
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let receive = Receive {
+        flags: rustix::net::RecvFlags::empty(),
+        spin: params.bandwidth == 0 && cpus > 1,
+        c,
+        stop,
+    };
     if params.skip_rx_copy {
-        return super::zerocopy::recv_discard(&sock, c, stop);
+        return super::zerocopy::recv_discard(&sock, receive);
     }
     // Large reads: fewer calls, and fewer trips through the socket lock
     // (whose backlog processing is charged to the reader). Measured on
@@ -329,19 +334,7 @@ fn tcp_recv(
     // 128 KiB: 0.82-0.92). 8 MiB for one stream, less with many.
     let size = (RECV_BUDGET / params.parallel.max(1) as usize).clamp(1 << 20, 8 << 20);
     let mut buf = vec![0u8; (params.len as usize).max(size)];
-    loop {
-        let n = match sock.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        c.blocks.fetch_add(1, Ordering::Relaxed);
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-    }
+    receive.run(&sock, &mut buf)
 }
 
 /// Datagrams per `send` with UDP GSO: the kernel cuts one buffer into

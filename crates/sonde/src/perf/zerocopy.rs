@@ -5,18 +5,19 @@
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use rustix::net::RecvFlags;
 
-use super::stream::{Counters, Run, pace, paced_piece, payload};
+use super::receive::Receive;
+use super::stream::{Run, pace, paced_piece, payload};
 
-/// Sends from a memfd with sendfile until `stop`.
 /// Bytes handed to `sendfile` per call.
 const SEND_AT_ONCE: usize = 1 << 20;
 /// Bytes asked of each discarding `recv`.
 const RECV_AT_ONCE: usize = 16 << 20;
 
+/// Sends from a memfd with sendfile until `stop`.
 pub(crate) fn send(sock: &TcpStream, run: &Run<'_>) -> io::Result<()> {
     let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     let block = params.len as usize;
@@ -66,27 +67,13 @@ pub(crate) fn send(sock: &TcpStream, run: &Run<'_>) -> io::Result<()> {
 }
 
 /// Receives and discards in the kernel (MSG_TRUNC) until EOF or `stop`.
-pub(crate) fn recv_discard(sock: &TcpStream, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
-    // With MSG_TRUNC on TCP the kernel drops up to the buffer's length
-    // without copying into it: the (calloc'd, never touched) buffer only
-    // states a size.
+pub(crate) fn recv_discard(sock: &TcpStream, receive: Receive<'_>) -> io::Result<()> {
     // MSG_TRUNC discards without copying: the buffer is never written (so
     // never takes memory), and a large one means fewer calls.
     let mut buf = vec![0u8; RECV_AT_ONCE];
-    let flags = RecvFlags::TRUNC;
-    loop {
-        let n = match rustix::net::recv(sock.as_fd(), &mut buf[..], flags) {
-            Ok((_, n)) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        c.blocks.fetch_add(1, Ordering::Relaxed);
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
+    Receive {
+        flags: RecvFlags::TRUNC,
+        ..receive
     }
+    .run(sock, &mut buf)
 }
