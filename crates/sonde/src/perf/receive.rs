@@ -83,9 +83,10 @@ mod tests {
     use std::thread;
 
     fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding loopback");
+        let addr = listener.local_addr().expect("local address");
+        let client = TcpStream::connect(addr).expect("connecting");
+        let (server, _) = listener.accept().expect("accepting");
         (client, server)
     }
 
@@ -99,7 +100,7 @@ mod tests {
         let (mut tx, rx) = pair();
         let writer = thread::spawn(move || {
             for _ in 0..64 {
-                tx.write_all(&[7u8; 100_000]).unwrap();
+                tx.write_all(&[7u8; 100_000]).expect("writing");
             }
         });
         let (c, stop) = (Counters::default(), AtomicBool::new(false));
@@ -110,8 +111,8 @@ mod tests {
             c: &c,
             stop: &stop,
         };
-        receive.run(&rx, &mut buf).unwrap();
-        writer.join().unwrap();
+        receive.run(&rx, &mut buf).expect("receiving");
+        writer.join().expect("writer thread");
         c.bytes.load(Ordering::Relaxed)
     }
 
@@ -134,7 +135,7 @@ mod tests {
             c: &c,
             stop: &stop,
         };
-        receive.run(&rx, &mut [0u8; 64]).unwrap();
+        receive.run(&rx, &mut [0u8; 64]).expect("receiving");
         assert_eq!(c.bytes.load(Ordering::Relaxed), 0);
     }
 
@@ -142,11 +143,11 @@ mod tests {
     fn a_dry_socket_puts_the_receiver_to_sleep_instead_of_spinning() {
         let (mut tx, rx) = pair();
         let writer = thread::spawn(move || {
-            tx.write_all(b"a").unwrap();
+            tx.write_all(b"a").expect("writing");
             // A pause long enough that a receiver still spinning through it
             // would use most of it in CPU time.
             thread::sleep(Duration::from_millis(300));
-            tx.write_all(b"b").unwrap();
+            tx.write_all(b"b").expect("writing");
         });
         let (c, stop) = (Counters::default(), AtomicBool::new(false));
         let before = thread_cpu();
@@ -156,9 +157,9 @@ mod tests {
             c: &c,
             stop: &stop,
         };
-        receive.run(&rx, &mut [0u8; 64]).unwrap();
+        receive.run(&rx, &mut [0u8; 64]).expect("receiving");
         let used = thread_cpu() - before;
-        writer.join().unwrap();
+        writer.join().expect("writer thread");
         assert_eq!(c.bytes.load(Ordering::Relaxed), 2);
         assert!(
             used < Duration::from_millis(100),
