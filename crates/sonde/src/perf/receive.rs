@@ -96,6 +96,15 @@ mod tests {
         Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     }
 
+    fn spinning_copy<'a>(c: &'a Counters, stop: &'a AtomicBool) -> Receive<'a> {
+        Receive {
+            flags: RecvFlags::empty(),
+            spin: true,
+            c,
+            stop,
+        }
+    }
+
     fn receive_all(flags: RecvFlags, spin: bool) -> u64 {
         let (mut tx, rx) = pair();
         let writer = thread::spawn(move || {
@@ -129,12 +138,7 @@ mod tests {
     fn a_spinning_receiver_on_a_dry_socket_stops_when_told() {
         let (_tx, rx) = pair();
         let (c, stop) = (Counters::default(), AtomicBool::new(true));
-        let receive = Receive {
-            flags: RecvFlags::empty(),
-            spin: true,
-            c: &c,
-            stop: &stop,
-        };
+        let receive = spinning_copy(&c, &stop);
         receive.run(&rx, &mut [0u8; 64]).expect("receiving");
         assert_eq!(c.bytes.load(Ordering::Relaxed), 0);
     }
@@ -151,12 +155,7 @@ mod tests {
         });
         let (c, stop) = (Counters::default(), AtomicBool::new(false));
         let before = thread_cpu();
-        let receive = Receive {
-            flags: RecvFlags::empty(),
-            spin: true,
-            c: &c,
-            stop: &stop,
-        };
+        let receive = spinning_copy(&c, &stop);
         receive.run(&rx, &mut [0u8; 64]).expect("receiving");
         let used = thread_cpu() - before;
         writer.join().expect("writer thread");
