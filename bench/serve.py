@@ -14,13 +14,17 @@
 The load generator is crates/sonde/examples/load.rs. When a C compiler is
 there, the echo rows also run bench/ref/epoll_echo.c (one thread, epoll,
 read and write back, nothing else): a floor that shows what the kernel alone
-costs per request here.
-Usage: cargo build --release --example load && python3 bench/serve.py [--secs 5]
+costs per request here; and every echo row runs a second time with
+bench/ref/echo_load.c as the generator (one thread, epoll, nothing else),
+which leaves more of the two CPUs to the servers. Echo rows are the median
+of --rounds interleaved rounds.
+Usage: cargo build --release --example load && python3 bench/serve.py [--secs 5] [--rounds 3] [--only idle|echo|chat]
 """
 import argparse
 import os
 import resource
 import socket
+import statistics
 import subprocess
 
 from benchlib import free_port, wait_listening
@@ -38,10 +42,10 @@ def rss_kib(pid):
     return 0
 
 
-def build_ref():
-    out = "target/epoll_echo"
+def build_c(name):
+    out = f"target/{name}"
     try:
-        subprocess.run(["cc", "-O2", "-o", out, "bench/ref/epoll_echo.c"], check=True)
+        subprocess.run(["cc", "-O2", "-o", out, f"bench/ref/{name}.c"], check=True)
         return out
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -70,6 +74,12 @@ def load(mode, port, clients, secs, *extra):
     return dict(kv.split("=") for kv in out.stdout.split())
 
 
+def c_load(gen, port, clients, secs):
+    out = subprocess.run([gen, str(port), str(clients), str(secs)],
+                         capture_output=True, text=True, timeout=secs + 120)
+    return dict(kv.split("=") for kv in out.stdout.split())
+
+
 def idle_rss(n):
     port = free_port()
     srv = start("sonde", "echo", port)
@@ -94,30 +104,46 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=float, default=5)
     ap.add_argument("--idle", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", choices=("idle", "echo", "chat"))
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    idle_rss(a.idle)
+    if a.only in (None, "idle"):
+        idle_rss(a.idle)
+    if a.only in (None, "echo"):
+        echo_rows(a.secs, a.rounds)
+    if a.only in (None, "chat"):
+        chat(a.secs, "chat", "bursts")
+        for window in (1, 4, 16):
+            chat(a.secs, "chat-rounds", f"rounds, window {window}", str(window))
+
+
+def echo_rows(secs, rounds):
     global REF
-    REF = build_ref()
+    REF = build_c("epoll_echo")
+    lean = build_c("echo_load")
     tools = ("sonde", "ncat") + (("c-epoll",) if REF else ())
-    for clients in (1, 100, 1000):
-        res = {}
-        for tool in tools:
-            port = free_port()
-            srv = start(tool, "echo", port)
-            res[tool] = load("echo", port, clients, a.secs)
-            srv.terminate()
-            srv.wait()
-            print(f"echo {clients:5d} clients {tool:6s} {res[tool]}", flush=True)
-        s, n = float(res["sonde"]["requests_per_sec"]), float(res["ncat"]["requests_per_sec"])
-        print(f"echo {clients:5d} clients: sonde/ncat requests/s = {s / n:.2f}; p99 sonde {res['sonde']['p99_us']} us, ncat {res['ncat']['p99_us']} us")
-        if REF:
-            c = float(res["c-epoll"]["requests_per_sec"])
-            print(f"echo {clients:5d} clients: sonde/c-epoll requests/s = {s / c:.2f}")
-    chat(a.secs, "chat", "bursts")
-    for window in (1, 4, 16):
-        chat(a.secs, "chat-rounds", f"rounds, window {window}", str(window))
+    gens = [("tokio generator", lambda port, n: load("echo", port, n, secs))]
+    if lean:
+        gens.append(("C generator", lambda port, n: c_load(lean, port, n, secs)))
+    for gen_name, run in gens:
+        for clients in (1, 100, 1000):
+            res = {tool: [] for tool in tools}
+            for _ in range(rounds):
+                for tool in tools:
+                    port = free_port()
+                    srv = start(tool, "echo", port)
+                    res[tool].append(run(port, clients))
+                    srv.terminate()
+                    srv.wait()
+                    print(f"echo {clients:5d} clients, {gen_name}, {tool:7s} {res[tool][-1]}", flush=True)
+            med = {tool: (statistics.median(float(r["requests_per_sec"]) for r in v),
+                          statistics.median(float(r["p99_us"]) for r in v)) for tool, v in res.items()}
+            line = " ".join(f"{tool} {m[0]:.0f}/s p99 {m[1]:.0f} us;" for tool, m in med.items())
+            ratio = med["sonde"][0] / med["ncat"][0]
+            floor = f", sonde/c-epoll {med['sonde'][0] / med['c-epoll'][0]:.2f}" if REF else ""
+            print(f"echo {clients:5d} clients, {gen_name}: {line} sonde/ncat {ratio:.2f}{floor}", flush=True)
 
 
 def chat(secs, mode, label, *extra):
