@@ -13,22 +13,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: blocking_echo PORT READ\n");
         return 2;
     }
     int one = 1;
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)atoi(argv[1]));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 16)) {
-        perror("listening");
+    int l = listen_loopback(argv[1], 16);
+    if (l < 0)
         return 1;
-    }
     size_t size = (size_t)atol(argv[2]);
     char *buf = malloc(size);
     if (!buf)

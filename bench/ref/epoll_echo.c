@@ -14,22 +14,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: epoll_echo PORT\n");
         return 2;
     }
     int one = 1;
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)atoi(argv[1]));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4096)) {
-        perror("listening");
+    int l = listen_loopback(argv[1], 4096);
+    if (l < 0)
         return 1;
-    }
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = l};
     epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
