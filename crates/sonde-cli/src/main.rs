@@ -2,6 +2,9 @@
 //! library, prints errors as one line and picks the exit code (0 ok, 1 a
 //! failure at run time, 2 a usage error).
 
+#[macro_use]
+mod output;
+
 mod args;
 mod perf;
 mod perf_args;

@@ -207,14 +207,14 @@ fn report_json(args: &RttArgs, addr: SocketAddr, r: &RttReport) -> serde_json::V
 
 fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report_json(args, addr, r)).unwrap_or_default()
         );
         return;
     }
     let s = r.latency.summary();
-    println!(
+    outln!(
         "sonde rtt: {} {} B to {addr}: {} round trips in {:.2} s ({} warm-up round trips discarded)",
         proto(args),
         r.size,
@@ -223,7 +223,7 @@ fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
         r.warmup
     );
     if args.udp {
-        println!(
+        outln!(
             "UDP: {} sent, {} answered, {} lost, {} duplicates, {} late",
             r.seq.sent,
             r.seq.received,
@@ -232,7 +232,7 @@ fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
             r.seq.late
         );
     }
-    println!("{:>8} {:>12} {:>12}", "", "RTT", "RTT/2");
+    outln!("{:>8} {:>12} {:>12}", "", "RTT", "RTT/2");
     let rows: [(&str, f64); 10] = [
         ("min", s.min as f64),
         ("mean", s.mean),
@@ -246,14 +246,14 @@ fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
         ("", 0.0),
     ];
     for (name, v) in rows.iter().filter(|r| !r.0.is_empty()) {
-        println!(
+        outln!(
             "{name:>8} {:>12} {:>12}",
             micros(*v as u64),
             micros((*v / 2.0) as u64)
         );
     }
-    println!("\nRTT histogram:");
-    print!("{}", r.latency.text_histogram(40));
+    outln!("\nRTT histogram:");
+    out!("{}", r.latency.text_histogram(40));
 }
 
 fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
@@ -271,19 +271,22 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
                 "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()}),
             Err(e) => json!({"error": e.to_string()}),
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"runs": runs, "fit": model})).unwrap_or_default()
         );
         return;
     }
-    println!(
+    outln!(
         "sonde rtt --sweep: {} to {addr}, p50 RTT per size",
         proto(args)
     );
-    println!(
+    outln!(
         "{:>10} {:>12} {:>12} {:>14}",
-        "size", "p50 RTT", "p99 RTT", "residual"
+        "size",
+        "p50 RTT",
+        "p99 RTT",
+        "residual"
     );
     for (r, p) in reports.iter().zip(&points) {
         let residual = fitted
@@ -292,7 +295,7 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
             .and_then(|f| f.residuals.iter().find(|x| x.0 == p.0))
             .map_or(0.0, |x| x.1);
         let s = r.latency.summary();
-        println!(
+        outln!(
             "{:>10} {:>12} {:>12} {:>11.1} us",
             r.size,
             micros(s.p50),
@@ -301,13 +304,13 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
         );
     }
     match fitted {
-        Ok(f) => println!(
+        Ok(f) => outln!(
             "fit rtt(size) = base + 2*size/bandwidth: base {:.1} us, one-way bandwidth {:.2} Gbit/s ({:.1} MB/s), R^2 {:.4}",
             f.base_ns / 1000.0,
             f.bytes_per_sec * 8.0 / 1e9,
             f.bytes_per_sec / 1e6,
             f.r_squared
         ),
-        Err(e) => println!("no fit: {e}"),
+        Err(e) => outln!("no fit: {e}"),
     }
 }

@@ -121,14 +121,14 @@ fn print(idle: &Summary, loaded: &Summary, load_bps: f64, json_out: bool) {
         let doc = json!({"idle_rtt_ns": s(idle), "loaded_rtt_ns": s(loaded),
             "ratio_p50": ratio(loaded.p50, idle.p50), "ratio_p99": ratio(loaded.p99, idle.p99),
             "load_bits_per_second": load_bps});
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
-    println!(
+    outln!(
         "sonde rtt --under-load: round trips idle, then beside a bulk TCP stream ({:.2} Gbit/s)",
         load_bps / 1e9
     );
-    println!("{:>8} {:>12} {:>12} {:>8}", "", "idle", "loaded", "ratio");
+    outln!("{:>8} {:>12} {:>12} {:>8}", "", "idle", "loaded", "ratio");
     for (name, a, b) in [
         ("min", idle.min, loaded.min),
         ("p50", idle.p50, loaded.p50),
@@ -136,7 +136,7 @@ fn print(idle: &Summary, loaded: &Summary, load_bps: f64, json_out: bool) {
         ("p99", idle.p99, loaded.p99),
         ("max", idle.max, loaded.max),
     ] {
-        println!(
+        outln!(
             "{name:>8} {:>12} {:>12} {:>7.2}x",
             micros(a),
             micros(b),

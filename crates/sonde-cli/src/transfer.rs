@@ -197,7 +197,7 @@ fn finish(
             if common.json {
                 // Scripts reading stdout get a document either way.
                 let doc = serde_json::json!({"error": err.to_string(), "exit_code": code});
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                outln!("{}", serde_json::to_string_pretty(&doc)?);
             }
             if code == 1 {
                 return Err(err.into());
@@ -207,9 +207,9 @@ fn finish(
         }
     };
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if !common.quiet {
-        println!("{}", summary(&report, verb, preposition));
+        outln!("{}", summary(&report, verb, preposition));
     }
     if report.mismatches() > 0 {
         for file in report

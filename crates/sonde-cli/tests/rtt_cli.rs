@@ -184,3 +184,22 @@ fn warmup_by_count_or_time_is_discarded_and_reported() {
     let done = rtt(&["--warmup", "soon"]);
     assert_eq!(done.code(), Some(2));
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_report_quietly() {
+    // As `sonde rtt | head -1`: the pipe is closed before the report.
+    for args in [&["-n", "200"][..], &["-n", "200", "--json"]] {
+        let mut child = sonde()
+            .arg("rtt")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting sonde rtt");
+        drop(child.stdout.take());
+        let stderr = collect(child.stderr.take());
+        let done = finish(child, collect(None::<std::process::ChildStdout>), stderr);
+        assert_eq!(done.code(), Some(0), "{args:?}: {}", done.stderr);
+        assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    }
+}

@@ -1,0 +1,36 @@
+//! Results on standard output without `println!`'s panic when the reader
+//! has gone (`sonde rtt | head -1`): a closed pipe ends the process quietly
+//! with exit code 0, as ripgrep does; any other failure to write ends it
+//! with the error and exit code 1.
+
+use std::io::Write;
+
+/// Writes `args` (and a newline when `newline`) to standard output.
+pub(crate) fn write(args: std::fmt::Arguments<'_>, newline: bool) {
+    let mut out = std::io::stdout().lock();
+    let mut result = out.write_fmt(args);
+    if newline && result.is_ok() {
+        result = out.write_all(b"\n");
+    }
+    if let Err(e) = result.and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("sonde: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` to standard output through [`write`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*), true)
+    };
+}
+
+/// `print!` to standard output through [`write`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*), false)
+    };
+}
