@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
-use sonde::iperf::params::{Params, Protocol};
 use sonde::net::{self, Family};
 use sonde::perf::client::{self, ClientConfig, ClientReport};
-use sonde::perf::report::{self, Format};
+use sonde::perf::report;
 use sonde::perf::server::{self, ServerConfig, ServerEvent};
 use sonde::perf::{ConnectedStream, Observer, StreamInterval};
+use sonde::units::{self, Format};
+use sonde::wire::iperf::params::{Params, Protocol};
 
 use crate::perf_args::{PerfArgs, parse_bitrate, parse_rate};
 use crate::talk::UsageError;
@@ -42,7 +43,7 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
     };
     let (bandwidth, burst) = match &args.bitrate {
         Some(text) => parse_bitrate(text).map_err(usage)?,
-        None if args.udp => (sonde::iperf::DEFAULT_UDP_RATE, 0),
+        None if args.udp => (sonde::wire::iperf::DEFAULT_UDP_RATE, 0),
         None => (0, 0),
     };
     let counted = args.bytes.is_some() || args.blockcount.is_some();
@@ -60,7 +61,7 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         // -k counts blocks and -n may end on one: iperf3's block size, so
         // that both mean what they mean to iperf3. (A paced stream writes
         // a millisecond of its rate at a time, whatever the block.)
-        None if counted => sonde::iperf::DEFAULT_TCP_LEN as u32,
+        None if counted => sonde::wire::iperf::DEFAULT_TCP_LEN as u32,
         None => sonde::perf::TCP_LEN as u32,
     };
     let p = Params {
@@ -469,8 +470,8 @@ fn describe(event: ServerEvent, verbose: bool) -> String {
             text.push_str(&format!(
                 "Test from {peer} done: {} streams, {} received in {secs:.2} s ({}), {concurrent} test(s) ran at once\n",
                 ends.len(),
-                report::bytes(received, Format::Adaptive),
-                report::bitrate(sonde::perf::measure::rate(received, secs), Format::Adaptive),
+                units::bytes(received, Format::Adaptive),
+                units::bitrate(sonde::perf::measure::rate(received, secs), Format::Adaptive),
             ));
             text
         }

@@ -14,7 +14,7 @@ pub(crate) struct PerfArgs {
     #[arg(short = 'c', long, value_name = "HOST")]
     pub(crate) client: Option<String>,
     /// Server port (default 5201).
-    #[arg(short = 'p', long, default_value_t = sonde::iperf::DEFAULT_PORT)]
+    #[arg(short = 'p', long, default_value_t = sonde::wire::iperf::DEFAULT_PORT)]
     pub(crate) port: u16,
     /// Seconds to transmit (default 10; 3 for the embedded test).
     #[arg(short = 't', long, value_name = "SECS")]

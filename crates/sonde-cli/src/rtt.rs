@@ -89,10 +89,10 @@ fn parse_warmup(text: &str) -> Result<(u64, Duration), String> {
 
 fn target(
     args: &RttArgs,
-) -> anyhow::Result<(SocketAddr, Option<sonde::rtt::reflector::Reflector>)> {
+) -> anyhow::Result<(SocketAddr, Option<sonde::serve::reflector::Reflector>)> {
     match &args.host {
         None => {
-            let reflector = sonde::rtt::reflector::start(args.busy_poll)?;
+            let reflector = sonde::serve::reflector::start(args.busy_poll)?;
             Ok((reflector.addr, Some(reflector)))
         }
         Some(text) => {
@@ -113,7 +113,7 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
     };
     for &size in &sizes {
         client::check_size(args.udp, size).map_err(|e| UsageError(e.to_string()))?;
-        if args.sockperf && size < sonde::rtt::sockperf::HEADER_LEN {
+        if args.sockperf && size < sonde::wire::sockperf::HEADER_LEN {
             return Err(UsageError(format!(
                 "message size {size} is out of range for --sockperf (at least 14 bytes)"
             ))
@@ -144,7 +144,7 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
         if args.under_load {
             let port = args
                 .load_port
-                .or(args.host.as_ref().map(|_| sonde::iperf::DEFAULT_PORT));
+                .or(args.host.as_ref().map(|_| sonde::wire::iperf::DEFAULT_PORT));
             crate::rtt_load::run(&config, port, args.json)?;
             return Ok(ExitCode::SUCCESS);
         }

@@ -167,7 +167,7 @@ async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Re
         }
         // On a worker, not in `block_on`: there each datagram would cross
         // from the worker that polls the sockets to the main thread.
-        tokio::spawn(serve::udp::run(sock, kind, shutdown, stats))
+        tokio::spawn(serve::datagram::run(sock, kind, shutdown, stats))
             .await
             .context("running the UDP service")?
     } else {
@@ -199,7 +199,7 @@ async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Re
 /// reflector (spinning, or blocking) on the given address, until SIGINT or
 /// SIGTERM.
 fn thread_echo(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
-    use sonde::rtt::reflector;
+    use sonde::serve::reflector;
     use std::sync::atomic::AtomicBool;
     ctrlc::set_handler(|| std::process::exit(0)).context("handling SIGINT")?;
     let stop = AtomicBool::new(false);

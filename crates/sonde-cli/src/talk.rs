@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use sonde::multi::{self, ClientEvent};
 use sonde::net::{self, ConnectOptions, Family};
-use sonde::pump::HexSink;
-use sonde::relay::{self, Input, RelayOptions};
-use sonde::udp::{self, UdpOptions};
+use sonde::talk::many::{self as multi, ClientEvent};
+use sonde::talk::pump::HexSink;
+use sonde::talk::relay::{self, Input, RelayOptions};
+use sonde::talk::udp::{self, UdpOptions};
 
 use crate::args::{ConnectArgs, ListenArgs, TalkArgs};
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sonde::net::{self, ConnectOptions, Family};
-use sonde::perf::report::{Format, bitrate, bytes};
 use sonde::transfer::plan::Plan;
 use sonde::transfer::{
     self, Outcome, Progress, ReceiveOptions, Report, SendOptions, TransferError,
 };
+use sonde::units::{Format, bitrate, bytes};
 
 use crate::args::parse_secs;
 use crate::talk::UsageError;

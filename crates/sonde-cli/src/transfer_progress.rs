@@ -10,8 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sonde::perf::report::{Format, bitrate, bytes};
 use sonde::transfer::Progress;
+use sonde::units::{Format, bitrate, bytes};
 
 /// A running display; [`Display::finish`] stops it.
 pub(crate) struct Display {

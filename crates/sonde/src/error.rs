@@ -63,13 +63,13 @@ pub enum Error {
         /// What was being done.
         what: String,
         /// What was wrong.
-        source: crate::iperf::ProtocolError,
+        source: crate::wire::iperf::ProtocolError,
     },
     /// The iperf3 server is running as many tests as it allows.
     #[error("the server is busy running a test. try again later")]
     Busy,
     /// The iperf3 server reported an error.
-    #[error("the server reported an error: {} (code {code}{})", crate::iperf::codec::errors::describe(*.code), errno_text(*.errno))]
+    #[error("the server reported an error: {} (code {code}{})", crate::wire::iperf::codec::errors::describe(*.code), errno_text(*.errno))]
     ServerError {
         /// iperf3's error code.
         code: i32,

@@ -4,29 +4,34 @@
 //! stdout or exiting the process, so it can be tested and embedded.
 //!
 //! # Layout
+//! From the bottom up; a module imports only those above it in this list
+//! (and its own children), never a sibling's internals.
+//! - [`wire`]: wire formats several subsystems share, pure: iperf3's
+//!   protocol and sockperf's header.
+//! - [`error`]: the library's error type.
+//! - [`units`]: bytes and rates written as iperf3 writes them.
 //! - [`net`]: resolving names, connecting (every address in turn), binding
 //!   dual-stack listeners with a large backlog.
-//! - [`pump`]: moving bytes between two descriptors as cheaply as the kernel
-//!   allows (`sendfile`, `splice`, or plain reads and writes).
-//! - [`relay`]: the netcat core: a TCP connection joined to an input and an
-//!   output with careful end-of-input (half-close) rules.
-//! - [`multi`]: a listener that serves many clients at once (`listen -k`).
-//! - [`udp`]: line-per-datagram talking and listening over UDP.
-//! - [`transform`]: pure byte transforms: CRLF line endings and hex dumps.
+//! - [`door`]: the front door every server accepts through: the cap on
+//!   open connections, refusals, failed accepts, counters and shutdown.
+//! - [`talk`]: the netcat subsystem (`connect`, `listen`, `listen -k`).
+//! - [`serve`]: echo, discard, chargen, chat and sockperf services, and
+//!   the thread reflector for the lowest latency.
+//! - [`perf`]: iperf3-compatible throughput tests (client, server, the
+//!   embedded loopback test).
+//! - [`rtt`]: round-trip latency, the delay and bandwidth fit, latency
+//!   under load.
 //! - [`transfer`]: verified, resumable file transfer (`send`/`receive`).
-//! - [`error`]: the library's error type.
 
+pub mod door;
 pub mod error;
-pub mod iperf;
-pub mod multi;
 pub mod net;
 pub mod perf;
-pub mod pump;
-pub mod relay;
 pub mod rtt;
 pub mod serve;
+pub mod talk;
 pub mod transfer;
-pub mod transform;
-pub mod udp;
+pub mod units;
+pub mod wire;
 
 pub use error::{Error, Result};

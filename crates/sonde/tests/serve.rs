@@ -331,7 +331,7 @@ async fn udp_echo_sends_each_datagram_back_once() {
             .expect("bind");
         let addr = sock.local_addr().expect("addr");
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve::udp::run(
+        let task = tokio::spawn(serve::datagram::run(
             sock,
             ServiceKind::Echo,
             stop.clone(),

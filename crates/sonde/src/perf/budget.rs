@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::iperf::params::Params;
+use crate::wire::iperf::params::Params;
 
 /// The blocks a counted test sends: `-k`, or `-n` in whole blocks; `None`
 /// for a timed test.

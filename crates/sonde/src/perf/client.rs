@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
 
 use crate::error::{Error, Result};
-use crate::iperf::cookie::{self, Cookie};
-use crate::iperf::params::{Params, Protocol};
-use crate::iperf::results::Results;
-use crate::iperf::state::TestState;
-use crate::iperf::{self, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY};
 use crate::net::{self, ConnectOptions, Family};
+use crate::wire::iperf::cookie::{self, Cookie};
+use crate::wire::iperf::params::{Params, Protocol};
+use crate::wire::iperf::results::Results;
+use crate::wire::iperf::state::TestState;
+use crate::wire::iperf::{self, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY};
 
 use super::control::{Control, Poll};
 use super::measure::{self, StreamEnd, StreamInterval};

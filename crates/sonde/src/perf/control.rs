@@ -1,6 +1,6 @@
 //! The control connection's I/O: state bytes, length-prefixed JSON and the
 //! cookie, each read with a deadline so a silent peer cannot hang us. The
-//! decoding itself is in [`crate::iperf`].
+//! decoding itself is in [`crate::wire::iperf`].
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::iperf::codec;
-use crate::iperf::cookie::Cookie;
-use crate::iperf::state::TestState;
+use crate::wire::iperf::codec;
+use crate::wire::iperf::cookie::Cookie;
+use crate::wire::iperf::state::TestState;
 
 /// How long a message may take to arrive once expected (iperf3 3.15+
 /// waits 10 s for the first byte and 30 s overall).
@@ -197,9 +197,9 @@ impl Control {
     ///
     /// # Errors
     /// As [`Self::read_json`], and [`Error::Protocol`] for bad results.
-    pub fn read_results(&mut self, what: &str) -> Result<crate::iperf::results::Results> {
-        let value = self.read_json(crate::iperf::MAX_RESULTS_LEN, what)?;
-        crate::iperf::results::Results::from_json(&value).map_err(|source| Error::Protocol {
+    pub fn read_results(&mut self, what: &str) -> Result<crate::wire::iperf::results::Results> {
+        let value = self.read_json(crate::wire::iperf::MAX_RESULTS_LEN, what)?;
+        crate::wire::iperf::results::Results::from_json(&value).map_err(|source| Error::Protocol {
             what: what.to_string(),
             source,
         })
@@ -210,7 +210,7 @@ impl Control {
     /// # Errors
     /// I/O, timeout, or the peer closing first.
     pub fn read_cookie(&mut self, limit: Duration) -> Result<Cookie> {
-        let mut cookie = [0u8; crate::iperf::COOKIE_LEN];
+        let mut cookie = [0u8; crate::wire::iperf::COOKIE_LEN];
         self.read_exact_within(&mut cookie, limit, "reading the cookie")?;
         Ok(cookie)
     }

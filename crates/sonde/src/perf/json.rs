@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::iperf::params::Protocol;
+use crate::wire::iperf::params::Protocol;
 
 use super::client::ClientReport;
 use super::measure::{StreamInterval, rate};

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use crate::iperf::params::Protocol;
-use crate::iperf::results::{Results, StreamResult};
-use crate::iperf::udp::UdpRecvStats;
+use crate::wire::iperf::datagram::UdpRecvStats;
+use crate::wire::iperf::params::Protocol;
+use crate::wire::iperf::results::{Results, StreamResult};
 
 use super::stream::TcpState;
 

@@ -8,6 +8,7 @@ pub mod client;
 pub mod control;
 pub mod json;
 pub mod measure;
+pub mod pacer;
 mod receive;
 pub mod report;
 mod running;

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::iperf::params::Params;
+use crate::wire::iperf::params::Params;
 
 use super::Observer;
 use super::budget::Budget;
@@ -204,9 +204,9 @@ impl Running {
     /// Joins this side's results with the peer's into per-stream ends.
     pub(crate) fn ends(
         &self,
-        protocol: crate::iperf::params::Protocol,
-        local: &[crate::iperf::results::StreamResult],
-        theirs: &crate::iperf::results::Results,
+        protocol: crate::wire::iperf::params::Protocol,
+        local: &[crate::wire::iperf::results::StreamResult],
+        theirs: &crate::wire::iperf::results::Results,
         samples: &[Sample],
     ) -> Vec<super::measure::StreamEnd> {
         let ooo: Vec<u64> = samples

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::iperf::codec::{self, errors};
-use crate::iperf::cookie::Cookie;
-use crate::iperf::params::{Params, Protocol};
-use crate::iperf::results::Results;
-use crate::iperf::state::TestState;
-use crate::iperf::{self, MAX_PARAMS_LEN, UDP_CONNECT_REPLY};
+use crate::wire::iperf::codec::{self, errors};
+use crate::wire::iperf::cookie::Cookie;
+use crate::wire::iperf::params::{Params, Protocol};
+use crate::wire::iperf::results::Results;
+use crate::wire::iperf::state::TestState;
+use crate::wire::iperf::{self, MAX_PARAMS_LEN, UDP_CONNECT_REPLY};
 
 use super::client::ClientReport;
 use super::control::{Control, Poll};
@@ -246,7 +246,7 @@ fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>)
         shared,
         streams_rx: rx,
         concurrent: running,
-        cookie: crate::iperf::cookie::text(&cookie),
+        cookie: crate::wire::iperf::cookie::text(&cookie),
     };
     match test.run() {
         Ok(Some((params, ends, json))) => (shared.notify)(ServerEvent::Done {

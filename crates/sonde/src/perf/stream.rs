@@ -14,9 +14,9 @@ use socket2::SockRef;
 
 use super::budget::Budget;
 use super::receive::Receive;
-use crate::iperf::pacer::Pacer;
-use crate::iperf::params::Params;
-use crate::iperf::udp::{UdpHeader, UdpRecvStats};
+use crate::perf::pacer::Pacer;
+use crate::wire::iperf::datagram::{UdpHeader, UdpRecvStats};
+use crate::wire::iperf::params::Params;
 
 /// A data socket.
 #[derive(Debug)]

@@ -144,7 +144,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     let mut expected = msg.clone();
     if config.sockperf {
         sockperf_request(&mut expected, 0);
-        super::sockperf::reflect(&mut expected);
+        crate::wire::sockperf::reflect(&mut expected);
     }
     let fail = |e| Error::io(format!("echo with {peer}"), e);
     let warm_start = Instant::now();
@@ -185,7 +185,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
 
 /// Writes a sockperf ping-pong request header (the message is its length).
 fn sockperf_request(msg: &mut [u8], seq: u64) {
-    use super::sockperf::{CLIENT, Header, PONG_REQUEST};
+    use crate::wire::sockperf::{CLIENT, Header, PONG_REQUEST};
     let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
     Header {
         seq,
@@ -326,8 +326,8 @@ fn await_reply(
         let rtt = sent_at.elapsed().as_nanos() as u64;
         // sockperf ignores a reply that still has the CLIENT bit; so do we.
         let answered = !config.sockperf
-            || super::sockperf::Header::read(&back[..n])
-                .is_some_and(|h| h.flags & super::sockperf::CLIENT == 0);
+            || crate::wire::sockperf::Header::read(&back[..n])
+                .is_some_and(|h| h.flags & crate::wire::sockperf::CLIENT == 0);
         if n >= MIN_UDP_SIZE && answered {
             let mut word = [0u8; 8];
             word.copy_from_slice(&back[..8]);

@@ -8,7 +8,5 @@
 pub mod client;
 pub mod fit;
 pub mod open;
-pub mod reflector;
 pub mod seq;
-pub mod sockperf;
 pub mod stats;

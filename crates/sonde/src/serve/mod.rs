@@ -4,9 +4,10 @@
 //! chargen, a line-based chat room, and a sockperf reflector.
 
 pub mod chat;
+pub mod datagram;
 mod readers;
+pub mod reflector;
 pub mod services;
-pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ impl ServiceKind {
             Self::Discard => 7009,
             Self::Chargen => 7019,
             Self::Chat => 7070,
-            Self::Sockperf => crate::rtt::sockperf::DEFAULT_PORT,
+            Self::Sockperf => crate::wire::sockperf::DEFAULT_PORT,
         }
     }
 

@@ -113,7 +113,7 @@ const SOCKPERF_MAX: usize = 16 << 20;
 /// Reflects sockperf ping-pong messages framed by their length field;
 /// messages sockperf expects no answer to are read and dropped.
 pub(crate) async fn sockperf(mut stream: Answering, ctx: &Ctx) {
-    use crate::rtt::sockperf::{HEADER_LEN, Header, reflect};
+    use crate::wire::sockperf::{HEADER_LEN, Header, reflect};
     loop {
         let mut head = [0u8; HEADER_LEN];
         let read = stream.read_exact(&mut head);

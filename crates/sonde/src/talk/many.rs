@@ -8,10 +8,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use super::pump::{Activity, Filters};
+use super::relay::{Input, RelayOptions, send_all};
+use super::transform::Direction;
 use crate::error::{Error, Result};
-use crate::pump::{Activity, Filters};
-use crate::relay::{Input, RelayOptions, send_all};
-use crate::transform::Direction;
 
 /// Something that happened to one client, for the caller to report.
 #[derive(Debug)]

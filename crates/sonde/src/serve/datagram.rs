@@ -28,7 +28,7 @@ pub async fn run(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reply = match kind {
             ServiceKind::Echo => true,
-            ServiceKind::Sockperf => crate::rtt::sockperf::reflect(&mut buf[..n]),
+            ServiceKind::Sockperf => crate::wire::sockperf::reflect(&mut buf[..n]),
             _ => false,
         };
         if reply && sock.send_to(&buf[..n], from).await.is_ok() {

@@ -15,7 +15,7 @@ use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
-use crate::transform::{Crlf, HexDump};
+use super::transform::{Crlf, HexDump};
 
 /// Bytes moved by one `splice` or `sendfile` call at most; also the size
 /// asked of an intermediate pipe (the unprivileged maximum is 1 MiB).

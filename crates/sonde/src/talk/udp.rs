@@ -11,10 +11,10 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::pump::{Activity, Filters, HexSink};
+use super::relay::Input;
+use super::transform::{Crlf, Direction, HexDump};
 use crate::error::{Error, Result};
-use crate::pump::{Activity, Filters, HexSink};
-use crate::relay::Input;
-use crate::transform::{Crlf, Direction, HexDump};
 
 /// The largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;

@@ -1,18 +1,17 @@
 //! iperf3's wire protocol, pure: constants, the state byte, the cookie,
-//! the parameter and results JSON, framing, the UDP datagram header, UDP
-//! receive statistics and the pacer. No sockets and no clock here; the
-//! drivers in [`crate::perf`] do the I/O.
+//! the parameter and results JSON, framing, the UDP datagram header and
+//! UDP receive statistics as iperf3 defines them. No sockets and no clock
+//! here; `perf` does the I/O.
 //!
 //! Written from `shared/docs/iperf3-protocol.md` as checked against
 //! iperf3 3.12 in `iperf3-verified.md`.
 
 pub mod codec;
 pub mod cookie;
-pub mod pacer;
+pub mod datagram;
 pub mod params;
 pub mod results;
 pub mod state;
-pub mod udp;
 
 /// iperf3's default port, for the control connection and every stream.
 pub const DEFAULT_PORT: u16 = 5201;

@@ -15,9 +15,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::pump::{self, Activity, Filters, HexSink, PumpError};
+use super::transform::{Crlf, Direction, HexDump};
 use crate::error::{Error, Result};
-use crate::pump::{self, Activity, Filters, HexSink, PumpError};
-use crate::transform::{Crlf, Direction, HexDump};
 
 /// What to send to the peer.
 #[derive(Debug)]

@@ -1,0 +1,192 @@
+//! The accept loop: every sonde server's connections come through here.
+//! A failed accept (most often out of descriptors) backs off briefly,
+//! doubling while it keeps failing, and is logged at most once per
+//! [`LOG_EVERY`]; the loop itself only ends at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::permit::Permit;
+use super::{Door, LOG_EVERY, Refusal};
+use crate::error::describe;
+
+/// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A connection let in: the stream, who it is from (an IPv4 client of a
+/// dual-stack socket shows as itself, not `::ffff:`), and its place.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connection.
+    pub stream: TcpStream,
+    /// The peer.
+    pub peer: SocketAddr,
+    /// Its place under the cap; hold it as long as the connection is open.
+    pub permit: Permit,
+}
+
+impl Door {
+    /// Accepts on `listener` until shutdown, handing each connection let
+    /// in to `handler` (which spawns its task or thread). Clients past
+    /// the cap, or not admitted, get the door's [`Refusal`].
+    pub async fn serve(&self, listener: TcpListener, mut handler: impl FnMut(Accepted)) {
+        let local = listener.local_addr().ok();
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = self.inner.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff = MIN_BACKOFF;
+                    if let Some(accepted) = self.let_in(stream, peer) {
+                        handler(accepted);
+                    }
+                }
+                Err(err) => {
+                    self.failed(local, &err);
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// As [`Self::serve`], on several listeners at once (an IPv4 and an
+    /// IPv6 socket, say).
+    pub async fn serve_all(
+        &self,
+        listeners: Vec<TcpListener>,
+        handler: impl FnMut(Accepted) + Clone + Send + 'static,
+    ) {
+        let mut loops = tokio::task::JoinSet::new();
+        for listener in listeners {
+            let door = self.clone();
+            let handler = handler.clone();
+            loops.spawn(async move { door.serve(listener, handler).await });
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    /// Checks the peer and takes a place for it, or refuses it.
+    fn let_in(&self, stream: TcpStream, peer: SocketAddr) -> Option<Accepted> {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let config = &self.inner.config;
+        if config.admit.as_ref().is_some_and(|admit| !admit(peer)) {
+            self.refuse(&stream);
+            return None;
+        }
+        let permit = Permit::try_new(&self.inner).or_else(|| Permit::from_oldest(&self.inner));
+        let Some(permit) = permit else {
+            self.refuse(&stream);
+            return None;
+        };
+        self.inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Some(idle) = config.keepalive {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(Duration::from_secs(10))
+                .with_retries(6);
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        }
+        Some(Accepted {
+            stream,
+            peer,
+            permit,
+        })
+    }
+
+    /// Sends the refusal (without waiting: a new socket's buffer is
+    /// empty) and closes.
+    fn refuse(&self, stream: &TcpStream) {
+        self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+        if let Refusal::Send(bytes) = &self.inner.config.refusal {
+            let _ = stream.try_write(bytes);
+            let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    /// Counts a failed accept and logs it, at most once per interval.
+    fn failed(&self, local: Option<SocketAddr>, err: &std::io::Error) {
+        self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut log) = self.inner.failures.lock() else {
+            return;
+        };
+        let (last, quiet) = &mut *log;
+        if last.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            *quiet += 1;
+            return;
+        }
+        let on = local.map_or_else(String::new, |a| format!(" on {a}"));
+        let since = match *quiet {
+            0 => String::new(),
+            n => format!("; {n} more since the last report"),
+        };
+        tracing::warn!(
+            "{}: accepting a connection{on}: {} (the server goes on{since})",
+            self.inner.config.name,
+            describe(err)
+        );
+        *last = Some(Instant::now());
+        *quiet = 0;
+    }
+
+    /// Runs [`Self::serve`] on a small runtime of its own on this thread,
+    /// for servers whose work runs on threads; `handler` runs inside the
+    /// runtime, so it may spawn tasks. Returns at shutdown.
+    ///
+    /// # Errors
+    /// When the runtime cannot start or the listener cannot be registered.
+    pub fn serve_blocking(
+        &self,
+        listener: std::net::TcpListener,
+        handler: impl FnMut(Accepted),
+    ) -> std::io::Result<()> {
+        let runtime = runtime()?;
+        runtime.block_on(async {
+            let listener = to_tokio(listener)?;
+            self.serve(listener, handler).await;
+            Ok(())
+        })
+    }
+}
+
+/// A tokio listener from a std one (bound with sonde's backlog).
+///
+/// # Errors
+/// When the socket cannot be made non-blocking or registered.
+pub fn to_tokio(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// The runtime a blocking server's door runs on: one thread, for the
+/// accept loop and the small tasks of connections still identifying
+/// themselves.
+///
+/// # Errors
+/// When the runtime cannot start.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Turns an accepted tokio stream into a blocking std one, for a thread.
+///
+/// # Errors
+/// When the socket cannot be deregistered or made blocking.
+pub fn to_blocking(stream: TcpStream) -> std::io::Result<std::net::TcpStream> {
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}

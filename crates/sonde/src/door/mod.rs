@@ -1,0 +1,224 @@
+//! The front door: the one place where every sonde server accepts
+//! connections. It owns the listeners, the cap on open connections (a
+//! [`Permit`] that each connection's task or thread holds, released on
+//! every exit path, panics included), what a client past the cap gets
+//! ([`Refusal`]), failed accepts (logged once per interval, after a short
+//! back-off; never a hot spin, never an exit), the counters, and shutdown
+//! (stop accepting, drain, then return).
+//!
+//! A connection that must still say who it is (a cookie, a hello) marks
+//! itself [`Permit::unidentified`]: when the cap is full, a newcomer takes
+//! the place of the oldest such connection, so a flood of silent
+//! connections cannot keep a real client out.
+//!
+//! The seams for what later wraps every server: access control is
+//! [`DoorConfig::admit`], checked before a permit is taken; TLS wraps the
+//! accepted stream in the server's handler, which is generic over the
+//! stream.
+
+mod accept;
+mod permit;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use accept::{Accepted, runtime, to_blocking, to_tokio};
+pub use permit::{Permit, Unidentified};
+
+/// How long a connection that has not yet said who it is (no cookie, no
+/// hello) may take to do so: a client writes these at once, so seconds are
+/// plenty even across a slow link.
+pub const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keepalive on every accepted connection: a peer that vanished
+/// without a FIN or a reset is found within about two minutes.
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A failed accept is logged at most once in this long.
+pub const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Decides whether a peer may connect at all (the access-control seam).
+pub type Admit = Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>;
+
+/// What a client past the cap (or not admitted) gets before it is closed.
+#[derive(Clone, Debug, Default)]
+pub enum Refusal {
+    /// Nothing: closed at once.
+    #[default]
+    Close,
+    /// These bytes, then closed (iperf3's busy state byte; a transfer
+    /// refusal frame).
+    Send(Arc<[u8]>),
+}
+
+/// How a door behaves.
+#[derive(Clone)]
+pub struct DoorConfig {
+    /// The server's name, for log lines ("serve echo", "perf").
+    pub name: &'static str,
+    /// Connections open at once, each holding a [`Permit`].
+    pub max_connections: usize,
+    /// What a client past the cap gets.
+    pub refusal: Refusal,
+    /// TCP keepalive idle time on accepted connections (`None`: off).
+    pub keepalive: Option<Duration>,
+    /// After shutdown, how long busy connections may finish.
+    pub drain: Duration,
+    /// Checked before a permit is taken: `false` refuses the peer.
+    pub admit: Option<Admit>,
+}
+
+impl fmt::Debug for DoorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoorConfig")
+            .field("name", &self.name)
+            .field("max_connections", &self.max_connections)
+            .field("refusal", &self.refusal)
+            .field("keepalive", &self.keepalive)
+            .field("drain", &self.drain)
+            .field("admit", &self.admit.is_some())
+            .finish()
+    }
+}
+
+impl DoorConfig {
+    /// A door named `name` with a cap of `max_connections` and the
+    /// defaults: close refused clients, keepalive on, 5 s drain.
+    pub fn new(name: &'static str, max_connections: usize) -> Self {
+        Self {
+            name,
+            max_connections: max_connections.max(1),
+            refusal: Refusal::Close,
+            keepalive: Some(KEEPALIVE),
+            drain: Duration::from_secs(5),
+            admit: None,
+        }
+    }
+}
+
+/// The counters of a door.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections let in.
+    pub accepted: AtomicU64,
+    /// Connections refused: over the cap, or not admitted.
+    pub refused: AtomicU64,
+    /// Connections that had not identified themselves, closed to make room.
+    pub evicted: AtomicU64,
+    /// Accepts that failed (out of descriptors, ...).
+    pub failed: AtomicU64,
+    /// Connections open now (permits held).
+    pub active: AtomicU64,
+    /// Most connections open at once.
+    pub peak: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// See [`Counters::accepted`].
+    pub accepted: u64,
+    /// See [`Counters::refused`].
+    pub refused: u64,
+    /// See [`Counters::evicted`].
+    pub evicted: u64,
+    /// See [`Counters::failed`].
+    pub failed: u64,
+    /// See [`Counters::active`].
+    pub active: u64,
+    /// See [`Counters::peak`].
+    pub peak: u64,
+}
+
+impl Counters {
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            accepted: get(&self.accepted),
+            refused: get(&self.refused),
+            evicted: get(&self.evicted),
+            failed: get(&self.failed),
+            active: get(&self.active),
+            peak: get(&self.peak),
+        }
+    }
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections served ({} refused, {} failed accepts), peak {} at once",
+            self.accepted, self.refused, self.failed, self.peak
+        )?;
+        if self.evicted > 0 {
+            write!(f, ", {} silent ones closed to make room", self.evicted)?;
+        }
+        Ok(())
+    }
+}
+
+/// The front door of one server. Cheap to clone: clones share the cap,
+/// the counters and the shutdown.
+#[derive(Clone, Debug)]
+pub struct Door {
+    inner: Arc<permit::Inner>,
+}
+
+impl Door {
+    /// A door with `config`.
+    pub fn new(config: DoorConfig) -> Self {
+        Self {
+            inner: Arc::new(permit::Inner::new(config)),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DoorConfig {
+        &self.inner.config
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> u64 {
+        self.inner.counters.active.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting; handlers that watch [`Self::closing`] wind down.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shut(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// A token cancelled at shutdown, for handlers to select on.
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// A permit outside the accept loop (a UDP service, which has no
+    /// accept, still counts as open and is seen by the drain), or `None`
+    /// when the cap is reached.
+    pub fn try_permit(&self) -> Option<Permit> {
+        Permit::try_new(&self.inner)
+    }
+
+    /// Waits until no connection is open, at most the drain time; `true`
+    /// when every one closed.
+    pub async fn drained(&self) -> bool {
+        self.inner.drained(self.inner.config.drain).await
+    }
+}

@@ -1,0 +1,11 @@
+//! The netcat subsystem: `connect` and `listen`. A TCP connection joined
+//! to an input and an output with careful end-of-input rules
+//! ([`relay`]), moved as cheaply as the kernel allows ([`pump`]); many
+//! clients at once for `listen -k` ([`many`]); line-per-datagram UDP
+//! ([`udp`]); and the byte transforms both use ([`transform`]).
+
+pub mod many;
+pub mod pump;
+pub mod relay;
+pub mod transform;
+pub mod udp;
