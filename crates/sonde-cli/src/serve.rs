@@ -1,18 +1,20 @@
-//! `sonde serve`: runs a service of the server core on a tokio runtime,
-//! handles SIGINT/SIGTERM (stop accepting, drain, exit 0 with a summary;
-//! a second SIGINT exits at once) and prints live counters on request.
+//! `sonde serve`: runs a service behind the front door (tasks on a tokio
+//! runtime, or a thread per client for sockperf and the lowest-latency
+//! echo, or one thread for UDP), handles SIGINT/SIGTERM (stop accepting,
+//! drain, exit 0 with a summary; a second signal exits at once) and prints
+//! live counters on request.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use sonde::door::Door;
 use sonde::net::{self, Family};
+use sonde::serve::reflector::{self, Mode, Reflect, ReflectConfig};
 use sonde::serve::{self, ServeConfig, ServiceKind, Stats};
-use tokio_util::sync::CancellationToken;
 
 use crate::args::parse_secs;
 
@@ -47,7 +49,7 @@ pub(crate) struct ServeArgs {
     /// Connections at once; a client past this is closed at once and counted.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub(crate) max_connections: usize,
-    /// Close a connection that moves nothing for SECS.
+    /// Close a connection that moves nothing for SECS (default 300, chat 3600; 0: never).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) idle_timeout: Option<Duration>,
     /// On SIGINT/SIGTERM, let busy connections finish for at most SECS.
@@ -84,172 +86,149 @@ fn kind(service: Service) -> ServiceKind {
 /// `sonde serve SERVICE`.
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let kind = kind(args.service);
-    if args.udp
-        && !matches!(
-            kind,
-            ServiceKind::Echo | ServiceKind::Discard | ServiceKind::Sockperf
-        )
-    {
-        return Err(crate::talk::UsageError(format!(
-            "--udp works with echo, discard and sockperf, not {}",
-            kind.name()
-        ))
-        .into());
-    }
-    if args.busy_poll || args.blocking {
-        let flag = if args.busy_poll {
-            "--busy-poll"
-        } else {
-            "--blocking"
-        };
-        if !matches!(kind, ServiceKind::Echo) {
-            return Err(crate::talk::UsageError(format!(
-                "{flag} works with echo, not {}",
-                kind.name()
-            ))
-            .into());
-        }
-        let port = args.port.unwrap_or_else(|| kind.default_port());
-        let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
-        return thread_echo(&args, addr);
-    }
+    check(&args, kind)?;
+    let port = args.port.unwrap_or_else(|| kind.default_port());
+    let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
     let limit = serve::raise_fd_limit();
     if limit < args.max_connections.min(10_000) as u64 + 64 && !args.quiet {
         eprintln!(
             "sonde: warning: only {limit} open files allowed (ulimit -n); fewer clients than asked can connect"
         );
     }
-    let port = args.port.unwrap_or_else(|| kind.default_port());
-    let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
-    // One UDP socket is one task: a single thread serves it with no
-    // hand-offs (pinned to one CPU with its client, p99 45 -> 30 us).
-    let runtime = if args.udp {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    }
-    .enable_all()
-    .build()
-    .context("starting the runtime")?;
-    runtime.block_on(run(args, kind, addr))
-}
-
-async fn run(args: ServeArgs, kind: ServiceKind, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    let idle = match args.idle_timeout {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => Some(serve::default_idle_timeout(kind)),
+    };
+    let config = ServeConfig {
+        max_connections: args.max_connections.max(1),
+        idle_timeout: idle,
+        drain: args.drain_timeout,
+    };
+    let door = config.door(kind);
     let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-    spawn_signals(shutdown.clone())?;
+    on_signals(&door)?;
     if let Some(every) = args.stats_interval {
-        let stats = Arc::clone(&stats);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                eprintln!(
-                    "sonde: {} open now; {}",
-                    stats.active.load(Ordering::Relaxed),
-                    stats.summary()
-                );
-            }
-        });
+        print_stats_every(every, door.clone(), Arc::clone(&stats));
     }
-    let stats = if args.udp {
-        let sock = net::bind_udp(addr, false)?;
-        sock.set_nonblocking(true)
-            .context("configuring the socket")?;
-        let sock = tokio::net::UdpSocket::from_std(sock).context("registering the socket")?;
-        if !args.quiet {
-            eprintln!(
-                "sonde serve {} listening on udp {}",
-                kind.name(),
-                local(sock.local_addr())
-            );
-        }
-        // On a worker, not in `block_on`: there each datagram would cross
-        // from the worker that polls the sockets to the main thread.
-        tokio::spawn(serve::datagram::run(sock, kind, shutdown, stats))
-            .await
-            .context("running the UDP service")?
-    } else {
-        let listener = net::listen_tcp(addr, false)?;
-        let listener = serve::tokio_listener(listener).context("registering the listener")?;
-        if !args.quiet {
-            eprintln!(
-                "sonde serve {} listening on {}",
-                kind.name(),
-                local(listener.local_addr())
-            );
-        }
-        let config = ServeConfig {
-            max_connections: args.max_connections.max(1),
-            idle_timeout: args.idle_timeout,
-        };
-        let drain = args.drain_timeout;
-        tokio::spawn(serve::run(listener, kind, config, shutdown, drain, stats))
-            .await
-            .context("running the server")?
-    };
-    if !args.quiet {
-        eprintln!("sonde: {}", stats.summary());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `serve echo --busy-poll` or `--blocking`: the thread-per-client
-/// reflector (spinning, or blocking) on the given address, until SIGINT or
-/// SIGTERM.
-fn thread_echo(args: &ServeArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
-    use sonde::serve::reflector;
-    use std::sync::atomic::AtomicBool;
-    ctrlc::set_handler(|| std::process::exit(0)).context("handling SIGINT")?;
-    let stop = AtomicBool::new(false);
-    let mode = if args.busy_poll {
-        "busy-poll"
-    } else {
-        "blocking"
-    };
+    let threaded = args.busy_poll || args.blocking;
     if args.udp {
         let sock = net::bind_udp(addr, false)?;
-        if !args.quiet {
-            eprintln!(
-                "sonde serve echo ({mode}) listening on udp {}",
-                local(sock.local_addr())
-            );
-        }
-        reflector::serve_udp(&sock, args.busy_poll, &stop);
+        announce(&args, kind, &format!("udp {}", local(sock.local_addr())));
+        serve::datagram::run(&sock, kind, args.busy_poll, &door, &stats);
     } else {
         let listener = net::listen_tcp(addr, false)?;
-        if !args.quiet {
-            eprintln!(
-                "sonde serve echo ({mode}) listening on {}",
-                local(listener.local_addr())
-            );
+        announce(&args, kind, &local(listener.local_addr()));
+        // The thread services only accept on the runtime: one thread does.
+        let runtime = if threaded || kind == ServiceKind::Sockperf {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
         }
-        let most = args.max_connections.max(1);
-        reflector::serve_tcp(&listener, args.busy_poll, most, &stop);
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+        let listener = runtime
+            .block_on(async { sonde::door::to_tokio(listener) })
+            .context("registering the listener")?;
+        if threaded {
+            let mode = if args.busy_poll {
+                Mode::BusyPoll
+            } else {
+                Mode::Blocking
+            };
+            let reflect = ReflectConfig {
+                reflect: Reflect::Echo,
+                mode,
+                idle,
+            };
+            let serving = reflector::serve(listener, reflect, door.clone(), Arc::clone(&stats));
+            runtime.block_on(serving);
+        } else {
+            let serving = serve::run(listener, kind, config, door.clone(), Arc::clone(&stats));
+            // On a worker, not in `block_on`, so connections are polled
+            // where their sockets are.
+            runtime
+                .block_on(async { tokio::spawn(serving).await })
+                .context("running the server")?;
+        }
+    }
+    if !args.quiet {
+        eprintln!("sonde: {}", stats.summary(&door));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// First SIGINT or SIGTERM: shut down gracefully; a second SIGINT: exit now.
+/// The flags that only some services take.
+fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
+    let usage = |text: String| Err(crate::talk::UsageError(text).into());
+    if args.udp
+        && !matches!(
+            kind,
+            ServiceKind::Echo | ServiceKind::Discard | ServiceKind::Sockperf
+        )
+    {
+        return usage(format!(
+            "--udp works with echo, discard and sockperf, not {}",
+            kind.name()
+        ));
+    }
+    if (args.busy_poll || args.blocking) && kind != ServiceKind::Echo {
+        let flag = if args.busy_poll {
+            "--busy-poll"
+        } else {
+            "--blocking"
+        };
+        return usage(format!("{flag} works with echo, not {}", kind.name()));
+    }
+    Ok(())
+}
+
+fn announce(args: &ServeArgs, kind: ServiceKind, on: &str) {
+    if args.quiet {
+        return;
+    }
+    let mode = if args.busy_poll {
+        " (busy-poll)"
+    } else if args.blocking {
+        " (blocking)"
+    } else {
+        ""
+    };
+    eprintln!("sonde serve {}{mode} listening on {on}", kind.name());
+}
+
+/// Prints the counters to stderr every `every` until the server stops.
+fn print_stats_every(every: Duration, door: Door, stats: Arc<Stats>) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            if door.is_shut() {
+                return;
+            }
+            eprintln!(
+                "sonde: {} open now; {}",
+                door.active(),
+                stats.summary(&door)
+            );
+        }
+    });
+}
+
+/// First SIGINT or SIGTERM: shut down gracefully; a second: exit now.
 ///
-/// The handlers are installed before this returns (so before the address
+/// The handler is installed before this returns (so before the address
 /// is printed): a signal right after start-up never meets the default
 /// action.
-fn spawn_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+fn on_signals(door: &Door) -> anyhow::Result<()> {
+    let door = door.clone();
+    ctrlc::set_handler(move || {
+        if door.is_shut() {
+            std::process::exit(1);
         }
-        shutdown.cancel();
-        int.recv().await;
-        std::process::exit(1);
-    });
-    Ok(())
+        door.shutdown();
+    })
+    .context("handling SIGINT and SIGTERM")
 }
 
 fn local(addr: std::io::Result<SocketAddr>) -> String {

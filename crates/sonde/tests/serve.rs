@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use sonde::door::Door;
 use sonde::serve::{self, ServeConfig, ServiceKind, Stats};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Server {
     addr: SocketAddr,
-    stop: CancellationToken,
+    door: Door,
     stats: Arc<Stats>,
     task: JoinHandle<Arc<Stats>>,
 }
@@ -26,21 +26,20 @@ async fn start(kind: ServiceKind, config: ServeConfig) -> Server {
     // As the binary does: sonde's backlog (4096), not tokio's 1024.
     let std_listener =
         sonde::net::listen_tcp("127.0.0.1:0".parse().expect("addr"), false).expect("bind");
-    let listener = serve::tokio_listener(std_listener).expect("register");
+    let listener = sonde::door::to_tokio(std_listener).expect("register");
     let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
+    let door = config.door(kind);
     let stats = Arc::new(Stats::default());
     let task = tokio::spawn(serve::run(
         listener,
         kind,
         config,
-        stop.clone(),
-        Duration::from_secs(5),
+        door.clone(),
         Arc::clone(&stats),
     ));
     Server {
         addr,
-        stop,
+        door,
         stats,
         task,
     }
@@ -89,12 +88,12 @@ async fn echo_is_byte_exact_with_1000_concurrent_clients() {
         for c in clients {
             c.await.expect("client task");
         }
-        assert_eq!(server.stats.served.load(Ordering::Relaxed), 1000);
+        assert_eq!(server.door.counters().snapshot().accepted, 1000);
         assert_eq!(
             server.stats.bytes_in.load(Ordering::Relaxed),
             server.stats.bytes_out.load(Ordering::Relaxed)
         );
-        server.stop.cancel();
+        server.door.shutdown();
         server.task.await.expect("server");
     })
     .await;
@@ -110,7 +109,7 @@ async fn discard_counts_bytes() {
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).await.expect("eof");
         assert!(rest.is_empty());
-        server.stop.cancel();
+        server.door.shutdown();
         let stats = server.task.await.expect("server");
         assert_eq!(stats.bytes_in.load(Ordering::Relaxed), 1_000_000);
         assert_eq!(stats.bytes_out.load(Ordering::Relaxed), 0);
@@ -129,7 +128,7 @@ async fn chargen_sends_the_rfc_864_pattern_and_closes_on_shutdown() {
             lines.read_until(b'\n', &mut line).await.expect("line");
             assert_eq!(line, serve::services::chargen_line(i), "line {i}");
         }
-        server.stop.cancel();
+        server.door.shutdown();
         server.task.await.expect("server returns at once");
     })
     .await;
@@ -181,7 +180,7 @@ async fn chat_three_clients_see_lines_nicks_and_notices_in_order() {
         assert!(line(&mut c).await.starts_with("* line too long"));
         assert_eq!(line(&mut a).await, "* user3 left");
         assert_eq!(line(&mut b).await, "* user3 left");
-        server.stop.cancel();
+        server.door.shutdown();
         assert_eq!(line(&mut a).await, "* the server is closing");
         server.task.await.expect("server");
     })
@@ -215,7 +214,7 @@ async fn chat_lines_cut_across_reads_and_at_the_length_limit() {
         b.get_mut().write_all(&over).await.expect("send");
         assert!(line(&mut b).await.starts_with("* line too long"));
         assert_eq!(line(&mut a).await, "<user2> after");
-        server.stop.cancel();
+        server.door.shutdown();
         server.task.await.expect("server");
     })
     .await;
@@ -250,7 +249,7 @@ async fn a_chat_client_that_stops_reading_is_dropped_and_others_go_on() {
             assert!(got.starts_with("<user1> y"), "line {i}: {got}");
         }
         assert!(seen_drop, "the slow client was never dropped");
-        server.stop.cancel();
+        server.door.shutdown();
         server.task.await.expect("server");
     })
     .await;
@@ -275,8 +274,8 @@ async fn max_connections_refuses_the_extra_client() {
         let mut buf = [0u8; 1];
         let n = c.read(&mut buf).await.unwrap_or(0);
         assert_eq!(n, 0, "the extra client is closed at once");
-        assert_eq!(server.stats.refused.load(Ordering::Relaxed), 1);
-        server.stop.cancel();
+        assert_eq!(server.door.counters().snapshot().refused, 1);
+        server.door.shutdown();
         server.task.await.expect("server");
     })
     .await;
@@ -295,7 +294,7 @@ async fn idle_timeout_closes_a_silent_client() {
         let started = tokio::time::Instant::now();
         assert_eq!(s.read(&mut buf).await.unwrap_or(0), 0);
         assert!(started.elapsed() >= Duration::from_millis(250));
-        server.stop.cancel();
+        server.door.shutdown();
         server.task.await.expect("server");
     })
     .await;
@@ -310,11 +309,11 @@ async fn shutdown_lets_busy_connections_finish_and_closes_idle_ones() {
         busy.write_all(b"ping").await.expect("w");
         let mut got = [0u8; 4];
         busy.read_exact(&mut got).await.expect("echo");
-        server.stop.cancel();
-        let stats = server.task.await.expect("run returns");
+        server.door.shutdown();
+        server.task.await.expect("run returns");
         let mut buf = [0u8; 1];
         assert_eq!(idle.read(&mut buf).await.unwrap_or(0), 0, "idle closed");
-        assert_eq!(stats.served.load(Ordering::Relaxed), 2);
+        assert_eq!(server.door.counters().snapshot().accepted, 2);
         assert!(
             TcpStream::connect(server.addr).await.is_err(),
             "no longer accepting"
@@ -326,17 +325,15 @@ async fn shutdown_lets_busy_connections_finish_and_closes_idle_ones() {
 #[tokio::test]
 async fn udp_echo_sends_each_datagram_back_once() {
     within(async {
-        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = sock.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(serve::datagram::run(
-            sock,
-            ServiceKind::Echo,
-            stop.clone(),
-            Arc::default(),
-        ));
+        let door = ServeConfig::default().door(ServiceKind::Echo);
+        let server_door = door.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let stats = Stats::default();
+            serve::datagram::run(&sock, ServiceKind::Echo, false, &server_door, &stats);
+            stats
+        });
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -348,7 +345,7 @@ async fn udp_echo_sends_each_datagram_back_once() {
             let n = client.recv(&mut buf).await.expect("recv");
             assert_eq!(&buf[..n], &data[..]);
         }
-        stop.cancel();
+        door.shutdown();
         let stats = task.await.expect("server");
         assert_eq!(
             stats.bytes_in.load(Ordering::Relaxed),
@@ -391,7 +388,7 @@ async fn echo_stops_reading_a_client_that_never_reads() {
             server_held <= 64 * 1024,
             "server holds {server_held} bytes in memory"
         );
-        server.stop.cancel();
+        server.door.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
     })
     .await;

@@ -1,37 +1,59 @@
-//! UDP echo, discard and the sockperf reflector. Echo sends each datagram back once, to its
-//! sender, so no peer ever gets more bytes than it sent (no amplification).
+//! The UDP services (echo, discard, the sockperf reflector) on one
+//! blocking thread: `recvfrom` sleeps in the kernel until a datagram
+//! comes, with no readiness wait before it (sockperf's own server does the
+//! same). Echo sends each datagram back once, to its sender, so no peer
+//! ever gets more bytes than it sent (no amplification).
 
-use std::sync::Arc;
-
-use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
+use std::io::ErrorKind;
+use std::net::UdpSocket;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::{ServiceKind, Stats};
+use crate::door::Door;
 
-/// Serves `kind` (echo, discard or sockperf) on `sock` until `shutdown`.
-pub async fn run(
-    sock: UdpSocket,
-    kind: ServiceKind,
-    shutdown: CancellationToken,
-    stats: Arc<Stats>,
-) -> Arc<Stats> {
+/// How often a waiting service looks at shutdown.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Serves `kind` (echo, discard or sockperf) on `sock` until `door`
+/// shuts; the service holds one of the door's places while it runs. With
+/// `busy_poll` it spins on a non-blocking socket instead of sleeping.
+pub fn run(sock: &UdpSocket, kind: ServiceKind, busy_poll: bool, door: &Door, stats: &Stats) {
+    let _permit = door.try_permit();
+    let setup = if busy_poll {
+        sock.set_nonblocking(true)
+    } else {
+        sock.set_read_timeout(Some(TICK))
+    };
+    if let Err(err) = setup {
+        tracing::warn!("UDP {}: configuring the socket: {err}", kind.name());
+        return;
+    }
     let mut buf = vec![0u8; 65_536];
+    let mut spins = 0u32;
     loop {
-        let received = tokio::select! {
-            () = shutdown.cancelled() => return stats,
-            r = sock.recv_from(&mut buf) => r,
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                spins = spins.wrapping_add(1);
+                if (!busy_poll || spins % 1024 == 0) && door.is_shut() {
+                    return;
+                }
+                std::hint::spin_loop();
+                continue;
+            }
+            // An ICMP error for an earlier reply, an interrupted call: go on.
+            Err(_) if !door.is_shut() => continue,
+            Err(_) => return,
         };
-        let Ok((n, from)) = received else { continue };
         stats.add_in(n);
-        stats
-            .served
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.datagrams.fetch_add(1, Ordering::Relaxed);
         let reply = match kind {
             ServiceKind::Echo => true,
             ServiceKind::Sockperf => crate::wire::sockperf::reflect(&mut buf[..n]),
             _ => false,
         };
-        if reply && sock.send_to(&buf[..n], from).await.is_ok() {
+        if reply && sock.send_to(&buf[..n], from).is_ok() {
             stats.add_out(n);
         }
     }

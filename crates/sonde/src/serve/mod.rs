@@ -1,7 +1,9 @@
-//! `sonde serve`: one server core (accept loop, per-connection task,
-//! connection limit, idle timeout, graceful shutdown, counters) with the
-//! test services plugged in: RFC 862 echo, RFC 863 discard, RFC 864
-//! chargen, a line-based chat room, and a sockperf reflector.
+//! `sonde serve`: the test services on the front door ([`crate::door`]):
+//! RFC 862 echo, RFC 863 discard, RFC 864 chargen and a line-based chat
+//! room as small tokio tasks (so a hundred thousand idle clients cost
+//! little), the sockperf reflector and the lowest-latency echo on a thread
+//! per client ([`reflector`]), and the UDP services on one blocking thread
+//! ([`datagram`]).
 
 pub mod chat;
 pub mod datagram;
@@ -9,13 +11,14 @@ mod readers;
 pub mod reflector;
 pub mod services;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::door::{Accepted, Door, DoorConfig, Permit};
 
 /// Which service a server runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +47,17 @@ impl ServiceKind {
         }
     }
 
+    /// The server's name in log lines.
+    fn door_name(self) -> &'static str {
+        match self {
+            Self::Echo => "serve echo",
+            Self::Discard => "serve discard",
+            Self::Chargen => "serve chargen",
+            Self::Chat => "serve chat",
+            Self::Sockperf => "serve sockperf",
+        }
+    }
+
     /// The service's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -61,8 +75,20 @@ impl ServiceKind {
 pub struct ServeConfig {
     /// Connections served at once; a client past this is closed at once.
     pub max_connections: usize,
-    /// Close a connection that moves nothing for this long.
+    /// Close a connection that moves nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// After shutdown, how long busy connections may finish.
+    pub drain: Duration,
+}
+
+/// How long a connection may move nothing before it is closed, unless
+/// told otherwise: five minutes for the byte services, an hour for chat,
+/// where people read for a long time without typing.
+pub fn default_idle_timeout(kind: ServiceKind) -> Duration {
+    match kind {
+        ServiceKind::Chat => Duration::from_secs(3600),
+        _ => Duration::from_secs(300),
+    }
 }
 
 impl Default for ServeConfig {
@@ -70,36 +96,33 @@ impl Default for ServeConfig {
         Self {
             max_connections: 100_000,
             idle_timeout: None,
+            drain: Duration::from_secs(5),
         }
     }
 }
 
-/// Counters of a running server.
+impl ServeConfig {
+    /// The front door for a server with this configuration.
+    pub fn door(&self, kind: ServiceKind) -> Door {
+        let mut config = DoorConfig::new(kind.door_name(), self.max_connections);
+        config.drain = self.drain;
+        Door::new(config)
+    }
+}
+
+/// Byte counters of a running server (its connections are counted by its
+/// [`Door`]).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Connections accepted and served.
-    pub served: AtomicU64,
-    /// Connections refused by the limit.
-    pub refused: AtomicU64,
-    /// Accepts that failed (e.g. out of descriptors).
-    pub accept_errors: AtomicU64,
     /// Bytes received.
     pub bytes_in: AtomicU64,
     /// Bytes sent.
     pub bytes_out: AtomicU64,
-    /// Connections open now.
-    pub active: AtomicU64,
-    /// Most connections open at once.
-    pub peak: AtomicU64,
+    /// UDP datagrams received.
+    pub datagrams: AtomicU64,
 }
 
 impl Stats {
-    fn opened(&self) {
-        self.served.fetch_add(1, Ordering::Relaxed);
-        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak.fetch_max(now, Ordering::Relaxed);
-    }
-
     pub(crate) fn add_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -108,17 +131,18 @@ impl Stats {
         self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// A one-line summary.
-    pub fn summary(&self) -> String {
+    /// A one-line summary, with the door's counters.
+    pub fn summary(&self, door: &Door) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let datagrams = match get(&self.datagrams) {
+            0 => String::new(),
+            n => format!("{n} datagrams, "),
+        };
         format!(
-            "{} connections served ({} refused, {} failed accepts), {} bytes in, {} bytes out, peak {} at once",
-            get(&self.served),
-            get(&self.refused),
-            get(&self.accept_errors),
+            "{}, {datagrams}{} bytes in, {} bytes out",
+            door.counters().snapshot(),
             get(&self.bytes_in),
-            get(&self.bytes_out),
-            get(&self.peak)
+            get(&self.bytes_out)
         )
     }
 }
@@ -134,147 +158,103 @@ pub(crate) struct Ctx {
     /// The sockets of the services that only answer: shut for reading at
     /// shutdown.
     pub(crate) readers: Arc<readers::Readers>,
-    /// Woken when the last connection closes (the drain waits for it).
-    all_closed: tokio::sync::Notify,
 }
 
-impl Ctx {
-    /// Counts a connection's end.
-    fn closed(&self) {
-        if self.stats.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.all_closed.notify_waiters();
-        }
-    }
-
-    /// Waits until no connection is open, at most `limit`.
-    async fn drained(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let notified = self.all_closed.notified();
-            tokio::pin!(notified);
-            // Registered before the count is read, so no wake-up is lost.
-            notified.as_mut().enable();
-            if self.stats.active.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Serves `kind` on `listener` until `shutdown` is cancelled, then waits
-/// for the connections still busy, at most `drain`. Returns the counters.
+/// Serves `kind` on `listener` through `door` until the door shuts, then
+/// waits for the connections still busy, at most the door's drain time.
+/// Returns the byte counters.
 pub async fn run(
     listener: TcpListener,
     kind: ServiceKind,
     config: ServeConfig,
-    shutdown: CancellationToken,
-    drain: Duration,
+    door: Door,
     stats: Arc<Stats>,
 ) -> Arc<Stats> {
+    if kind == ServiceKind::Sockperf {
+        let reflect = reflector::ReflectConfig {
+            reflect: reflector::Reflect::Sockperf,
+            mode: reflector::Mode::Blocking,
+            idle: config.idle_timeout,
+        };
+        reflector::serve(listener, reflect, door, Arc::clone(&stats)).await;
+        return stats;
+    }
     let room = chat::Room::new();
     let ctx = Arc::new(Ctx {
         stats: Arc::clone(&stats),
         idle: config.idle_timeout,
-        shutdown: shutdown.clone(),
+        shutdown: door.closing(),
         readers: Arc::default(),
-        all_closed: tokio::sync::Notify::new(),
     });
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                // Out of descriptors and the like: log, breathe, go on.
-                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "accepting a connection: {} (the server goes on)",
-                    crate::error::describe(&err)
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if stats.active.load(Ordering::Relaxed) >= config.max_connections as u64 {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            drop(stream);
-            continue;
-        }
-        stats.opened();
-        spawn_service(kind, stream, peer, Arc::clone(&ctx), &room);
-    }
-    drop(listener);
-    // Wakes every echo, discard and sockperf connection waiting for data
-    // with an end of input: idle ones close at once, busy ones finish.
+    door.serve(listener, |accepted| {
+        spawn_service(kind, accepted, Arc::clone(&ctx), &room);
+    })
+    .await;
+    // Wakes every echo and discard connection waiting for data with an
+    // end of input: idle ones close at once, busy ones finish.
     ctx.readers.shut_all();
     if kind == ServiceKind::Chat {
         room.closing().await;
     }
-    ctx.drained(drain).await;
+    door.drained().await;
     stats
 }
 
-/// Spawns a connection's task. One `spawn` per service, so that each task
-/// is only as large as its own service's future: an idle echo connection
-/// does not pay for chat's (the larger futures are boxed besides).
-fn spawn_service(
-    kind: ServiceKind,
-    stream: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<Ctx>,
-    room: &Arc<chat::Room>,
-) {
+/// Spawns a connection's task, which holds its permit. One `spawn` per
+/// service, so that each task is only as large as its own service's
+/// future: an idle echo connection does not pay for chat's (the larger
+/// futures are boxed besides).
+fn spawn_service(kind: ServiceKind, accepted: Accepted, ctx: Arc<Ctx>, room: &Arc<chat::Room>) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+    } = accepted;
     let _ = stream.set_nodelay(true);
     match kind {
         // Registered before the spawn: a value captured by the task stays
         // in it for good, so the task holds the registered stream only.
-        ServiceKind::Echo => tokio::spawn(echo_task(ctx.readers.add(stream), ctx)),
+        ServiceKind::Echo => tokio::spawn(echo_task(ctx.readers.add(stream), ctx, permit)),
         ServiceKind::Discard => {
             let stream = ctx.readers.add(stream);
             tokio::spawn(async move {
+                let _permit = permit;
                 services::discard(stream, &ctx).await;
-                ctx.closed();
             })
         }
-        ServiceKind::Sockperf => {
-            let stream = ctx.readers.add(stream);
-            tokio::spawn(async move {
-                Box::pin(services::sockperf(stream, &ctx)).await;
-                ctx.closed();
-            })
-        }
+        // `run` hands sockperf to the reflector's threads.
+        ServiceKind::Sockperf => return,
         ServiceKind::Chargen => tokio::spawn(async move {
+            let _permit = permit;
             Box::pin(services::chargen(stream, &ctx)).await;
-            ctx.closed();
         }),
         ServiceKind::Chat => {
             let room = Arc::clone(room);
             tokio::spawn(async move {
+                let _permit = permit;
                 Box::pin(room.join(stream, peer, &ctx)).await;
-                ctx.closed();
             })
         }
     };
 }
 
 /// An echo connection's task. While idle it holds the registered stream,
-/// the context and a small wait: it fits the smallest task cell tokio
-/// allocates for it (256 bytes with tokio's header and trailer), which is
-/// what keeps an idle connection under 1 KiB of memory.
+/// the context, its permit and a small wait: it fits the smallest task
+/// cell tokio allocates for it (256 bytes with tokio's header and
+/// trailer), which is what keeps an idle connection under 1 KiB of memory.
 ///
 /// Not an `async fn`: its parameters would be kept apart from the body's
-/// locals, and the future would grow to 192 bytes (the next cell, 384).
+/// locals, and the future would grow past the small cell.
 #[allow(clippy::manual_async_fn)]
-fn echo_task(mut stream: readers::Answering, ctx: Arc<Ctx>) -> impl Future<Output = ()> {
+fn echo_task(
+    mut stream: readers::Answering,
+    ctx: Arc<Ctx>,
+    permit: Permit,
+) -> impl Future<Output = ()> {
     async move {
         services::echo(&mut stream, &ctx).await;
         drop(stream);
-        ctx.closed();
+        drop(permit);
     }
 }
 
@@ -290,15 +270,6 @@ pub fn raise_fd_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// A tokio listener from a std one (bound with sonde's backlog).
-///
-/// # Errors
-/// When the socket cannot be made non-blocking or registered.
-pub fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
-    listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,15 +283,16 @@ mod tests {
         rt.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let stream = TcpStream::connect(addr).await.expect("connect");
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let ctx = Arc::new(Ctx {
                 stats: Arc::default(),
-                idle: None,
+                idle: Some(Duration::from_secs(300)),
                 shutdown: CancellationToken::new(),
                 readers: Arc::default(),
-                all_closed: tokio::sync::Notify::new(),
             });
-            let task = echo_task(ctx.readers.add(stream), Arc::clone(&ctx));
+            let door = Door::new(DoorConfig::new("test", 1));
+            let permit = door.try_permit().expect("a free place");
+            let task = echo_task(ctx.readers.add(stream), Arc::clone(&ctx), permit);
             // tokio's task cell is 128-byte aligned, with about 104 bytes of
             // header and trailer around the future.
             assert!(

@@ -1,139 +1,287 @@
-//! A small echo reflector on its own threads, for `sonde rtt` with no host
-//! and `sonde serve echo --busy-poll`: a thread per client on plain
-//! sockets, so it adds no runtime hop to the measured path, and can spin
-//! instead of sleeping.
+//! The thread reflector: echo (`serve echo --blocking`, `--busy-poll`,
+//! the echo embedded in `sonde rtt`) and sockperf's ping-pong (`serve
+//! sockperf`) on a thread per client and plain sockets, so nothing but
+//! the kernel sits on the measured path (a blocking `recv` where a runtime
+//! pays an `epoll_wait` per request), and it can spin instead of sleeping.
+//!
+//! Clients come through the front door like any other: a client that has
+//! not sent anything yet waits in a small task, and gets its thread only
+//! with its first bytes, so idle connections never cost a thread.
 
-use std::io::{Read, Write};
-
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio::net::TcpListener;
+
+use super::{ServiceKind, Stats, datagram};
+use crate::door::{self, Accepted, Door, DoorConfig};
 use crate::error::{Error, Result};
+use crate::wire::sockperf;
 
-/// A running reflector; stops when dropped.
+/// What the reflector answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reflect {
+    /// Every byte back.
+    Echo,
+    /// sockperf's pong requests back, as `serve sockperf`.
+    Sockperf,
+}
+
+/// How a client's thread waits for data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Sleeps in a blocking `recv`.
+    Blocking,
+    /// Spins on a non-blocking socket (a CPU per client).
+    BusyPoll,
+}
+
+/// How a reflector behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct ReflectConfig {
+    /// What it answers.
+    pub reflect: Reflect,
+    /// How it waits.
+    pub mode: Mode,
+    /// Close a client that moves nothing for this long.
+    pub idle: Option<Duration>,
+}
+
+/// Bytes a client's thread asks of each read. Measured pinned to one CPU
+/// with 16 KiB messages: a 256 KiB read settles after about half a second
+/// at ~32 us round trips where 64 or 128 KiB stay at ~23 us (so does
+/// sockperf's server, 65,507).
+const REFLECT_READ: usize = 64 * 1024;
+
+/// How often a blocked client thread looks at shutdown and its idle time.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Serves `config` on `listener` through `door` until the door shuts,
+/// then waits for the clients' threads, at most the drain time.
+pub async fn serve(listener: TcpListener, config: ReflectConfig, door: Door, stats: Arc<Stats>) {
+    door.serve(listener, |accepted| {
+        tokio::spawn(hand_over(
+            accepted,
+            config,
+            door.clone(),
+            Arc::clone(&stats),
+        ));
+    })
+    .await;
+    door.drained().await;
+}
+
+/// Waits, in a task, for the client's first bytes, then gives it a thread.
+async fn hand_over(accepted: Accepted, config: ReflectConfig, door: Door, stats: Arc<Stats>) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+    } = accepted;
+    let closing = door.closing();
+    let idle = config.idle.unwrap_or(Duration::MAX);
+    let ready = tokio::select! {
+        () = closing.cancelled() => false,
+        ready = tokio::time::timeout(idle, stream.readable()) => matches!(ready, Ok(Ok(()))),
+    };
+    if !ready {
+        return;
+    }
+    let Ok(conn) = door::to_blocking(stream) else {
+        return;
+    };
+    let _ = conn.set_nodelay(true);
+    let setup = match config.mode {
+        Mode::BusyPoll => conn.set_nonblocking(true),
+        Mode::Blocking => conn
+            .set_read_timeout(Some(TICK))
+            .and_then(|()| conn.set_write_timeout(Some(TICK))),
+    };
+    if setup.is_err() {
+        return;
+    }
+    let work = move || Client::new(conn, config, &door).run(&stats);
+    if let Err(err) = permit.spawn_thread("sonde-reflect", work) {
+        tracing::warn!("reflector: starting a thread for {peer}: {err}");
+    }
+}
+
+/// One client's thread.
+struct Client<'a> {
+    conn: TcpStream,
+    config: ReflectConfig,
+    door: &'a Door,
+    last: Instant,
+    /// Counts idle spins between looks at the clock.
+    spins: u32,
+    /// sockperf: the start of a message still arriving.
+    pending: Vec<u8>,
+    /// sockperf: the replies to one read's messages.
+    replies: Vec<u8>,
+}
+
+impl<'a> Client<'a> {
+    fn new(conn: TcpStream, config: ReflectConfig, door: &'a Door) -> Self {
+        Self {
+            conn,
+            config,
+            door,
+            last: Instant::now(),
+            spins: 0,
+            pending: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn run(mut self, stats: &Stats) {
+        let mut buf = vec![0u8; REFLECT_READ];
+        loop {
+            let n = match self.conn.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if self.gave_up() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            self.last = Instant::now();
+            stats.add_in(n);
+            let sent = match self.config.reflect {
+                Reflect::Echo => self.write_all(&buf[..n]).map(|()| n),
+                Reflect::Sockperf => self.answer(&mut buf[..n]),
+            };
+            match sent {
+                Some(sent) => stats.add_out(sent),
+                None => return,
+            }
+        }
+    }
+
+    /// Answers the sockperf messages that `data` completes; `None` when
+    /// the stream is malformed or the write failed.
+    fn answer(&mut self, data: &mut [u8]) -> Option<usize> {
+        let mut replies = std::mem::take(&mut self.replies);
+        replies.clear();
+        if self.pending.is_empty() {
+            let used = sockperf::answer_stream(data, &mut replies)?;
+            self.pending.extend_from_slice(&data[used..]);
+        } else {
+            self.pending.extend_from_slice(data);
+            let used = sockperf::answer_stream(&mut self.pending, &mut replies)?;
+            self.pending.drain(..used);
+        }
+        let sent = self.write_all(&replies).map(|()| replies.len());
+        self.replies = replies;
+        sent
+    }
+
+    /// Whether to stop: shutdown began or the client was idle too long.
+    /// Spinning, the clock is read only every thousand turns.
+    fn gave_up(&mut self) -> bool {
+        if self.config.mode == Mode::BusyPoll {
+            self.spins += 1;
+            if self.spins < 1024 {
+                std::hint::spin_loop();
+                return false;
+            }
+            self.spins = 0;
+        }
+        self.door.is_shut()
+            || self
+                .config
+                .idle
+                .is_some_and(|idle| self.last.elapsed() >= idle)
+    }
+
+    /// Writes everything; `None` when the client went or stopped reading
+    /// for longer than the idle time.
+    fn write_all(&mut self, mut data: &[u8]) -> Option<()> {
+        while !data.is_empty() {
+            match self.conn.write(data) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    data = &data[n..];
+                    self.last = Instant::now();
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if self.gave_up() {
+                        return None;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        Some(())
+    }
+}
+
+/// A running embedded reflector (TCP and UDP echo on one loopback port);
+/// stops when dropped.
 #[derive(Debug)]
 pub struct Reflector {
     /// Where it listens (TCP and UDP, same port).
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    door: Door,
 }
 
 impl Drop for Reflector {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.door.shutdown();
     }
 }
 
-/// Starts TCP and UDP echo on one loopback port; with `busy_poll` the
-/// reflector spins on non-blocking sockets instead of sleeping.
+/// Starts TCP and UDP echo on one loopback port, for `sonde rtt` with no
+/// host; with `busy_poll` the reflector spins instead of sleeping.
 ///
 /// # Errors
-/// When no port can be bound.
+/// When no port can be bound or a thread cannot start.
 pub fn start(busy_poll: bool) -> Result<Reflector> {
     let fail = |e| Error::io("starting the embedded echo server", e);
     let (tcp, udp) = loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+        let tcp = StdListener::bind("127.0.0.1:0").map_err(fail)?;
         let port = tcp.local_addr().map_err(fail)?.port();
         if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
             break (tcp, udp);
         }
     };
     let addr = tcp.local_addr().map_err(fail)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tcp_stop = Arc::clone(&stop);
-    thread::Builder::new()
+    let mut config = DoorConfig::new("rtt's echo", 64);
+    config.drain = Duration::ZERO;
+    let door = Door::new(config);
+    let mode = if busy_poll {
+        Mode::BusyPoll
+    } else {
+        Mode::Blocking
+    };
+    let reflect = ReflectConfig {
+        reflect: Reflect::Echo,
+        mode,
+        idle: None,
+    };
+    let stats = Arc::new(Stats::default());
+    let (tcp_door, tcp_stats) = (door.clone(), Arc::clone(&stats));
+    std::thread::Builder::new()
         .name("sonde-reflect-tcp".into())
-        .spawn(move || serve_tcp(&tcp, busy_poll, usize::MAX, &tcp_stop))
+        .spawn(move || {
+            let runtime = door::runtime()?;
+            runtime.block_on(async {
+                let listener = door::to_tokio(tcp)?;
+                serve(listener, reflect, tcp_door, tcp_stats).await;
+                std::io::Result::Ok(())
+            })
+        })
         .map_err(fail)?;
-    let udp_stop = Arc::clone(&stop);
-    thread::Builder::new()
+    let udp_door = door.clone();
+    std::thread::Builder::new()
         .name("sonde-reflect-udp".into())
-        .spawn(move || serve_udp(&udp, busy_poll, &udp_stop))
+        .spawn(move || datagram::run(&udp, ServiceKind::Echo, busy_poll, &udp_door, &stats))
         .map_err(fail)?;
-    Ok(Reflector { addr, stop })
-}
-
-/// Bytes a TCP reflector asks of each read.
-const REFLECT_READ: usize = 64 * 1024;
-
-/// Echoes every client of `listener` on a thread of its own (spinning with
-/// `busy_poll`), at most `max_clients` at once (others are closed at
-/// once), until `stop` is set and the next client arrives.
-pub fn serve_tcp(listener: &TcpListener, busy_poll: bool, max_clients: usize, stop: &AtomicBool) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let Ok(mut conn) = conn else { continue };
-        if active.load(Ordering::Relaxed) >= max_clients {
-            continue;
-        }
-        let _ = conn.set_nodelay(true);
-        let _ = conn.set_nonblocking(busy_poll);
-        active.fetch_add(1, Ordering::Relaxed);
-        let active = Arc::clone(&active);
-        thread::spawn(move || {
-            // At most 64 KiB per read. Measured pinned to one CPU with
-            // 16 KiB messages: a 256 KiB read buffer settles after about
-            // half a second at ~32 us round trips where 64 or 128 KiB stay at
-            // ~23 us (so does sockperf's server, 65,507).
-            let mut buf = vec![0u8; REFLECT_READ];
-            loop {
-                match conn.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if write_spinning(&mut conn, &buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            active.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-}
-
-/// Echoes every datagram on `udp` until `stop` is set: spinning on a
-/// non-blocking socket with `busy_poll`, else waking at least every 200 ms
-/// to look at `stop`.
-pub fn serve_udp(udp: &UdpSocket, busy_poll: bool, stop: &AtomicBool) {
-    let _ = udp.set_nonblocking(busy_poll);
-    let _ = udp.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = vec![0u8; 65_536];
-    while !stop.load(Ordering::Relaxed) {
-        match udp.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let _ = udp.send_to(&buf[..n], from);
-            }
-            Err(_) if busy_poll => std::hint::spin_loop(),
-            Err(_) => {}
-        }
-    }
-}
-
-/// Writes everything, spinning while a non-blocking socket is full.
-fn write_spinning(conn: &mut std::net::TcpStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        match conn.write(data) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                std::hint::spin_loop();
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    Ok(Reflector { addr, door })
 }

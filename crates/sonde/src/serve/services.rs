@@ -106,43 +106,6 @@ pub(crate) async fn discard(mut stream: Answering, ctx: &Ctx) {
     }
 }
 
-/// The largest sockperf message accepted (sockperf's own limit is 64 KiB
-/// unless told otherwise).
-const SOCKPERF_MAX: usize = 16 << 20;
-
-/// Reflects sockperf ping-pong messages framed by their length field;
-/// messages sockperf expects no answer to are read and dropped.
-pub(crate) async fn sockperf(mut stream: Answering, ctx: &Ctx) {
-    use crate::wire::sockperf::{HEADER_LEN, Header, reflect};
-    loop {
-        let mut head = [0u8; HEADER_LEN];
-        let read = stream.read_exact(&mut head);
-        let ok = tokio::select! {
-            () = ctx.shutdown.cancelled() => return,
-            r = read => r.is_ok(),
-        };
-        let Some(header) = Header::read(&head).filter(|_| ok) else {
-            return;
-        };
-        let len = header.len as usize;
-        if !(HEADER_LEN..=SOCKPERF_MAX).contains(&len) {
-            return;
-        }
-        let mut msg = vec![0u8; len];
-        msg[..HEADER_LEN].copy_from_slice(&head);
-        if stream.read_exact(&mut msg[HEADER_LEN..]).await.is_err() {
-            return;
-        }
-        ctx.stats.add_in(len);
-        if reflect(&mut msg) {
-            if stream.write_all(&msg).await.is_err() {
-                return;
-            }
-            ctx.stats.add_out(len);
-        }
-    }
-}
-
 /// The RFC 864 pattern: 72-character lines of the 95 printable ASCII
 /// characters, each line starting one character further on, CRLF ended.
 pub fn chargen_line(index: usize) -> [u8; 74] {

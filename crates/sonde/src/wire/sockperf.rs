@@ -64,6 +64,35 @@ pub fn reflect(message: &mut [u8]) -> bool {
     wanted
 }
 
+/// The largest message a stream server takes (sockperf's own limit is
+/// 64 KiB unless told otherwise).
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// Answers every whole message at the front of a TCP byte stream,
+/// appending the replies to `out`. Returns the bytes used (the rest is the
+/// start of a message still arriving), or `None` when a header announces a
+/// length below the header's or over [`MAX_MESSAGE`].
+pub fn answer_stream(input: &mut [u8], out: &mut Vec<u8>) -> Option<usize> {
+    let mut used = 0;
+    while let Some(rest) = input.get_mut(used..) {
+        let Some(header) = Header::read(rest) else {
+            break;
+        };
+        let len = header.len as usize;
+        if !(HEADER_LEN..=MAX_MESSAGE).contains(&len) {
+            return None;
+        }
+        let Some(message) = rest.get_mut(..len) else {
+            break;
+        };
+        if reflect(message) {
+            out.extend_from_slice(message);
+        }
+        used += len;
+    }
+    Some(used)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +126,43 @@ mod tests {
         .write(&mut warm);
         assert!(!reflect(&mut warm));
         assert!(!reflect(&mut [0u8; 13]));
+    }
+
+    fn message(seq: u64, flags: u16, len: usize) -> Vec<u8> {
+        let mut msg = vec![7u8; len];
+        Header {
+            seq,
+            flags,
+            len: len as u32,
+        }
+        .write(&mut msg);
+        msg
+    }
+
+    #[test]
+    fn a_stream_is_answered_message_by_message() {
+        let mut input = message(1, CLIENT | PONG_REQUEST, 20);
+        input.extend(message(2, CLIENT | PONG_REQUEST | WARMUP, 14));
+        input.extend(message(3, CLIENT | PONG_REQUEST, 30));
+        let whole = input.len();
+        input.extend(&message(4, CLIENT | PONG_REQUEST, 40)[..25]);
+        let mut out = Vec::new();
+        assert_eq!(answer_stream(&mut input, &mut out), Some(whole));
+        assert_eq!(out.len(), 50, "the two pong requests, not the warm-up");
+        assert_eq!(
+            Header::read(&out).map(|h| (h.seq, h.flags)),
+            Some((1, PONG_REQUEST))
+        );
+        assert_eq!(Header::read(&out[20..]).map(|h| h.seq), Some(3));
+        let mut short = message(5, CLIENT | PONG_REQUEST, 20);
+        assert_eq!(answer_stream(&mut short[..13], &mut out), Some(0));
+        let mut bad = message(6, CLIENT, 20);
+        Header {
+            seq: 6,
+            flags: CLIENT,
+            len: 3,
+        }
+        .write(&mut bad);
+        assert_eq!(answer_stream(&mut bad, &mut out), None);
     }
 }
