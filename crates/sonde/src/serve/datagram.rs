@@ -36,7 +36,7 @@ pub fn run(sock: &UdpSocket, kind: ServiceKind, busy_poll: bool, door: &Door, st
             Ok(got) => got,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 spins = spins.wrapping_add(1);
-                if (!busy_poll || spins % 1024 == 0) && door.is_shut() {
+                if (!busy_poll || spins.is_multiple_of(1024)) && door.is_shut() {
                     return;
                 }
                 std::hint::spin_loop();
