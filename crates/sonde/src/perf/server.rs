@@ -7,18 +7,20 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use tokio::io::AsyncReadExt;
+
+use crate::door::{self, Accepted, Door, DoorConfig, Permit, Refusal};
 use crate::error::{Error, Result};
 use crate::wire::iperf::codec::{self, errors};
 use crate::wire::iperf::cookie::Cookie;
 use crate::wire::iperf::params::{Params, Protocol};
 use crate::wire::iperf::results::Results;
 use crate::wire::iperf::state::TestState;
-use crate::wire::iperf::{self, MAX_PARAMS_LEN, UDP_CONNECT_REPLY};
+use crate::wire::iperf::{self, COOKIE_LEN, MAX_PARAMS_LEN, UDP_CONNECT_REPLY};
 
 use super::client::ClientReport;
 use super::control::{Control, Poll};
@@ -32,8 +34,13 @@ use super::{CpuClock, Quiet};
 pub struct ServerConfig {
     /// Tests run at once; past this a client gets iperf3's busy reply.
     pub max_tests: usize,
-    /// Time allowed for each set-up message (cookie, parameters, streams).
+    /// Time allowed for each set-up message (parameters, streams).
     pub setup_timeout: Duration,
+    /// Time a new connection has to send its cookie.
+    pub identify_timeout: Duration,
+    /// Connections open at once (control and data, and those still to
+    /// send a cookie); past this a client gets iperf3's busy reply.
+    pub max_connections: usize,
     /// Extra time past duration + omit before a silent test is dropped.
     pub grace: Duration,
     /// Drop a receiving test when no data arrives for this long.
@@ -58,6 +65,8 @@ impl Default for ServerConfig {
         Self {
             max_tests: 8,
             setup_timeout: Duration::from_secs(10),
+            identify_timeout: door::IDENTIFY_TIMEOUT,
+            max_connections: 2048,
             grace: Duration::from_secs(40),
             rcv_timeout: Duration::from_secs(120),
             max_duration: None,
@@ -108,7 +117,7 @@ type Notify = Arc<dyn Fn(ServerEvent) + Send + Sync>;
 struct Shared {
     config: ServerConfig,
     local: SocketAddr,
-    tests: Mutex<HashMap<Cookie, mpsc::Sender<(u64, TcpStream)>>>,
+    tests: Mutex<HashMap<Cookie, mpsc::Sender<Arrived>>>,
     active: AtomicUsize,
     /// UDP hellos carry no cookie: one test at a time sets up UDP streams.
     udp_setup: Mutex<()>,
@@ -117,7 +126,9 @@ struct Shared {
 }
 
 /// Serves clients of `listener` until `shutdown` is set (or, with
-/// `one_off`, after one test).
+/// `one_off`, after one test). Connections come through the front door:
+/// until a connection has sent its cookie it is a small task on this
+/// thread's runtime; only a new test's control connection gets a thread.
 ///
 /// # Errors
 /// Only when the listener itself fails.
@@ -130,6 +141,10 @@ pub fn serve(
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listener's address", e))?;
+    let mut door_config = DoorConfig::new("perf", config.max_connections);
+    // Past the cap a client hears iperf3's "busy" at once.
+    door_config.refusal = Refusal::Send(Arc::from([TestState::AccessDenied.to_wire()]));
+    let door = Door::new(door_config);
     let shared = Arc::new(Shared {
         config,
         local,
@@ -139,100 +154,132 @@ pub fn serve(
         notify: Arc::new(notify),
         finished: AtomicUsize::new(0),
     });
+    let fail = |e| Error::io(format!("serving on {local}"), e);
+    let runtime = door::runtime().map_err(fail)?;
+    runtime.block_on(async {
+        let listener = door::to_tokio(listener).map_err(fail)?;
+        // Accept order is the client's connect order; cookies may arrive
+        // in any order, so streams carry it.
+        let mut accepted = 0u64;
+        let accept = door.serve(listener, |conn| {
+            accepted += 1;
+            tokio::spawn(identify(conn, accepted, Arc::clone(&shared)));
+        });
+        tokio::join!(accept, watch(&door, &shared, shutdown));
+        Ok(())
+    })
+}
+
+/// Shuts the door when told to, after a one-off test, or when a one-off
+/// server has waited long enough for a client.
+async fn watch(door: &Door, shared: &Shared, shutdown: &AtomicBool) {
     let mut idle_since = Instant::now();
-    // Accept order is the client's connect order; cookie reads run on
-    // their own threads and may finish in any order, so streams carry it.
-    let mut accepted = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
-        if shutdown.load(Ordering::Relaxed)
-            || (shared.config.one_off && shared.finished.load(Ordering::Relaxed) > 0)
-        {
-            return Ok(());
-        }
-        if shared.active.load(Ordering::Relaxed) > 0 {
+        tick.tick().await;
+        if shared.active.load(Ordering::Relaxed) > 0 || door.active() > 0 {
             idle_since = Instant::now();
         }
-        if shared.config.one_off
-            && shared
-                .config
-                .idle_timeout
-                .is_some_and(|t| idle_since.elapsed() >= t)
+        let config = &shared.config;
+        let idle_out = config.one_off && config.idle_timeout.is_some_and(|t| idle_since.elapsed() >= t);
+        if shutdown.load(Ordering::Relaxed)
+            || (config.one_off && shared.finished.load(Ordering::Relaxed) > 0)
+            || idle_out
         {
-            return Ok(());
-        }
-        if !readable(&listener, Duration::from_millis(100)) {
-            continue;
-        }
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                idle_since = Instant::now();
-                accepted += 1;
-                let order = accepted;
-                let conn_shared = Arc::clone(&shared);
-                let spawned = thread::Builder::new()
-                    .name("sonde-perf-conn".into())
-                    .spawn(move || handle(stream, peer, order, &conn_shared));
-                if let Err(e) = spawned {
-                    (shared.notify)(ServerEvent::Failed {
-                        peer,
-                        error: Error::io("starting a connection thread", e),
-                    });
-                }
-            }
-            Err(e) => {
-                // Out of descriptors and the like: keep serving.
-                (shared.notify)(ServerEvent::Failed {
-                    peer: local,
-                    error: Error::io("accepting a connection", e),
-                });
-                thread::sleep(Duration::from_millis(20));
-            }
+            door.shutdown();
+            return;
         }
     }
 }
 
-fn readable(listener: &TcpListener, timeout: Duration) -> bool {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let mut fds = [PollFd::new(listener, PollFlags::IN)];
-    let ts = Timespec {
-        tv_sec: timeout.as_secs() as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
+/// Reads a new connection's cookie, in a task, then hands it on: a data
+/// stream to its running test, a control connection to a test thread.
+async fn identify(conn: Accepted, order: u64, shared: Arc<Shared>) {
+    let Accepted {
+        mut stream,
+        peer,
+        permit,
+    } = conn;
+    let waiting = permit.unidentified();
+    let limit = shared.config.identify_timeout;
+    let mut cookie = [0u8; COOKIE_LEN];
+    let read = tokio::time::timeout(limit, stream.read_exact(&mut cookie));
+    let read = tokio::select! {
+        () = waiting.evicted() => return,
+        read = read => read,
     };
-    matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+    let error = match read {
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) => Some(Error::Ended(format!(
+            "reading the cookie: the peer {peer} closed the control connection"
+        ))),
+        Err(_) => Some(Error::Timeout {
+            phase: format!("reading the cookie (control connection with {peer})"),
+            after: limit,
+        }),
+    };
+    drop(waiting);
+    if let Some(error) = error {
+        return (shared.notify)(ServerEvent::Failed { peer, error });
+    }
+    match door::to_blocking(stream) {
+        Ok(stream) => dispatch(stream, peer, order, cookie, permit, &shared),
+        Err(e) => (shared.notify)(ServerEvent::Failed {
+            peer,
+            error: Error::io("taking over a connection", e),
+        }),
+    }
 }
 
-/// A new connection: a data stream of a running test (its cookie is
-/// known), or the control connection of a new test.
-fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>) {
-    let mut control = match Control::new(stream) {
-        Ok(c) => c,
-        Err(_) => return,
-    };
-    let cookie = match control.read_cookie(shared.config.setup_timeout) {
-        Ok(c) => c,
-        Err(error) => return (shared.notify)(ServerEvent::Failed { peer, error }),
-    };
+/// A connection that sent its cookie: a data stream of a running test,
+/// or the control connection of a new one (refused when the server runs
+/// as many tests as it allows).
+fn dispatch(
+    stream: TcpStream,
+    peer: SocketAddr,
+    order: u64,
+    cookie: Cookie,
+    permit: Permit,
+    shared: &Arc<Shared>,
+) {
     let known = shared
         .tests
         .lock()
         .ok()
         .and_then(|t| t.get(&cookie).cloned());
     if let Some(test) = known {
-        // A data stream: undo what reading the cookie set (a read timeout,
-        // TCP_NODELAY) and hand it over (a closed test just drops it).
-        if let Ok(sock) = control.socket().try_clone() {
-            let _ = sock.set_read_timeout(None);
-            let _ = sock.set_nodelay(false);
-            let _ = test.send((order, sock));
-        }
+        // A closed test just drops it.
+        let _ = test.send(Arrived {
+            order,
+            stream,
+            permit,
+        });
         return;
     }
+    let Ok(mut control) = Control::new(stream) else {
+        return;
+    };
     let running = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
-    let _slot = Slot(shared);
+    let slot = Slot(Arc::clone(shared));
     if running > shared.config.max_tests {
         let _ = control.write_state(TestState::AccessDenied);
         return (shared.notify)(ServerEvent::Busy(peer));
     }
+    let test_shared = Arc::clone(shared);
+    let work = move || {
+        let _slot = slot;
+        run_test(control, peer, cookie, running, &test_shared);
+    };
+    if let Err(e) = permit.spawn_thread("sonde-perf-test", work) {
+        (shared.notify)(ServerEvent::Failed {
+            peer,
+            error: Error::io("starting a test thread", e),
+        });
+    }
+}
+
+/// Runs one client's test on its thread and reports how it ended.
+fn run_test(control: Control, peer: SocketAddr, cookie: Cookie, running: usize, shared: &Shared) {
     let (tx, rx) = mpsc::channel();
     if let Ok(mut tests) = shared.tests.lock() {
         tests.insert(cookie, tx);
@@ -245,6 +292,7 @@ fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>)
         control,
         shared,
         streams_rx: rx,
+        permits: Vec::new(),
         concurrent: running,
         cookie: crate::wire::iperf::cookie::text(&cookie),
     };
@@ -265,10 +313,18 @@ fn handle(stream: TcpStream, peer: SocketAddr, order: u64, shared: &Arc<Shared>)
     shared.finished.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Holds one place among the running tests.
-struct Slot<'a>(&'a Shared);
+/// A data stream handed to its test, with its place at the door.
+struct Arrived {
+    /// Its place in the connect order.
+    order: u64,
+    stream: TcpStream,
+    permit: Permit,
+}
 
-impl Drop for Slot<'_> {
+/// Holds one place among the running tests.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
@@ -277,7 +333,9 @@ impl Drop for Slot<'_> {
 struct Test<'a> {
     control: Control,
     shared: &'a Shared,
-    streams_rx: mpsc::Receiver<(u64, TcpStream)>,
+    streams_rx: mpsc::Receiver<Arrived>,
+    /// The data streams' places at the door, held while the test runs.
+    permits: Vec<Permit>,
     concurrent: usize,
     cookie: String,
 }
@@ -468,17 +526,18 @@ impl Test<'_> {
             self.control.write_state(TestState::CreateStreams)?;
             let mut arrived = Vec::with_capacity(total);
             for _ in 0..total {
-                let pair = self
+                let stream = self
                     .streams_rx
                     .recv_timeout(self.shared.config.setup_timeout)
                     .map_err(|_| Error::Timeout {
                         phase: "waiting for the data streams".into(),
                         after: self.shared.config.setup_timeout,
                     })?;
-                arrived.push(pair);
+                arrived.push(stream);
             }
-            arrived.sort_by_key(|(order, _)| *order);
-            for (index, (_, sock)) in arrived.into_iter().enumerate() {
+            arrived.sort_by_key(|a| a.order);
+            for (index, Arrived { stream: sock, permit, .. }) in arrived.into_iter().enumerate() {
+                self.permits.push(permit);
                 stream::apply_tcp_options(&sock, params)
                     .map_err(|e| Error::io("setting data stream options", e))?;
                 streams.push(new_stream(index, role(index), DataSocket::Tcp(sock)));
