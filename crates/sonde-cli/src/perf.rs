@@ -3,7 +3,6 @@
 //! nor `-c` is given.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,40 +231,15 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
         (args.interval > 0.0).then(|| Duration::from_secs_f64(args.interval.max(0.1)));
     config.rcv_timeout = Duration::from_millis(args.rcv_timeout.max(100));
     let format = format(&args)?;
-    let server_stop = Arc::new(AtomicBool::new(false));
-    let server_thread = if embedded {
-        Some(start_embedded(&mut config, Arc::clone(&server_stop))?)
-    } else {
-        None
-    };
-    let result = run_client(&args, &config, format, &out, &stop);
-    if let Some(handle) = server_thread {
-        // The embedded server ends after its one test, or now if the client
-        // never ran one.
-        server_stop.store(true, Ordering::SeqCst);
-        let _ = handle.join();
-    }
-    result
-}
-
-fn start_embedded(
-    config: &mut ClientConfig,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let listener = net::listen_tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), false)
+    // Ends after its one test, or when dropped if the client never ran one.
+    let server = embedded
+        .then(sonde::perf::embedded::start)
+        .transpose()
         .context("starting the embedded server")?;
-    config.port = listener
-        .local_addr()
-        .context("reading the embedded server's port")?
-        .port();
-    let server_config = ServerConfig {
-        one_off: true,
-        max_tests: 1,
-        ..ServerConfig::default()
-    };
-    Ok(std::thread::spawn(move || {
-        let _ = server::serve(listener, server_config, |_| {}, &stop);
-    }))
+    if let Some(server) = &server {
+        config.port = server.addr.port();
+    }
+    run_client(&args, &config, format, &out, &stop)
 }
 
 fn run_client(

@@ -1,111 +1,22 @@
-//! `sonde rtt --under-load`: latency idle, then with a bulk TCP stream
-//! (the perf engine, against a sonde or iperf3 server at the same host)
-//! running beside the pings, and the ratio: how much the queues inflate
-//! delay.
+//! `sonde rtt --under-load`'s output: the idle and loaded round trips side
+//! by side, and the ratio.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::Duration;
-
-use anyhow::Context;
 use serde_json::json;
-use sonde::perf::client::{self as perf_client, ClientConfig};
-use sonde::perf::server::{self as perf_server, ServerConfig};
-use sonde::perf::{Observer, StreamInterval};
-use sonde::rtt::client::{self, RttConfig};
+use sonde::rtt::client::RttConfig;
 use sonde::rtt::stats::{Summary, micros};
 
-/// Tells the waiting thread when the load's first interval is in.
-struct Started(Mutex<Option<mpsc::Sender<()>>>, std::sync::Mutex<Vec<f64>>);
-
-use std::sync::Mutex;
-
-impl Observer for Started {
-    fn interval(&self, interval: &[StreamInterval]) {
-        if let Ok(mut tx) = self.0.lock()
-            && let Some(tx) = tx.take()
-        {
-            let _ = tx.send(());
-        }
-        let bits: f64 = interval.iter().map(StreamInterval::bits_per_second).sum();
-        if let Ok(mut rates) = self.1.lock() {
-            rates.push(bits);
-        }
-    }
-}
-
-/// Measures idle, then under a bulk TCP load to `load_host:load_port`
-/// (or an embedded perf server when `load_port` is `None`).
+/// Measures idle, then under load (see [`sonde::rtt::under_load`]), and
+/// prints both.
 pub(crate) fn run(
     config: &RttConfig,
     load_port: Option<u16>,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let idle = client::run(config)?;
-    let (port, server) = match load_port {
-        Some(p) => (p, None),
-        None => {
-            let listener =
-                sonde::net::listen_tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), false)?;
-            let port = listener
-                .local_addr()
-                .context("reading the load server's port")?
-                .port();
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = Arc::clone(&stop);
-            let cfg = ServerConfig {
-                one_off: true,
-                ..ServerConfig::default()
-            };
-            let handle =
-                std::thread::spawn(move || perf_server::serve(listener, cfg, |_| {}, &flag));
-            (port, Some((handle, stop)))
-        }
-    };
-    let host = if load_port.is_some() {
-        config.addr.ip()
-    } else {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    };
-    let mut load = ClientConfig::new(host.to_string(), port);
-    load.params.time = 3600;
-    load.interval = Some(Duration::from_millis(200));
-    let (tx, started) = mpsc::channel();
-    let observer = Arc::new(Started(Mutex::new(Some(tx)), Mutex::new(Vec::new())));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load_thread = {
-        let observer = Arc::clone(&observer);
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || perf_client::run(&load, observer.as_ref(), &stop))
-    };
-    if started.recv_timeout(Duration::from_secs(30)).is_err() {
-        stop.store(true, Ordering::SeqCst);
-        let outcome = load_thread.join();
-        let why = match outcome {
-            Ok(Err(e)) => e.to_string(),
-            _ => "no data moved within 30 s".to_string(),
-        };
-        anyhow::bail!("starting the load against {host}:{port}: {why}");
-    }
-    let loaded = client::run(config);
-    stop.store(true, Ordering::SeqCst);
-    let _ = load_thread.join();
-    if let Some((handle, flag)) = server {
-        flag.store(true, Ordering::SeqCst);
-        let _ = handle.join();
-    }
-    let loaded = loaded?;
-    let rates = observer.1.lock().map(|r| r.clone()).unwrap_or_default();
-    let load_bps = if rates.is_empty() {
-        0.0
-    } else {
-        rates.iter().sum::<f64>() / rates.len() as f64
-    };
+    let result = sonde::rtt::under_load::run(config, load_port)?;
     print(
-        &idle.latency.summary(),
-        &loaded.latency.summary(),
-        load_bps,
+        &result.idle.latency.summary(),
+        &result.loaded.latency.summary(),
+        result.load_bits_per_second,
         json_out,
     );
     Ok(())

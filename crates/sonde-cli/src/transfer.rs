@@ -2,15 +2,17 @@
 //! up, and the summary and exit code of a transfer (0 verified, 1 cut
 //! short or failed, 3 a hash mismatch, 4 refused by the receiver).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use sonde::net::{self, ConnectOptions, Family};
 use sonde::transfer::plan::Plan;
+use sonde::transfer::serve::{ReceiveEvent, ServeOptions, serve};
 use sonde::transfer::{
     self, Outcome, Progress, ReceiveOptions, Report, SendOptions, TransferError,
 };
@@ -56,9 +58,12 @@ pub(crate) struct ReceiveArgs {
     /// Port.
     #[arg(long, short = 'p', default_value_t = transfer::DEFAULT_PORT)]
     pub(crate) port: u16,
-    /// Take one transfer after another instead of exiting after the first.
+    /// Take one transfer after another (several at once) instead of exiting after the first.
     #[arg(long, short = 'k')]
     pub(crate) keep_open: bool,
+    /// With --keep-open: transfers at once; a sender past this is turned away.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "keep_open")]
+    pub(crate) max_transfers: usize,
     /// Replace files that exist and differ.
     #[arg(long)]
     pub(crate) overwrite: bool,
@@ -70,7 +75,7 @@ pub(crate) struct ReceiveArgs {
 }
 
 /// Flags both ends take.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub(crate) struct CommonArgs {
     /// Give up when the peer is silent for SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
@@ -155,31 +160,74 @@ pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let options = ReceiveOptions {
+    let receive = ReceiveOptions {
         dir,
         overwrite: args.overwrite,
         max_size: args.max_size,
         timeout: args.common.timeout,
     };
-    loop {
-        let (stream, peer) = listener
-            .accept()
-            .with_context(|| format!("accepting a sender on {local}"))?;
-        // A v4 client of the dual-stack socket shows as itself, not ::ffff:.
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let progress = std::sync::Arc::new(Progress::default());
-        let quiet = args.common.quiet || args.common.json;
-        let display = Display::start(&progress, "receiving", quiet);
-        let result = transfer::receive(stream, peer, &options, &progress);
-        display.finish();
-        if !args.keep_open {
-            return finish(result, &args.common, "received", "from");
+    let mut options = ServeOptions::new(receive, args.keep_open);
+    options.max_transfers = args.max_transfers.max(1);
+    let common = args.common;
+    if args.keep_open {
+        serve_many(listener, options, common)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let quiet = common.quiet || common.json;
+    let outcome = Arc::new(Mutex::new(None));
+    let display: Mutex<Option<Display>> = Mutex::new(None);
+    let slot = Arc::clone(&outcome);
+    serve(listener, options, move |event| match event {
+        ReceiveEvent::Started { progress, .. } => {
+            if let Ok(mut shown) = display.lock() {
+                *shown = Some(Display::start(&progress, "receiving", quiet));
+            }
         }
+        ReceiveEvent::Finished { result, .. } => {
+            if let Some(shown) = display.lock().ok().and_then(|mut d| d.take()) {
+                shown.finish();
+            }
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(result);
+            }
+        }
+        ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+    })?;
+    let result = outcome
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take())
+        .context("the receiver ended without a transfer")?;
+    finish(result, &common, "received", "from")
+}
+
+/// `receive --keep-open`: several transfers at once, each reported as it
+/// ends (no live bars: they would be several at once).
+fn serve_many(
+    listener: TcpListener,
+    options: ServeOptions,
+    common: CommonArgs,
+) -> anyhow::Result<()> {
+    let quiet = common.quiet || common.json;
+    serve(listener, options, move |event| match event {
+        ReceiveEvent::Started { peer, .. } if !quiet => {
+            eprintln!("sonde receive: a transfer from {peer} begins");
+        }
+        ReceiveEvent::Started { .. } => {}
         // One bad sender does not end a receiver that keeps open.
-        match finish(result, &args.common, "received", "from") {
-            Ok(_) => {}
-            Err(err) => eprintln!("sonde: {err:#}"),
+        ReceiveEvent::Finished { result, .. } => {
+            if let Err(err) = finish(result, &common, "received", "from") {
+                eprintln!("sonde: {err:#}");
+            }
         }
+        ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+    })?;
+    Ok(())
+}
+
+fn turned_away(peer: SocketAddr, quiet: bool) {
+    if !quiet {
+        eprintln!("sonde receive: turned {peer} away: busy with other transfers");
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod client;
 pub mod control;
+pub mod embedded;
 pub mod json;
 pub mod measure;
 pub mod pacer;

@@ -181,7 +181,10 @@ async fn watch(door: &Door, shared: &Shared, shutdown: &AtomicBool) {
             idle_since = Instant::now();
         }
         let config = &shared.config;
-        let idle_out = config.one_off && config.idle_timeout.is_some_and(|t| idle_since.elapsed() >= t);
+        let idle_out = config.one_off
+            && config
+                .idle_timeout
+                .is_some_and(|t| idle_since.elapsed() >= t);
         if shutdown.load(Ordering::Relaxed)
             || (config.one_off && shared.finished.load(Ordering::Relaxed) > 0)
             || idle_out
@@ -536,7 +539,15 @@ impl Test<'_> {
                 arrived.push(stream);
             }
             arrived.sort_by_key(|a| a.order);
-            for (index, Arrived { stream: sock, permit, .. }) in arrived.into_iter().enumerate() {
+            for (
+                index,
+                Arrived {
+                    stream: sock,
+                    permit,
+                    ..
+                },
+            ) in arrived.into_iter().enumerate()
+            {
                 self.permits.push(permit);
                 stream::apply_tcp_options(&sock, params)
                     .map_err(|e| Error::io("setting data stream options", e))?;

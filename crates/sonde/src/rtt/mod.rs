@@ -10,3 +10,4 @@ pub mod fit;
 pub mod open;
 pub mod seq;
 pub mod stats;
+pub mod under_load;

@@ -18,6 +18,7 @@ mod place;
 pub mod plan;
 mod receive;
 mod send;
+pub mod serve;
 mod sink;
 pub mod wire;
 

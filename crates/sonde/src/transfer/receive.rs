@@ -2,8 +2,10 @@
 //! disk, tells the sender what it already holds, writes each file beside
 //! its target, and renames it into place only when its BLAKE3 matches.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
@@ -31,6 +33,7 @@ pub struct ReceiveOptions {
 struct State<'a> {
     options: &'a ReceiveOptions,
     progress: &'a Progress,
+    claims: &'a Claims,
     report: Report,
     offered_files: u64,
     offered_dirs: u64,
@@ -53,9 +56,63 @@ pub fn receive(
     options: &ReceiveOptions,
     progress: &Progress,
 ) -> Result<Report, TransferError> {
-    let started = Instant::now();
     let mut conn = Conn::new(stream, peer, options.timeout)?;
-    match transfer(&mut conn, peer, options, progress) {
+    conn.hello()?;
+    session(conn, peer, options, progress, &Claims::default())
+}
+
+/// Receives one transfer whose sender's hello was already read and found
+/// good (the front door reads it); files another session is writing are
+/// refused.
+pub(crate) fn receive_greeted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    options: &ReceiveOptions,
+    progress: &Progress,
+    claims: &Claims,
+) -> Result<Report, TransferError> {
+    let mut conn = Conn::new(stream, peer, options.timeout)?;
+    conn.write_all(&super::wire::hello(), "sending the hello")?;
+    session(conn, peer, options, progress, claims)
+}
+
+/// The targets that sessions are writing now: one session per file.
+#[derive(Debug, Default)]
+pub(crate) struct Claims(Mutex<HashSet<PathBuf>>);
+
+/// One session's hold on a target; let go when dropped.
+struct Claim<'a> {
+    claims: &'a Claims,
+    path: PathBuf,
+}
+
+impl Claims {
+    fn claim(&self, path: &Path) -> Option<Claim<'_>> {
+        let mut held = self.0.lock().ok()?;
+        held.insert(path.to_path_buf()).then(|| Claim {
+            claims: self,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.claims.0.lock() {
+            held.remove(&self.path);
+        }
+    }
+}
+
+fn session(
+    mut conn: Conn,
+    peer: SocketAddr,
+    options: &ReceiveOptions,
+    progress: &Progress,
+    claims: &Claims,
+) -> Result<Report, TransferError> {
+    let started = Instant::now();
+    match transfer(&mut conn, peer, options, progress, claims) {
         Ok(mut report) => {
             report.seconds = started.elapsed().as_secs_f64();
             Ok(report)
@@ -76,8 +133,8 @@ fn transfer(
     peer: SocketAddr,
     options: &ReceiveOptions,
     progress: &Progress,
+    claims: &Claims,
 ) -> Result<Report, TransferError> {
-    conn.hello()?;
     let (files, dirs, bytes) = match conn.recv()? {
         Message::Offer { files, dirs, bytes } => (files as u64, dirs as u64, bytes as u64),
         other => return Err(conn.unexpected("offer", &other)),
@@ -95,6 +152,7 @@ fn transfer(
     let mut state = State {
         options,
         progress,
+        claims,
         report: Report {
             peer: peer.to_string(),
             ..Report::default()
@@ -194,6 +252,10 @@ impl State<'_> {
         size: Option<u64>,
     ) -> Result<FileReport, TransferError> {
         let target = self.admit(conn, path, size)?;
+        let Some(_claim) = self.claims.claim(&target.path) else {
+            let reason = "another transfer to this receiver is writing it now".to_string();
+            return Err(refuse(conn, path, reason));
+        };
         let held = placed(conn, path, target.held())?;
         conn.send(&have(&held, self.options.overwrite))?;
         self.progress.start_file(path, size);
