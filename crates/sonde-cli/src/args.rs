@@ -116,6 +116,9 @@ pub(crate) struct ListenArgs {
     /// Serve many clients at once; stdin goes to all of them.
     #[arg(short = 'k', long)]
     pub(crate) keep_open: bool,
+    /// With -k: clients at once; more are closed at once (as ncat's --max-conns).
+    #[arg(long, value_name = "N", default_value_t = sonde::talk::many::DEFAULT_MAX_CLIENTS)]
+    pub(crate) max_conns: usize,
     /// Do not report addresses on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,

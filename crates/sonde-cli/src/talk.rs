@@ -150,7 +150,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let mut opts = relay_options(&args.talk, interactive);
     opts.greeting = args.greet.map(String::into_bytes);
     if args.keep_open {
-        serve_many(listener, input, opts, args.quiet)?;
+        serve_many(listener, input, opts, args.max_conns, args.quiet)?;
         return Ok(ExitCode::SUCCESS);
     }
     let (stream, peer) = listener
@@ -166,6 +166,7 @@ fn serve_many(
     listener: TcpListener,
     input: Input,
     opts: RelayOptions,
+    max_clients: usize,
     quiet: bool,
 ) -> anyhow::Result<()> {
     multi::serve_many(
@@ -173,11 +174,14 @@ fn serve_many(
         input,
         stdout_fd()?,
         opts,
+        max_clients,
         move |event| match event {
             ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
             ClientEvent::Closed(peer) if !quiet => eprintln!("{peer} closed"),
+            ClientEvent::Dropped(peer) => {
+                eprintln!("sonde: dropped {peer}: it stopped reading and its queue filled");
+            }
             ClientEvent::Failed(peer, err) => eprintln!("sonde: client {peer}: {err}"),
-            ClientEvent::AcceptFailed(err) => eprintln!("sonde: {err}"),
             _ => {}
         },
     )?;

@@ -1,17 +1,35 @@
-//! `listen -k`: many clients at once. What each client sends goes to the
-//! output as it arrives (a whole read at a time, so chunks never interleave
-//! mid-write); the input goes to every connected client.
+//! `listen -k`: many clients at once, on the front door. Each client is a
+//! small task: it passes what the client sends to the output a whole read
+//! at a time (so chunks never interleave mid-write), and writes the input
+//! to the client from a bounded queue. The input goes to every client's
+//! queue without waiting: a client whose queue fills (it stopped reading)
+//! is dropped with a notice, and never slows the others, the input or the
+//! accept loop.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::pump::{Activity, Filters};
-use super::relay::{Input, RelayOptions, send_all};
+use super::relay::{Input, RelayOptions};
 use super::transform::Direction;
+use crate::door::{Accepted, Door, DoorConfig};
 use crate::error::{Error, Result};
+
+/// Chunks of input (a read of up to 64 KiB each) queued for one client
+/// before it counts as not reading.
+pub const QUEUE: usize = 64;
+
+/// ncat's default for `--max-conns`.
+pub const DEFAULT_MAX_CLIENTS: usize = 100;
 
 /// Something that happened to one client, for the caller to report.
 #[derive(Debug)]
@@ -20,148 +38,206 @@ pub enum ClientEvent {
     Connected(SocketAddr),
     /// A client finished sending and was closed.
     Closed(SocketAddr),
+    /// A client stopped reading and its queue filled: it was dropped.
+    Dropped(SocketAddr),
     /// A client's connection failed; others go on.
     Failed(SocketAddr, Error),
-    /// Accepting a connection failed (e.g. out of descriptors); the
-    /// listener goes on.
-    AcceptFailed(Error),
 }
 
-type Clients = Arc<Mutex<Vec<(u64, TcpStream)>>>;
+type Notify = Arc<dyn Fn(ClientEvent) + Send + Sync>;
 
-/// Serves clients of `listener` until the process ends.
+/// One connected client, as the input sees it.
+struct Member {
+    queue: mpsc::Sender<Arc<[u8]>>,
+    /// Cancelled when the client is dropped.
+    kick: CancellationToken,
+}
+
+type Members = Arc<Mutex<HashMap<u64, Member>>>;
+
+/// What every client task shares.
+struct Shared {
+    members: Members,
+    output: mpsc::Sender<Vec<u8>>,
+    opts: RelayOptions,
+    notify: Notify,
+}
+
+/// Serves clients of `listener`, at most `max_clients` at once (others
+/// are closed at once), until the process ends.
 ///
 /// # Errors
-/// Only when a thread cannot be started.
+/// When a thread or the runtime cannot be started.
 pub fn serve_many(
     listener: TcpListener,
     input: Input,
     output: OwnedFd,
     opts: RelayOptions,
+    max_clients: usize,
     on_event: impl Fn(ClientEvent) + Send + Sync + 'static,
 ) -> Result<()> {
-    let clients: Clients = Arc::default();
-    let output = Arc::new(Mutex::new(std::fs::File::from(output)));
-    let on_event = Arc::new(on_event);
-    let opts = Arc::new(opts);
-    spawn_broadcaster(input, Arc::clone(&clients), &opts)?;
+    let notify: Notify = Arc::new(on_event);
+    let members: Members = Arc::default();
+    let (out_tx, out_rx) = mpsc::channel(QUEUE);
+    spawn_output(output, out_rx)?;
+    spawn_broadcaster(input, Arc::clone(&members), &opts)?;
+    let shared = Arc::new(Shared {
+        members,
+        output: out_tx,
+        opts,
+        notify,
+    });
+    let door = Door::new(DoorConfig::new("listen", max_clients));
     let mut next_id = 0u64;
+    door.serve_blocking(listener, |accepted| {
+        next_id += 1;
+        join(accepted, next_id, &shared);
+    })
+    .map_err(|e| Error::io("accepting clients", e))
+}
+
+/// Lists a new client (before it is reported, so input typed after the
+/// report reaches it) and starts its task.
+fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+    } = accepted;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let kick = CancellationToken::new();
+    if let Ok(mut members) = shared.members.lock() {
+        let member = Member {
+            queue: tx,
+            kick: kick.clone(),
+        };
+        members.insert(id, member);
+    }
+    (shared.notify)(ClientEvent::Connected(peer));
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let (reader, writer) = stream.into_split();
+        let activity = Activity::new();
+        let read = read_client(reader, peer, &shared, &activity, &kick);
+        let write = write_client(writer, rx, &shared.opts, &activity, &kick);
+        let (read, ()) = tokio::join!(read, write);
+        let dropped = shared
+            .members
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&id))
+            .is_none();
+        let event = match read {
+            _ if dropped => ClientEvent::Dropped(peer),
+            Ok(()) => ClientEvent::Closed(peer),
+            Err(e) => ClientEvent::Failed(peer, e),
+        };
+        (shared.notify)(event);
+        drop(permit);
+    });
+}
+
+/// Passes what the client sends to the output until it ends, fails, is
+/// dropped, or (with an idle timeout) nothing moves either way for long.
+async fn read_client(
+    mut reader: OwnedReadHalf,
+    peer: SocketAddr,
+    shared: &Shared,
+    activity: &Activity,
+    kick: &CancellationToken,
+) -> Result<()> {
+    // Whatever way the client ends, its writer stops too.
+    let _stop_writer = kick.clone().drop_guard();
+    let mut dump = shared.opts.filters(Direction::Received);
+    let idle = shared.opts.idle_timeout.unwrap_or(Duration::MAX);
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(pair) => pair,
-            Err(e) => {
-                on_event(ClientEvent::AcceptFailed(Error::io(
-                    "accepting a client",
-                    e,
-                )));
-                // Out of descriptors is the usual cause: give closes a moment.
-                thread::sleep(std::time::Duration::from_millis(50));
-                continue;
+        let read = tokio::select! {
+            () = kick.cancelled() => return Ok(()),
+            read = tokio::time::timeout(idle, reader.read(&mut buf)) => read,
+        };
+        let n = match read {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(Error::io(format!("receiving from {peer}"), e)),
+            Err(_) if activity.last().elapsed() < idle => continue,
+            Err(_) => {
+                return Err(Error::IdleTimeout {
+                    what: format!("the connection with {peer}"),
+                    after: idle,
+                });
             }
         };
-        next_id += 1;
-        // Listed before it is reported, so input typed after the report
-        // reaches it.
-        match stream.try_clone() {
-            Ok(writer) => {
-                if let Ok(mut list) = clients.lock() {
-                    list.push((next_id, writer));
+        activity.touch();
+        dump.dump(&buf[..n]);
+        if shared.output.send(buf[..n].to_vec()).await.is_err() {
+            return Err(Error::io(
+                "writing the output",
+                std::io::ErrorKind::BrokenPipe.into(),
+            ));
+        }
+    }
+}
+
+/// Writes the greeting, then the input chunks queued for the client.
+async fn write_client(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Arc<[u8]>>,
+    opts: &RelayOptions,
+    activity: &Activity,
+    kick: &CancellationToken,
+) {
+    if let Some(greeting) = &opts.greeting {
+        // The greeting is sent as given: --crlf is for what is typed.
+        let mut dump = Filters {
+            crlf: None,
+            ..opts.filters(Direction::Sent)
+        };
+        dump.dump(greeting);
+        if writer.write_all(greeting).await.is_err() {
+            return kick.cancel();
+        }
+    }
+    loop {
+        let chunk = tokio::select! {
+            () = kick.cancelled() => break,
+            chunk = queue.recv() => chunk,
+        };
+        let Some(chunk) = chunk else { break };
+        let written = tokio::select! {
+            () = kick.cancelled() => break,
+            written = writer.write_all(&chunk) => written,
+        };
+        if written.is_err() {
+            return kick.cancel();
+        }
+        activity.touch();
+    }
+    let _ = socket2::SockRef::from(writer.as_ref()).shutdown(Shutdown::Both);
+}
+
+/// Writes what clients send to the output, one whole read at a time.
+fn spawn_output(output: OwnedFd, mut chunks: mpsc::Receiver<Vec<u8>>) -> Result<()> {
+    let mut output = std::fs::File::from(output);
+    std::thread::Builder::new()
+        .name("sonde-output".into())
+        .spawn(move || {
+            while let Some(chunk) = chunks.blocking_recv() {
+                if output.write_all(&chunk).is_err() {
+                    return;
                 }
             }
-            Err(e) => {
-                on_event(ClientEvent::Failed(
-                    peer,
-                    Error::io("duplicating the socket", e),
-                ));
-                continue;
-            }
-        }
-        on_event(ClientEvent::Connected(peer));
-        let client = Client {
-            id: next_id,
-            peer,
-            clients: Arc::clone(&clients),
-            output: Arc::clone(&output),
-            opts: Arc::clone(&opts),
-        };
-        let on_event = Arc::clone(&on_event);
-        thread::Builder::new()
-            .name("sonde-client".into())
-            .spawn(move || on_event(client.run(stream)))
-            .map_err(|e| Error::io("starting a client thread", e))?;
-    }
+        })
+        .map(drop)
+        .map_err(|e| Error::io("starting the output thread", e))
 }
 
-struct Client {
-    id: u64,
-    peer: SocketAddr,
-    clients: Clients,
-    output: Arc<Mutex<std::fs::File>>,
-    opts: Arc<RelayOptions>,
-}
-
-impl Client {
-    fn run(self, stream: TcpStream) -> ClientEvent {
-        let result = self.serve(&stream);
-        remove(&self.clients, self.id);
-        let _ = stream.shutdown(Shutdown::Both);
-        match result {
-            Ok(()) => ClientEvent::Closed(self.peer),
-            Err(e) => ClientEvent::Failed(self.peer, e),
-        }
-    }
-
-    fn serve(&self, stream: &TcpStream) -> Result<()> {
-        let mut sender = self.opts.filters(Direction::Sent);
-        if let Some(greeting) = self.opts.greeting.clone() {
-            send_all(
-                stream,
-                Some(greeting),
-                Input::Nothing,
-                &mut sender,
-                &Activity::new(),
-            )
-            .map_err(|_| {
-                Error::io(
-                    format!("greeting {}", self.peer),
-                    std::io::ErrorKind::BrokenPipe.into(),
-                )
-            })?;
-        }
-        let mut dump = self.opts.filters(Direction::Received);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut reader = stream;
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(|e| Error::io(format!("receiving from {}", self.peer), e))?;
-            if n == 0 {
-                return Ok(());
-            }
-            dump.dump(&buf[..n]);
-            if let Ok(mut out) = self.output.lock() {
-                out.write_all(&buf[..n])
-                    .map_err(|e| Error::io("writing the output", e))?;
-            }
-        }
-    }
-}
-
-fn remove(clients: &Clients, id: u64) {
-    if let Ok(mut list) = clients.lock() {
-        list.retain(|(other, _)| *other != id);
-    }
-}
-
-/// Reads the input and writes each chunk to every connected client; a
-/// client whose write fails is dropped from the list.
-fn spawn_broadcaster(input: Input, clients: Clients, opts: &RelayOptions) -> Result<()> {
-    let mut filters = Filters {
-        hex: None,
-        ..opts.filters(Direction::Sent)
-    };
-    let mut dump = opts.filters(Direction::Sent);
-    thread::Builder::new()
+/// Reads the input and queues each chunk (expanded and dumped once) for
+/// every client, never waiting on one: a client whose queue is full is
+/// dropped.
+fn spawn_broadcaster(input: Input, members: Members, opts: &RelayOptions) -> Result<()> {
+    let mut filters = opts.filters(Direction::Sent);
+    std::thread::Builder::new()
         .name("sonde-broadcast".into())
         .spawn(move || {
             let mut reader: Box<dyn Read> = match input {
@@ -174,11 +250,27 @@ fn spawn_broadcaster(input: Input, clients: Clients, opts: &RelayOptions) -> Res
                 if n == 0 {
                     return;
                 }
-                dump.dump(&buf[..n]);
-                let Ok(mut list) = clients.lock() else { return };
-                list.retain(|(_, sock)| filters.write(sock.as_fd(), &buf[..n]).is_ok());
+                let chunk: Arc<[u8]> = Arc::from(filters.apply(&buf[..n]).as_ref());
+                offer(&members, &chunk);
             }
         })
-        .map_err(|e| Error::io("starting the input thread", e))?;
-    Ok(())
+        .map(drop)
+        .map_err(|e| Error::io("starting the input thread", e))
+}
+
+/// Queues `chunk` for every member. One whose queue is full is unlisted
+/// and kicked: its task, finding itself unlisted, reports it dropped.
+fn offer(members: &Members, chunk: &Arc<[u8]>) {
+    let Ok(mut members) = members.lock() else {
+        return;
+    };
+    members.retain(|_, m| match m.queue.try_send(Arc::clone(chunk)) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            m.kick.cancel();
+            false
+        }
+        // Its task is ending and unlists it itself.
+        Err(mpsc::error::TrySendError::Closed(_)) => true,
+    });
 }

@@ -325,14 +325,22 @@ impl Filters {
     /// # Errors
     /// [`PumpError::Write`] when the destination fails.
     pub fn write(&mut self, dst: BorrowedFd<'_>, data: &[u8]) -> Result<(), PumpError> {
-        let mut expanded = Vec::new();
-        let mut out = data;
-        if let Some(crlf) = self.crlf.as_mut() {
-            crlf.convert(data, &mut expanded);
-            out = &expanded;
-        }
-        self.dump(out);
-        write_all(dst, out)
+        let out = self.apply(data);
+        write_all(dst, &out)
+    }
+
+    /// `data` as it goes out: expanded to CRLF if asked, and dumped.
+    pub fn apply<'a>(&mut self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let out = match self.crlf.as_mut() {
+            Some(crlf) => {
+                let mut expanded = Vec::new();
+                crlf.convert(data, &mut expanded);
+                std::borrow::Cow::Owned(expanded)
+            }
+            None => std::borrow::Cow::Borrowed(data),
+        };
+        self.dump(&out);
+        out
     }
 
     /// Sends `data` to the hex dump, if there is one.
