@@ -356,6 +356,8 @@ fn serve(args: &PerfArgs, out: &Out, stop: &Arc<AtomicBool>) -> anyhow::Result<E
     let host = args.bind.map(|ip| ip.to_string());
     let addr = net::local_addrs(host.as_deref(), args.port, fam)?[0];
     let listener = net::listen_tcp(addr, fam == Family::V6)?;
+    let port = listener.local_addr().map_or(args.port, |a| a.port());
+    sonde::door::raise_fd_limit();
     let bitrate_limit = match &args.server_bitrate_limit {
         Some(text) => Some(parse_rate(text.split('/').next().unwrap_or(text)).map_err(usage)?),
         None => None,
@@ -376,8 +378,8 @@ fn serve(args: &PerfArgs, out: &Out, stop: &Arc<AtomicBool>) -> anyhow::Result<E
         emit(
             out,
             &format!(
-                "-----------------------------------------------------------\nServer listening on {} (up to {} tests at once)\n-----------------------------------------------------------\n",
-                args.port, config.max_tests
+                "-----------------------------------------------------------\nServer listening on {port} (up to {} tests at once)\n-----------------------------------------------------------\n",
+                config.max_tests
             ),
         );
     }

@@ -89,7 +89,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check(&args, kind)?;
     let port = args.port.unwrap_or_else(|| kind.default_port());
     let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
-    let limit = serve::raise_fd_limit();
+    let limit = sonde::door::raise_fd_limit();
     if limit < args.max_connections.min(10_000) as u64 + 64 && !args.quiet {
         eprintln!(
             "sonde: warning: only {limit} open files allowed (ulimit -n); fewer clients than asked can connect"

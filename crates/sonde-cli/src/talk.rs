@@ -150,6 +150,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let mut opts = relay_options(&args.talk, interactive);
     opts.greeting = args.greet.map(String::into_bytes);
     if args.keep_open {
+        sonde::door::raise_fd_limit();
         serve_many(listener, input, opts, args.max_conns, args.quiet)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -153,6 +153,7 @@ pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     }
     let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), args.port, Family::Any)?[0];
     let listener = net::listen_tcp(addr, false)?;
+    sonde::door::raise_fd_limit();
     let local = listener.local_addr().context("reading the bound address")?;
     if !args.common.quiet {
         eprintln!(

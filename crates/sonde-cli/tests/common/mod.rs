@@ -116,13 +116,15 @@ pub fn start_listener(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
 /// Starts `sonde ARGS...` (a server bound to port 0 that reports its
 /// address at the end of its first stderr line) and learns the port.
 pub fn start_sonde(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
-    let mut child = sonde()
-        .args(args)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting sonde");
+    let mut cmd = sonde();
+    cmd.args(args).stdin(stdin).stdout(stdout);
+    start_command(cmd)
+}
+
+/// Starts `cmd` (a server bound to port 0 that reports its address at
+/// the end of its first stderr line) and learns the port.
+pub fn start_command(mut cmd: Command) -> Listener {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("starting sonde");
     let stderr = child.stderr.take().expect("piped stderr");
     let stdout = collect(child.stdout.take());
     let (tx, rx) = mpsc::channel();
@@ -133,8 +135,10 @@ pub fn start_sonde(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
             }
         }
     });
+    // Warnings (a low open-file limit, ...) may come first.
     let first = rx
-        .recv_timeout(DEADLINE)
+        .iter()
+        .find(|line| !line.starts_with("sonde: warning"))
         .expect("sonde reports its address");
     let port = first
         .rsplit(':')

@@ -222,3 +222,16 @@ impl Door {
         self.inner.drained(self.inner.config.drain).await
     }
 }
+
+/// Raises the soft limit on open files to the hard limit (every server
+/// does, so that its cap, not `ulimit -n`, bounds it); returns the limit
+/// now in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum {
+        limit.current = Some(hard);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use tokio::io::AsyncReadExt;
 
-use crate::door::{self, Accepted, Door, DoorConfig, Permit, Refusal};
+use crate::door::{self, Accepted, Door, DoorConfig, Permit, Refusal, Unidentified};
 use crate::error::{Error, Result};
 use crate::wire::iperf::codec::{self, errors};
 use crate::wire::iperf::cookie::Cookie;
@@ -163,7 +163,10 @@ pub fn serve(
         let mut accepted = 0u64;
         let accept = door.serve(listener, |conn| {
             accepted += 1;
-            tokio::spawn(identify(conn, accepted, Arc::clone(&shared)));
+            // Marked before its task first runs, so the accept loop can
+            // make room even while it is ahead of the tasks.
+            let waiting = conn.permit.unidentified();
+            tokio::spawn(identify(conn, waiting, accepted, Arc::clone(&shared)));
         });
         tokio::join!(accept, watch(&door, &shared, shutdown));
         Ok(())
@@ -197,13 +200,12 @@ async fn watch(door: &Door, shared: &Shared, shutdown: &AtomicBool) {
 
 /// Reads a new connection's cookie, in a task, then hands it on: a data
 /// stream to its running test, a control connection to a test thread.
-async fn identify(conn: Accepted, order: u64, shared: Arc<Shared>) {
+async fn identify(conn: Accepted, waiting: Unidentified, order: u64, shared: Arc<Shared>) {
     let Accepted {
         mut stream,
         peer,
         permit,
     } = conn;
-    let waiting = permit.unidentified();
     let limit = shared.config.identify_timeout;
     let mut cookie = [0u8; COOKIE_LEN];
     let read = tokio::time::timeout(limit, stream.read_exact(&mut cookie));

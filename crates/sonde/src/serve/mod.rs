@@ -258,18 +258,6 @@ fn echo_task(
     }
 }
 
-/// Raises the soft limit on open files to the hard limit; returns the
-/// limit now in force.
-pub fn raise_fd_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if let Some(hard) = limit.maximum {
-        limit.current = Some(hard);
-        let _ = setrlimit(Resource::Nofile, limit);
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

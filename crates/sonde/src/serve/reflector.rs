@@ -82,9 +82,11 @@ async fn hand_over(accepted: Accepted, config: ReflectConfig, door: Door, stats:
     } = accepted;
     let closing = door.closing();
     let idle = config.idle.unwrap_or(Duration::MAX);
+    // A peek, not `readable()`, which may wake before there is data.
+    let mut first = [0u8; 1];
     let ready = tokio::select! {
         () = closing.cancelled() => false,
-        ready = tokio::time::timeout(idle, stream.readable()) => matches!(ready, Ok(Ok(()))),
+        ready = tokio::time::timeout(idle, stream.peek(&mut first)) => matches!(ready, Ok(Ok(1..))),
     };
     if !ready {
         return;

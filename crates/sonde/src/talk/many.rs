@@ -2,9 +2,10 @@
 //! small task: it passes what the client sends to the output a whole read
 //! at a time (so chunks never interleave mid-write), and writes the input
 //! to the client from a bounded queue. The input goes to every client's
-//! queue without waiting: a client whose queue fills (it stopped reading)
-//! is dropped with a notice, and never slows the others, the input or the
-//! accept loop.
+//! queue and moves on at the pace of the clients that read: a client whose
+//! queue stays full for [`STALL`] (it stopped reading) is dropped with a
+//! notice, so it holds the input up that long once, and never the accept
+//! loop.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -27,6 +28,10 @@ use crate::error::{Error, Result};
 /// Chunks of input (a read of up to 64 KiB each) queued for one client
 /// before it counts as not reading.
 pub const QUEUE: usize = 64;
+
+/// How long the input waits for room in a full queue before its client
+/// counts as not reading.
+pub const STALL: Duration = Duration::from_secs(1);
 
 /// ncat's default for `--max-conns`.
 pub const DEFAULT_MAX_CLIENTS: usize = 100;
@@ -80,20 +85,28 @@ pub fn serve_many(
     let members: Members = Arc::default();
     let (out_tx, out_rx) = mpsc::channel(QUEUE);
     spawn_output(output, out_rx)?;
-    spawn_broadcaster(input, Arc::clone(&members), &opts)?;
+    let (in_tx, in_rx) = mpsc::channel(4);
+    spawn_input(input, in_tx, &opts)?;
     let shared = Arc::new(Shared {
-        members,
+        members: Arc::clone(&members),
         output: out_tx,
         opts,
         notify,
     });
     let door = Door::new(DoorConfig::new("listen", max_clients));
-    let mut next_id = 0u64;
-    door.serve_blocking(listener, |accepted| {
-        next_id += 1;
-        join(accepted, next_id, &shared);
+    let runtime = crate::door::runtime().map_err(|e| Error::io("starting the runtime", e))?;
+    runtime.block_on(async {
+        let listener = crate::door::to_tokio(listener)
+            .map_err(|e| Error::io("registering the listener", e))?;
+        tokio::spawn(broadcast(in_rx, members));
+        let mut next_id = 0u64;
+        door.serve(listener, |accepted| {
+            next_id += 1;
+            join(accepted, next_id, &shared);
+        })
+        .await;
+        Ok(())
     })
-    .map_err(|e| Error::io("accepting clients", e))
 }
 
 /// Lists a new client (before it is reported, so input typed after the
@@ -232,13 +245,11 @@ fn spawn_output(output: OwnedFd, mut chunks: mpsc::Receiver<Vec<u8>>) -> Result<
         .map_err(|e| Error::io("starting the output thread", e))
 }
 
-/// Reads the input and queues each chunk (expanded and dumped once) for
-/// every client, never waiting on one: a client whose queue is full is
-/// dropped.
-fn spawn_broadcaster(input: Input, members: Members, opts: &RelayOptions) -> Result<()> {
+/// Reads the input, expanded and dumped once, a chunk at a time.
+fn spawn_input(input: Input, chunks: mpsc::Sender<Arc<[u8]>>, opts: &RelayOptions) -> Result<()> {
     let mut filters = opts.filters(Direction::Sent);
     std::thread::Builder::new()
-        .name("sonde-broadcast".into())
+        .name("sonde-input".into())
         .spawn(move || {
             let mut reader: Box<dyn Read> = match input {
                 Input::Fd(fd) => Box::new(std::fs::File::from(fd)),
@@ -246,31 +257,38 @@ fn spawn_broadcaster(input: Input, members: Members, opts: &RelayOptions) -> Res
                 Input::Nothing => return,
             };
             let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                let chunk: Arc<[u8]> = Arc::from(filters.apply(&buf[..n]).as_ref());
+                if chunks.blocking_send(chunk).is_err() {
                     return;
                 }
-                let chunk: Arc<[u8]> = Arc::from(filters.apply(&buf[..n]).as_ref());
-                offer(&members, &chunk);
             }
         })
         .map(drop)
         .map_err(|e| Error::io("starting the input thread", e))
 }
 
-/// Queues `chunk` for every member. One whose queue is full is unlisted
-/// and kicked: its task, finding itself unlisted, reports it dropped.
-fn offer(members: &Members, chunk: &Arc<[u8]>) {
-    let Ok(mut members) = members.lock() else {
-        return;
-    };
-    members.retain(|_, m| match m.queue.try_send(Arc::clone(chunk)) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            m.kick.cancel();
-            false
+/// Queues each input chunk for every client. A full queue is waited on
+/// for at most [`STALL`]; then its client is unlisted and kicked (its
+/// task, finding itself unlisted, reports it dropped).
+async fn broadcast(mut chunks: mpsc::Receiver<Arc<[u8]>>, members: Members) {
+    while let Some(chunk) = chunks.recv().await {
+        let listed: Vec<(u64, mpsc::Sender<Arc<[u8]>>)> = match members.lock() {
+            Ok(m) => m.iter().map(|(id, m)| (*id, m.queue.clone())).collect(),
+            Err(_) => return,
+        };
+        for (id, queue) in listed {
+            let full = match queue.try_send(Arc::clone(&chunk)) {
+                Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+                // Sent, or its task is ending and unlists it itself.
+                _ => continue,
+            };
+            let sent = queue.send_timeout(full, STALL).await;
+            if let Err(mpsc::error::SendTimeoutError::Timeout(_)) = sent
+                && let Some(member) = members.lock().ok().and_then(|mut m| m.remove(&id))
+            {
+                member.kick.cancel();
+            }
         }
-        // Its task is ending and unlists it itself.
-        Err(mpsc::error::TrySendError::Closed(_)) => true,
-    });
+    }
 }

@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use super::receive::{Claims, receive_greeted};
 use super::wire::{self, HELLO_LEN, Message};
 use super::{Progress, ReceiveOptions, Report, TransferError};
-use crate::door::{self, Accepted, Door, DoorConfig, Refusal};
+use crate::door::{self, Accepted, Door, DoorConfig, Refusal, Unidentified};
 
 /// How a receiving server behaves.
 #[derive(Clone, Debug)]
@@ -103,7 +103,10 @@ pub fn serve(
     });
     let fail = |e| TransferError::io("serving senders", e);
     door.serve_blocking(listener, |conn| {
-        tokio::spawn(greet(conn, Arc::clone(&shared)));
+        // Marked before its task first runs, so the accept loop can make
+        // room even while it is ahead of the tasks.
+        let waiting = conn.permit.unidentified();
+        tokio::spawn(greet(conn, waiting, Arc::clone(&shared)));
     })
     .map_err(fail)?;
     // Without --keep-open the first transfer shut the door as it began:
@@ -138,13 +141,12 @@ fn busy_reply() -> Vec<u8> {
 }
 
 /// Reads the sender's hello in a task, then starts its session's thread.
-async fn greet(conn: Accepted, shared: Arc<Shared>) {
+async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
     let Accepted {
         mut stream,
         peer,
         permit,
     } = conn;
-    let waiting = permit.unidentified();
     let mut hello = [0u8; HELLO_LEN];
     let read = tokio::time::timeout(
         shared.options.identify_timeout,
