@@ -235,3 +235,159 @@ pub fn raise_fd_limit() -> u64 {
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// A door serving on a loopback port with `handler`, and its address.
+    async fn open(
+        config: DoorConfig,
+        handler: impl FnMut(Accepted) + Send + 'static,
+    ) -> (Door, SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let door = Door::new(config);
+        let serving = door.clone();
+        let task = tokio::spawn(async move { serving.serve(listener, handler).await });
+        (door, addr, task)
+    }
+
+    /// Polls `done` (at most the deadline): the door's work is on tasks.
+    async fn until(mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < DEADLINE, "condition not reached");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    async fn closed_at_once(addr: SocketAddr) -> Vec<u8> {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut got = Vec::new();
+        tokio::time::timeout(DEADLINE, s.read_to_end(&mut got))
+            .await
+            .expect("closed")
+            .expect("read");
+        got
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gives_its_place_back() {
+        tokio::time::timeout(DEADLINE, async {
+            let (door, addr, _task) = open(DoorConfig::new("test", 1), |conn| {
+                tokio::spawn(async move {
+                    let _permit = conn.permit;
+                    panic!("a test service that fails");
+                });
+            })
+            .await;
+            for round in 1..=3 {
+                let _client = TcpStream::connect(addr).await.expect("connect");
+                until(|| door.counters().snapshot().accepted == round).await;
+                until(|| door.active() == 0).await;
+            }
+            assert_eq!(door.counters().snapshot().refused, 0);
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_client_gets_the_refusal() {
+        tokio::time::timeout(DEADLINE, async {
+            let mut config = DoorConfig::new("test", 1);
+            config.refusal = Refusal::Send(Arc::from(&b"busy"[..]));
+            let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let keep = Arc::clone(&held);
+            let (door, addr, _task) = open(config, move |conn| {
+                keep.lock().expect("lock").push(conn);
+            })
+            .await;
+            let _first = TcpStream::connect(addr).await.expect("first");
+            until(|| door.active() == 1).await;
+            assert_eq!(closed_at_once(addr).await, b"busy");
+            let counts = door.counters().snapshot();
+            assert_eq!((counts.accepted, counts.refused, counts.peak), (1, 1, 1));
+            held.lock().expect("lock").clear();
+            until(|| door.active() == 0).await;
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_takes_the_place_of_the_oldest_unidentified() {
+        tokio::time::timeout(DEADLINE, async {
+            let evicted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let seen = Arc::clone(&evicted);
+            let (door, addr, _task) = open(DoorConfig::new("test", 2), move |conn| {
+                let waiting = conn.permit.unidentified();
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    waiting.evicted().await;
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    drop(conn);
+                });
+            })
+            .await;
+            let mut clients = Vec::new();
+            for _ in 0..5 {
+                clients.push(TcpStream::connect(addr).await.expect("connect"));
+                until(|| door.counters().snapshot().accepted == clients.len() as u64).await;
+            }
+            until(|| evicted.load(Ordering::SeqCst) == 3).await;
+            until(|| door.active() == 2).await;
+            let counts = door.counters().snapshot();
+            assert_eq!((counts.accepted, counts.evicted, counts.refused), (5, 3, 0));
+            // The oldest were closed; the two newest are still held.
+            let mut first = [0u8; 1];
+            assert_eq!(clients[0].read(&mut first).await.expect("eof"), 0);
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn a_peer_not_admitted_is_refused_before_taking_a_place() {
+        tokio::time::timeout(DEADLINE, async {
+            let mut config = DoorConfig::new("test", 10);
+            config.admit = Some(Arc::new(|peer: SocketAddr| peer.ip().is_ipv6()));
+            let (door, addr, _task) = open(config, drop).await;
+            assert!(closed_at_once(addr).await.is_empty());
+            let counts = door.counters().snapshot();
+            assert_eq!((counts.accepted, counts.refused, counts.active), (0, 1, 0));
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting_and_drains_with_a_limit() {
+        tokio::time::timeout(DEADLINE, async {
+            let mut config = DoorConfig::new("test", 10);
+            config.drain = Duration::from_millis(100);
+            let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let keep = Arc::clone(&held);
+            let (door, addr, task) = open(config, move |conn| {
+                keep.lock().expect("lock").push(conn);
+            })
+            .await;
+            let _client = TcpStream::connect(addr).await.expect("connect");
+            until(|| door.active() == 1).await;
+            door.shutdown();
+            task.await.expect("the accept loop returns");
+            assert!(!door.drained().await, "one is still open after the drain time");
+            held.lock().expect("lock").clear();
+            assert!(door.drained().await);
+        })
+        .await
+        .expect("in time");
+    }
+}
