@@ -67,7 +67,7 @@ fn bars(stop: &AtomicBool, p: &Progress) {
         if size != u64::MAX {
             file.set_length(size);
         }
-        file.set_message(p.current());
+        file.set_message(p.waiting_for().unwrap_or_else(|| p.current()));
         file.set_position(p.file_done.load(Ordering::Relaxed));
         total.set_length(p.total.load(Ordering::Relaxed).max(done));
         total.set_position(done);
@@ -87,6 +87,10 @@ fn lines(stop: &AtomicBool, p: &Progress, verb: &str) {
             continue;
         }
         next += Duration::from_secs(1);
+        if let Some(waiting) = p.waiting_for() {
+            eprintln!("sonde: {verb}: {waiting} ({:.0} s)", elapsed.as_secs_f64());
+            continue;
+        }
         let (done, total) = (
             p.done.load(Ordering::Relaxed),
             p.total.load(Ordering::Relaxed),

@@ -422,3 +422,32 @@ fn a_failed_accept_is_logged_once_a_second_and_the_server_recovers() {
     drop(held);
     stop(server);
 }
+
+#[test]
+fn a_sender_waiting_on_a_silent_receiver_says_so_and_gives_up() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accepts and says nothing (no hello), until the sender gives up.
+    let silent = thread::spawn(move || listener.accept().map(|(conn, _)| conn));
+    let src = TempDir::new("silent-receiver");
+    let path = src.join("x");
+    fs::write(&path, b"x").expect("source");
+    let mut cmd = sonde();
+    cmd.args(["send", "--timeout", "1.5"])
+        .arg(&path)
+        .arg(format!("127.0.0.1:{port}"));
+    let sent = common::run(cmd, b"");
+    assert_eq!(sent.code(), Some(1), "{}", sent.stderr);
+    assert!(
+        sent.stderr
+            .contains(&format!("waiting for 127.0.0.1:{port} to say hello")),
+        "{}",
+        sent.stderr
+    );
+    assert!(
+        sent.stderr.contains("no answer for 1.5 s"),
+        "{}",
+        sent.stderr
+    );
+    drop(silent.join());
+}

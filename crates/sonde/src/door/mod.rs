@@ -383,7 +383,10 @@ mod tests {
             until(|| door.active() == 1).await;
             door.shutdown();
             task.await.expect("the accept loop returns");
-            assert!(!door.drained().await, "one is still open after the drain time");
+            assert!(
+                !door.drained().await,
+                "one is still open after the drain time"
+            );
             held.lock().expect("lock").clear();
             assert!(door.drained().await);
         })

@@ -14,6 +14,8 @@ pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     peer: SocketAddr,
+    /// How long the peer may be silent.
+    timeout: Duration,
 }
 
 impl Conn {
@@ -42,6 +44,7 @@ impl Conn {
             reader: BufReader::with_capacity(64 * 1024, stream),
             writer,
             peer,
+            timeout: timeout.unwrap_or_default(),
         })
     }
 
@@ -174,6 +177,15 @@ impl Conn {
     }
 
     fn io_error(&self, what: &str, cause: io::Error) -> TransferError {
+        if matches!(
+            cause.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return TransferError::Timeout {
+                what: format!("{what} (peer {})", self.peer),
+                after: self.timeout,
+            };
+        }
         TransferError::io(format!("{what} (peer {})", self.peer), cause)
     }
 }

@@ -52,6 +52,14 @@ pub enum TransferError {
         /// Why.
         cause: io::Error,
     },
+    /// The peer said nothing for the whole timeout.
+    #[error("{what}: no answer for {:.1} s (--timeout)", .after.as_secs_f64())]
+    Timeout {
+        /// What was being waited for, from whom.
+        what: String,
+        /// How long.
+        after: Duration,
+    },
     /// The peer closed the connection before the transfer ended.
     #[error("{what}: the connection closed before the transfer ended")]
     CutShort {
@@ -180,6 +188,9 @@ pub struct Progress {
     pub file_done: AtomicU64,
     /// The current file's path.
     pub file_name: Mutex<String>,
+    /// What the transfer waits for from its peer, while it waits (the
+    /// hello, the answer to the offer), else empty.
+    pub waiting: Mutex<String>,
 }
 
 impl Progress {
@@ -196,6 +207,22 @@ impl Progress {
     pub(crate) fn add(&self, bytes: u64) {
         self.done.fetch_add(bytes, Ordering::Relaxed);
         self.file_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wait_for(&self, what: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.clear();
+            waiting.push_str(what);
+        }
+    }
+
+    /// What the transfer waits for now, if anything.
+    pub fn waiting_for(&self) -> Option<String> {
+        self.waiting
+            .lock()
+            .ok()
+            .filter(|w| !w.is_empty())
+            .map(|w| w.clone())
     }
 
     /// The current file's name.

@@ -43,6 +43,7 @@ pub fn send(
 ) -> Result<Report, TransferError> {
     let started = Instant::now();
     let mut conn = Conn::new(stream, peer, options.timeout)?;
+    progress.wait_for(&format!("waiting for {peer} to say hello"));
     conn.hello()?;
     let (files, dirs, bytes) = plan.totals();
     progress.total.store(bytes, Ordering::Relaxed);
@@ -51,10 +52,12 @@ pub fn send(
         dirs: dirs as i64,
         bytes: bytes as i64,
     })?;
+    progress.wait_for(&format!("waiting for {peer} to accept the offer"));
     match conn.reply("the transfer")? {
         Message::Accept => {}
         other => return Err(conn.unexpected("accept", &other)),
     }
+    progress.wait_for("");
     let mut report = Report {
         peer: peer.to_string(),
         dirs,
