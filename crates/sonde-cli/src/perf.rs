@@ -302,14 +302,14 @@ fn print_report(
     report: &ClientReport,
     live: &Live,
 ) -> anyhow::Result<()> {
-    let version = env!("CARGO_PKG_VERSION");
+    let host = sonde::perf::json::Host::now(env!("CARGO_PKG_VERSION"));
     if args.json {
-        let doc = sonde::perf::json::json_report(report, &config.host, version);
+        let doc = sonde::perf::json::json_report(report, &config.host, &host);
         emit(&live.out, &format!("{}\n", pretty(&doc, true)));
         return Ok(());
     }
     if args.json_stream {
-        let doc = sonde::perf::json::json_report(report, &config.host, version);
+        let doc = sonde::perf::json::json_report(report, &config.host, &host);
         emit(
             &live.out,
             &format!("{}\n", json!({"event": "start", "data": doc["start"]})),

@@ -12,13 +12,14 @@ use crate::error::{Error, Result};
 use crate::net::{self, ConnectOptions, Family};
 use crate::wire::iperf::cookie::{self, Cookie};
 use crate::wire::iperf::params::{Params, Protocol};
-use crate::wire::iperf::results::Results;
-use crate::wire::iperf::state::TestState;
+use crate::wire::iperf::results::{Results, StreamResult};
 use crate::wire::iperf::{self, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY};
 
-use super::control::{Control, Poll};
-use super::measure::{self, StreamEnd, StreamInterval};
+use super::control::{Control, Got, Poll};
+use super::measure::{self, Sample, StreamEnd, StreamInterval};
 use super::running::Running;
+use super::session::Expect;
+use super::session::client::{Action, ClientSession, End};
 use super::stream::{self, Counters, DataSocket, Stream};
 use super::{ConnectedStream, CpuClock, CpuUse, Observer};
 
@@ -137,7 +138,13 @@ pub fn run(
         mss,
         interrupted: false,
     };
-    let mut session = Session {
+    let session = ClientSession::new(
+        Instant::now(),
+        server.to_string(),
+        params.to_json(),
+        super::control::MESSAGE_TIMEOUT,
+    );
+    let mut driver = Driver {
         control,
         config,
         params,
@@ -146,9 +153,10 @@ pub fn run(
         cpu,
         running: None,
         streams: Vec::new(),
+        sent: None,
     };
-    let result = session.drive(observer, stop, &mut report);
-    if let Some(mut running) = session.running.take() {
+    let result = driver.drive(session, observer, stop, &mut report);
+    if let Some(mut running) = driver.running.take() {
         running.close();
         report.intervals = std::mem::take(&mut running.intervals);
     }
@@ -156,7 +164,10 @@ pub fn run(
     result.map(|()| report)
 }
 
-struct Session<'a> {
+/// Drives the control session ([`crate::perf::session::client`]) with
+/// the socket, the streams and the measurement; every decision is the
+/// session's.
+struct Driver<'a> {
     control: Control,
     config: &'a ClientConfig,
     params: Params,
@@ -165,75 +176,132 @@ struct Session<'a> {
     cpu: CpuClock,
     running: Option<Running>,
     streams: Vec<Stream>,
+    /// This side's results as sent, and the samples they were taken from:
+    /// the server's are joined with these, not with later figures.
+    sent: Option<(Vec<StreamResult>, Vec<Sample>)>,
 }
 
-impl Session<'_> {
+impl Driver<'_> {
     fn drive(
         &mut self,
+        mut session: ClientSession,
         observer: &dyn Observer,
         stop: &Arc<AtomicBool>,
         report: &mut ClientReport,
     ) -> Result<()> {
         loop {
-            let state = self.control.read_state("waiting for the server")?;
-            match state {
-                TestState::ParamExchange => {
-                    let json = self.params.to_json();
-                    self.control.write_json(&json, "sending the parameters")?;
-                }
-                TestState::CreateStreams => {
-                    self.streams = self.create_streams()?;
-                    report.connected = self.streams.iter().map(describe).collect();
-                    report.congestion = self.streams.iter().find_map(|s| match &s.socket {
-                        DataSocket::Tcp(t) => stream::congestion(t),
-                        DataSocket::Udp(_) => None,
-                    });
-                    observer.connected(&report.connected);
-                }
-                TestState::TestStart => {}
-                TestState::TestRunning => {
-                    let streams = std::mem::take(&mut self.streams);
-                    let running = Running::start(
-                        streams,
-                        &self.params,
-                        self.config.interval,
-                        Instant::now(),
-                    )?;
-                    self.running = Some(running);
-                    if !self.measure(observer, stop)? {
-                        report.interrupted = true;
-                        let _ = self.control.write_state(TestState::ClientTerminate);
-                        self.local_ends(report);
+            while let Some(action) = session.poll_action() {
+                let done = match action {
+                    Action::Finish(End::Done) => {
+                        if let Some(running) = self.running.as_mut() {
+                            running.close();
+                        }
                         return Ok(());
                     }
-                }
-                TestState::ExchangeResults => self.exchange(report)?,
-                TestState::DisplayResults => {
-                    self.control.write_state(TestState::IperfDone)?;
-                    if let Some(running) = self.running.as_mut() {
-                        running.close();
-                    }
-                    return Ok(());
-                }
-                TestState::AccessDenied => return Err(Error::Busy),
-                TestState::ServerError => return Err(self.control.read_server_error()),
-                TestState::ServerTerminate => {
-                    return Err(Error::Ended("the server has terminated".into()));
-                }
-                other => {
-                    return Err(Error::Ended(format!(
-                        "the server sent an unexpected {other}"
-                    )));
+                    Action::Finish(End::Interrupted) => return Ok(()),
+                    Action::Finish(End::Failed(error)) => return Err(error),
+                    Action::StartTest => self.start(&mut session, observer, stop, report),
+                    action => self.act(action, observer, report),
+                };
+                if let Err(error) = done {
+                    session.handle_failure(error);
                 }
             }
+            self.wait(&mut session);
         }
     }
 
-    /// Runs the test until its end condition; false when interrupted.
-    fn measure(&mut self, observer: &dyn Observer, stop: &Arc<AtomicBool>) -> Result<bool> {
+    fn act(
+        &mut self,
+        action: Action,
+        observer: &dyn Observer,
+        report: &mut ClientReport,
+    ) -> Result<()> {
+        match action {
+            Action::Send(state) => self.control.write_state(state)?,
+            Action::SendJson(json) => self.control.write_json(&json, "sending the parameters")?,
+            Action::ConnectStreams => {
+                self.streams = self.create_streams()?;
+                report.connected = self.streams.iter().map(describe).collect();
+                report.congestion = self.streams.iter().find_map(|s| match &s.socket {
+                    DataSocket::Tcp(t) => stream::congestion(t),
+                    DataSocket::Udp(_) => None,
+                });
+                observer.connected(&report.connected);
+            }
+            Action::SendResults => self.send_results(report)?,
+            Action::ResultsIn(theirs) => self.results_in(*theirs, report),
+            Action::StartTest | Action::Finish(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Starts the streams and measures until the test is over.
+    fn start(
+        &mut self,
+        session: &mut ClientSession,
+        observer: &dyn Observer,
+        stop: &Arc<AtomicBool>,
+        report: &mut ClientReport,
+    ) -> Result<()> {
+        let streams = std::mem::take(&mut self.streams);
+        let running = Running::start(streams, &self.params, self.config.interval, Instant::now())?;
+        self.running = Some(running);
+        if let Some(interrupted) = self.measure(session, observer, stop)? {
+            if interrupted {
+                report.interrupted = true;
+                self.local_ends(report);
+            }
+            session.handle_test_over(Instant::now(), interrupted);
+        }
+        Ok(())
+    }
+
+    /// Reads what the session waits for, by its deadline, and hands it in.
+    fn wait(&mut self, session: &mut ClientSession) {
+        let deadline = session.poll_timeout();
+        match session.poll_read() {
+            Expect::State => {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                match self.control.poll_state(left) {
+                    Ok(Poll::State(state)) => session.handle_state(Instant::now(), state),
+                    Ok(Poll::Quiet) => session.handle_timeout(Instant::now()),
+                    Ok(Poll::Closed) => session.handle_closed(),
+                    Err(e) => session.handle_failure(e),
+                }
+            }
+            Expect::Json { max } => {
+                match self
+                    .control
+                    .read_json_by(max, deadline, "reading the server's results")
+                {
+                    Ok(Got::Value(json)) => session.handle_json(Instant::now(), Ok(json)),
+                    Ok(Got::Bad(e)) => session.handle_json(Instant::now(), Err(e)),
+                    Ok(Got::Quiet) => session.handle_timeout(Instant::now()),
+                    Ok(Got::Closed) => session.handle_closed(),
+                    Err(e) => session.handle_failure(e),
+                }
+            }
+            Expect::ServerError => match self.control.read_server_error() {
+                Error::ServerError { code, errno } => session.handle_server_error(code, errno),
+                other => session.handle_failure(other),
+            },
+            Expect::Nothing => session.handle_failure(Error::Ended("the test stalled".into())),
+        }
+    }
+
+    /// Runs the test until its end condition: `Some(interrupted)` when it
+    /// is over here, `None` when a state byte from the server changed the
+    /// session first.
+    fn measure(
+        &mut self,
+        session: &mut ClientSession,
+        observer: &dyn Observer,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Option<bool>> {
         let params = self.params.clone();
         let Some(running) = self.running.as_mut() else {
-            return Ok(false);
+            return Ok(Some(true));
         };
         let total = Duration::from_secs(u64::from(params.time) + u64::from(params.omit));
         let by_count = params.num > 0 || params.blockcount > 0;
@@ -242,7 +310,7 @@ impl Session<'_> {
         loop {
             if stop.load(Ordering::Relaxed) {
                 running.final_tick(observer);
-                return Ok(false);
+                return Ok(Some(true));
             }
             let now = running.elapsed();
             let bytes = running.totals().0;
@@ -285,27 +353,18 @@ impl Session<'_> {
             match self.control.poll_state(Some(wake.saturating_sub(now)))? {
                 Poll::Quiet => {}
                 Poll::Closed => {
-                    return Err(Error::Ended(
-                        "the control socket has closed unexpectedly".into(),
-                    ));
+                    session.handle_closed();
+                    return Ok(None);
                 }
-                Poll::State(TestState::ServerTerminate) => {
-                    return Err(Error::Ended("the server has terminated".into()));
-                }
-                Poll::State(TestState::ServerError) => {
-                    return Err(self.control.read_server_error());
-                }
-                Poll::State(other) => {
-                    return Err(Error::Ended(format!(
-                        "the server sent an unexpected {other}"
-                    )));
+                Poll::State(state) => {
+                    session.handle_state(Instant::now(), state);
+                    return Ok(None);
                 }
             }
         }
         running.stop_senders();
         running.final_tick(observer);
-        self.control.write_state(TestState::TestEnd)?;
-        Ok(true)
+        Ok(Some(false))
     }
 
     /// This side's view only, for a test cut short (no results exchange).
@@ -324,13 +383,13 @@ impl Session<'_> {
         }
     }
 
-    fn exchange(&mut self, report: &mut ClientReport) -> Result<()> {
+    /// Sends this side's results.
+    fn send_results(&mut self, report: &ClientReport) -> Result<()> {
         let Some(running) = self.running.as_mut() else {
             return Err(Error::Ended("results requested before the test ran".into()));
         };
-        let now = running.elapsed();
         let samples = running.samples();
-        let local = running.meter.results(now, &samples);
+        let local = running.meter.results(running.elapsed(), &samples);
         let has_retransmits = if running.streams.iter().all(|s| !s.sender) {
             -1
         } else {
@@ -342,13 +401,17 @@ impl Session<'_> {
             congestion_used: report.congestion.clone(),
             ..cpu_results(self.cpu.read())
         };
+        self.sent = Some((local, samples));
         self.control
-            .write_json(&mine.to_json(), "sending the results")?;
-        let theirs = self.control.read_results("reading the server's results")?;
-        let ends = running.ends(self.params.protocol, &local, &theirs, &samples);
-        report.ends = ends;
+            .write_json(&mine.to_json(), "sending the results")
+    }
+
+    /// Joins the server's results with this side's.
+    fn results_in(&mut self, theirs: Results, report: &mut ClientReport) {
+        if let (Some(running), Some((local, samples))) = (self.running.as_ref(), &self.sent) {
+            report.ends = running.ends(self.params.protocol, local, &theirs, samples);
+        }
         report.remote = Some(theirs);
-        Ok(())
     }
 
     fn create_streams(&mut self) -> Result<Vec<Stream>> {

@@ -1,6 +1,7 @@
-//! The control connection's I/O: state bytes, length-prefixed JSON and the
-//! cookie, each read with a deadline so a silent peer cannot hang us. The
-//! decoding itself is in [`crate::wire::iperf`].
+//! The control connection's I/O, thin: state bytes and length-prefixed
+//! JSON, each read by a deadline the session gives, so a silent peer
+//! cannot hang us. The decoding is in [`crate::wire::iperf`], the
+//! decisions in [`crate::perf::session`].
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +11,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::wire::iperf::codec;
-use crate::wire::iperf::cookie::Cookie;
 use crate::wire::iperf::state::TestState;
 
 /// How long a message may take to arrive once expected (iperf3 3.15+
@@ -22,6 +22,30 @@ pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Control {
     stream: TcpStream,
     peer: SocketAddr,
+}
+
+/// What a read with a deadline found.
+#[derive(Debug, PartialEq)]
+pub enum Got<T> {
+    /// The message.
+    Value(T),
+    /// A message that is not iperf3's (a bad length, bad JSON).
+    Bad(crate::wire::iperf::ProtocolError),
+    /// Nothing whole by the deadline.
+    Quiet,
+    /// The peer closed the connection.
+    Closed,
+}
+
+impl Got<()> {
+    /// The same outcome for a read that found nothing whole.
+    fn map_none<T>(self) -> Got<T> {
+        match self {
+            Got::Bad(e) => Got::Bad(e),
+            Got::Closed => Got::Closed,
+            Got::Value(()) | Got::Quiet => Got::Quiet,
+        }
+    }
 }
 
 /// What a timed read of a state byte found.
@@ -74,33 +98,6 @@ impl Control {
         )
     }
 
-    /// Reads exactly `buf.len()` bytes within `limit`.
-    fn read_exact_within(&mut self, buf: &mut [u8], limit: Duration, what: &str) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        let mut filled = 0;
-        while filled < buf.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(self.io(what, io::ErrorKind::TimedOut.into()));
-            }
-            self.stream
-                .set_read_timeout(Some(left))
-                .map_err(|e| self.io(what, e))?;
-            match self.stream.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    return Err(Error::Ended(format!(
-                        "{what}: the peer {} closed the control connection",
-                        self.peer
-                    )));
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.io(what, e)),
-            }
-        }
-        Ok(())
-    }
-
     /// Writes a state byte.
     ///
     /// # Errors
@@ -151,18 +148,67 @@ impl Control {
         }
     }
 
-    /// Reads a state byte within [`MESSAGE_TIMEOUT`].
+    /// Reads exactly `buf.len()` bytes by `deadline` (`None`: no limit).
+    fn fill_by(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+        what: &str,
+    ) -> Result<Got<()>> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(Got::Quiet),
+                },
+                None => None,
+            };
+            self.stream
+                .set_read_timeout(left)
+                .map_err(|e| self.io(what, e))?;
+            match self.stream.read(&mut buf[filled..]) {
+                Ok(0) => return Ok(Got::Closed),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Got::Closed),
+                Err(e) => return Err(self.io(what, e)),
+            }
+        }
+        Ok(Got::Value(()))
+    }
+
+    /// Reads length-prefixed JSON of at most `max` bytes by `deadline`.
     ///
     /// # Errors
-    /// As [`Self::poll_state`], plus [`Error::Timeout`] and [`Error::Ended`].
-    pub fn read_state(&mut self, what: &str) -> Result<TestState> {
-        match self.poll_state(Some(MESSAGE_TIMEOUT))? {
-            Poll::State(state) => Ok(state),
-            Poll::Quiet => Err(self.io(what, io::ErrorKind::TimedOut.into())),
-            Poll::Closed => Err(Error::Ended(format!(
-                "{what}: the peer {} closed the control connection",
-                self.peer
-            ))),
+    /// [`Error::Io`] when the socket fails.
+    pub fn read_json_by(
+        &mut self,
+        max: u32,
+        deadline: Option<Instant>,
+        what: &str,
+    ) -> Result<Got<Value>> {
+        let mut prefix = [0u8; 4];
+        match self.fill_by(&mut prefix, deadline, what)? {
+            Got::Value(()) => {}
+            other => return Ok(other.map_none()),
+        }
+        let len = match codec::decode_len(prefix, max) {
+            Ok(len) => len,
+            Err(e) => return Ok(Got::Bad(e)),
+        };
+        let mut body = vec![0u8; len];
+        match self.fill_by(&mut body, deadline, what)? {
+            Got::Value(()) => Ok(match codec::decode_json(&body) {
+                Ok(json) => Got::Value(json),
+                Err(e) => Got::Bad(e),
+            }),
+            other => Ok(other.map_none()),
         }
     }
 
@@ -175,77 +221,27 @@ impl Control {
         self.write_all(&frame, what)
     }
 
-    /// Reads length-prefixed JSON of at most `max` bytes.
-    ///
-    /// # Errors
-    /// [`Error::Protocol`] for a bad length or body, else I/O or timeout.
-    pub fn read_json(&mut self, max: u32, what: &str) -> Result<Value> {
-        let mut prefix = [0u8; 4];
-        self.read_exact_within(&mut prefix, MESSAGE_TIMEOUT, what)?;
-        let peer = self.peer;
-        let protocol = |source| Error::Protocol {
-            what: format!("{what} from {peer}"),
-            source,
-        };
-        let len = codec::decode_len(prefix, max).map_err(protocol)?;
-        let mut body = vec![0u8; len];
-        self.read_exact_within(&mut body, MESSAGE_TIMEOUT, what)?;
-        codec::decode_json(&body).map_err(protocol)
-    }
-
-    /// Reads the peer's results JSON.
-    ///
-    /// # Errors
-    /// As [`Self::read_json`], and [`Error::Protocol`] for bad results.
-    pub fn read_results(&mut self, what: &str) -> Result<crate::wire::iperf::results::Results> {
-        let value = self.read_json(crate::wire::iperf::MAX_RESULTS_LEN, what)?;
-        crate::wire::iperf::results::Results::from_json(&value).map_err(|source| Error::Protocol {
-            what: what.to_string(),
-            source,
-        })
-    }
-
-    /// Reads the 37-byte cookie within `limit`.
-    ///
-    /// # Errors
-    /// I/O, timeout, or the peer closing first.
-    pub fn read_cookie(&mut self, limit: Duration) -> Result<Cookie> {
-        let mut cookie = [0u8; crate::wire::iperf::COOKIE_LEN];
-        self.read_exact_within(&mut cookie, limit, "reading the cookie")?;
-        Ok(cookie)
-    }
-
     /// Reads the two big-endian i32 of a `SERVER_ERROR` (a missing second
     /// word counts as errno 0, as old servers send only one).
     pub fn read_server_error(&mut self) -> Error {
+        let what = "reading a server error";
         let mut code = [0u8; 4];
-        if self
-            .read_exact_within(&mut code, MESSAGE_TIMEOUT, "reading a server error")
-            .is_err()
-        {
+        let deadline = Instant::now() + MESSAGE_TIMEOUT;
+        if !matches!(
+            self.fill_by(&mut code, Some(deadline), what),
+            Ok(Got::Value(()))
+        ) {
             return Error::ServerError { code: 0, errno: 0 };
         }
         let mut errno = [0u8; 4];
-        let errno = match self.read_exact_within(
-            &mut errno,
-            Duration::from_millis(500),
-            "reading a server error",
-        ) {
-            Ok(()) => i32::from_be_bytes(errno),
-            Err(_) => 0,
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let errno = match self.fill_by(&mut errno, Some(deadline), what) {
+            Ok(Got::Value(())) => i32::from_be_bytes(errno),
+            _ => 0,
         };
         Error::ServerError {
             code: i32::from_be_bytes(code),
             errno,
         }
-    }
-
-    /// Half-closes, drains what the peer still sends (briefly) and closes,
-    /// so the last message is not lost to a reset.
-    pub fn finish(mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut sink = [0u8; 256];
-        while matches!(self.stream.read(&mut sink), Ok(n) if n > 0) {}
     }
 }

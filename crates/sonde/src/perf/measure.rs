@@ -64,6 +64,16 @@ pub struct StreamInterval {
     pub tcp: Option<(u64, TcpState)>,
 }
 
+/// The share of `packets` that were lost, in percent (0 for none sent),
+/// as iperf3 reports it.
+pub fn lost_percent(lost: u64, packets: u64) -> f64 {
+    if packets == 0 {
+        0.0
+    } else {
+        100.0 * lost as f64 / packets as f64
+    }
+}
+
 impl StreamInterval {
     /// Bits per second over the interval.
     pub fn bits_per_second(&self) -> f64 {

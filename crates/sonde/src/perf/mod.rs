@@ -12,8 +12,9 @@ pub mod measure;
 pub mod pacer;
 mod receive;
 pub mod report;
-mod running;
+pub(crate) mod running;
 pub mod server;
+pub mod session;
 pub mod stream;
 mod zerocopy;
 

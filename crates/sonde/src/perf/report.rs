@@ -10,7 +10,7 @@ use crate::wire::iperf::params::Protocol;
 
 use super::ConnectedStream;
 use super::client::ClientReport;
-use super::measure::{StreamEnd, StreamInterval, rate};
+use super::measure::{StreamEnd, StreamInterval, lost_percent, rate};
 use crate::units::{Format, bitrate, bytes};
 
 /// "Connecting to host …" and one line per connected stream.
@@ -71,11 +71,7 @@ fn interval_line(label: &str, iv: &StreamInterval, protocol: Protocol, format: F
             let _ = write!(line, "  {}", iv.packets);
         }
         (Protocol::Udp, false) => {
-            let pct = if iv.packets > 0 {
-                100.0 * iv.lost as f64 / iv.packets as f64
-            } else {
-                0.0
-            };
+            let pct = lost_percent(iv.lost, iv.packets);
             let _ = write!(
                 line,
                 "  {:.3} ms  {}/{} ({:.2}%)",
@@ -146,11 +142,7 @@ pub fn summary_lines(ends: &[StreamEnd], protocol: Protocol, format: Format) -> 
         let label = e.socket.to_string();
         match (protocol, e.udp) {
             (Protocol::Udp, Some((jitter, lost, packets, _))) => {
-                let pct = if packets > 0 {
-                    100.0 * lost as f64 / packets as f64
-                } else {
-                    0.0
-                };
+                let pct = lost_percent(lost.max(0) as u64, packets.max(0) as u64);
                 let extra = format!("  {jitter:.3} ms  {lost}/{packets} ({pct:.2}%)");
                 line(
                     &label,

@@ -60,10 +60,18 @@ struct Member {
 
 type Members = Arc<Mutex<HashMap<u64, Member>>>;
 
+/// What goes to the output thread, in order.
+enum Out {
+    /// A client's read.
+    Chunk(Vec<u8>),
+    /// Answered once everything before it is written.
+    Flushed(tokio::sync::oneshot::Sender<()>),
+}
+
 /// What every client task shares.
 struct Shared {
     members: Members,
-    output: mpsc::Sender<Vec<u8>>,
+    output: mpsc::Sender<Out>,
     opts: RelayOptions,
     notify: Notify,
 }
@@ -134,6 +142,11 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
         let read = read_client(reader, peer, &shared, &activity, &kick);
         let write = write_client(writer, rx, &shared.opts, &activity, &kick);
         let (read, ()) = tokio::join!(read, write);
+        // What it sent is out before it is reported gone.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if shared.output.send(Out::Flushed(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
         let dropped = shared
             .members
             .lock()
@@ -183,7 +196,12 @@ async fn read_client(
         };
         activity.touch();
         dump.dump(&buf[..n]);
-        if shared.output.send(buf[..n].to_vec()).await.is_err() {
+        if shared
+            .output
+            .send(Out::Chunk(buf[..n].to_vec()))
+            .await
+            .is_err()
+        {
             return Err(Error::io(
                 "writing the output",
                 std::io::ErrorKind::BrokenPipe.into(),
@@ -230,14 +248,21 @@ async fn write_client(
 }
 
 /// Writes what clients send to the output, one whole read at a time.
-fn spawn_output(output: OwnedFd, mut chunks: mpsc::Receiver<Vec<u8>>) -> Result<()> {
+fn spawn_output(output: OwnedFd, mut chunks: mpsc::Receiver<Out>) -> Result<()> {
     let mut output = std::fs::File::from(output);
     std::thread::Builder::new()
         .name("sonde-output".into())
         .spawn(move || {
-            while let Some(chunk) = chunks.blocking_recv() {
-                if output.write_all(&chunk).is_err() {
-                    return;
+            while let Some(out) = chunks.blocking_recv() {
+                match out {
+                    Out::Chunk(chunk) => {
+                        if output.write_all(&chunk).is_err() {
+                            return;
+                        }
+                    }
+                    Out::Flushed(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         })

@@ -30,12 +30,12 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|e| TransferError::io(what(), e))?;
-        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        let timeout = timeout.max(Duration::from_millis(1));
         stream
-            .set_read_timeout(timeout)
+            .set_read_timeout(Some(timeout))
             .map_err(|e| TransferError::io(what(), e))?;
         stream
-            .set_write_timeout(timeout)
+            .set_write_timeout(Some(timeout))
             .map_err(|e| TransferError::io(what(), e))?;
         let writer = stream
             .try_clone()
@@ -44,7 +44,7 @@ impl Conn {
             reader: BufReader::with_capacity(64 * 1024, stream),
             writer,
             peer,
-            timeout: timeout.unwrap_or_default(),
+            timeout,
         })
     }
 
