@@ -1,25 +1,62 @@
 //! The `sonde` binary: parses the command line, runs the subcommand from the
 //! library, prints errors as one line and picks the exit code (0 ok, 1 a
 //! failure at run time, 2 a usage error).
+//!
+//! One module (or folder) per subcommand, holding its flags and its output,
+//! as the library has one per subsystem: `talk` (connect, listen), `perf`,
+//! `serve`, `rtt`, `transfer` (send, receive); usage errors and the value
+//! parsers they share are in `usage`, stdout in `output`.
 
 #[macro_use]
 mod output;
 
-mod args;
 mod perf;
-mod perf_args;
 mod rtt;
-mod rtt_load;
 mod serve;
 mod talk;
 mod transfer;
-mod transfer_progress;
+mod usage;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 
-use args::{Cli, Command};
+/// sonde: talk to and serve TCP and UDP ports, move files, and measure a
+/// network's throughput, delay and bandwidth.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to HOST PORT: stdin to the socket, the socket to stdout (like nc).
+    Connect(crate::talk::connect::ConnectArgs),
+    /// Listen on [ADDR:]PORT for one client (or many with -k) (like nc -l).
+    Listen(crate::talk::listen::ListenArgs),
+    /// Measure throughput with iperf3's protocol and flags (-s server, -c HOST client;
+    /// neither: an embedded loopback test).
+    Perf(Box<crate::perf::args::PerfArgs>),
+    /// Serve echo, discard, chargen or chat to many clients at once.
+    Serve(crate::serve::ServeArgs),
+    /// Measure round-trip latency against an echo server, and fit delay and
+    /// bandwidth over message sizes (no host: an embedded loopback echo).
+    Rtt(crate::rtt::RttArgs),
+    /// Send files, directories or stdin to `sonde receive`, verified with
+    /// BLAKE3 and resumable.
+    Send(crate::transfer::send::SendArgs),
+    /// Receive files from `sonde send` into a directory (one transfer, or
+    /// many with --keep-open).
+    Receive(crate::transfer::receive::ReceiveArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+    },
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,7 +71,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("sonde: {err:#}");
-            if err.downcast_ref::<talk::UsageError>().is_some() {
+            if err.downcast_ref::<usage::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -45,16 +82,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Connect(args) => talk::connect(args),
-        Command::Listen(args) => talk::listen(args),
+        Command::Connect(args) => talk::connect::connect(args),
+        Command::Listen(args) => talk::listen::listen(args),
         Command::Perf(args) => perf::perf(*args),
         Command::Serve(args) => serve::serve(args),
         Command::Rtt(args) => rtt::rtt(args),
-        Command::Send(args) => transfer::send(args),
-        Command::Receive(args) => transfer::receive(args),
+        Command::Send(args) => transfer::send::send(args),
+        Command::Receive(args) => transfer::receive::receive(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

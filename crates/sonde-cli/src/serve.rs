@@ -16,7 +16,7 @@ use sonde::net::{self, Family};
 use sonde::serve::reflector::{self, Mode, Reflect, ReflectConfig};
 use sonde::serve::{self, ServeConfig, ServiceKind, Stats};
 
-use crate::args::parse_secs;
+use crate::usage::parse_secs;
 
 /// The services.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -161,7 +161,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The flags that only some services take.
 fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
-    let usage = |text: String| Err(crate::talk::UsageError(text).into());
+    let usage = |text: String| Err(crate::usage::UsageError(text).into());
     if args.udp
         && !matches!(
             kind,

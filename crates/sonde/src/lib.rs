@@ -29,6 +29,7 @@ pub mod net;
 pub mod perf;
 pub mod rtt;
 pub mod serve;
+mod sys;
 pub mod talk;
 pub mod transfer;
 pub mod units;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::sys::retry_io;
 use crate::wire::iperf::codec;
 use crate::wire::iperf::state::TestState;
 
@@ -124,8 +125,8 @@ impl Control {
             .set_read_timeout(limit)
             .map_err(|e| self.io("waiting for a state byte", e))?;
         let mut byte = [0u8; 1];
-        loop {
-            return match self.stream.read(&mut byte) {
+        {
+            match retry_io(|| self.stream.read(&mut byte)) {
                 Ok(0) => Ok(Poll::Closed),
                 Ok(_) => TestState::from_wire(byte[0])
                     .map(Poll::State)
@@ -133,7 +134,6 @@ impl Control {
                         what: format!("reading the control connection from {}", self.peer),
                         source,
                     }),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -144,7 +144,7 @@ impl Control {
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Poll::Closed),
                 Err(e) => Err(self.io("waiting for a state byte", e)),
-            };
+            }
         }
     }
 
@@ -167,10 +167,9 @@ impl Control {
             self.stream
                 .set_read_timeout(left)
                 .map_err(|e| self.io(what, e))?;
-            match self.stream.read(&mut buf[filled..]) {
+            match retry_io(|| self.stream.read(&mut buf[filled..])) {
                 Ok(0) => return Ok(Got::Closed),
                 Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),

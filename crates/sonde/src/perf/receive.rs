@@ -49,9 +49,8 @@ impl Receive<'_> {
             } else {
                 self.flags
             };
-            let n = match rustix::net::recv(sock.as_fd(), &mut *buf, flags) {
+            let n = match crate::sys::retry(|| rustix::net::recv(sock.as_fd(), &mut *buf, flags)) {
                 Ok((_, n)) => n,
-                Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) if spinning => {
                     if self.stop.load(Ordering::Relaxed) {
                         return Ok(());

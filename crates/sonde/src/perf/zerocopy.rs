@@ -50,11 +50,7 @@ pub(crate) fn send(sock: &TcpStream, run: &Run<'_>) -> io::Result<()> {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let n = match rustix::fs::sendfile(sock.as_fd(), &file, Some(&mut offset), left) {
-                Ok(n) => n,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
+            let n = crate::sys::sendfile(sock.as_fd(), file.as_fd(), Some(&mut offset), left)?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }

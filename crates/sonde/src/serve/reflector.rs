@@ -140,7 +140,7 @@ impl<'a> Client<'a> {
     fn run(mut self, stats: &Stats) {
         let mut buf = vec![0u8; REFLECT_READ];
         loop {
-            let n = match self.conn.read(&mut buf) {
+            let n = match crate::sys::retry_io(|| self.conn.read(&mut buf)) {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -149,7 +149,6 @@ impl<'a> Client<'a> {
                     }
                     continue;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
             self.last = Instant::now();
@@ -205,7 +204,7 @@ impl<'a> Client<'a> {
     /// for longer than the idle time.
     fn write_all(&mut self, mut data: &[u8]) -> Option<()> {
         while !data.is_empty() {
-            match self.conn.write(data) {
+            match crate::sys::retry_io(|| self.conn.write(data)) {
                 Ok(0) => return None,
                 Ok(n) => {
                     data = &data[n..];
@@ -216,7 +215,6 @@ impl<'a> Client<'a> {
                         return None;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return None,
             }
         }

@@ -15,7 +15,8 @@ use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
-use super::transform::{Crlf, HexDump};
+use super::transform::{Crlf, Direction, HexDump};
+use crate::sys::retry;
 
 /// Bytes moved by one `splice` or `sendfile` call at most; also the size
 /// asked of an intermediate pipe (the unprivileged maximum is 1 MiB).
@@ -120,6 +121,15 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// The filters for one direction: CRLF expansion only on what is
+    /// sent, a hex dump of both ways when there is a sink.
+    pub fn for_direction(direction: Direction, crlf: bool, hex: Option<&HexSink>) -> Self {
+        Self {
+            crlf: (crlf && direction == Direction::Sent).then(Crlf::default),
+            hex: hex.map(|sink| (HexDump::new(direction), Arc::clone(sink))),
+        }
+    }
+
     fn active(&self) -> bool {
         self.crlf.is_some() || self.hex.is_some()
     }
@@ -178,15 +188,6 @@ fn unsupported(err: Errno) -> bool {
 }
 
 /// Runs a syscall, retrying when a signal interrupts it.
-fn retry<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
-    loop {
-        match call() {
-            Err(Errno::INTR) => continue,
-            other => return other,
-        }
-    }
-}
-
 /// Returns `Ok(true)` when it moved everything, `Ok(false)` when the kernel
 /// refused before any byte moved (the caller copies plainly instead).
 fn sendfile_all(
@@ -196,7 +197,7 @@ fn sendfile_all(
     moved: &mut u64,
 ) -> Result<bool, PumpError> {
     loop {
-        match retry(|| rustix::fs::sendfile(dst, src, None, CHUNK)) {
+        match crate::sys::sendfile(dst, src, None, CHUNK) {
             Ok(0) => return Ok(true),
             Ok(n) => {
                 *moved += n as u64;

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::pump::{self, Activity, Filters, HexSink, PumpError};
-use super::transform::{Crlf, Direction, HexDump};
+use super::transform::Direction;
 use crate::error::{Error, Result};
 
 /// What to send to the peer.
@@ -55,10 +55,7 @@ pub struct RelayOptions {
 impl RelayOptions {
     /// The filters for one direction.
     pub(crate) fn filters(&self, direction: Direction) -> Filters {
-        Filters {
-            crlf: (self.crlf && direction == Direction::Sent).then(Crlf::default),
-            hex: self.hex.clone().map(|sink| (HexDump::new(direction), sink)),
-        }
+        Filters::for_direction(direction, self.crlf, self.hex.as_ref())
     }
 }
 

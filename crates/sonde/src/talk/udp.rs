@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::pump::{Activity, Filters, HexSink};
 use super::relay::Input;
-use super::transform::{Crlf, Direction, HexDump};
+use super::transform::Direction;
 use crate::error::{Error, Result};
 
 /// The largest UDP payload over IPv4.
@@ -36,10 +36,7 @@ pub struct UdpOptions {
 
 impl UdpOptions {
     fn filters(&self, direction: Direction) -> Filters {
-        Filters {
-            crlf: (self.crlf && direction == Direction::Sent).then(Crlf::default),
-            hex: self.hex.clone().map(|s| (HexDump::new(direction), s)),
-        }
+        Filters::for_direction(direction, self.crlf, self.hex.as_ref())
     }
 }
 

@@ -6,8 +6,11 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use super::TransferError;
 use super::wire::{self, HELLO_LEN, Message, WireError};
+use crate::sys::retry;
 
 /// One side of a transfer connection.
 pub(crate) struct Conn {
@@ -110,9 +113,9 @@ impl Conn {
     /// header and its data leave in the same segments.
     pub(crate) fn write_more(&mut self, mut buf: &[u8], what: &str) -> Result<(), TransferError> {
         while !buf.is_empty() {
-            match rustix::net::send(&self.writer, buf, rustix::net::SendFlags::MORE) {
+            let sent = retry(|| rustix::net::send(&self.writer, buf, rustix::net::SendFlags::MORE));
+            match sent {
                 Ok(n) => buf = &buf[n..],
-                Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(self.io_error(what, e.into())),
             }
         }
@@ -131,14 +134,13 @@ impl Conn {
     ) -> Result<(), TransferError> {
         use rustix::io::Errno;
         while len > 0 {
-            match rustix::fs::sendfile(&self.writer, file, Some(&mut offset), len) {
+            match crate::sys::sendfile(self.writer.as_fd(), file.as_fd(), Some(&mut offset), len) {
                 Ok(0) => {
                     return Err(TransferError::Source(format!(
                         "{name} shrank while being sent"
                     )));
                 }
                 Ok(n) => len -= n,
-                Err(Errno::INTR) => {}
                 Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
                     return self.copy_range(file, offset, len, name);
                 }

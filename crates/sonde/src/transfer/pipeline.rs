@@ -277,11 +277,9 @@ fn read_error(err: std::io::Error, name: &str) -> TransferError {
 fn read_some(input: &mut (dyn Read + Send), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match crate::sys::retry_io(|| input.read(&mut buf[filled..]))? {
+            0 => break,
+            n => filled += n,
         }
     }
     Ok(filled)

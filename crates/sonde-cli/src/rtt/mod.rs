@@ -14,9 +14,11 @@ use sonde::rtt::fit;
 use sonde::rtt::stats::{Summary, micros};
 use sonde::serve::ServiceKind;
 
-use crate::args::parse_secs;
-use crate::perf_args::parse_size;
-use crate::talk::UsageError;
+mod under_load;
+
+use crate::usage::UsageError;
+use crate::usage::parse_secs;
+use crate::usage::parse_size;
 
 #[derive(Debug, Args)]
 pub(crate) struct RttArgs {
@@ -145,7 +147,7 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             let port = args
                 .load_port
                 .or(args.host.as_ref().map(|_| sonde::wire::iperf::DEFAULT_PORT));
-            crate::rtt_load::run(&config, port, args.json)?;
+            under_load::run(&config, port, args.json)?;
             return Ok(ExitCode::SUCCESS);
         }
         let report = match args.rate {

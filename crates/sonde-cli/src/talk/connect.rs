@@ -1,0 +1,62 @@
+//! `sonde connect HOST PORT`: stdin to the socket, the socket to stdout.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use sonde::net::{self, ConnectOptions};
+use sonde::talk::{relay, udp};
+
+use super::{TalkArgs, input, relay_options, stdout_fd, udp_options};
+use crate::usage::{UsageError, parse_port, parse_secs, parse_source};
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// Host name or address (`::1`, or `HOST:PORT` / `[::1]:PORT` with no PORT argument).
+    pub(crate) host: String,
+    /// Port number.
+    #[arg(value_parser = parse_port)]
+    pub(crate) port: Option<u16>,
+    /// Send TEXT instead of stdin, half-close, and print the reply.
+    #[arg(long, value_name = "TEXT", conflicts_with = "recv_only")]
+    pub(crate) message: Option<String>,
+    /// Local address to connect from: ADDR or ADDR:PORT ([V6]:PORT).
+    #[arg(short = 's', long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
+    pub(crate) source: Option<std::net::SocketAddr>,
+    /// Give up connecting to each address after SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) connect_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) talk: TalkArgs,
+}
+
+/// `sonde connect HOST PORT`.
+pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let (host, port) = match args.port {
+        Some(port) => (args.host.clone(), port),
+        None => net::split_host_port(&args.host)
+            .map_err(|e| UsageError(format!("{e} (or give the port as a second argument)")))?,
+    };
+    let opts = ConnectOptions {
+        family: args.talk.family(),
+        source: args.source,
+        timeout: args.connect_timeout,
+    };
+    let interactive = args.message.is_none() && std::io::stdin().is_terminal();
+    let input = input(&args.talk, args.message.as_deref())?;
+    if args.talk.udp {
+        let sock = net::connect_udp(&host, port, &opts)?;
+        udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (stream, peer) = net::connect_tcp(&host, port, &opts)?;
+    relay::relay(
+        stream,
+        peer,
+        input,
+        stdout_fd()?,
+        relay_options(&args.talk, interactive),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

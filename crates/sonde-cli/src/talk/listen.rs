@@ -1,0 +1,142 @@
+//! `sonde listen [ADDR:]PORT`: one client, or many with `-k`, on the
+//! front door.
+
+use std::io::IsTerminal;
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use sonde::net::{self, Family};
+use sonde::talk::many::{self as multi, ClientEvent};
+use sonde::talk::relay::{self, Input, RelayOptions};
+use sonde::talk::udp;
+
+use super::{TalkArgs, input, local, relay_options, stdout_fd, udp_options};
+
+/// Where to listen: an optional address and a port.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenOn {
+    pub(crate) host: Option<String>,
+    pub(crate) port: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// PORT, or ADDR:PORT ([V6]:PORT); with no address, IPv4 and IPv6 both.
+    #[arg(value_name = "[ADDR:]PORT", value_parser = parse_listen_on)]
+    pub(crate) on: ListenOn,
+    /// Send TEXT to each client as soon as it connects.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) greet: Option<String>,
+    /// Serve many clients at once; stdin goes to all of them.
+    #[arg(short = 'k', long)]
+    pub(crate) keep_open: bool,
+    /// With -k: clients at once; more are closed at once (as ncat's --max-conns).
+    #[arg(long, value_name = "N", default_value_t = sonde::talk::many::DEFAULT_MAX_CLIENTS)]
+    pub(crate) max_conns: usize,
+    /// Do not report addresses on stderr.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) talk: TalkArgs,
+}
+
+fn parse_listen_on(text: &str) -> Result<ListenOn, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(ListenOn { host: None, port });
+    }
+    let (host, port) = sonde::net::split_host_port(text).map_err(|e| e.to_string())?;
+    Ok(ListenOn {
+        host: Some(host),
+        port,
+    })
+}
+
+/// `sonde listen [ADDR:]PORT`.
+pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    let fam = args.talk.family();
+    let addrs = net::local_addrs(args.on.host.as_deref(), args.on.port, fam)?;
+    let addr = addrs[0];
+    let v6_only = fam == Family::V6;
+    let report = |text: String| {
+        if !args.quiet {
+            eprintln!("{text}");
+        }
+    };
+    let input = input(&args.talk, None)?;
+    if args.talk.udp {
+        let sock = net::bind_udp(addr, v6_only)?;
+        report(format!("listening on udp {}", local(sock.local_addr())));
+        let quiet = args.quiet;
+        udp::listen(
+            sock,
+            input,
+            stdout_fd()?,
+            udp_options(&args.talk),
+            move |peer| {
+                if !quiet {
+                    eprintln!("datagram from {peer}");
+                }
+            },
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listener = net::listen_tcp(addr, v6_only)?;
+    report(format!("listening on {}", local(listener.local_addr())));
+    let interactive = std::io::stdin().is_terminal();
+    let mut opts = relay_options(&args.talk, interactive);
+    opts.greeting = args.greet.map(String::into_bytes);
+    if args.keep_open {
+        sonde::door::raise_fd_limit();
+        serve_many(listener, input, opts, args.max_conns, args.quiet)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (stream, peer) = listener
+        .accept()
+        .with_context(|| format!("accepting a client on {}", local(listener.local_addr())))?;
+    drop(listener);
+    report(format!("connection from {peer}"));
+    relay::relay(stream, peer, input, stdout_fd()?, opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_many(
+    listener: TcpListener,
+    input: Input,
+    opts: RelayOptions,
+    max_clients: usize,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    multi::serve_many(
+        listener,
+        input,
+        stdout_fd()?,
+        opts,
+        max_clients,
+        move |event| match event {
+            ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
+            ClientEvent::Closed(peer) if !quiet => eprintln!("{peer} closed"),
+            ClientEvent::Dropped(peer) => {
+                eprintln!("sonde: dropped {peer}: it stopped reading and its queue filled");
+            }
+            ClientEvent::Failed(peer, err) => eprintln!("sonde: client {peer}: {err}"),
+            _ => {}
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_is_optional() {
+        let on = parse_listen_on("9000").expect("port alone");
+        assert_eq!((on.host, on.port), (None, 9000));
+        let on = parse_listen_on("[::1]:9000").expect("v6 and port");
+        assert_eq!((on.host.as_deref(), on.port), (Some("::1"), 9000));
+        assert!(parse_listen_on("70000").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! `sonde connect` and `sonde listen`, the netcat pair: the flags they
+//! share and the library options built from them.
+
+pub(crate) mod connect;
+pub(crate) mod listen;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sonde::net::Family;
+use sonde::talk::pump::HexSink;
+use sonde::talk::relay::{Input, RelayOptions};
+use sonde::talk::udp::UdpOptions;
+
+use crate::usage::parse_secs;
+
+/// Flags shared by `connect` and `listen`.
+#[derive(Debug, Args)]
+pub(crate) struct TalkArgs {
+    /// Use UDP instead of TCP: each input line is one datagram.
+    #[arg(short = 'u', long)]
+    pub(crate) udp: bool,
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub(crate) ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    pub(crate) ipv6: bool,
+    /// After the input ends, quit after SECS (UDP: SECS of silence; default 1 for UDP).
+    #[arg(short = 'q', long = "quit-after", value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) quit_after: Option<Duration>,
+    /// Fail when no data moves either way for SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Send line endings as CRLF.
+    #[arg(long)]
+    pub(crate) crlf: bool,
+    /// Dump the traffic in hex on stderr.
+    #[arg(long)]
+    pub(crate) hex: bool,
+    /// Keep the write side open at the end of the input (no half-close).
+    #[arg(long)]
+    pub(crate) no_shutdown: bool,
+    /// Only send: discard what the peer sends.
+    #[arg(long, conflicts_with = "recv_only")]
+    pub(crate) send_only: bool,
+    /// Only receive: never read stdin.
+    #[arg(long)]
+    pub(crate) recv_only: bool,
+}
+
+impl TalkArgs {
+    /// The address family of `-4` and `-6`.
+    pub(super) fn family(&self) -> Family {
+        crate::usage::family(self.ipv4, self.ipv6)
+    }
+}
+
+pub(super) fn hex_sink(talk: &TalkArgs) -> Option<HexSink> {
+    talk.hex
+        .then(|| Arc::new(Mutex::new(std::io::stderr())) as HexSink)
+}
+
+pub(super) fn stdin_fd() -> anyhow::Result<OwnedFd> {
+    std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stdin")
+}
+
+pub(super) fn stdout_fd() -> anyhow::Result<OwnedFd> {
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stdout")
+}
+
+/// What to send: the message, stdin, or nothing.
+pub(super) fn input(talk: &TalkArgs, message: Option<&str>) -> anyhow::Result<Input> {
+    Ok(match message {
+        Some(text) => Input::Bytes(text.as_bytes().to_vec()),
+        None if talk.recv_only => Input::Nothing,
+        None => Input::Fd(stdin_fd()?),
+    })
+}
+
+pub(super) fn relay_options(talk: &TalkArgs, interactive: bool) -> RelayOptions {
+    RelayOptions {
+        no_shutdown: talk.no_shutdown,
+        send_only: talk.send_only,
+        quit_after: talk.quit_after,
+        idle_timeout: talk.idle_timeout,
+        crlf: talk.crlf,
+        hex: hex_sink(talk),
+        greeting: None,
+        interactive,
+    }
+}
+
+pub(super) fn udp_options(talk: &TalkArgs) -> UdpOptions {
+    UdpOptions {
+        quit_after: talk.quit_after,
+        crlf: talk.crlf,
+        hex: hex_sink(talk),
+    }
+}
+
+pub(super) fn local(addr: std::io::Result<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|_| "an unknown address".to_string(), |a| a.to_string())
+}

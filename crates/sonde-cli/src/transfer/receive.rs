@@ -1,0 +1,133 @@
+//! `sonde receive [DIR]`: one transfer, or many with `--keep-open`, each
+//! reported as it ends.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Args;
+use sonde::net::{self, Family};
+use sonde::transfer::serve::{ReceiveEvent, ServeOptions, serve};
+use sonde::transfer::{self, ReceiveOptions};
+
+use super::progress::Display;
+use super::{CommonArgs, finish};
+use crate::usage::UsageError;
+
+#[derive(Debug, Args)]
+pub(crate) struct ReceiveArgs {
+    /// Directory to write into (default: the current one).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Address to bind (default: every interface, IPv4 and IPv6).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<String>,
+    /// Port.
+    #[arg(long, short = 'p', default_value_t = transfer::DEFAULT_PORT)]
+    pub(crate) port: u16,
+    /// Take one transfer after another (several at once) instead of exiting after the first.
+    #[arg(long, short = 'k')]
+    pub(crate) keep_open: bool,
+    /// With --keep-open: transfers at once; a sender past this is turned away.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "keep_open")]
+    pub(crate) max_transfers: usize,
+    /// Replace files that exist and differ.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Refuse a transfer of more than SIZE bytes (K, M, G, T: 1024-based).
+    #[arg(long, value_name = "SIZE", value_parser = crate::usage::parse_size)]
+    pub(crate) max_size: Option<u64>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+/// `sonde receive [DIR]`.
+pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let meta = std::fs::metadata(&dir)
+        .with_context(|| format!("opening the directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(UsageError(format!("{} is not a directory", dir.display())).into());
+    }
+    let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), args.port, Family::Any)?[0];
+    let listener = net::listen_tcp(addr, false)?;
+    sonde::door::raise_fd_limit();
+    let local = listener.local_addr().context("reading the bound address")?;
+    if !args.common.quiet {
+        eprintln!(
+            "sonde receive: writing into {}; listening on {local}",
+            dir.display()
+        );
+    }
+    let receive = ReceiveOptions {
+        dir,
+        overwrite: args.overwrite,
+        max_size: args.max_size,
+        timeout: args.common.timeout,
+    };
+    let mut options = ServeOptions::new(receive, args.keep_open);
+    options.max_transfers = args.max_transfers.max(1);
+    let common = args.common;
+    if args.keep_open {
+        serve_many(listener, options, common)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let quiet = common.quiet || common.json;
+    let outcome = Arc::new(Mutex::new(None));
+    let display: Mutex<Option<Display>> = Mutex::new(None);
+    let slot = Arc::clone(&outcome);
+    serve(listener, options, move |event| match event {
+        ReceiveEvent::Started { progress, .. } => {
+            if let Ok(mut shown) = display.lock() {
+                *shown = Some(Display::start(&progress, "receiving", quiet));
+            }
+        }
+        ReceiveEvent::Finished { result, .. } => {
+            if let Some(shown) = display.lock().ok().and_then(|mut d| d.take()) {
+                shown.finish();
+            }
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(result);
+            }
+        }
+        ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+    })?;
+    let result = outcome
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take())
+        .context("the receiver ended without a transfer")?;
+    finish(result, &common, "received", "from")
+}
+
+/// `receive --keep-open`: several transfers at once, each reported as it
+/// ends (no live bars: they would be several at once).
+fn serve_many(
+    listener: TcpListener,
+    options: ServeOptions,
+    common: CommonArgs,
+) -> anyhow::Result<()> {
+    let quiet = common.quiet || common.json;
+    serve(listener, options, move |event| match event {
+        ReceiveEvent::Started { peer, .. } if !quiet => {
+            eprintln!("sonde receive: a transfer from {peer} begins");
+        }
+        ReceiveEvent::Started { .. } => {}
+        // One bad sender does not end a receiver that keeps open.
+        ReceiveEvent::Finished { result, .. } => {
+            if let Err(err) = finish(result, &common, "received", "from") {
+                eprintln!("sonde: {err:#}");
+            }
+        }
+        ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+    })?;
+    Ok(())
+}
+
+fn turned_away(peer: SocketAddr, quiet: bool) {
+    if !quiet {
+        eprintln!("sonde receive: turned {peer} away: busy with other transfers");
+    }
+}
