@@ -132,14 +132,9 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .block_on(async { sonde::door::to_tokio(listener) })
             .context("registering the listener")?;
         if threaded {
-            let mode = if args.busy_poll {
-                Mode::BusyPoll
-            } else {
-                Mode::Blocking
-            };
             let reflect = ReflectConfig {
                 reflect: Reflect::Echo,
-                mode,
+                mode: Mode::spinning(args.busy_poll),
                 idle,
             };
             let serving = reflector::serve(listener, reflect, door.clone(), Arc::clone(&stats));

@@ -27,6 +27,15 @@ pub(crate) fn retry_io<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result
     }
 }
 
+/// Whether a blocking call gave up at its socket timeout (`SO_RCVTIMEO`
+/// reports this as "would block").
+pub(crate) fn timed_out(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// One `sendfile` of at most `len` bytes of `file` to `sock`, from
 /// `offset` (advanced) or, with `None`, from the file's position.
 pub(crate) fn sendfile(

@@ -84,10 +84,7 @@ impl Control {
     }
 
     fn io(&self, what: &str, err: io::Error) -> Error {
-        if matches!(
-            err.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
+        if crate::sys::timed_out(&err) {
             return Error::Timeout {
                 phase: format!("{what} (control connection with {})", self.peer),
                 after: MESSAGE_TIMEOUT,
@@ -134,14 +131,7 @@ impl Control {
                         what: format!("reading the control connection from {}", self.peer),
                         source,
                     }),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    Ok(Poll::Quiet)
-                }
+                Err(e) if crate::sys::timed_out(&e) => Ok(Poll::Quiet),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Poll::Closed),
                 Err(e) => Err(self.io("waiting for a state byte", e)),
             }
@@ -170,11 +160,7 @@ impl Control {
             match retry_io(|| self.stream.read(&mut buf[filled..])) {
                 Ok(0) => return Ok(Got::Closed),
                 Ok(n) => filled += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if crate::sys::timed_out(&e) => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Got::Closed),
                 Err(e) => return Err(self.io(what, e)),
             }

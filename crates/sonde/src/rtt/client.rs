@@ -313,14 +313,7 @@ fn await_reply(
                 std::hint::spin_loop();
                 continue;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None);
-            }
+            Err(e) if crate::sys::timed_out(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
         let rtt = sent_at.elapsed().as_nanos() as u64;

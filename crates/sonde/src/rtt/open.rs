@@ -160,12 +160,7 @@ fn receive_udp(
     while seq.received < due.len() as u64 && start.elapsed() < last_due + timeout {
         let n = match sock.recv(&mut back) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if crate::sys::timed_out(&e) => {
                 continue;
             }
             Err(e) => return Err(e),

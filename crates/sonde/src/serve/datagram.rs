@@ -4,7 +4,6 @@
 //! same). Echo sends each datagram back once, to its sender, so no peer
 //! ever gets more bytes than it sent (no amplification).
 
-use std::io::ErrorKind;
 use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -34,7 +33,7 @@ pub fn run(sock: &UdpSocket, kind: ServiceKind, busy_poll: bool, door: &Door, st
     loop {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(got) => got,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Err(e) if crate::sys::timed_out(&e) => {
                 spins = spins.wrapping_add(1);
                 if (!busy_poll || spins.is_multiple_of(1024)) && door.is_shut() {
                     return;

@@ -8,7 +8,7 @@
 //! not sent anything yet waits in a small task, and gets its thread only
 //! with its first bytes, so idle connections never cost a thread.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,17 @@ pub enum Mode {
     Blocking,
     /// Spins on a non-blocking socket (a CPU per client).
     BusyPoll,
+}
+
+impl Mode {
+    /// Spinning with `busy_poll`, else blocking.
+    pub fn spinning(busy_poll: bool) -> Self {
+        if busy_poll {
+            Self::BusyPoll
+        } else {
+            Self::Blocking
+        }
+    }
 }
 
 /// How a reflector behaves.
@@ -143,7 +154,7 @@ impl<'a> Client<'a> {
             let n = match crate::sys::retry_io(|| self.conn.read(&mut buf)) {
                 Ok(0) => return,
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(e) if crate::sys::timed_out(&e) => {
                     if self.gave_up() {
                         return;
                     }
@@ -210,7 +221,7 @@ impl<'a> Client<'a> {
                     data = &data[n..];
                     self.last = Instant::now();
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(e) if crate::sys::timed_out(&e) => {
                     if self.gave_up() {
                         return None;
                     }
@@ -255,14 +266,9 @@ pub fn start(busy_poll: bool) -> Result<Reflector> {
     let mut config = DoorConfig::new("rtt's echo", 64);
     config.drain = Duration::ZERO;
     let door = Door::new(config);
-    let mode = if busy_poll {
-        Mode::BusyPoll
-    } else {
-        Mode::Blocking
-    };
     let reflect = ReflectConfig {
         reflect: Reflect::Echo,
-        mode,
+        mode: Mode::spinning(busy_poll),
         idle: None,
     };
     let stats = Arc::new(Stats::default());

@@ -99,20 +99,12 @@ pub fn talk(sock: UdpSocket, input: Input, output: OwnedFd, opts: UdpOptions) ->
     let (tx, rx) = mpsc::channel();
     spawn_receiver(&sock, output, &opts, &activity, tx.clone(), None)?;
     let sender = clone(&sock)?;
-    let mut filters = opts.filters(Direction::Sent);
-    thread::Builder::new()
-        .name("sonde-udp-send".into())
-        .spawn(move || {
-            let result = for_each_datagram(input, |datagram| {
-                let bytes = outgoing(&mut filters, datagram);
-                sender
-                    .send(&bytes)
-                    .map(drop)
-                    .map_err(|e| Error::io(format!("sending to {peer}"), e))
-            });
-            let _ = tx.send(Event::InputDone(result));
-        })
-        .map_err(|e| Error::io("starting the sending thread", e))?;
+    spawn_sender(input, &opts, tx, move |bytes| {
+        sender
+            .send(&bytes)
+            .map(drop)
+            .map_err(|e| Error::io(format!("sending to {peer}"), e))
+    })?;
     let quiet = opts.quit_after.unwrap_or(Duration::from_secs(1));
     wait(&rx, &activity, Some(quiet))
 }
@@ -248,18 +240,30 @@ pub fn listen(
     let peer: SharedPeer = Arc::default();
     let listener = (Arc::clone(&peer), Box::new(on_peer) as OnPeer);
     spawn_receiver(&sock, output, &opts, &activity, tx.clone(), Some(listener))?;
+    spawn_sender(input, &opts, tx, move |bytes| {
+        send_or_hold(&sock, &peer, bytes)
+    })?;
+    wait(&rx, &activity, opts.quit_after)
+}
+
+/// Sends each input line as a datagram (expanded and dumped) with `send`,
+/// on a thread of its own, and reports the end of the input.
+fn spawn_sender(
+    input: Input,
+    opts: &UdpOptions,
+    tx: mpsc::Sender<Event>,
+    mut send: impl FnMut(Vec<u8>) -> Result<()> + Send + 'static,
+) -> Result<()> {
     let mut filters = opts.filters(Direction::Sent);
     thread::Builder::new()
         .name("sonde-udp-send".into())
         .spawn(move || {
-            let result = for_each_datagram(input, |datagram| {
-                let bytes = outgoing(&mut filters, datagram);
-                send_or_hold(&sock, &peer, bytes)
-            });
+            let result =
+                for_each_datagram(input, |datagram| send(outgoing(&mut filters, datagram)));
             let _ = tx.send(Event::InputDone(result));
         })
-        .map_err(|e| Error::io("starting the sending thread", e))?;
-    wait(&rx, &activity, opts.quit_after)
+        .map(drop)
+        .map_err(|e| Error::io("starting the sending thread", e))
 }
 
 fn send_or_hold(sock: &UdpSocket, peer: &SharedPeer, bytes: Vec<u8>) -> Result<()> {

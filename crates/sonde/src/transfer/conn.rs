@@ -179,10 +179,7 @@ impl Conn {
     }
 
     fn io_error(&self, what: &str, cause: io::Error) -> TransferError {
-        if matches!(
-            cause.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
+        if crate::sys::timed_out(&cause) {
             return TransferError::Timeout {
                 what: format!("{what} (peer {})", self.peer),
                 after: self.timeout,

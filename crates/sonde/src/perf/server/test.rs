@@ -296,14 +296,7 @@ impl Test<'_> {
         let mut hello = [0u8; 64];
         let from = match listener.recv_from(&mut hello) {
             Ok((_, from)) => from,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None);
-            }
+            Err(e) if crate::sys::timed_out(&e) => return Ok(None),
             Err(e) => return Err(fail(e)),
         };
         listener.connect(from).map_err(fail)?;

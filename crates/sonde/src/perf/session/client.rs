@@ -233,21 +233,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ALL: [TestState; 12] = [
-        TestState::TestStart,
-        TestState::TestRunning,
-        TestState::TestEnd,
-        TestState::ParamExchange,
-        TestState::CreateStreams,
-        TestState::ServerTerminate,
-        TestState::ClientTerminate,
-        TestState::ExchangeResults,
-        TestState::DisplayResults,
-        TestState::IperfDone,
-        TestState::AccessDenied,
-        TestState::ServerError,
-    ];
-
     const WAIT: Duration = Duration::from_secs(30);
 
     fn drain(session: &mut ClientSession) -> Vec<String> {
@@ -338,7 +323,7 @@ mod tests {
     #[test]
     fn every_state_byte_in_every_phase() {
         let t0 = Instant::now();
-        for state in ALL {
+        for state in TestState::ALL {
             for phase in [At::Setup, At::Running, At::Ending] {
                 let mut s = at(phase, t0);
                 s.handle_state(t0, state);

@@ -368,21 +368,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ALL: [TestState; 12] = [
-        TestState::TestStart,
-        TestState::TestRunning,
-        TestState::TestEnd,
-        TestState::ParamExchange,
-        TestState::CreateStreams,
-        TestState::ServerTerminate,
-        TestState::ClientTerminate,
-        TestState::ExchangeResults,
-        TestState::DisplayResults,
-        TestState::IperfDone,
-        TestState::AccessDenied,
-        TestState::ServerError,
-    ];
-
     fn limits() -> ServerLimits {
         ServerLimits {
             message_timeout: Duration::from_secs(30),
@@ -486,7 +471,7 @@ mod tests {
     #[test]
     fn every_state_byte_in_every_phase() {
         let t0 = Instant::now();
-        for state in ALL {
+        for state in TestState::ALL {
             for phase in [
                 Phase::Params,
                 Phase::Streams,

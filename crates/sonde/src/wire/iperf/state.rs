@@ -34,6 +34,22 @@ pub enum TestState {
 }
 
 impl TestState {
+    /// Every state iperf3 defines.
+    pub const ALL: [Self; 12] = [
+        Self::TestStart,
+        Self::TestRunning,
+        Self::TestEnd,
+        Self::ParamExchange,
+        Self::CreateStreams,
+        Self::ServerTerminate,
+        Self::ClientTerminate,
+        Self::ExchangeResults,
+        Self::DisplayResults,
+        Self::IperfDone,
+        Self::AccessDenied,
+        Self::ServerError,
+    ];
+
     /// The byte on the wire.
     pub fn to_wire(self) -> u8 {
         let value: i8 = match self {
