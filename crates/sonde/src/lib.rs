@@ -8,6 +8,7 @@
 //! (and its own children), never a sibling's internals.
 //! - [`wire`]: wire formats several subsystems share, pure: iperf3's
 //!   protocol and sockperf's header.
+//! - `sys` (private): system calls retried on EINTR, `sendfile`.
 //! - [`error`]: the library's error type.
 //! - [`units`]: bytes and rates written as iperf3 writes them.
 //! - [`net`]: resolving names, connecting (every address in turn), binding
@@ -18,7 +19,8 @@
 //! - [`serve`]: echo, discard, chargen, chat and sockperf services, and
 //!   the thread reflector for the lowest latency.
 //! - [`perf`]: iperf3-compatible throughput tests (client, server, the
-//!   embedded loopback test).
+//!   embedded loopback test); [`perf::session`] is the control protocol as
+//!   a pure state machine.
 //! - [`rtt`]: round-trip latency, the delay and bandwidth fit, latency
 //!   under load.
 //! - [`transfer`]: verified, resumable file transfer (`send`/`receive`).
