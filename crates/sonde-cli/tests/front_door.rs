@@ -68,6 +68,7 @@ fn assert_bounded(pid: u32, threads: usize, fds: usize, what: &str) {
 fn stop(mut server: Listener) {
     let _ = server.child.kill();
     let _ = server.child.wait();
+    server.reaper.disarm();
 }
 
 /// An echo round trip on a fresh connection.
@@ -221,6 +222,7 @@ fn a_flood_of_silent_connections_leaves_perf_s_bounded() {
     raise_fd_limit();
     let (mut child, port) = start_perf_server();
     let pid = child.id();
+    let mut reaper = common::Reaper::new(pid);
     let (threads, fds) = counts(pid);
     let held = flood(port, FLOOD);
     let client = sonde()
@@ -246,6 +248,7 @@ fn a_flood_of_silent_connections_leaves_perf_s_bounded() {
     drop(held);
     let _ = child.kill();
     let _ = child.wait();
+    reaper.disarm();
 }
 
 fn receiver(dir: &TempDir, extra: &[&str]) -> Listener {

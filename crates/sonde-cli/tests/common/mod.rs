@@ -96,8 +96,37 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Finished {
     finish(child, stdout, stderr)
 }
 
+/// Kills a started server when the test ends without stopping it (a
+/// failed assertion), so no server outlives its test.
+pub struct Reaper(Option<u32>);
+
+impl Reaper {
+    /// Kills `pid` when dropped, unless disarmed.
+    pub fn new(pid: u32) -> Self {
+        Self(Some(pid))
+    }
+
+    /// The process is waited for: nothing is left to kill.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// A started `sonde listen` whose port is known.
 pub struct Listener {
+    /// Kills the child if the test ends first.
+    pub reaper: Reaper,
     pub child: Child,
     pub port: u16,
     pub stdout: mpsc::Receiver<Vec<u8>>,
@@ -146,6 +175,7 @@ pub fn start_command(mut cmd: Command) -> Listener {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {first:?}"));
     Listener {
+        reaper: Reaper(Some(child.id())),
         child,
         port,
         stdout,
@@ -155,7 +185,8 @@ pub fn start_command(mut cmd: Command) -> Listener {
 
 impl Listener {
     /// Waits for the listener to exit; returns its status and stdout.
-    pub fn finish(self) -> Finished {
+    pub fn finish(mut self) -> Finished {
+        self.reaper.disarm();
         let (tx, rx) = mpsc::channel();
         let lines = self.stderr_lines;
         thread::spawn(move || {

@@ -16,6 +16,7 @@ pub(crate) mod running;
 pub mod server;
 pub mod session;
 pub mod stream;
+mod worker;
 mod zerocopy;
 
 use std::time::{Duration, Instant};

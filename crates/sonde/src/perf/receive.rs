@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
-use super::stream::Counters;
+use super::worker::Counters;
 
 /// How long a receiver keeps asking a dry socket before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);

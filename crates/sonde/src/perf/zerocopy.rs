@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use rustix::net::RecvFlags;
 
 use super::receive::Receive;
-use super::stream::{Run, pace, paced_piece, payload};
+use super::worker::{Run, pace, paced_piece, payload};
 
 /// Bytes handed to `sendfile` per call.
 const SEND_AT_ONCE: usize = 1 << 20;
