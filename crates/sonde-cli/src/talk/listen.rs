@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use sonde::door::{Door, DoorConfig};
 use sonde::net::{self, Family};
 use sonde::talk::many::{self as multi, ClientEvent};
 use sonde::talk::relay::{self, Input, RelayOptions};
@@ -92,10 +93,11 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         serve_many(listener, input, opts, args.max_conns, args.quiet)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (stream, peer) = listener
-        .accept()
-        .with_context(|| format!("accepting a client on {}", local(listener.local_addr())))?;
-    drop(listener);
+    let on = local(listener.local_addr());
+    let door = Door::new(DoorConfig::new("listen", 1));
+    let (stream, peer, _place) = door
+        .accept_one(listener)
+        .with_context(|| format!("accepting a client on {on}"))?;
     report(format!("connection from {peer}"));
     relay::relay(stream, peer, input, stdout_fd()?, opts)?;
     Ok(ExitCode::SUCCESS)

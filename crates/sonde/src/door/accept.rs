@@ -160,6 +160,29 @@ impl Door {
     }
 }
 
+impl Door {
+    /// Takes the first connection let in on `listener` and stops
+    /// accepting (`listen` without `-k`, as nc closes its listener after
+    /// one client): the stream comes back blocking, with its place.
+    ///
+    /// # Errors
+    /// When the runtime cannot start, or the stream cannot be made blocking.
+    pub fn accept_one(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> std::io::Result<(std::net::TcpStream, SocketAddr, super::Permit)> {
+        let mut first = None;
+        self.serve_blocking(listener, |accepted| {
+            if first.is_none() {
+                first =
+                    Some(to_blocking(accepted.stream).map(|s| (s, accepted.peer, accepted.permit)));
+                self.shutdown();
+            }
+        })?;
+        first.unwrap_or_else(|| Err(std::io::ErrorKind::Interrupted.into()))
+    }
+}
+
 /// A tokio listener from a std one (bound with sonde's backlog).
 ///
 /// # Errors
