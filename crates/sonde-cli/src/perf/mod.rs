@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use sonde::perf::client::{self, ClientConfig, ClientReport};
+use sonde::perf::json::{Host, Role, iperf_numbers, json_error, json_interval, json_start};
 use sonde::perf::report;
 use sonde::perf::{ConnectedStream, Observer, StreamInterval};
 use sonde::units::Format;
@@ -128,6 +129,8 @@ struct Live {
     text: bool,
     title: Option<String>,
     header_done: Mutex<bool>,
+    /// The host as given, for `start.connecting_to`.
+    target: String,
 }
 
 impl Live {
@@ -162,9 +165,23 @@ impl Observer for Live {
         }
     }
 
+    fn started(&self, report: &ClientReport) {
+        if self.json_stream {
+            let host = Host::now(env!("CARGO_PKG_VERSION"));
+            let mut start = json_start(report, &self.target, &host);
+            iperf_numbers(&mut start);
+            emit(
+                &self.out,
+                &format!("{}\n", json!({"event": "start", "data": start})),
+            );
+        }
+    }
+
     fn interval(&self, interval: &[StreamInterval]) {
         if self.json_stream {
-            let event = json!({"event": "interval", "data": sonde::perf::json::json_interval(interval, self.protocol)});
+            let mut data = json_interval(interval, self.protocol, Role::Client);
+            iperf_numbers(&mut data);
+            let event = json!({"event": "interval", "data": data});
             emit(&self.out, &format!("{event}\n"));
         }
         if !self.text {
@@ -245,6 +262,7 @@ fn run_client(
         text,
         title: args.title.clone(),
         header_done: Mutex::new(false),
+        target: config.host.clone(),
     };
     if text {
         live.write(&format!(
@@ -255,14 +273,13 @@ fn run_client(
     let report = match client::run(config, &live, stop) {
         Ok(report) => report,
         Err(err) if args.json || args.json_stream => {
-            let doc = json!({"error": err.to_string()});
             let doc = if args.json_stream {
                 json!({"event": "error", "data": err.to_string()})
             } else {
-                doc
+                json_error(&Host::now(env!("CARGO_PKG_VERSION")), &err.to_string())
             };
             emit(out, &format!("{}\n", pretty(&doc, args.json)));
-            return Err(err).context("sonde perf");
+            return Err(err.into());
         }
         Err(err) => return Err(err.into()),
     };
@@ -297,10 +314,6 @@ fn print_report(
     }
     if args.json_stream {
         let doc = sonde::perf::json::json_report(report, &config.host, &host);
-        emit(
-            &live.out,
-            &format!("{}\n", json!({"event": "start", "data": doc["start"]})),
-        );
         emit(
             &live.out,
             &format!("{}\n", json!({"event": "end", "data": doc["end"]})),

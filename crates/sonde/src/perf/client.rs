@@ -88,6 +88,9 @@ pub struct ClientReport {
     pub congestion: Option<String>,
     /// MSS of the control connection.
     pub mss: Option<u32>,
+    /// The first data socket's send and receive buffer sizes, as the
+    /// kernel reports them (iperf3's `sndbuf_actual`, `rcvbuf_actual`).
+    pub buffers: Option<(u64, u64)>,
     /// The test was interrupted (Ctrl-C) before its end.
     pub interrupted: bool,
 }
@@ -136,6 +139,7 @@ pub fn run(
         remote: None,
         congestion: None,
         mss,
+        buffers: None,
         interrupted: false,
     };
     let session = ClientSession::new(
@@ -223,11 +227,16 @@ impl Driver<'_> {
             Action::ConnectStreams => {
                 self.streams = self.create_streams()?;
                 report.connected = self.streams.iter().map(describe).collect();
+                report.buffers = self
+                    .streams
+                    .first()
+                    .and_then(|s| stream::buffers(&s.socket));
                 report.congestion = self.streams.iter().find_map(|s| match &s.socket {
                     DataSocket::Tcp(t) => stream::congestion(t),
                     DataSocket::Udp(_) => None,
                 });
                 observer.connected(&report.connected);
+                observer.started(report);
             }
             Action::SendResults => self.send_results(report)?,
             Action::ResultsIn(theirs) => self.results_in(*theirs, report),

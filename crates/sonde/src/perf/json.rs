@@ -1,42 +1,77 @@
-//! `-J`'s JSON document in iperf3's schema (start, intervals, end), and
-//! `--json-stream`'s interval events.
+//! `-J`'s JSON document in iperf3 3.12's schema, key for key (start,
+//! intervals, end, in that order), and `--json-stream`'s events. Who
+//! writes the document matters as it does to iperf3: a client joins its
+//! figures with the server's, a server shows its own side only (the half
+//! it did not measure is 0), and each side's TCP details appear on the
+//! streams it sends. sonde's own additions stay under `end.sonde`.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::wire::iperf::params::Protocol;
+use crate::wire::iperf::results::Results;
 
 use super::client::ClientReport;
-use super::measure::{StreamInterval, lost_percent, rate};
-use super::report::{direction, remote_tcp, sum};
+use super::measure::{SenderTcp, StreamEnd, StreamInterval, lost_percent, rate};
+use super::report::sum;
+
+/// Who writes a document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The client: both sides' figures, joined.
+    Client,
+    /// The server: its own figures only.
+    Server,
+}
 
 fn sum_json(bytes: u64, secs: f64, sender: bool) -> Value {
     json!({"start": 0, "end": secs, "seconds": secs, "bytes": bytes,
            "bits_per_second": rate(bytes, secs), "sender": sender})
 }
 
-fn interval_json(iv: &StreamInterval, protocol: Protocol) -> Value {
-    let mut v = json!({"socket": iv.socket, "start": iv.start, "end": iv.end, "seconds": iv.end - iv.start,
-        "bytes": iv.bytes, "bits_per_second": iv.bits_per_second(), "omitted": iv.omitted, "sender": iv.sender});
-    if let Some((retr, st)) = iv.tcp {
+/// An interval of one stream, or (`stream` false) of a sum, in iperf3's
+/// key order.
+fn interval_json(iv: &StreamInterval, protocol: Protocol, stream: bool) -> Value {
+    let mut v = Map::new();
+    if stream {
+        v.insert("socket".into(), json!(iv.socket));
+    }
+    for (k, x) in [
+        ("start", json!(iv.start)),
+        ("end", json!(iv.end)),
+        ("seconds", json!(iv.end - iv.start)),
+        ("bytes", json!(iv.bytes)),
+        ("bits_per_second", json!(iv.bits_per_second())),
+    ] {
+        v.insert(k.into(), x);
+    }
+    if let (Some((retr, st)), true) = (iv.tcp, stream) {
         for (k, x) in [
             ("retransmits", retr),
             ("snd_cwnd", st.snd_cwnd),
+            ("snd_wnd", st.snd_wnd),
             ("rtt", st.rtt),
             ("rttvar", st.rttvar),
             ("pmtu", st.pmtu),
         ] {
-            v[k] = json!(x);
+            v.insert(k.into(), json!(x));
         }
     }
     if protocol == Protocol::Udp {
-        v["packets"] = json!(iv.packets);
-        if !iv.sender {
-            v["jitter_ms"] = json!(iv.jitter_ms);
-            v["lost_packets"] = json!(iv.lost);
-            v["lost_percent"] = json!(lost_percent(iv.lost, iv.packets));
+        if iv.sender {
+            v.insert("packets".into(), json!(iv.packets));
+        } else {
+            v.insert("jitter_ms".into(), json!(iv.jitter_ms));
+            v.insert("lost_packets".into(), json!(iv.lost));
+            v.insert("packets".into(), json!(iv.packets));
+            v.insert(
+                "lost_percent".into(),
+                json!(lost_percent(iv.lost, iv.packets)),
+            );
         }
     }
-    v
+    v.insert("omitted".into(), json!(iv.omitted));
+    v.insert("sender".into(), json!(iv.sender));
+    Value::Object(v)
 }
 
 /// Where and when a document is written: inputs to the formatter, so
@@ -84,180 +119,300 @@ pub fn json_start(report: &ClientReport, target: &str, host: &Host) -> Value {
         })
         .collect();
     let now = host.timestamp;
-    json!({
-        "connected": connected,
-        "version": host.version,
-        "system_info": host.system_info,
-        "timestamp": {"timesecs": now.as_secs(), "timemillisecs": now.as_millis() as u64},
-        "connecting_to": {"host": target, "port": report.server.port()},
-        "cookie": report.cookie,
-        "tcp_mss_default": report.mss.unwrap_or(0),
-        "target_bitrate": p.bandwidth,
-        "test_start": {
+    let (sndbuf, rcvbuf) = report.buffers.unwrap_or((0, 0));
+    let mut start = Map::new();
+    for (k, v) in [
+        ("connected", json!(connected)),
+        ("version", json!(host.version)),
+        ("system_info", json!(host.system_info)),
+        ("sock_bufsize", json!(p.window)),
+        ("sndbuf_actual", json!(sndbuf)),
+        ("rcvbuf_actual", json!(rcvbuf)),
+        (
+            "timestamp",
+            json!({"time": http_date(now.as_secs()), "timesecs": now.as_secs(),
+                   "timemillisecs": now.as_millis() as u64}),
+        ),
+        (
+            "connecting_to",
+            json!({"host": target, "port": report.server.port()}),
+        ),
+        ("cookie", json!(report.cookie)),
+    ] {
+        start.insert(k.into(), v);
+    }
+    if p.protocol == Protocol::Tcp {
+        match p.mss {
+            0 => start.insert("tcp_mss_default".into(), json!(report.mss.unwrap_or(0))),
+            mss => start.insert("tcp_mss".into(), json!(mss)),
+        };
+    }
+    start.insert("target_bitrate".into(), json!(p.bandwidth));
+    start.insert(
+        "test_start".into(),
+        json!({
             "protocol": if p.protocol == Protocol::Udp { "UDP" } else { "TCP" },
             "num_streams": p.parallel, "blksize": p.len, "omit": p.omit, "duration": p.time,
             "bytes": p.num, "blocks": p.blockcount, "reverse": u8::from(p.reverse), "tos": p.tos,
             "target_bitrate": p.bandwidth, "bidir": u8::from(p.bidirectional), "interval": 1
-        }
-    })
+        }),
+    );
+    Value::Object(start)
 }
 
-/// One `intervals[]` element.
-pub fn json_interval(interval: &[StreamInterval], protocol: Protocol) -> Value {
+/// A Unix time as an RFC 1123 date in GMT ("Tue, 01 Dec 2026 21:43:12
+/// GMT"), as iperf3's `start.timestamp.time`.
+pub fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // The civil date of a day count since 1970-01-01 (the days-from-civil
+    // algorithm run backwards: eras of 400 years, years from March).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1).clamp(0, 11) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// One `intervals[]` element as `role` writes it. `sum` holds the streams
+/// that go from the client to the server; with `--bidir`,
+/// `sum_bidir_reverse` the others.
+pub fn json_interval(interval: &[StreamInterval], protocol: Protocol, role: Role) -> Value {
     let streams: Vec<Value> = interval
         .iter()
-        .map(|iv| interval_json(iv, protocol))
+        .map(|iv| interval_json(iv, protocol, true))
         .collect();
     let mut v = json!({"streams": streams});
-    for (key, dir) in [("sum", true), ("sum_bidir_reverse", false)] {
-        let part: Vec<&StreamInterval> = interval.iter().filter(|s| s.sender == dir).collect();
-        let (Some(first), true) = (part.first(), !part.is_empty()) else {
-            continue;
-        };
-        let total = part.iter().map(|s| s.bytes).sum();
+    let upload = role == Role::Client;
+    let bidir = interval.iter().any(|s| s.sender) && interval.iter().any(|s| !s.sender);
+    for (key, local_sends) in [("sum", upload), ("sum_bidir_reverse", !upload)] {
+        let part: Vec<&StreamInterval> = interval
+            .iter()
+            .filter(|s| !bidir || s.sender == local_sends)
+            .collect();
+        let Some(first) = part.first() else { continue };
         let mut sum = StreamInterval {
-            bytes: total,
+            bytes: part.iter().map(|s| s.bytes).sum(),
             tcp: None,
             ..(*first).clone()
         };
         sum.packets = part.iter().map(|s| s.packets).sum();
         sum.lost = part.iter().map(|s| s.lost).sum();
-        let mut sv = interval_json(&sum, protocol);
-        if protocol == Protocol::Tcp && dir {
-            sv["retransmits"] = json!(part.iter().filter_map(|s| s.tcp.map(|t| t.0)).sum::<u64>());
+        let mut sv = interval_json(&sum, protocol, false);
+        if protocol == Protocol::Tcp && first.sender {
+            let retransmits: u64 = part.iter().filter_map(|s| s.tcp.map(|t| t.0)).sum();
+            sv = with_after(sv, "bits_per_second", "retransmits", json!(retransmits));
         }
-        let bidir = interval.iter().any(|s| s.sender) && interval.iter().any(|s| !s.sender);
-        let key = if !bidir { "sum" } else { key };
-        v[key] = sv;
+        v[if bidir { key } else { "sum" }] = sv;
+        if !bidir {
+            break;
+        }
     }
     v
 }
 
-/// Puts a sonde server's TCP state beside this side's receiving streams.
-fn merge_remote_tcp(report: &ClientReport, intervals: &mut [Value]) {
-    let Some(rows) = remote_tcp(report) else {
-        return;
+/// `object` with `value` at `key`, placed right after `after`.
+fn with_after(object: Value, after: &str, key: &str, value: Value) -> Value {
+    let Value::Object(map) = object else {
+        return object;
     };
-    for (iv, row) in intervals.iter_mut().zip(rows) {
-        for state in row.as_array().into_iter().flatten() {
-            let id = state["id"].as_u64();
-            let socket = report
-                .connected
-                .iter()
-                .find(|c| Some(u64::from(c.id)) == id)
-                .map(|c| i64::from(c.socket));
-            let streams = iv["streams"].as_array_mut();
-            for s in streams.into_iter().flatten() {
-                if s["socket"].as_i64() == socket && s["sender"] == json!(false) {
-                    s["sender_tcp"] = state.clone();
-                }
-            }
+    let mut out = Map::new();
+    for (k, v) in map {
+        let here = k == after;
+        out.insert(k, v);
+        if here {
+            out.insert(key.into(), value.clone());
         }
     }
+    Value::Object(out)
 }
 
-/// The whole `-J` document; `target` is the host the client connected to.
-pub fn json_report(report: &ClientReport, target: &str, host: &Host) -> Value {
+/// `object` with `value` first, at `key`.
+fn with_first(object: Value, key: &str, value: Value) -> Value {
+    let Value::Object(map) = object else {
+        return object;
+    };
+    let mut out = Map::new();
+    out.insert(key.into(), value);
+    out.extend(map);
+    Value::Object(out)
+}
+
+/// The whole `-J` document, as `role` writes it; `target` is the host the
+/// client connected to.
+pub fn json_document(report: &ClientReport, target: &str, host: &Host, role: Role) -> Value {
     let protocol = report.params.protocol;
-    let mut intervals: Vec<Value> = report
+    let intervals: Vec<Value> = report
         .intervals
         .iter()
-        .map(|i| json_interval(i, protocol))
+        .map(|i| json_interval(i, protocol, role))
         .collect();
-    merge_remote_tcp(report, &mut intervals);
-    let mut end = json!({"streams": end_streams(report)});
-    end_sums(report, &mut end);
+    let ends: Vec<StreamEnd> = match role {
+        Role::Client => report.ends.clone(),
+        Role::Server => report.ends.iter().map(own_side).collect(),
+    };
+    let mut end = json!({"streams": end_streams(&ends)});
+    end_sums(report, &ends, role, &mut end);
     let remote = report.remote.clone().unwrap_or_default();
     end["cpu_utilization_percent"] = json!({
         "host_total": report.local_cpu.total, "host_user": report.local_cpu.user, "host_system": report.local_cpu.system,
         "remote_total": remote.cpu_util_total, "remote_user": remote.cpu_util_user, "remote_system": remote.cpu_util_system,
     });
     if protocol == Protocol::Tcp {
-        if let Some(cc) = &report.congestion {
-            end["sender_tcp_congestion"] = json!(cc);
-        }
-        if let Some(cc) = &remote.congestion_used {
-            end["receiver_tcp_congestion"] = json!(cc);
-        }
+        congestion(report, &remote, role, &mut end);
+    }
+    if let Some(value) = remote.sonde.clone() {
+        end["sonde"] = value;
     }
     let mut doc =
         json!({"start": json_start(report, target, host), "intervals": intervals, "end": end});
-    if let Some(text) = remote.server_output_text {
-        doc["server_output_text"] = json!(text);
-    }
-    if let Some(value) = remote.server_output_json {
-        doc["server_output_json"] = value;
-    }
     if let Some(title) = &report.params.title {
         doc["title"] = json!(title);
     }
     if let Some(extra) = &report.params.extra_data {
         doc["extra_data"] = json!(extra);
     }
-    if let Some(value) = remote.sonde {
-        doc["end"]["sonde"] = value;
+    if let Some(text) = remote.server_output_text {
+        doc["server_output_text"] = json!(text);
     }
+    if let Some(value) = remote.server_output_json {
+        doc["server_output_json"] = value;
+    }
+    iperf_numbers(&mut doc);
     doc
 }
 
-/// `end.streams`: each stream's sender and receiver (TCP) or its UDP
-/// figures.
-fn end_streams(report: &ClientReport) -> Vec<Value> {
+/// The document of a test that failed before it ran, as iperf3 writes
+/// it: an empty test with the error.
+pub fn json_error(host: &Host, error: &str) -> Value {
+    json!({
+        "start": {"connected": [], "version": host.version, "system_info": host.system_info},
+        "intervals": [],
+        "end": {},
+        "error": error,
+    })
+}
+
+/// The client's `-J` document.
+pub fn json_report(report: &ClientReport, target: &str, host: &Host) -> Value {
+    json_document(report, target, host, Role::Client)
+}
+
+/// A stream's end seen from its own side only, as a server shows it: the
+/// half it did not measure is 0 bytes, and only a stream it sent carries
+/// TCP details.
+fn own_side(e: &StreamEnd) -> StreamEnd {
+    let mut own = e.clone();
+    if e.local_sender {
+        own.received = (0, e.sent.1);
+        if let Some(udp) = own.udp.as_mut() {
+            (udp.0, udp.1) = (0.0, 0);
+        }
+    } else {
+        own.sent = (0, e.received.1);
+        own.retransmits = None;
+        own.rtt = None;
+    }
+    own
+}
+
+/// `end.streams`: each stream's sender and receiver (TCP), or its UDP
+/// figures. A stream whose sender counts retransmits shows the sender's
+/// window and RTTs too (zero where this side did not sample them).
+fn end_streams(ends: &[StreamEnd]) -> Vec<Value> {
     let mut streams = Vec::new();
-    for e in &report.ends {
-        let mut snd = sum_json(e.sent.0, e.sent.1, e.local_sender);
-        snd["socket"] = json!(e.socket);
-        let mut rcv = sum_json(e.received.0, e.received.1, e.local_sender);
-        rcv["socket"] = json!(e.socket);
+    for e in ends {
+        if let Some((jitter, lost, packets, ooo)) = e.udp {
+            let secs = if e.local_sender {
+                e.sent.1
+            } else {
+                e.received.1
+            };
+            let mut u = with_first(
+                sum_json(e.sent.0, secs, e.local_sender),
+                "socket",
+                json!(e.socket),
+            );
+            u = set_loss(u, jitter, lost, packets);
+            u = with_after(u, "lost_percent", "out_of_order", json!(ooo));
+            streams.push(json!({"udp": u}));
+            continue;
+        }
+        let mut snd = with_first(
+            sum_json(e.sent.0, e.sent.1, e.local_sender),
+            "socket",
+            json!(e.socket),
+        );
+        let rcv = with_first(
+            sum_json(e.received.0, e.received.1, e.local_sender),
+            "socket",
+            json!(e.socket),
+        );
         if let Some(r) = e.retransmits {
-            snd["retransmits"] = json!(r);
+            snd = sender_details(snd, r, e.rtt.unwrap_or_default());
         }
-        if let Some((cwnd, min, max, mean)) = e.rtt {
-            for (k, x) in [
-                ("max_snd_cwnd", cwnd),
-                ("min_rtt", min),
-                ("max_rtt", max),
-                ("mean_rtt", mean),
-            ] {
-                snd[k] = json!(x);
-            }
-        }
-        match e.udp {
-            Some((jitter, lost, packets, ooo)) => {
-                let mut u = sum_json(e.received.0, e.received.1, e.local_sender);
-                u["socket"] = json!(e.socket);
-                set_loss(&mut u, jitter, lost, packets);
-                u["out_of_order"] = json!(ooo);
-                streams.push(json!({"udp": u}));
-            }
-            None => streams.push(json!({"sender": snd, "receiver": rcv})),
-        }
+        streams.push(json!({"sender": snd, "receiver": rcv}));
     }
     streams
 }
 
-/// Jitter and loss, as iperf3 writes them.
-fn set_loss(v: &mut Value, jitter: f64, lost: i64, packets: i64) {
-    v["jitter_ms"] = json!(jitter);
-    v["lost_packets"] = json!(lost);
-    v["packets"] = json!(packets);
-    v["lost_percent"] = json!(lost_percent(lost.max(0) as u64, packets.max(0) as u64));
+/// A sending stream's retransmits, windows and RTTs, before `sender`.
+fn sender_details(snd: Value, retransmits: i64, tcp: SenderTcp) -> Value {
+    let mut v = with_after(snd, "bits_per_second", "retransmits", json!(retransmits));
+    for (after, key, x) in [
+        ("retransmits", "max_snd_cwnd", tcp.max_snd_cwnd),
+        ("max_snd_cwnd", "max_snd_wnd", tcp.max_snd_wnd),
+        ("max_snd_wnd", "max_rtt", tcp.max_rtt),
+        ("max_rtt", "min_rtt", tcp.min_rtt),
+        ("min_rtt", "mean_rtt", tcp.mean_rtt),
+    ] {
+        v = with_after(v, after, key, json!(x));
+    }
+    v
+}
+
+/// Jitter and loss, as iperf3 writes them, before `sender`.
+fn set_loss(v: Value, jitter: f64, lost: i64, packets: i64) -> Value {
+    let percent = lost_percent(lost.max(0) as u64, packets.max(0) as u64);
+    let mut v = with_after(v, "bits_per_second", "jitter_ms", json!(jitter));
+    v = with_after(v, "jitter_ms", "lost_packets", json!(lost));
+    v = with_after(v, "lost_packets", "packets", json!(packets));
+    with_after(v, "packets", "lost_percent", json!(percent))
 }
 
 /// `end.sum_sent`, `end.sum_received` (and `end.sum` for UDP), per
-/// direction: `_bidir_reverse` for the second with `--bidir`.
-fn end_sums(report: &ClientReport, end: &mut Value) {
+/// direction: the client's upload first, and with `--bidir` the other
+/// under `_bidir_reverse`.
+fn end_sums(report: &ClientReport, ends: &[StreamEnd], role: Role, end: &mut Value) {
     let bidir = report.params.bidirectional;
-    for (dir, suffix) in [(true, ""), (false, "_bidir_reverse")] {
-        let part = direction(&report.ends, dir);
-        if part.is_empty() {
-            continue;
-        }
+    let upload = role == Role::Client;
+    for (local_sends, suffix) in [(upload, ""), (!upload, "_bidir_reverse")] {
+        let part: Vec<&StreamEnd> = ends
+            .iter()
+            .filter(|e| !bidir || e.local_sender == local_sends)
+            .collect();
+        let Some(first) = part.first() else { continue };
         let s = sum(&part);
-        let suffix = if bidir { suffix } else { "" };
+        let dir = first.local_sender;
         let mut sent = sum_json(s.sent.0, s.sent.1, dir);
         if let Some(r) = s.retransmits {
-            sent["retransmits"] = json!(r);
+            sent = with_after(sent, "bits_per_second", "retransmits", json!(r));
         }
         let mut received = sum_json(s.received.0, s.received.1, dir);
         if report.params.protocol == Protocol::Udp {
@@ -267,28 +422,92 @@ fn end_sums(report: &ClientReport, end: &mut Value) {
                 .fold((0, 0), |(l, n), u| (l + u.1, n + u.2));
             let jitter =
                 part.iter().filter_map(|e| e.udp.map(|u| u.0)).sum::<f64>() / part.len() as f64;
-            set_loss(&mut received, jitter, lost, packets);
-            sent["packets"] = json!(packets);
-            let mut legacy = sum_json(s.sent.0, s.received.1, dir);
-            set_loss(&mut legacy, jitter, lost, packets);
-            end[format!("sum{suffix}")] = legacy;
+            let secs = if dir { s.received.1 } else { s.sent.1 };
+            end[format!("sum{suffix}")] =
+                set_loss(sum_json(s.sent.0, secs, dir), jitter, lost, packets);
+            // A server counts only its own side: no sent packets when it
+            // receives, no receive figures when it sends.
+            let sent_packets = if role == Role::Server && !dir {
+                0
+            } else {
+                packets
+            };
+            sent = set_loss(sum_json(s.sent.0, s.sent.1, true), 0.0, 0, sent_packets);
+            let got = if role == Role::Server && dir {
+                (0.0, 0, 0)
+            } else {
+                (jitter, lost, packets)
+            };
+            received = set_loss(
+                sum_json(s.received.0, s.received.1, false),
+                got.0,
+                got.1,
+                got.2,
+            );
         }
         end[format!("sum_sent{suffix}")] = sent;
         end[format!("sum_received{suffix}")] = received;
+        if !bidir {
+            break;
+        }
     }
 }
 
-/// A server's `-J` document for one test: the client's layout, with the
-/// client's address as `accepted_connection` in place of `connecting_to`
-/// (`report.local` is the client, `report.server` this server).
+/// Which congestion control each end used: a client knows both; a
+/// server writes only its own, under its role.
+fn congestion(report: &ClientReport, remote: &Results, role: Role, end: &mut Value) {
+    let local = report.congestion.clone();
+    let sends = report.ends.iter().any(|e| e.local_sender);
+    let (sender, receiver) = match role {
+        Role::Client if report.params.reverse => (remote.congestion_used.clone(), local),
+        Role::Client => (local, remote.congestion_used.clone()),
+        Role::Server if sends => (local, None),
+        Role::Server => (None, local),
+    };
+    if let Some(cc) = sender {
+        end["sender_tcp_congestion"] = json!(cc);
+    }
+    if let Some(cc) = receiver {
+        end["receiver_tcp_congestion"] = json!(cc);
+    }
+}
+
+/// Writes whole numbers as integers, as iperf3's JSON library does: a
+/// reader that asks whether `start` is an integer gets iperf3's answer.
+pub fn iperf_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 1e15
+            {
+                *value = json!(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(iperf_numbers),
+        Value::Object(map) => map.values_mut().for_each(iperf_numbers),
+        _ => {}
+    }
+}
+
+/// A server's `-J` document for one test: its own figures in the client's
+/// layout, with the client's address as `accepted_connection` in place of
+/// `connecting_to` (`report.local` is the client, `report.server` this
+/// server).
 pub fn json_server_report(report: &ClientReport, host: &Host) -> Value {
-    let mut doc = json_report(report, &report.server.ip().to_string(), host);
-    if let Some(start) = doc["start"].as_object_mut() {
-        start.remove("connecting_to");
-        start.insert(
-            "accepted_connection".into(),
-            json!({"host": report.local.ip().to_string(), "port": report.local.port()}),
-        );
+    let mut doc = json_document(report, &report.server.ip().to_string(), host, Role::Server);
+    if let Some(Value::Object(start)) = doc.get_mut("start") {
+        let mut out = Map::new();
+        for (k, v) in std::mem::take(start) {
+            if k == "connecting_to" {
+                let client =
+                    json!({"host": report.local.ip().to_string(), "port": report.local.port()});
+                out.insert("accepted_connection".into(), client);
+            } else {
+                out.insert(k, v);
+            }
+        }
+        *start = out;
     }
     doc
 }
@@ -296,10 +515,10 @@ pub fn json_server_report(report: &ClientReport, host: &Host) -> Value {
 /// The TCP state of this side's sending streams, per interval, for a sonde
 /// client in reverse mode (iperf3 shows it only on the sender).
 pub(crate) fn sonde_tcp_intervals(intervals: &[Vec<StreamInterval>]) -> Value {
-    let rows: Vec<serde_json::Value> = intervals
+    let rows: Vec<Value> = intervals
         .iter()
         .map(|iv| {
-            let streams: Vec<serde_json::Value> = iv
+            let streams: Vec<Value> = iv
                 .iter()
                 .filter_map(|s| {
                     s.tcp.map(|(retransmits, st)| {
@@ -339,6 +558,7 @@ mod tests {
             rtt: 40,
             rttvar: 5,
             pmtu: 65_535,
+            snd_wnd: 200_000,
         };
         let interval = |start: f64, bytes: u64| StreamInterval {
             id: 1,
@@ -375,7 +595,13 @@ mod tests {
                 received: (4000, 2.0),
                 retransmits: Some(3),
                 udp: None,
-                rtt: Some((65_536, 30, 50, 40)),
+                rtt: Some(SenderTcp {
+                    max_snd_cwnd: 65_536,
+                    max_snd_wnd: 100_000,
+                    min_rtt: 30,
+                    max_rtt: 50,
+                    mean_rtt: 40,
+                }),
             }],
             local_cpu: CpuUse {
                 total: 10.0,
@@ -391,6 +617,7 @@ mod tests {
             }),
             congestion: Some("cubic".into()),
             mss: Some(1448),
+            buffers: Some((16_384, 131_072)),
             interrupted: false,
         }
     }
@@ -398,6 +625,18 @@ mod tests {
     #[test]
     fn the_document_is_built_from_its_inputs_alone() {
         let doc = json_report(&report(), "127.0.0.1", &host());
+        // SONDE_BLESS=1 rewrites the fixture after a deliberate change.
+        if std::env::var_os("SONDE_BLESS").is_some() {
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+            std::fs::write(
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/src/perf/testdata/json_report_tcp.json"
+                ),
+                text,
+            )
+            .expect("writing the fixture");
+        }
         let want: Value = serde_json::from_str(include_str!("testdata/json_report_tcp.json"))
             .expect("the fixture is JSON");
         assert_eq!(

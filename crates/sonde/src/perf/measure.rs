@@ -64,6 +64,22 @@ pub struct StreamInterval {
     pub tcp: Option<(u64, TcpState)>,
 }
 
+/// A TCP sender's state over a whole test, from its samples: what iperf3
+/// puts beside a sending stream's totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderTcp {
+    /// Largest congestion window, bytes.
+    pub max_snd_cwnd: u64,
+    /// Largest peer window, bytes.
+    pub max_snd_wnd: u64,
+    /// Smallest smoothed RTT, µs.
+    pub min_rtt: u64,
+    /// Largest smoothed RTT, µs.
+    pub max_rtt: u64,
+    /// Mean smoothed RTT, µs.
+    pub mean_rtt: u64,
+}
+
 /// The share of `packets` that were lost, in percent (0 for none sent),
 /// as iperf3 reports it.
 pub fn lost_percent(lost: u64, packets: u64) -> f64 {
@@ -110,6 +126,7 @@ pub struct Meter {
 #[derive(Clone, Debug, Default)]
 struct RttTrack {
     max_cwnd: u64,
+    max_wnd: u64,
     min: u64,
     max: u64,
     sum: u64,
@@ -177,6 +194,7 @@ impl Meter {
                 iv.tcp = Some((state.total_retrans.saturating_sub(before), state));
                 let track = &mut self.rtt[i];
                 track.max_cwnd = track.max_cwnd.max(state.snd_cwnd);
+                track.max_wnd = track.max_wnd.max(state.snd_wnd);
                 track.min = if track.count == 0 {
                     state.rtt
                 } else {
@@ -237,9 +255,15 @@ impl Meter {
     }
 
     /// RTT figures of a TCP sending stream: (max cwnd, min, max, mean RTT).
-    pub fn rtt_summary(&self, index: usize) -> Option<(u64, u64, u64, u64)> {
+    pub fn rtt_summary(&self, index: usize) -> Option<SenderTcp> {
         let t = self.rtt.get(index)?;
-        (t.count > 0).then(|| (t.max_cwnd, t.min, t.max, t.sum / t.count))
+        (t.count > 0).then(|| SenderTcp {
+            max_snd_cwnd: t.max_cwnd,
+            max_snd_wnd: t.max_wnd,
+            min_rtt: t.min,
+            max_rtt: t.max,
+            mean_rtt: t.sum / t.count,
+        })
     }
 
     /// Out-of-order packets of a UDP receiving stream since the omit period.
@@ -266,8 +290,8 @@ pub struct StreamEnd {
     pub retransmits: Option<i64>,
     /// UDP: (jitter ms, lost, packets sent, out of order).
     pub udp: Option<(f64, i64, i64, u64)>,
-    /// TCP sender on this side: (max cwnd, min, max, mean RTT µs).
-    pub rtt: Option<(u64, u64, u64, u64)>,
+    /// TCP sender on this side: its window and RTT over the test.
+    pub rtt: Option<SenderTcp>,
 }
 
 /// Joins this side's and the peer's results by stream id.

@@ -34,6 +34,8 @@ pub const TCP_LEN: usize = 1 << 20;
 pub trait Observer: Send + Sync {
     /// The data streams are connected.
     fn connected(&self, _streams: &[ConnectedStream]) {}
+    /// The test is about to start: what `-J`'s `start` says is known.
+    fn started(&self, _report: &client::ClientReport) {}
     /// An interval ended.
     fn interval(&self, _interval: &[StreamInterval]) {}
 }

@@ -395,12 +395,15 @@ pub struct TcpState {
     pub rttvar: u64,
     /// Path MTU.
     pub pmtu: u64,
+    /// The peer's advertised window, in bytes (0 where the kernel does
+    /// not report it).
+    pub snd_wnd: u64,
 }
 
 /// Reads `TCP_INFO` from a TCP socket.
 pub fn tcp_state(sock: &TcpStream) -> Option<TcpState> {
     // SAFETY: tcp_info is plain data; getsockopt writes at most `len`
-    // bytes into it and reports how many.
+    // bytes into it and reports how many (an older kernel, fewer).
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     let rc = unsafe {
@@ -412,13 +415,28 @@ pub fn tcp_state(sock: &TcpStream) -> Option<TcpState> {
             &mut len,
         )
     };
+    // tcpi_snd_wnd is Linux 5.4's; an older kernel leaves it 0.
     (rc == 0).then(|| TcpState {
+        snd_wnd: u64::from(info.tcpi_snd_wnd),
         total_retrans: u64::from(info.tcpi_total_retrans),
         snd_cwnd: u64::from(info.tcpi_snd_cwnd) * u64::from(info.tcpi_snd_mss),
         rtt: u64::from(info.tcpi_rtt),
         rttvar: u64::from(info.tcpi_rttvar),
         pmtu: u64::from(info.tcpi_pmtu),
     })
+}
+
+/// A data socket's send and receive buffer sizes, as the kernel reports
+/// them.
+pub fn buffers(socket: &DataSocket) -> Option<(u64, u64)> {
+    let sock = match socket {
+        DataSocket::Tcp(t) => SockRef::from(t),
+        DataSocket::Udp(u) => SockRef::from(u),
+    };
+    Some((
+        sock.send_buffer_size().ok()? as u64,
+        sock.recv_buffer_size().ok()? as u64,
+    ))
 }
 
 /// The congestion control algorithm of a TCP socket.

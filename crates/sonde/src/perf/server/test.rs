@@ -44,6 +44,8 @@ pub(super) struct Test<'a> {
     /// The streams, from set-up until the test starts.
     pub(super) streams: Vec<Stream>,
     pub(super) connected: Vec<ConnectedStream>,
+    /// The first data socket's buffer sizes.
+    pub(super) streams_buffers: Option<(u64, u64)>,
     pub(super) running: Option<(Running, CpuClock)>,
     /// CPU use counted from TEST_START.
     pub(super) cpu: Option<CpuClock>,
@@ -224,6 +226,10 @@ impl Test<'_> {
             })
             .collect();
         self.connected = self.streams.iter().map(describe).collect();
+        self.streams_buffers = self
+            .streams
+            .first()
+            .and_then(|s| stream::buffers(&s.socket));
         Ok(true)
     }
 
@@ -392,6 +398,7 @@ impl Test<'_> {
             remote: Some(theirs),
             congestion: mine.congestion_used.clone(),
             mss: None,
+            buffers: self.streams_buffers,
             interrupted: false,
         }
     }
