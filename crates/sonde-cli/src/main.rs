@@ -60,11 +60,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Library warnings (a failed accept, ...) go to stderr.
+    use tracing_subscriber::filter::LevelFilter;
+    // Library warnings (a failed accept, ...) go to stderr; `perf -d`
+    // adds the control session's steps.
+    let level = match &cli.command {
+        Command::Perf(args) => match args.debug {
+            Some(0..=1) => LevelFilter::INFO,
+            Some(2..=3) => LevelFilter::DEBUG,
+            Some(_) => LevelFilter::TRACE,
+            None => LevelFilter::WARN,
+        },
+        _ => LevelFilter::WARN,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_max_level(level)
         .without_time()
         .init();
     match run(cli) {

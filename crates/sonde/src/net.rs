@@ -144,6 +144,8 @@ pub struct ConnectOptions {
     pub source: Option<SocketAddr>,
     /// Give up on each address after this long.
     pub timeout: Option<Duration>,
+    /// Bind to this network interface first (SO_BINDTODEVICE).
+    pub device: Option<String>,
 }
 
 /// Connects over TCP to `host` port `port`, trying every resolved address in
@@ -184,6 +186,9 @@ fn source_family(opts: &ConnectOptions) -> Family {
 
 fn connect_one(addr: SocketAddr, opts: &ConnectOptions) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(device) = &opts.device {
+        socket.bind_device(Some(device.as_bytes()))?;
+    }
     if let Some(source) = opts.source {
         socket.set_reuse_address(true)?;
         socket.bind(&SockAddr::from(source))?;

@@ -18,8 +18,9 @@ pub(crate) struct PerfArgs {
     /// Server port (default 5201).
     #[arg(short = 'p', long, default_value_t = sonde::wire::iperf::DEFAULT_PORT)]
     pub(crate) port: u16,
-    /// Seconds to transmit (default 10; 3 for the embedded test).
-    #[arg(short = 't', long, value_name = "SECS")]
+    /// Seconds to transmit (default 10; 3 for the embedded test; decimals
+    /// are taken and cut to whole seconds, as iperf3 does).
+    #[arg(short = 't', long, value_name = "SECS", value_parser = parse_whole_secs)]
     pub(crate) time: Option<u32>,
     /// Bytes to transmit instead of a time (K/M/G = 1024-based).
     #[arg(short = 'n', long = "bytes", value_name = "N[KMG]", value_parser = parse_size)]
@@ -55,7 +56,7 @@ pub(crate) struct PerfArgs {
     #[arg(short = 'M', long = "set-mss", value_name = "MSS")]
     pub(crate) mss: Option<u32>,
     /// Seconds to omit at the start.
-    #[arg(short = 'O', long, value_name = "SECS", default_value_t = 0)]
+    #[arg(short = 'O', long, value_name = "SECS", default_value = "0", value_parser = parse_whole_secs)]
     pub(crate) omit: u32,
     /// Seconds between reports (0 for none).
     #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0)]
@@ -87,9 +88,12 @@ pub(crate) struct PerfArgs {
     /// IPv6 only.
     #[arg(short = '6', long = "version6")]
     pub(crate) v6: bool,
-    /// Bind to this local address.
-    #[arg(short = 'B', long, value_name = "ADDR")]
-    pub(crate) bind: Option<std::net::IpAddr>,
+    /// Bind to this local address (ADDR%DEV also binds to the interface DEV).
+    #[arg(short = 'B', long, value_name = "ADDR[%DEV]")]
+    pub(crate) bind: Option<String>,
+    /// Bind every socket to this network interface (SO_BINDTODEVICE).
+    #[arg(long, value_name = "DEV")]
+    pub(crate) bind_dev: Option<String>,
     /// Client: local port of the first data stream.
     #[arg(long, value_name = "PORT")]
     pub(crate) cport: Option<u16>,
@@ -132,12 +136,111 @@ pub(crate) struct PerfArgs {
     /// Payload "0123456789…" instead of random bytes.
     #[arg(long)]
     pub(crate) repeating_payload: bool,
-    /// IP type of service.
-    #[arg(short = 'S', long, value_name = "TOS")]
+    /// IP type of service, 0-255 (decimal, 0 octal or 0x hex).
+    #[arg(short = 'S', long, value_name = "TOS", value_parser = parse_tos)]
     pub(crate) tos: Option<u32>,
+    /// DSCP value, 0-63 or a name (ef, af11, cs1, ...); sets the TOS.
+    #[arg(long, value_name = "DSCP", value_parser = sonde::perf::sockopt::parse_dscp, conflicts_with = "tos")]
+    pub(crate) dscp: Option<u32>,
+    /// IPv6 flow label.
+    #[arg(short = 'L', long = "flowlabel", value_name = "N", value_parser = parse_flowlabel)]
+    pub(crate) flowlabel: Option<u32>,
+    /// Fair-queue socket pacing in bit/s (K/M/G = 1000-based).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub(crate) fq_rate: Option<u64>,
+    /// CPU affinity: N for this side, N,M for this side and the server.
+    #[arg(short = 'A', long, value_name = "N[,M]", value_parser = parse_affinity)]
+    pub(crate) affinity: Option<(Option<usize>, Option<u32>)>,
+    /// Prefix each output line with the time (strftime FORMAT, default "%c ").
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "%c ")]
+    pub(crate) timestamps: Option<String>,
+    /// Give up on unacknowledged TCP data after MS (TCP_USER_TIMEOUT).
+    #[arg(long, value_name = "MS")]
+    pub(crate) snd_timeout: Option<u64>,
+    /// Keepalive on the control connection: IDLE/INTV/CNT (seconds, seconds, count; parts optional).
+    #[arg(long, value_name = "IDLE/INTV/CNT", num_args = 0..=1, require_equals = true, default_missing_value = "", value_parser = sonde::perf::sockopt::Keepalive::parse)]
+    pub(crate) cntl_ka: Option<sonde::perf::sockopt::Keepalive>,
+    /// Set the IPv4 Don't Fragment flag on UDP datagrams.
+    #[arg(long)]
+    pub(crate) dont_fragment: bool,
+    /// Run the data streams over MPTCP.
+    #[arg(short = 'm', long)]
+    pub(crate) mptcp: bool,
+    /// Use SCTP rather than TCP (where the kernel has it).
+    #[arg(long)]
+    pub(crate) sctp: bool,
+    /// SCTP: bind the association to NAME (with --sctp).
+    #[arg(short = 'X', long, value_name = "NAME", requires = "sctp")]
+    pub(crate) xbind: Vec<String>,
+    /// SCTP: number of streams (with --sctp).
+    #[arg(long, value_name = "N", requires = "sctp")]
+    pub(crate) nstreams: Option<u32>,
+    /// iperf3's pacing timer in µs (sent to the server; sonde paces by its own clock).
+    #[arg(long, value_name = "N[KMG]", value_parser = parse_rate)]
+    pub(crate) pacing_timer: Option<u64>,
+    /// UDP GSO/GRO (iperf3 3.21; sonde batches UDP sends with GSO already).
+    #[arg(long)]
+    pub(crate) gsro: bool,
+    /// Server: run as a daemon (in the background, detached).
+    #[arg(short = 'D', long)]
+    pub(crate) daemon: bool,
+    /// Write the process id to FILE.
+    #[arg(short = 'I', long, value_name = "FILE")]
+    pub(crate) pidfile: Option<std::path::PathBuf>,
+    /// Debugging output on stderr (level 1-4, default 4).
+    #[arg(short = 'd', long, value_name = "LEVEL", num_args = 0..=1, require_equals = true, default_missing_value = "4")]
+    pub(crate) debug: Option<u8>,
+    /// Print the version and exit.
+    #[arg(short = 'v', long)]
+    pub(crate) version: bool,
     /// Flush output after each line (always done; accepted for iperf3 scripts).
     #[arg(long)]
     pub(crate) forceflush: bool,
+}
+
+/// Seconds as iperf3 reads them: decimals are taken and cut to whole
+/// seconds.
+fn parse_whole_secs(text: &str) -> Result<u32, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.0..=f64::from(u32::MAX)).contains(&secs) {
+        return Err(format!("'{text}': seconds must be 0 or more"));
+    }
+    Ok(secs as u32)
+}
+
+fn parse_tos(text: &str) -> Result<u32, String> {
+    sonde::perf::sockopt::parse_int(text)
+        .filter(|t| *t <= 255)
+        .ok_or_else(|| {
+            format!("'{text}' is not a TOS value (0-255; 52, 064 and 0x34 are the same)")
+        })
+}
+
+fn parse_flowlabel(text: &str) -> Result<u32, String> {
+    sonde::perf::sockopt::parse_int(text)
+        .filter(|l| *l <= 0xFFFFF)
+        .ok_or_else(|| format!("'{text}' is not a flow label (0 to 1048575)"))
+}
+
+/// `-A N`, `-A N,M` or `-A ,M`.
+fn parse_affinity(text: &str) -> Result<(Option<usize>, Option<u32>), String> {
+    let (mine, server) = text.split_once(',').unwrap_or((text, ""));
+    let num = |p: &str| -> Result<Option<u64>, String> {
+        let p = p.trim();
+        if p.is_empty() {
+            return Ok(None);
+        }
+        p.parse()
+            .map(Some)
+            .map_err(|_| format!("'{text}' is not N or N,M (CPU numbers)"))
+    };
+    Ok((
+        num(mine)?.map(|c| c as usize),
+        num(server)?.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
+    ))
 }
 
 /// Parses `RATE[/BURST]`.

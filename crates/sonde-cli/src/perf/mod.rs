@@ -78,7 +78,13 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         len,
         bandwidth,
         burst,
-        tos: args.tos.unwrap_or(0),
+        tos: args.tos.or(args.dscp).unwrap_or(0),
+        server_affinity: args.affinity.and_then(|a| a.1),
+        fqrate: args.fq_rate.unwrap_or(0),
+        flowlabel: args.flowlabel.unwrap_or(0),
+        pacing_timer: args
+            .pacing_timer
+            .map_or(1000, |t| u32::try_from(t).unwrap_or(u32::MAX)),
         title: args.title.clone(),
         extra_data: args.extra_data.clone(),
         congestion: args.congestion.clone(),
@@ -88,7 +94,6 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         zerocopy: args.zerocopy,
         skip_rx_copy: args.skip_rx_copy,
         client_version: Some("3.12".into()),
-        ..Params::default()
     };
     let mut check = p.clone();
     if check.len == 0 {
@@ -127,7 +132,7 @@ struct Live {
     format: Format,
     json_stream: bool,
     text: bool,
-    title: Option<String>,
+    prefix: Prefix,
     header_done: Mutex<bool>,
     /// The host as given, for `start.connecting_to`.
     target: String,
@@ -135,14 +140,64 @@ struct Live {
 
 impl Live {
     fn write(&self, text: &str) {
-        match &self.title {
-            Some(title) => {
-                let prefixed: String = text.lines().map(|l| format!("{title}:  {l}\n")).collect();
-                emit(&self.out, &prefixed);
-            }
-            None => emit(&self.out, text),
+        emit(&self.out, &self.prefix.apply(text));
+    }
+}
+
+/// What goes before every output line: `--timestamps`' time, then `-T`'s
+/// title, as iperf3 writes them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Prefix {
+    /// strftime format of `--timestamps`.
+    pub(super) timestamps: Option<String>,
+    /// `-T`.
+    pub(super) title: Option<String>,
+}
+
+impl Prefix {
+    pub(super) fn new(args: &PerfArgs) -> Self {
+        Self {
+            timestamps: args.timestamps.clone(),
+            title: args.title.clone(),
         }
     }
+
+    /// `text` with the prefix on each line.
+    pub(super) fn apply(&self, text: &str) -> String {
+        if self.timestamps.is_none() && self.title.is_none() {
+            return text.to_string();
+        }
+        let stamp = self
+            .timestamps
+            .as_deref()
+            .map(local_time)
+            .unwrap_or_default();
+        let title = self
+            .title
+            .as_deref()
+            .map(|t| format!("{t}:  "))
+            .unwrap_or_default();
+        text.lines()
+            .map(|l| format!("{stamp}{title}{l}\n"))
+            .collect()
+    }
+}
+
+/// The local time now, formatted by strftime(3).
+fn local_time(format: &str) -> String {
+    let Ok(format) = std::ffi::CString::new(format) else {
+        return String::new();
+    };
+    let mut buf = [0u8; 256];
+    // SAFETY: time and localtime_r fill the plain structs given; strftime
+    // writes at most buf.len() bytes and returns how many.
+    let n = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm)
+    };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 impl Observer for Live {
@@ -205,8 +260,69 @@ impl Observer for Live {
     }
 }
 
+/// `ADDR%DEV` (or `HOST%DEV`): the address and the interface.
+pub(super) fn split_device(text: &str) -> (String, Option<String>) {
+    match text.rsplit_once('%') {
+        // An IPv6 scope (fe80::1%eth0) is part of the address for a
+        // literal; iperf3 reads %DEV the same way, as the device.
+        Some((host, dev)) if !dev.is_empty() => (host.to_string(), Some(dev.to_string())),
+        _ => (text.to_string(), None),
+    }
+}
+
+/// The interface of `--bind-dev`, `-B ADDR%DEV` or `-c HOST%DEV`.
+pub(super) fn device(args: &PerfArgs) -> Option<String> {
+    let from = |t: &Option<String>| t.as_deref().and_then(|t| split_device(t).1);
+    args.bind_dev
+        .clone()
+        .or_else(|| from(&args.bind))
+        .or_else(|| from(&args.client))
+}
+
+/// What iperf3 does with `-D`, `-I`, `-A` and `-v` before a test.
+fn prepare(args: &PerfArgs) -> anyhow::Result<()> {
+    if args.sctp {
+        probe_sctp()?;
+    }
+    if args.daemon {
+        // SAFETY: daemon() forks; nothing else runs yet (no thread has
+        // been started), so the child is whole.
+        if unsafe { libc::daemon(0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("becoming a daemon (-D)");
+        }
+    }
+    if let Some(path) = &args.pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", path.display()))?;
+    }
+    if let Some(core) = args.affinity.and_then(|a| a.0) {
+        sonde::perf::sockopt::set_affinity(core)
+            .with_context(|| format!("setting the CPU affinity to CPU {core} (-A)"))?;
+    }
+    Ok(())
+}
+
+/// `--sctp`: sonde runs SCTP tests only where the kernel has SCTP.
+fn probe_sctp() -> anyhow::Result<()> {
+    match sonde::perf::sockopt::probe_sctp() {
+        Err(e) => Err(anyhow::Error::from(e).context("--sctp: this kernel has no SCTP")),
+        Ok(()) => Err(usage(
+            "--sctp: sonde does not run SCTP tests (the kernel has SCTP)",
+        )),
+    }
+}
+
 /// `sonde perf`.
 pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
+    if args.version {
+        println!(
+            "sonde perf {} (iperf3 3.12's protocol)\n{}",
+            env!("CARGO_PKG_VERSION"),
+            sonde::perf::json::Host::now(env!("CARGO_PKG_VERSION")).system_info
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    prepare(&args)?;
     let out = output(&args)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -219,7 +335,7 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
     if args.server {
         return server::serve(&args, &out, &stop);
     }
-    let host = args.client.clone();
+    let host = args.client.as_deref().map(|c| split_device(c).0);
     let embedded = host.is_none();
     let params = params(&args, embedded)?;
     let mut config = ClientConfig::new(
@@ -228,7 +344,23 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
     );
     config.params = params;
     config.family = crate::usage::family(args.v4, args.v6);
-    config.bind = args.bind;
+    config.bind = match &args.bind {
+        Some(text) => {
+            let ip = split_device(text).0;
+            Some(
+                ip.parse()
+                    .map_err(|_| usage(format!("-B {text}: not an IP address")))?,
+            )
+        }
+        None => None,
+    };
+    config.local = sonde::perf::sockopt::LocalOptions {
+        snd_timeout: args.snd_timeout.map(Duration::from_millis),
+        dont_fragment: args.dont_fragment,
+        bind_device: device(&args),
+        control_keepalive: args.cntl_ka,
+        mptcp: args.mptcp,
+    };
     config.cport = args.cport;
     config.connect_timeout = args.connect_timeout.map(Duration::from_millis);
     config.interval =
@@ -260,7 +392,7 @@ fn run_client(
         format,
         json_stream: args.json_stream,
         text,
-        title: args.title.clone(),
+        prefix: Prefix::new(args),
         header_done: Mutex::new(false),
         target: config.host.clone(),
     };

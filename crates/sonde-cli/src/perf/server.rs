@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::json;
 use sonde::net::{self, Family};
 use sonde::perf::report;
@@ -23,9 +24,12 @@ pub(super) fn serve(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
     let fam = crate::usage::family(args.v4, args.v6);
-    let host = args.bind.map(|ip| ip.to_string());
+    let host = args.bind.as_deref().map(|b| super::split_device(b).0);
     let addr = net::local_addrs(host.as_deref(), args.port, fam)?[0];
     let listener = net::listen_tcp(addr, fam == Family::V6)?;
+    // -M on the listener: accepted streams inherit it, as with iperf3.
+    sonde::perf::sockopt::listener_options(&listener, super::device(args).as_deref(), args.mss)
+        .context("setting the listener's interface (--bind-dev) and MSS (-M)")?;
     let port = listener.local_addr().map_or(args.port, |a| a.port());
     sonde::door::raise_fd_limit();
     let bitrate_limit = match &args.server_bitrate_limit {
@@ -44,13 +48,14 @@ pub(super) fn serve(
     };
     let json = args.json;
     // With -J, as iperf3 -s -J: one JSON document per test and nothing else.
+    let prefix = super::Prefix::new(args);
     if !json {
         emit(
             out,
-            &format!(
+            &prefix.apply(&format!(
                 "-----------------------------------------------------------\nServer listening on {port} (up to {} tests at once)\n-----------------------------------------------------------\n",
                 config.max_tests
-            ),
+            )),
         );
     }
     let out = Arc::clone(out);
@@ -62,7 +67,7 @@ pub(super) fn serve(
             let text = if json {
                 describe_json(event)
             } else {
-                describe(event, verbose)
+                prefix.apply(&describe(event, verbose))
             };
             emit(&out, &text);
         },

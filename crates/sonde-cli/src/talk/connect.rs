@@ -39,6 +39,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| UsageError(format!("{e} (or give the port as a second argument)")))?,
     };
     let opts = ConnectOptions {
+        device: None,
         family: args.talk.family(),
         source: args.source,
         timeout: args.connect_timeout,

@@ -49,6 +49,7 @@ pub(crate) fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| UsageError(e.to_string()))?;
     let family = crate::usage::family(args.ipv4, args.ipv6);
     let options = ConnectOptions {
+        device: None,
         family,
         source: None,
         timeout: args.connect_timeout,

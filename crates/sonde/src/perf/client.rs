@@ -6,20 +6,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol as SockProto, SockAddr, SockRef, Socket, Type};
 
 use crate::error::{Error, Result};
 use crate::net::{self, ConnectOptions, Family};
 use crate::wire::iperf::cookie::{self, Cookie};
 use crate::wire::iperf::params::{Params, Protocol};
 use crate::wire::iperf::results::{Results, StreamResult};
-use crate::wire::iperf::{self, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY};
+use crate::wire::iperf::{
+    self, ProtocolError, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_CONNECT_REPLY_LEGACY,
+};
 
 use super::control::{Control, Got, Poll};
 use super::measure::{self, Sample, StreamEnd, StreamInterval};
 use super::running::Running;
 use super::session::Expect;
 use super::session::client::{Action, ClientSession, End};
+use super::sockopt::LocalOptions;
 use super::stream::{self, Counters, DataSocket, Stream};
 use super::{ConnectedStream, CpuClock, CpuUse, Observer};
 
@@ -44,6 +47,8 @@ pub struct ClientConfig {
     pub interval: Option<Duration>,
     /// In reverse mode, fail when no data arrives for this long.
     pub rcv_timeout: Duration,
+    /// Settings of this side's sockets that the server does not see.
+    pub local: LocalOptions,
 }
 
 impl ClientConfig {
@@ -59,6 +64,7 @@ impl ClientConfig {
             connect_timeout: None,
             interval: Some(Duration::from_secs(1)),
             rcv_timeout: Duration::from_secs(120),
+            local: LocalOptions::default(),
         }
     }
 }
@@ -109,9 +115,14 @@ pub fn run(
         family: config.family,
         source: config.bind.map(|ip| SocketAddr::new(ip, 0)),
         timeout: config.connect_timeout,
+        device: config.local.bind_device.clone(),
     };
     let (stream, _) = net::connect_tcp(&config.host, config.port, &opts)?;
     let cpu = CpuClock::start();
+    if let Some(ka) = config.local.control_keepalive {
+        super::sockopt::set_control_keepalive(socket2::SockRef::from(&stream), ka)
+            .map_err(|e| Error::io("setting keepalive on the control connection", e))?;
+    }
     let mut control = Control::new(stream)?;
     let server = control.peer();
     let local = control
@@ -222,8 +233,14 @@ impl Driver<'_> {
         report: &mut ClientReport,
     ) -> Result<()> {
         match action {
-            Action::Send(state) => self.control.write_state(state)?,
-            Action::SendJson(json) => self.control.write_json(&json, "sending the parameters")?,
+            Action::Send(state) => {
+                tracing::debug!("perf: sending {state}");
+                self.control.write_state(state)?;
+            }
+            Action::SendJson(json) => {
+                tracing::debug!("perf: send_parameters: {json}");
+                self.control.write_json(&json, "sending the parameters")?;
+            }
             Action::ConnectStreams => {
                 self.streams = self.create_streams()?;
                 report.connected = self.streams.iter().map(describe).collect();
@@ -273,9 +290,18 @@ impl Driver<'_> {
             Expect::State => {
                 let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 match self.control.poll_state(left) {
-                    Ok(Poll::State(state)) => session.handle_state(Instant::now(), state),
+                    Ok(Poll::State(state)) => {
+                        tracing::debug!("perf: the server sent {state}");
+                        session.handle_state(Instant::now(), state);
+                    }
                     Ok(Poll::Quiet) => session.handle_timeout(Instant::now()),
                     Ok(Poll::Closed) => session.handle_closed(),
+                    Err(
+                        e @ Error::Protocol {
+                            source: ProtocolError::UnknownState(byte),
+                            ..
+                        },
+                    ) => session.handle_unknown_state(byte.to_be_bytes()[0], e),
                     Err(e) => session.handle_failure(e),
                 }
             }
@@ -461,12 +487,39 @@ impl Driver<'_> {
         }
     }
 
+    /// The server's address, with the flow label of `-L` (leased for
+    /// `sock`) when it is IPv6.
+    fn target(&self, sock: &impl std::os::fd::AsRawFd) -> std::io::Result<SocketAddr> {
+        match (self.server, self.params.flowlabel) {
+            (SocketAddr::V6(v6), label) if label > 0 => {
+                super::sockopt::flow_label(sock, v6, label).map(SocketAddr::V6)
+            }
+            (addr, _) => Ok(addr),
+        }
+    }
+
     fn connect_tcp(&self, local: Option<SocketAddr>) -> Result<TcpStream> {
         let fail = |e| Error::io(format!("connecting a data stream to {}", self.server), e);
+        let protocol = if self.config.local.mptcp {
+            SockProto::from(super::sockopt::IPPROTO_MPTCP)
+        } else {
+            SockProto::TCP
+        };
         let socket = Socket::new(
             Domain::for_address(self.server),
             Type::STREAM,
-            Some(SockProto::TCP),
+            Some(protocol),
+        )
+        .map_err(|e| {
+            if self.config.local.mptcp {
+                Error::io("opening an MPTCP data stream (-m)", e)
+            } else {
+                fail(e)
+            }
+        })?;
+        super::sockopt::bind_device(
+            SockRef::from(&socket),
+            self.config.local.bind_device.as_deref(),
         )
         .map_err(fail)?;
         if let Some(local) = local {
@@ -476,9 +529,11 @@ impl Driver<'_> {
         if self.params.mss > 0 {
             socket.set_tcp_mss(self.params.mss).map_err(fail)?;
         }
-        socket.connect(&SockAddr::from(self.server)).map_err(fail)?;
+        let target = self.target(&socket).map_err(fail)?;
+        socket.connect(&SockAddr::from(target)).map_err(fail)?;
         let mut tcp: TcpStream = socket.into();
         stream::apply_tcp_options(&tcp, &self.params).map_err(fail)?;
+        super::sockopt::apply_local_tcp(SockRef::from(&tcp), &self.config.local).map_err(fail)?;
         tcp.write_all(&self.cookie).map_err(fail)?;
         Ok(tcp)
     }
@@ -487,8 +542,16 @@ impl Driver<'_> {
         let fail = |e| Error::io(format!("setting up a UDP stream with {}", self.server), e);
         let local = local.unwrap_or_else(|| SocketAddr::new(unspecified(self.server), 0));
         let sock = UdpSocket::bind(local).map_err(fail)?;
-        sock.connect(self.server).map_err(fail)?;
+        super::sockopt::bind_device(
+            SockRef::from(&sock),
+            self.config.local.bind_device.as_deref(),
+        )
+        .map_err(fail)?;
+        let target = self.target(&sock).map_err(fail)?;
+        sock.connect(target).map_err(fail)?;
         stream::apply_udp_options(&sock, &self.params);
+        super::sockopt::apply_local_udp(&sock, &self.config.local, self.server.is_ipv6())
+            .map_err(fail)?;
         sock.set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(fail)?;
         sock.send(&UDP_CONNECT_MSG).map_err(fail)?;

@@ -15,6 +15,7 @@ pub mod report;
 pub(crate) mod running;
 pub mod server;
 pub mod session;
+pub mod sockopt;
 pub mod stream;
 mod worker;
 mod zerocopy;

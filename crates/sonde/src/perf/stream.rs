@@ -95,8 +95,12 @@ pub fn apply_tcp_options(sock: &TcpStream, params: &Params) -> io::Result<()> {
         // As iperf3: an unknown algorithm is a warning, not a failure.
         let _ = sref.set_tcp_congestion(cc.as_bytes());
     }
+    let ipv6 = sock.local_addr().is_ok_and(|a| a.is_ipv6());
     if params.tos > 0 {
-        let _ = sref.set_tos_v4(params.tos);
+        let _ = super::sockopt::set_tos(sref, params.tos, ipv6);
+    }
+    if params.fqrate > 0 {
+        super::sockopt::set_fq_rate(sock, params.fqrate)?;
     }
     Ok(())
 }
@@ -108,6 +112,13 @@ pub fn apply_tcp_options(sock: &TcpStream, params: &Params) -> io::Result<()> {
 /// a shaped link.
 pub fn apply_udp_options(sock: &UdpSocket, params: &Params) {
     let sref = SockRef::from(sock);
+    let ipv6 = sock.local_addr().is_ok_and(|a| a.is_ipv6());
+    if params.tos > 0 {
+        let _ = super::sockopt::set_tos(SockRef::from(sock), params.tos, ipv6);
+    }
+    if params.fqrate > 0 {
+        let _ = super::sockopt::set_fq_rate(sock, params.fqrate);
+    }
     if params.window > 0 {
         let _ = sref.set_send_buffer_size(params.window as usize);
         let _ = sref.set_recv_buffer_size(params.window as usize);

@@ -98,6 +98,7 @@ impl Test<'_> {
         let params = session.params().cloned().unwrap_or_default();
         match action {
             Action::Send(state) => {
+                tracing::debug!("perf: sending {state} to {}", self.control.peer());
                 if state == TestState::TestStart {
                     self.cpu = Some(CpuClock::start());
                 }
@@ -115,6 +116,10 @@ impl Test<'_> {
                 }
             }
             Action::StartTest => {
+                // -A n,m: the test's thread, and the streams it starts, on CPU m.
+                if let Some(core) = params.server_affinity {
+                    let _ = crate::perf::sockopt::set_affinity(core as usize);
+                }
                 self.concurrent = self
                     .concurrent
                     .max(self.shared.active.load(Ordering::Relaxed));
@@ -183,7 +188,10 @@ impl Test<'_> {
             wake = wake.min(tick).min(Duration::from_millis(250));
         }
         match self.control.poll_state(Some(wake)) {
-            Ok(Poll::State(state)) => session.handle_state(Instant::now(), state),
+            Ok(Poll::State(state)) => {
+                tracing::debug!("perf: {} sent {state}", self.control.peer());
+                session.handle_state(Instant::now(), state);
+            }
             Ok(Poll::Closed) => session.handle_closed(),
             Ok(Poll::Quiet) => {
                 if let Some((running, _)) = self.running.as_mut() {

@@ -193,6 +193,18 @@ impl ClientSession {
         self.fail(Error::ServerError { code, errno });
     }
 
+    /// A byte that is no state of iperf3's arrived where a state byte was
+    /// due: before the test, the peer is not an iperf3 server at all.
+    pub fn handle_unknown_state(&mut self, byte: u8, error: Error) {
+        if self.phase == Phase::Setup {
+            return self.fail(Error::Ended(format!(
+                "{} does not speak iperf3's protocol (it sent the byte 0x{byte:02x} where a state was due)",
+                self.peer
+            )));
+        }
+        self.fail(error);
+    }
+
     /// The server closed the control connection.
     pub fn handle_closed(&mut self) {
         let text = match self.phase {

@@ -72,6 +72,12 @@ pub struct Params {
     pub skip_rx_copy: bool,
     /// The client's version string.
     pub client_version: Option<String>,
+    /// The CPU the server should run the test on (`-A n,m`'s m).
+    pub server_affinity: Option<u32>,
+    /// Fair-queue pacing rate in bit/s (`--fq-rate`), 0 for none.
+    pub fqrate: u64,
+    /// IPv6 flow label (`-L`), 0 for none.
+    pub flowlabel: u32,
 }
 
 impl Default for Params {
@@ -102,6 +108,9 @@ impl Default for Params {
             zerocopy: false,
             skip_rx_copy: false,
             client_version: None,
+            server_affinity: None,
+            fqrate: 0,
+            flowlabel: 0,
         }
     }
 }
@@ -133,6 +142,9 @@ impl Params {
             Protocol::Udp => put("udp", json!(true)),
         }
         put("omit", json!(self.omit));
+        if let Some(core) = self.server_affinity {
+            put("server_affinity", json!(core));
+        }
         put("time", json!(self.time));
         put("num", json!(self.num));
         put("blockcount", json!(self.blockcount));
@@ -156,12 +168,18 @@ impl Params {
         if self.bandwidth > 0 {
             put("bandwidth", json!(self.bandwidth));
         }
+        if self.fqrate > 0 {
+            put("fqrate", json!(self.fqrate));
+        }
         put("pacing_timer", json!(self.pacing_timer));
         if self.burst > 0 {
             put("burst", json!(self.burst));
         }
         if self.tos > 0 {
             put("TOS", json!(self.tos));
+        }
+        if self.flowlabel > 0 {
+            put("flowlabel", json!(self.flowlabel));
         }
         for (key, value) in [
             ("title", &self.title),
@@ -231,6 +249,9 @@ impl Params {
             zerocopy: on("zerocopy"),
             skip_rx_copy: on("skip_rx_copy"),
             client_version: text(map, "client_version"),
+            server_affinity: number(map, "server_affinity").and_then(|c| u32::try_from(c).ok()),
+            fqrate: number(map, "fqrate").unwrap_or(0),
+            flowlabel: small(map, "flowlabel", 0),
         })
     }
 
