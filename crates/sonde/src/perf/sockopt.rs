@@ -410,3 +410,112 @@ mod tests {
         .expect("the thread");
     }
 }
+
+#[cfg(test)]
+mod observed {
+    //! Each setting read back from the kernel after it was made.
+    use super::*;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+
+    fn getsockopt_int(fd: RawFd, level: libc::c_int, option: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the int.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                option,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt");
+        value
+    }
+
+    fn pair(addr: &str) -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind(addr).expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (client, server)
+    }
+
+    #[test]
+    fn the_parameters_reach_the_data_sockets() {
+        let params = crate::wire::iperf::params::Params {
+            tos: 46 << 2,
+            fqrate: 80_000_000,
+            ..Default::default()
+        };
+        let (client, _server) = pair("127.0.0.1:0");
+        crate::perf::stream::apply_tcp_options(&client, &params).expect("options");
+        assert_eq!(
+            getsockopt_int(client.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TOS),
+            46 << 2
+        );
+        let pacing = getsockopt_int(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+        );
+        assert_eq!(pacing, 10_000_000, "bytes per second");
+        let (v6, _peer) = pair("[::1]:0");
+        crate::perf::stream::apply_tcp_options(&v6, &params).expect("options");
+        assert_eq!(
+            getsockopt_int(v6.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
+            46 << 2
+        );
+    }
+
+    #[test]
+    fn the_local_settings_reach_their_sockets() {
+        let (client, _server) = pair("127.0.0.1:0");
+        let local = LocalOptions {
+            snd_timeout: Some(Duration::from_millis(1500)),
+            dont_fragment: true,
+            ..LocalOptions::default()
+        };
+        apply_local_tcp(SockRef::from(&client), &local).expect("tcp");
+        assert_eq!(
+            SockRef::from(&client).tcp_user_timeout().expect("read"),
+            Some(Duration::from_millis(1500))
+        );
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        apply_local_udp(&udp, &local, false).expect("udp");
+        assert_eq!(
+            getsockopt_int(udp.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_DO
+        );
+        let ka = Keepalive::parse("7/3/4").expect("keepalive");
+        set_control_keepalive(SockRef::from(&client), ka).expect("keepalive");
+        let s = SockRef::from(&client);
+        assert!(s.keepalive().expect("read"));
+        assert_eq!(
+            s.tcp_keepalive_time().expect("read"),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            s.tcp_keepalive_interval().expect("read"),
+            Duration::from_secs(3)
+        );
+        assert_eq!(s.tcp_keepalive_retries().expect("read"), 4);
+    }
+
+    #[test]
+    fn a_flow_label_is_leased_towards_the_peer() {
+        let listener = TcpListener::bind("[::1]:0").expect("bind");
+        let std::net::SocketAddr::V6(dst) = listener.local_addr().expect("addr") else {
+            panic!("an IPv6 address");
+        };
+        let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
+            .expect("socket");
+        let target = flow_label(&sock, dst, 0x1_2345).expect("the lease");
+        assert_eq!(target.flowinfo(), 0x1_2345);
+        sock.connect(&std::net::SocketAddr::V6(target).into())
+            .expect("connect with the label");
+        let leases =
+            std::fs::read_to_string("/proc/net/ip6_flowlabel").expect("the kernel's leases");
+        assert!(leases.to_ascii_lowercase().contains("12345"), "{leases}");
+    }
+}
