@@ -65,6 +65,9 @@ pub enum Error {
         /// What was wrong.
         source: crate::wire::iperf::ProtocolError,
     },
+    /// iperf3's authentication: credentials not made, or not accepted.
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::wire::iperf::auth::AuthError),
     /// The iperf3 server is running as many tests as it allows.
     #[error("the server is busy running a test. try again later")]
     Busy,

@@ -196,6 +196,9 @@ pub(crate) struct PerfArgs {
     /// Flush output after each line (always done; accepted for iperf3 scripts).
     #[arg(long)]
     pub(crate) forceflush: bool,
+    /// iperf3's authentication.
+    #[command(flatten)]
+    pub(crate) auth: super::auth::AuthArgs,
 }
 
 /// Seconds as iperf3 reads them: decimals are taken and cut to whole

@@ -18,6 +18,7 @@ use sonde::units::Format;
 use sonde::wire::iperf::params::{Params, Protocol};
 
 pub(crate) mod args;
+mod auth;
 mod server;
 
 use crate::usage::usage;
@@ -94,6 +95,8 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         zerocopy: args.zerocopy,
         skip_rx_copy: args.skip_rx_copy,
         client_version: Some("3.12".into()),
+        dont_fragment: args.dont_fragment,
+        authtoken: None,
     };
     let mut check = p.clone();
     if check.len == 0 {
@@ -361,6 +364,7 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
         control_keepalive: args.cntl_ka,
         mptcp: args.mptcp,
     };
+    config.auth = args.auth.credentials()?;
     config.cport = args.cport;
     config.connect_timeout = args.connect_timeout.map(Duration::from_millis);
     config.interval =

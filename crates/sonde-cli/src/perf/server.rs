@@ -44,6 +44,7 @@ pub(super) fn serve(
         one_off: args.one_off,
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         json: args.json,
+        auth: args.auth.verifier()?,
         ..ServerConfig::default()
     };
     let json = args.json;

@@ -49,6 +49,8 @@ pub struct ClientConfig {
     pub rcv_timeout: Duration,
     /// Settings of this side's sockets that the server does not see.
     pub local: LocalOptions,
+    /// iperf3's authentication: the credentials sent with the parameters.
+    pub auth: Option<crate::wire::iperf::auth::Credentials>,
 }
 
 impl ClientConfig {
@@ -65,6 +67,7 @@ impl ClientConfig {
             interval: Some(Duration::from_secs(1)),
             rcv_timeout: Duration::from_secs(120),
             local: LocalOptions::default(),
+            auth: None,
         }
     }
 }
@@ -153,10 +156,14 @@ pub fn run(
         buffers: None,
         interrupted: false,
     };
+    let mut wire = params.clone();
+    if let Some(credentials) = &config.auth {
+        wire.authtoken = Some(credentials.token(crate::perf::unix_now())?);
+    }
     let session = ClientSession::new(
         Instant::now(),
         server.to_string(),
-        params.to_json(),
+        wire.to_json(),
         super::control::MESSAGE_TIMEOUT,
     );
     let mut driver = Driver {

@@ -118,3 +118,10 @@ impl CpuClock {
         }
     }
 }
+
+/// Seconds since 1970: the time in iperf3's credentials.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

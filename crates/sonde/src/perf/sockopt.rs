@@ -139,14 +139,23 @@ pub fn apply_local_tcp(sock: SockRef<'_>, local: &LocalOptions) -> io::Result<()
 /// When the kernel refuses one.
 pub fn apply_local_udp(sock: &impl AsRawFd, local: &LocalOptions, ipv6: bool) -> io::Result<()> {
     if local.dont_fragment && !ipv6 {
-        setsockopt_int(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DO,
-        )?;
+        set_dont_fragment(sock)?;
     }
     Ok(())
+}
+
+/// DF on an IPv4 socket's datagrams: too big for the path fails instead
+/// of being fragmented.
+///
+/// # Errors
+/// When the kernel refuses it.
+pub fn set_dont_fragment(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DO,
+    )
 }
 
 /// Binds a socket to a network interface (`--bind-dev`).

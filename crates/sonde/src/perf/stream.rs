@@ -119,6 +119,9 @@ pub fn apply_udp_options(sock: &UdpSocket, params: &Params) {
     if params.fqrate > 0 {
         let _ = super::sockopt::set_fq_rate(sock, params.fqrate);
     }
+    if params.dont_fragment && !ipv6 {
+        let _ = super::sockopt::set_dont_fragment(sock);
+    }
     if params.window > 0 {
         let _ = sref.set_send_buffer_size(params.window as usize);
         let _ = sref.set_recv_buffer_size(params.window as usize);

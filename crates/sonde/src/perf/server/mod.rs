@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// Build each test's `-J` document (printed by the caller, and sent as
     /// `server_output_json` when the client asks for the server's output).
     pub json: bool,
+    /// iperf3's authentication: with a verifier, a test runs only with
+    /// credentials it accepts.
+    pub auth: Option<Arc<crate::wire::iperf::auth::Verifier>>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             one_off: false,
             json: false,
             idle_timeout: None,
+            auth: None,
         }
     }
 }
@@ -303,6 +307,7 @@ fn run_test(control: Control, peer: SocketAddr, cookie: Cookie, running: usize, 
         stopped: None,
         finished: None,
     };
+    let mut counts = true;
     match test.run() {
         Ok(Some((params, ends, json))) => (shared.notify)(ServerEvent::Done {
             peer,
@@ -312,12 +317,18 @@ fn run_test(control: Control, peer: SocketAddr, cookie: Cookie, running: usize, 
             json: json.map(Box::new),
         }),
         Ok(None) => {}
-        Err(error) => (shared.notify)(ServerEvent::Failed { peer, error }),
+        Err(error) => {
+            // As iperf3's -1: a test refused its credentials is not the one.
+            counts = !matches!(error, Error::Auth(_));
+            (shared.notify)(ServerEvent::Failed { peer, error });
+        }
     }
     if let Ok(mut tests) = shared.tests.lock() {
         tests.remove(&cookie);
     }
-    shared.finished.fetch_add(1, Ordering::SeqCst);
+    if counts {
+        shared.finished.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A data stream handed to its test, with its place at the door.

@@ -74,9 +74,12 @@ impl Test<'_> {
             rcv_timeout: config.rcv_timeout,
             max_duration: config.max_duration,
             bitrate_limit: config.bitrate_limit,
+            auth: config.auth.clone(),
         };
         let peer = self.control.peer().to_string();
-        let mut session = ServerSession::new(Instant::now(), peer, limits);
+        let now = Instant::now();
+        let mut session =
+            ServerSession::new(now, peer, limits).with_wall_clock(now, crate::perf::unix_now());
         loop {
             while let Some(action) = session.poll_action() {
                 match action {

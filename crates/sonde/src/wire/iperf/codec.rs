@@ -64,6 +64,8 @@ pub mod errors {
     pub const IEMAXSERVERTESTDURATIONEXCEEDED: i32 = 37;
     /// Cannot receive parameters.
     pub const IERECVPARAMS: i32 = 114;
+    /// Test authorization failed.
+    pub const IEAUTHTEST: i32 = 142;
     /// Idle timeout receiving data.
     pub const IENOMSG: i32 = 144;
     /// The server's safety timer expired.

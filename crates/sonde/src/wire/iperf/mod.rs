@@ -6,6 +6,7 @@
 //! Written from `shared/docs/iperf3-protocol.md` as checked against
 //! iperf3 3.12 in `iperf3-verified.md`.
 
+pub mod auth;
 pub mod codec;
 pub mod cookie;
 pub mod datagram;

@@ -78,6 +78,11 @@ pub struct Params {
     pub fqrate: u64,
     /// IPv6 flow label (`-L`), 0 for none.
     pub flowlabel: u32,
+    /// Set DF on IPv4 UDP datagrams (`--dont-fragment`).
+    pub dont_fragment: bool,
+    /// The client's credentials, encrypted for the server
+    /// ([`super::auth::token`]).
+    pub authtoken: Option<String>,
 }
 
 impl Default for Params {
@@ -111,6 +116,8 @@ impl Default for Params {
             server_affinity: None,
             fqrate: 0,
             flowlabel: 0,
+            dont_fragment: false,
+            authtoken: None,
         }
     }
 }
@@ -196,10 +203,14 @@ impl Params {
             ("repeating_payload", self.repeating_payload),
             ("zerocopy", self.zerocopy),
             ("skip_rx_copy", self.skip_rx_copy),
+            ("dont_fragment", self.dont_fragment),
         ] {
             if on {
                 put(key, json!(1));
             }
+        }
+        if let Some(token) = &self.authtoken {
+            put("authtoken", json!(token));
         }
         put(
             "client_version",
@@ -252,6 +263,8 @@ impl Params {
             server_affinity: number(map, "server_affinity").and_then(|c| u32::try_from(c).ok()),
             fqrate: number(map, "fqrate").unwrap_or(0),
             flowlabel: small(map, "flowlabel", 0),
+            dont_fragment: on("dont_fragment"),
+            authtoken: text(map, "authtoken"),
         })
     }
 
