@@ -46,6 +46,9 @@ fn start(config: ServerConfig) -> Server {
                 ServerEvent::Busy(_) => "busy".to_string(),
                 ServerEvent::Done { concurrent, .. } => format!("done {concurrent}"),
                 ServerEvent::Failed { error, .. } => format!("failed: {error}"),
+                ServerEvent::Interrupted { .. } => "interrupted".to_string(),
+                // Progress within a test: not what these tests count.
+                ServerEvent::Started { .. } | ServerEvent::Interval { .. } => return,
             };
             if let Ok(tx) = tx.lock() {
                 let _ = tx.send(text);

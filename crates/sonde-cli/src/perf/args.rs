@@ -196,6 +196,10 @@ pub(crate) struct PerfArgs {
     /// Flush output after each line (always done; accepted for iperf3 scripts).
     #[arg(long)]
     pub(crate) forceflush: bool,
+    /// Send this file's bytes (ending the test at its end), or write what
+    /// arrives into it.
+    #[arg(short = 'F', long, value_name = "FILE")]
+    pub(crate) file: Option<std::path::PathBuf>,
     /// iperf3's authentication.
     #[command(flatten)]
     pub(crate) auth: super::auth::AuthArgs,

@@ -9,16 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
-use sonde::perf::client::{self, ClientConfig, ClientReport};
-use sonde::perf::json::{Host, Role, iperf_numbers, json_error, json_interval, json_start};
-use sonde::perf::report;
-use sonde::perf::{ConnectedStream, Observer, StreamInterval};
+use sonde::perf::client::ClientConfig;
 use sonde::units::Format;
 use sonde::wire::iperf::params::{Params, Protocol};
 
 pub(crate) mod args;
 mod auth;
+mod live;
 mod server;
 
 use crate::usage::usage;
@@ -44,10 +41,21 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         None if args.udp => (sonde::wire::iperf::DEFAULT_UDP_RATE, 0),
         None => (0, 0),
     };
-    let counted = args.bytes.is_some() || args.blockcount.is_some();
+    let mut counted = args.bytes.is_some() || args.blockcount.is_some();
     if counted && args.time.is_some() {
         return Err(usage("-t, -n and -k are mutually exclusive"));
     }
+    // -F with nothing else to end the test: the file's size, as iperf3.
+    let file_bytes = match &args.file {
+        Some(path) if !counted && args.time.is_none() && (!args.reverse || args.bidir) => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("reading {} (-F)", path.display()))?
+                .len();
+            counted = size > 0;
+            Some(size).filter(|s| *s > 0)
+        }
+        _ => None,
+    };
     let time = if counted {
         0
     } else {
@@ -66,7 +74,7 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         protocol,
         omit: args.omit,
         time,
-        num: args.bytes.unwrap_or(0),
+        num: args.bytes.or(file_bytes).unwrap_or(0),
         blockcount: args.blockcount.unwrap_or(0),
         mss: args.mss.unwrap_or(0),
         nodelay: args.no_delay,
@@ -106,7 +114,7 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
     Ok(p)
 }
 
-fn format(args: &PerfArgs) -> anyhow::Result<Format> {
+pub(super) fn format(args: &PerfArgs) -> anyhow::Result<Format> {
     match args.format {
         None => Ok(Format::Adaptive),
         Some(c) if "kmgtKMGT".contains(c) => Ok(Format::Fixed(c as u8)),
@@ -126,141 +134,6 @@ fn output(args: &PerfArgs) -> anyhow::Result<Out> {
         None => Box::new(std::io::stdout()),
     };
     Ok(Arc::new(Mutex::new(sink)))
-}
-
-/// Prints connection and interval lines as they happen.
-struct Live {
-    out: Out,
-    protocol: Protocol,
-    format: Format,
-    json_stream: bool,
-    text: bool,
-    prefix: Prefix,
-    header_done: Mutex<bool>,
-    /// The host as given, for `start.connecting_to`.
-    target: String,
-}
-
-impl Live {
-    fn write(&self, text: &str) {
-        emit(&self.out, &self.prefix.apply(text));
-    }
-}
-
-/// What goes before every output line: `--timestamps`' time, then `-T`'s
-/// title, as iperf3 writes them.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Prefix {
-    /// strftime format of `--timestamps`.
-    pub(super) timestamps: Option<String>,
-    /// `-T`.
-    pub(super) title: Option<String>,
-}
-
-impl Prefix {
-    pub(super) fn new(args: &PerfArgs) -> Self {
-        Self {
-            timestamps: args.timestamps.clone(),
-            title: args.title.clone(),
-        }
-    }
-
-    /// `text` with the prefix on each line.
-    pub(super) fn apply(&self, text: &str) -> String {
-        if self.timestamps.is_none() && self.title.is_none() {
-            return text.to_string();
-        }
-        let stamp = self
-            .timestamps
-            .as_deref()
-            .map(local_time)
-            .unwrap_or_default();
-        let title = self
-            .title
-            .as_deref()
-            .map(|t| format!("{t}:  "))
-            .unwrap_or_default();
-        text.lines()
-            .map(|l| format!("{stamp}{title}{l}\n"))
-            .collect()
-    }
-}
-
-/// The local time now, formatted by strftime(3).
-fn local_time(format: &str) -> String {
-    let Ok(format) = std::ffi::CString::new(format) else {
-        return String::new();
-    };
-    let mut buf = [0u8; 256];
-    // SAFETY: time and localtime_r fill the plain structs given; strftime
-    // writes at most buf.len() bytes and returns how many.
-    let n = unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm)
-    };
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-impl Observer for Live {
-    fn connected(&self, streams: &[ConnectedStream]) {
-        if self.text {
-            let mut text = String::new();
-            for s in streams {
-                let (l, r) = (
-                    s.local.map(|a| a.to_string()),
-                    s.remote.map(|a| a.to_string()),
-                );
-                text.push_str(&format!(
-                    "[{:3}] local {} connected to {}\n",
-                    s.socket,
-                    l.unwrap_or_default(),
-                    r.unwrap_or_default()
-                ));
-            }
-            self.write(&text);
-        }
-    }
-
-    fn started(&self, report: &ClientReport) {
-        if self.json_stream {
-            let host = Host::now(env!("CARGO_PKG_VERSION"));
-            let mut start = json_start(report, &self.target, &host);
-            iperf_numbers(&mut start);
-            emit(
-                &self.out,
-                &format!("{}\n", json!({"event": "start", "data": start})),
-            );
-        }
-    }
-
-    fn interval(&self, interval: &[StreamInterval]) {
-        if self.json_stream {
-            let mut data = json_interval(interval, self.protocol, Role::Client);
-            iperf_numbers(&mut data);
-            let event = json!({"event": "interval", "data": data});
-            emit(&self.out, &format!("{event}\n"));
-        }
-        if !self.text {
-            return;
-        }
-        if let Ok(mut done) = self.header_done.lock()
-            && !*done
-        {
-            let sender = interval.first().is_some_and(|s| s.sender);
-            self.write(&format!(
-                "{}\n",
-                report::interval_header(self.protocol, sender)
-            ));
-            *done = true;
-        }
-        self.write(&report::interval_lines(
-            interval,
-            self.protocol,
-            self.format,
-        ));
-    }
 }
 
 /// `ADDR%DEV` (or `HOST%DEV`): the address and the interface.
@@ -365,6 +238,7 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
         mptcp: args.mptcp,
     };
     config.auth = args.auth.credentials()?;
+    config.file.clone_from(&args.file);
     config.cport = args.cport;
     config.connect_timeout = args.connect_timeout.map(Duration::from_millis);
     config.interval =
@@ -379,53 +253,7 @@ pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = &server {
         config.port = server.addr.port();
     }
-    run_client(&args, &config, format, &out, &stop)
-}
-
-fn run_client(
-    args: &PerfArgs,
-    config: &ClientConfig,
-    format: Format,
-    out: &Out,
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<ExitCode> {
-    let text = !args.json && !args.json_stream;
-    let live = Live {
-        out: Arc::clone(out),
-        protocol: config.params.protocol,
-        format,
-        json_stream: args.json_stream,
-        text,
-        prefix: Prefix::new(args),
-        header_done: Mutex::new(false),
-        target: config.host.clone(),
-    };
-    if text {
-        live.write(&format!(
-            "Connecting to host {}, port {}\n",
-            config.host, config.port
-        ));
-    }
-    let report = match client::run(config, &live, stop) {
-        Ok(report) => report,
-        Err(err) if args.json || args.json_stream => {
-            let doc = if args.json_stream {
-                json!({"event": "error", "data": err.to_string()})
-            } else {
-                json_error(&Host::now(env!("CARGO_PKG_VERSION")), &err.to_string())
-            };
-            emit(out, &format!("{}\n", pretty(&doc, args.json)));
-            return Err(err.into());
-        }
-        Err(err) => return Err(err.into()),
-    };
-    print_report(args, config, &report, &live)?;
-    // Cut short by Ctrl-C: the summary so far is printed, but the test failed.
-    Ok(if report.interrupted {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    live::run_client(&args, &config, format, &out, &stop)
 }
 
 pub(super) fn pretty(doc: &serde_json::Value, pretty: bool) -> String {
@@ -436,53 +264,3 @@ pub(super) fn pretty(doc: &serde_json::Value, pretty: bool) -> String {
     }
 }
 
-fn print_report(
-    args: &PerfArgs,
-    config: &ClientConfig,
-    report: &ClientReport,
-    live: &Live,
-) -> anyhow::Result<()> {
-    let host = sonde::perf::json::Host::now(env!("CARGO_PKG_VERSION"));
-    if args.json {
-        let doc = sonde::perf::json::json_report(report, &config.host, &host);
-        emit(&live.out, &format!("{}\n", pretty(&doc, true)));
-        return Ok(());
-    }
-    if args.json_stream {
-        let doc = sonde::perf::json::json_report(report, &config.host, &host);
-        emit(
-            &live.out,
-            &format!("{}\n", json!({"event": "end", "data": doc["end"]})),
-        );
-        return Ok(());
-    }
-    if report.interrupted {
-        live.write("- - - - - - - - - - - - - - - - - - - - - - - - -\ninterrupted: the server was told the client has gone\n");
-    }
-    live.write(&report::summary_lines(
-        &report.ends,
-        config.params.protocol,
-        live.format,
-    ));
-    if let Some(text) = report::remote_tcp_lines(report) {
-        live.write(&text);
-    }
-    if let Some(text) = report
-        .remote
-        .as_ref()
-        .and_then(|r| r.server_output_text.clone())
-    {
-        live.write(&format!("\nServer output:\n{text}"));
-    }
-    if args.verbose {
-        let remote = report.remote.clone().unwrap_or_default();
-        live.write(&format!(
-            "CPU Utilization: local/sender {:.1}% ({:.1}%u/{:.1}%s), remote/receiver {:.1}% ({:.1}%u/{:.1}%s)\n",
-            report.local_cpu.total, report.local_cpu.user, report.local_cpu.system,
-            remote.cpu_util_total, remote.cpu_util_user, remote.cpu_util_system
-        ));
-    }
-    live.write("\niperf Done.\n");
-    live.write(&format!("{}\n", report::summary_line(report)));
-    Ok(())
-}

@@ -1,17 +1,21 @@
-//! `sonde perf -s`: the server's banner and one line (or, with `-J`, one
-//! JSON document) per event.
+//! `sonde perf -s`: iperf3's server text, as each test goes (the
+//! accepted and connected lines, each interval, its own side's summary,
+//! the banner for the next test), or with `-J` one JSON document per test.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
 use sonde::net::{self, Family};
-use sonde::perf::report;
+use sonde::perf::diskfile::DiskFile;
+use sonde::perf::measure::StreamEnd;
 use sonde::perf::server::{self, ServerConfig, ServerEvent};
-use sonde::units::{self, Format};
+use sonde::perf::text::{self, Layout, Side};
+use sonde::units::Format;
+use sonde::wire::iperf::params::Params;
 
 use super::args::PerfArgs;
 use super::{Out, emit, pretty};
@@ -45,22 +49,33 @@ pub(super) fn serve(
         idle_timeout: args.idle_timeout.map(Duration::from_secs),
         json: args.json,
         auth: args.auth.verifier()?,
+        file: args.file.clone(),
         ..ServerConfig::default()
     };
     let json = args.json;
     // With -J, as iperf3 -s -J: one JSON document per test and nothing else.
-    let prefix = super::Prefix::new(args);
+    let prefix = super::live::Prefix::new(args);
     if !json {
-        emit(
-            out,
-            &prefix.apply(&format!(
-                "-----------------------------------------------------------\nServer listening on {port} (up to {} tests at once)\n-----------------------------------------------------------\n",
-                config.max_tests
-            )),
-        );
+        let mut banner = text::listening(port, 1);
+        if args.verbose {
+            banner.push_str(&format!(
+                "sonde: up to {} tests at once, {} connections\n",
+                config.max_tests, config.max_connections
+            ));
+        }
+        emit(out, &prefix.apply(&banner));
     }
+    let out_for_end = Arc::clone(out);
     let out = Arc::clone(out);
-    let verbose = args.verbose;
+    let text_out = Text {
+        port,
+        format: super::format(args)?,
+        verbose: args.verbose,
+        one_off: args.one_off,
+        file: args.file.clone(),
+        counts: Arc::default(),
+    };
+    let counts = Arc::clone(&text_out.counts);
     server::serve(
         listener,
         config,
@@ -68,12 +83,19 @@ pub(super) fn serve(
             let text = if json {
                 describe_json(event)
             } else {
-                prefix.apply(&describe(event, verbose))
+                prefix.apply(&text_out.describe(event))
             };
             emit(&out, &text);
         },
         stop,
     )?;
+    if stop.load(Ordering::Relaxed) && !json {
+        let running = counts.0.load(Ordering::Relaxed).saturating_sub(counts.1.load(Ordering::Relaxed));
+        emit(
+            &out_for_end,
+            &format!("sonde: interrupt - the server has terminated ({running} test(s) cut short)\n"),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -90,43 +112,82 @@ fn describe_json(event: ServerEvent) -> String {
     }
 }
 
-fn describe(event: ServerEvent, verbose: bool) -> String {
-    match event {
-        ServerEvent::Accepted { peer, concurrent } => {
-            format!(
-                "Accepted connection from {}, port {} ({concurrent} test(s) running)\n",
-                peer.ip(),
-                peer.port()
-            )
-        }
-        ServerEvent::Busy(peer) => {
-            format!("Refused {peer}: the server is busy (the --max-tests limit)\n")
-        }
-        ServerEvent::Done {
-            peer,
-            params,
-            ends,
-            concurrent,
-            ..
-        } => {
-            let mut text = String::new();
-            if verbose {
-                text.push_str(&report::summary_lines(
-                    &ends,
-                    params.protocol,
-                    Format::Adaptive,
-                ));
+/// How the server's text is written: iperf3 -s's lines for each test.
+struct Text {
+    port: u16,
+    format: Format,
+    verbose: bool,
+    one_off: bool,
+    /// `-F`.
+    file: Option<std::path::PathBuf>,
+    /// Tests begun and ended so far.
+    counts: Arc<(AtomicUsize, AtomicUsize)>,
+}
+
+impl Text {
+    fn describe(&self, event: ServerEvent) -> String {
+        match event {
+            ServerEvent::Accepted { peer, concurrent } => {
+                self.counts.0.fetch_add(1, Ordering::Relaxed);
+                let mut out = text::accepted(peer);
+                if self.verbose {
+                    out.push_str(&format!("sonde: {concurrent} test(s) running\n"));
+                }
+                out
             }
-            let received: u64 = ends.iter().map(|e| e.received.0).sum();
-            let secs = ends.iter().map(|e| e.received.1).fold(0.0, f64::max);
-            text.push_str(&format!(
-                "Test from {peer} done: {} streams, {} received in {secs:.2} s ({}), {concurrent} test(s) ran at once\n",
-                ends.len(),
-                units::bytes(received, Format::Adaptive),
-                units::bitrate(sonde::perf::measure::rate(received, secs), Format::Adaptive),
-            ));
-            text
+            ServerEvent::Busy(peer) => {
+                format!("sonde: refused {peer}: the server is busy (the --max-tests limit)\n")
+            }
+            ServerEvent::Started { streams, .. } => text::connected_lines(&streams),
+            ServerEvent::Interval {
+                params,
+                interval,
+                index,
+                ..
+            } => {
+                let layout = Layout::new(&params, self.format, false);
+                let mut out = String::new();
+                if index == 0 {
+                    out.push_str(&layout.interval_header(interval.iter().any(|s| s.sender)));
+                }
+                out.push_str(&layout.interval(&interval, index == 0));
+                out
+            }
+            ServerEvent::Done {
+                params,
+                ends,
+                concurrent,
+                ..
+            } => {
+                let mut out = self.summary(&params, &ends);
+                if self.verbose {
+                    out.push_str(&format!("sonde: {concurrent} test(s) ran at once\n"));
+                }
+                out + &self.next()
+            }
+            ServerEvent::Interrupted { params, ends, .. } => {
+                let mut out = self.summary(&params, &ends);
+                out.push_str("sonde: the client has terminated\n");
+                out + &self.next()
+            }
+            ServerEvent::Failed { peer, error } => {
+                format!("sonde: error - {peer}: {error}\n") + &self.next()
+            }
         }
-        ServerEvent::Failed { peer, error } => format!("Test from {peer} ended: {error}\n"),
+    }
+
+    fn summary(&self, params: &Params, ends: &[StreamEnd]) -> String {
+        let file = self.file.as_deref().map(DiskFile::stat);
+        Layout::new(params, self.format, false).summary(ends, Side::Own, file.as_ref())
+    }
+
+    /// The banner for the next test, as iperf3 prints it after each one.
+    fn next(&self) -> String {
+        let ended = self.counts.1.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.one_off {
+            String::new()
+        } else {
+            text::listening(self.port, ended + 1)
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::wire::iperf::{
 };
 
 use super::control::{Control, Got, Poll};
+use super::diskfile::DiskFile;
 use super::measure::{self, Sample, StreamEnd, StreamInterval};
 use super::running::Running;
 use super::session::Expect;
@@ -51,6 +52,8 @@ pub struct ClientConfig {
     pub local: LocalOptions,
     /// iperf3's authentication: the credentials sent with the parameters.
     pub auth: Option<crate::wire::iperf::auth::Credentials>,
+    /// `-F`: send this file's bytes, or write what arrives into it.
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -68,6 +71,7 @@ impl ClientConfig {
             rcv_timeout: Duration::from_secs(120),
             local: LocalOptions::default(),
             auth: None,
+            file: None,
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct ClientReport {
     pub buffers: Option<(u64, u64)>,
     /// The test was interrupted (Ctrl-C) before its end.
     pub interrupted: bool,
+    /// `-F`'s file, once the test is over.
+    pub diskfile: Option<crate::perf::diskfile::DiskFile>,
 }
 
 /// Runs a test. `stop` interrupts it (Ctrl-C): the server is told the
@@ -137,6 +143,7 @@ pub fn run(
     let cookie = cookie::make(&random);
     control.write_all(&cookie, "sending the cookie")?;
     let mss = socket2::SockRef::from(control.socket()).tcp_mss().ok();
+    observer.control_connected(mss);
     let mut params = config.params.clone();
     if params.protocol == Protocol::Udp && params.len == 0 {
         params.len = mss.unwrap_or(1460).clamp(16, 65_507);
@@ -155,6 +162,7 @@ pub fn run(
         mss,
         buffers: None,
         interrupted: false,
+        diskfile: None,
     };
     let mut wire = params.clone();
     if let Some(credentials) = &config.auth {
@@ -278,7 +286,14 @@ impl Driver<'_> {
         report: &mut ClientReport,
     ) -> Result<()> {
         let streams = std::mem::take(&mut self.streams);
-        let running = Running::start(streams, &self.params, self.config.interval, Instant::now())?;
+        let file = self.config.file.as_deref();
+        let running = Running::start(
+            streams,
+            &self.params,
+            self.config.interval,
+            Instant::now(),
+            file,
+        )?;
         self.running = Some(running);
         if let Some(interrupted) = self.measure(session, observer, stop)? {
             if interrupted {
@@ -364,6 +379,7 @@ impl Driver<'_> {
             }
             if (params.time > 0 && now >= total)
                 || (by_count && counted_done(&params, running, last_received))
+                || running.file_sent()
             {
                 break;
             }
@@ -431,7 +447,7 @@ impl Driver<'_> {
             return Err(Error::Ended("results requested before the test ran".into()));
         };
         let samples = running.samples();
-        let local = running.meter.results(running.elapsed(), &samples);
+        let local = running.meter.results(running.end_time(), &samples);
         let has_retransmits = if running.streams.iter().all(|s| !s.sender) {
             -1
         } else {
@@ -454,6 +470,7 @@ impl Driver<'_> {
             report.ends = running.ends(self.params.protocol, local, &theirs, samples);
         }
         report.remote = Some(theirs);
+        report.diskfile = self.config.file.as_deref().map(DiskFile::stat);
     }
 
     fn create_streams(&mut self) -> Result<Vec<Stream>> {

@@ -11,6 +11,7 @@ use crate::wire::iperf::params::Protocol;
 use crate::wire::iperf::results::Results;
 
 use super::client::ClientReport;
+use super::diskfile::DiskFile;
 use super::measure::{SenderTcp, StreamEnd, StreamInterval, lost_percent, rate};
 use super::report::sum;
 
@@ -267,7 +268,7 @@ pub fn json_document(report: &ClientReport, target: &str, host: &Host, role: Rol
         Role::Client => report.ends.clone(),
         Role::Server => report.ends.iter().map(own_side).collect(),
     };
-    let mut end = json!({"streams": end_streams(&ends)});
+    let mut end = json!({"streams": end_streams(&ends, report.diskfile.as_ref())});
     end_sums(report, &ends, role, &mut end);
     let remote = report.remote.clone().unwrap_or_default();
     end["cpu_utilization_percent"] = json!({
@@ -335,9 +336,15 @@ fn own_side(e: &StreamEnd) -> StreamEnd {
 /// `end.streams`: each stream's sender and receiver (TCP), or its UDP
 /// figures. A stream whose sender counts retransmits shows the sender's
 /// window and RTTs too (zero where this side did not sample them).
-fn end_streams(ends: &[StreamEnd]) -> Vec<Value> {
+fn end_streams(ends: &[StreamEnd], diskfile: Option<&DiskFile>) -> Vec<Value> {
     let mut streams = Vec::new();
     for e in ends {
+        // -F: the file's figures, after the sender's (or the UDP) figures.
+        let file = diskfile.map(|f| {
+            json!({"sent": e.sent.0, "received": e.received.0, "size": f.size,
+                "percent_sent": f.percent(e.sent.0), "percent_received": f.percent(e.received.0),
+                "filename": f.name})
+        });
         if let Some((jitter, lost, packets, ooo)) = e.udp {
             let secs = if e.local_sender {
                 e.sent.1
@@ -351,7 +358,11 @@ fn end_streams(ends: &[StreamEnd]) -> Vec<Value> {
             );
             u = set_loss(u, jitter, lost, packets);
             u = with_after(u, "lost_percent", "out_of_order", json!(ooo));
-            streams.push(json!({"udp": u}));
+            let mut stream = json!({"udp": u});
+            if let Some(file) = file {
+                stream["diskfile"] = file;
+            }
+            streams.push(stream);
             continue;
         }
         let mut snd = with_first(
@@ -367,7 +378,12 @@ fn end_streams(ends: &[StreamEnd]) -> Vec<Value> {
         if let Some(r) = e.retransmits {
             snd = sender_details(snd, r, e.rtt.unwrap_or_default());
         }
-        streams.push(json!({"sender": snd, "receiver": rcv}));
+        let mut stream = json!({"sender": snd});
+        if let Some(file) = file {
+            stream["diskfile"] = file;
+        }
+        stream["receiver"] = rcv;
+        streams.push(stream);
     }
     streams
 }
@@ -619,6 +635,7 @@ mod tests {
             mss: Some(1448),
             buffers: Some((16_384, 131_072)),
             interrupted: false,
+            diskfile: None,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod client;
 pub mod control;
+pub mod diskfile;
 pub mod embedded;
 pub mod json;
 pub mod measure;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod session;
 pub mod sockopt;
 pub mod stream;
+pub mod text;
 mod worker;
 mod zerocopy;
 
@@ -33,6 +35,8 @@ pub const TCP_LEN: usize = 1 << 20;
 
 /// Receives the events of a test as they happen, for live output.
 pub trait Observer: Send + Sync {
+    /// The control connection is up (its MSS, where the kernel tells).
+    fn control_connected(&self, _mss: Option<u32>) {}
     /// The data streams are connected.
     fn connected(&self, _streams: &[ConnectedStream]) {}
     /// The test is about to start: what `-J`'s `start` says is known.

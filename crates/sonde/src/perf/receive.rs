@@ -35,6 +35,8 @@ pub(crate) struct Receive<'a> {
     pub spin: bool,
     pub c: &'a Counters,
     pub stop: &'a AtomicBool,
+    /// `-F`: where the bytes received go.
+    pub sink: Option<&'a std::fs::File>,
 }
 
 impl Receive<'_> {
@@ -64,6 +66,9 @@ impl Receive<'_> {
             dry_since = None;
             if n == 0 {
                 return Ok(());
+            }
+            if let Some(file) = self.sink {
+                super::diskfile::write(file, &buf[..n])?;
             }
             self.c.bytes.fetch_add(n as u64, Ordering::Relaxed);
             self.c.blocks.fetch_add(1, Ordering::Relaxed);
@@ -101,6 +106,7 @@ mod tests {
             spin: true,
             c,
             stop,
+            sink: None,
         }
     }
 
@@ -118,6 +124,7 @@ mod tests {
             spin,
             c: &c,
             stop: &stop,
+            sink: None,
         };
         receive.run(&rx, &mut buf).expect("receiving");
         writer.join().expect("writer thread");

@@ -41,6 +41,10 @@ pub(crate) struct Running {
     handles: Vec<JoinHandle<()>>,
     interval: Option<Duration>,
     next_tick: Duration,
+    /// When the senders were stopped, from the start.
+    senders_stopped: Option<Duration>,
+    /// When the last of a counted test's data arrived, from the start.
+    settled: Option<Duration>,
 }
 
 impl Running {
@@ -50,6 +54,7 @@ impl Running {
         params: &Params,
         interval: Option<Duration>,
         started: Instant,
+        file: Option<&std::path::Path>,
     ) -> Result<Self> {
         let senders_stop = Arc::new(AtomicBool::new(false));
         let receivers_stop = Arc::new(AtomicBool::new(false));
@@ -61,8 +66,22 @@ impl Running {
             } else {
                 &receivers_stop
             };
-            let handle = stream::spawn(s, params, Arc::clone(flag), Arc::clone(&budget), started)
-                .map_err(|e| Error::io("starting a stream thread", e))?;
+            let file = match file {
+                Some(path) => Some(
+                    super::diskfile::open(path, s.sender)
+                        .map_err(|e| Error::io(format!("opening {} (-F)", path.display()), e))?,
+                ),
+                None => None,
+            };
+            let handle = stream::spawn(
+                s,
+                params,
+                Arc::clone(flag),
+                Arc::clone(&budget),
+                started,
+                file,
+            )
+            .map_err(|e| Error::io("starting a stream thread", e))?;
             handles.push(handle);
         }
         let infos = streams
@@ -88,6 +107,8 @@ impl Running {
             budget,
             counted_from: Vec::new(),
             handles,
+            senders_stopped: None,
+            settled: None,
             interval: interval.filter(|i| !i.is_zero()),
             // With no interval reports (-i 0) the omitted seconds still end
             // with a sample of their own: the count starts there.
@@ -165,8 +186,10 @@ impl Running {
         self.intervals.push(interval);
     }
 
-    /// Records the last, partial interval (dropped when it is under 10%
-    /// of an interval and empty, as iperf3 does).
+    /// Records the last, partial interval; dropped when it is under 10%
+    /// of an interval and follows another, as iperf3's client drops it
+    /// (its server prints such a stray "2.00-2.00 sec" row; sonde's does
+    /// not). The summary still counts its bytes.
     pub(crate) fn final_tick(&mut self, observer: &dyn Observer) {
         let now = self.elapsed();
         let samples = self.samples();
@@ -176,29 +199,14 @@ impl Running {
             .and_then(|i| i.first())
             .map_or(0.0, |s| s.end);
         let step = self.interval.unwrap_or(Duration::MAX).as_secs_f64();
-        let moved = samples
-            .iter()
-            .zip(self.meter_last())
-            .any(|(s, l)| s.bytes > l);
         let span = now.as_secs_f64() - last_at;
-        if self.interval.is_none() || moved || span >= step * 0.1 {
+        if self.interval.is_none() || self.intervals.is_empty() || span >= step * 0.1 {
             let interval = self.meter.interval(now, &samples);
             if self.interval.is_some() {
                 observer.interval(&interval);
             }
             self.intervals.push(interval);
         }
-    }
-
-    fn meter_last(&self) -> Vec<u64> {
-        self.intervals
-            .iter()
-            .fold(vec![0u64; self.streams.len()], |mut acc, iv| {
-                for (a, s) in acc.iter_mut().zip(iv) {
-                    *a += s.bytes;
-                }
-                acc
-            })
     }
 
     /// Joins this side's results with the peer's into per-stream ends.
@@ -221,9 +229,27 @@ impl Running {
         ends
     }
 
+    /// Every sender of `-F`'s file reached its end (false without senders).
+    pub(crate) fn file_sent(&self) -> bool {
+        let mut senders = self.streams.iter().filter(|s| s.sender).peekable();
+        senders.peek().is_some() && senders.all(|s| s.counters.file_done.load(Ordering::Relaxed))
+    }
+
     /// Stops the sending threads (receivers go on draining).
-    pub(crate) fn stop_senders(&self) {
+    pub(crate) fn stop_senders(&mut self) {
         self.senders_stop.store(true, Ordering::Relaxed);
+        self.senders_stopped.get_or_insert(self.started.elapsed());
+    }
+
+    /// When this side's test time ended: for a side that sends, when its
+    /// senders stopped (not when the results were asked for, which may
+    /// be later by the peer's draining); for a receiver, now.
+    pub(crate) fn end_time(&self) -> Duration {
+        match (self.senders_stopped, self.settled) {
+            (Some(at), _) if self.streams.iter().any(|s| s.sender) => at,
+            (_, Some(at)) => at,
+            _ => self.elapsed(),
+        }
     }
 
     /// A stream thread's failure, if any.
@@ -265,7 +291,7 @@ impl Running {
     /// peer sent (the count, in whole blocks) has arrived, or nothing more
     /// comes for `SETTLE_QUIET`, so that the receiver's figure is the
     /// sender's (iperf3 stops at TEST_END and misses what is in flight).
-    pub(crate) fn settle(&self, params: &Params) {
+    pub(crate) fn settle(&mut self, params: &Params) {
         if params.blockcount == 0 && params.num == 0 {
             return;
         }
@@ -274,13 +300,23 @@ impl Running {
         }
         let target = counted_bytes(params);
         let mut last = (self.counted(false).0, Instant::now());
-        while last.0 < target && last.1.elapsed() < SETTLE_QUIET {
+        // A sender of -F's file ends it short of a whole block: past the
+        // byte count, a brief quiet is the end.
+        let quiet = |got: u64| {
+            if params.num > 0 && got >= params.num {
+                SETTLE_QUIET / 10
+            } else {
+                SETTLE_QUIET
+            }
+        };
+        while last.0 < target && last.1.elapsed() < quiet(last.0) {
             std::thread::sleep(Duration::from_millis(1));
             let now = self.counted(false).0;
             if now != last.0 {
                 last = (now, Instant::now());
             }
         }
+        self.settled = Some(last.1.saturating_duration_since(self.started));
     }
 
     /// Total bytes and blocks moved by this side's streams.

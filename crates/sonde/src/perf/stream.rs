@@ -15,6 +15,7 @@ use socket2::SockRef;
 pub use super::worker::{Counters, payload};
 
 use super::budget::Budget;
+use super::diskfile;
 use super::receive::Receive;
 use super::worker::{Run, pace, paced_piece};
 use crate::wire::iperf::datagram::UdpHeader;
@@ -170,6 +171,7 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     budget: Arc<Budget>,
     started: Instant,
+    file: Option<std::fs::File>,
 ) -> io::Result<JoinHandle<()>> {
     let socket = stream.socket.try_clone()?;
     let counters = Arc::clone(&stream.counters);
@@ -185,11 +187,17 @@ pub fn spawn(
                 budget: &budget,
                 started,
             };
-            let result = match (socket, sender) {
-                (DataSocket::Tcp(s), true) => tcp_send(s, &run),
-                (DataSocket::Tcp(s), false) => tcp_recv(s, &params, &counters, &stop),
-                (DataSocket::Udp(s), true) => udp_send(&s, &run),
-                (DataSocket::Udp(s), false) => udp_recv(&s, &params, &counters, &stop),
+            let result = match (socket, sender, file) {
+                (DataSocket::Tcp(s), true, Some(f)) => diskfile::tcp_send(s, f, &run),
+                (DataSocket::Udp(s), true, Some(f)) => diskfile::udp_send(&s, f, &run),
+                (DataSocket::Tcp(s), true, None) => tcp_send(s, &run),
+                (DataSocket::Udp(s), true, None) => udp_send(&s, &run),
+                (DataSocket::Tcp(s), false, f) => {
+                    tcp_recv(s, &params, &counters, &stop, f.as_ref())
+                }
+                (DataSocket::Udp(s), false, f) => {
+                    udp_recv(&s, &params, &counters, &stop, f.as_ref())
+                }
             };
             if let Err(e) = result
                 && !stop.load(Ordering::Relaxed)
@@ -243,7 +251,13 @@ fn tcp_send_paced(mut sock: TcpStream, buf: &[u8], run: &Run<'_>) -> io::Result<
 /// Receive buffer bytes shared by a test's streams.
 const RECV_BUDGET: usize = 8 << 20;
 
-fn tcp_recv(sock: TcpStream, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
+fn tcp_recv(
+    sock: TcpStream,
+    params: &Params,
+    c: &Counters,
+    stop: &AtomicBool,
+    sink: Option<&std::fs::File>,
+) -> io::Result<()> {
     // A paced test never spins (see receive.rs), nor does a process with
     // one CPU, where spinning only delays the sender.
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
@@ -252,8 +266,9 @@ fn tcp_recv(sock: TcpStream, params: &Params, c: &Counters, stop: &AtomicBool) -
         spin: params.bandwidth == 0 && cpus > 1,
         c,
         stop,
+        sink,
     };
-    if params.skip_rx_copy {
+    if params.skip_rx_copy && sink.is_none() {
         return super::zerocopy::recv_discard(&sock, receive);
     }
     // Large reads: fewer calls, and fewer trips through the socket lock
@@ -353,7 +368,13 @@ fn udp_send(sock: &UdpSocket, run: &Run<'_>) -> io::Result<()> {
     Ok(())
 }
 
-fn udp_recv(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) -> io::Result<()> {
+fn udp_recv(
+    sock: &UdpSocket,
+    params: &Params,
+    c: &Counters,
+    stop: &AtomicBool,
+    sink: Option<&std::fs::File>,
+) -> io::Result<()> {
     let wide = params.udp_counters_64bit;
     let len = (params.len as usize).max(1);
     // With GRO a GSO sender's datagrams arrive as one buffer of `len`-sized
@@ -387,6 +408,9 @@ fn udp_recv(sock: &UdpSocket, params: &Params, c: &Counters, stop: &AtomicBool) 
                 // not parsed; its bytes still count.
                 if let Ok(header) = UdpHeader::read(datagram, wide) {
                     stats.record(&header, datagram.len(), arrival);
+                    if let Some(file) = sink {
+                        let _ = diskfile::write(file, &datagram[UdpHeader::len(wide)..]);
+                    }
                 }
             }
         }

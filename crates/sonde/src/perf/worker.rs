@@ -23,6 +23,8 @@ pub struct Counters {
     pub udp: Mutex<UdpRecvStats>,
     /// Set when the thread has ended, with why if it failed.
     pub failure: Mutex<Option<String>>,
+    /// A sender of `-F`'s file reached its end.
+    pub file_done: AtomicBool,
 }
 
 /// The payload: random bytes, or "0123456789…" when asked.

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// iperf3's authentication: with a verifier, a test runs only with
     /// credentials it accepts.
     pub auth: Option<Arc<crate::wire::iperf::auth::Verifier>>,
+    /// `-F`: every test sends this file's bytes, or writes what arrives
+    /// into it.
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             json: false,
             idle_timeout: None,
             auth: None,
+            file: None,
         }
     }
 }
@@ -89,6 +93,36 @@ pub enum ServerEvent {
     },
     /// A client was refused because the server was full.
     Busy(SocketAddr),
+    /// A test's data streams are connected and it starts.
+    Started {
+        /// The client.
+        peer: SocketAddr,
+        /// The parameters it runs with.
+        params: Arc<Params>,
+        /// Its data streams.
+        streams: Vec<crate::perf::ConnectedStream>,
+    },
+    /// One interval of a running test, as it ends.
+    Interval {
+        /// The client.
+        peer: SocketAddr,
+        /// The parameters it runs with.
+        params: Arc<Params>,
+        /// Each stream's figures.
+        interval: Vec<crate::perf::StreamInterval>,
+        /// Its place: 0 for the first.
+        index: usize,
+    },
+    /// The client went during its test (it was interrupted, or crashed):
+    /// what this side measured until then.
+    Interrupted {
+        /// The client.
+        peer: SocketAddr,
+        /// The parameters it ran with.
+        params: Box<Params>,
+        /// This side's figures.
+        ends: Vec<StreamEnd>,
+    },
     /// A test finished normally.
     Done {
         /// The client.
@@ -306,6 +340,7 @@ fn run_test(control: Control, peer: SocketAddr, cookie: Cookie, running: usize, 
         cpu: None,
         stopped: None,
         finished: None,
+        params: None,
     };
     let mut counts = true;
     match test.run() {

@@ -10,19 +10,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Arrived, Shared, bind_udp};
+use super::{Arrived, ServerEvent, Shared, bind_udp};
 use crate::door::Permit;
 use crate::error::{Error, Result};
 use crate::perf::client::{ClientReport, describe};
 use crate::perf::control::{Control, Got, Poll};
 use crate::perf::json::{Host, json_server_report, sonde_tcp_intervals};
 use crate::perf::measure::StreamEnd;
-use crate::perf::report::server_output_text;
 use crate::perf::running::Running;
 use crate::perf::session::Expect;
 use crate::perf::session::server::{Action, End, ServerLimits, ServerSession};
 use crate::perf::stream::{self, Counters, DataSocket, Stream};
-use crate::perf::{ConnectedStream, CpuClock, Quiet};
+use crate::perf::{ConnectedStream, CpuClock, Observer, StreamInterval};
 use crate::wire::iperf::codec;
 use crate::wire::iperf::params::{Params, Protocol};
 use crate::wire::iperf::results::Results;
@@ -52,6 +51,27 @@ pub(super) struct Test<'a> {
     /// The test once stopped: closed, with its final figures.
     pub(super) stopped: Option<Stopped>,
     pub(super) finished: Option<Finished>,
+    /// The test's parameters once it starts, shared with its events.
+    pub(super) params: Option<Arc<Params>>,
+}
+
+/// Hands each interval of a test to the server's events.
+struct Relay<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    params: Arc<Params>,
+    index: std::sync::atomic::AtomicUsize,
+}
+
+impl Observer for Relay<'_> {
+    fn interval(&self, interval: &[StreamInterval]) {
+        (self.shared.notify)(ServerEvent::Interval {
+            peer: self.peer,
+            params: Arc::clone(&self.params),
+            interval: interval.to_vec(),
+            index: self.index.fetch_add(1, Ordering::Relaxed),
+        });
+    }
 }
 
 /// A test stopped and closed, with this side's final figures.
@@ -62,7 +82,7 @@ pub(super) struct Stopped {
     samples: Vec<crate::perf::measure::Sample>,
 }
 
-impl Test<'_> {
+impl<'a> Test<'a> {
     /// Runs the session to its end: `Some` for a test that ran, `None`
     /// when the client went during it.
     pub(super) fn run(&mut self) -> Result<Option<Finished>> {
@@ -84,7 +104,10 @@ impl Test<'_> {
             while let Some(action) = session.poll_action() {
                 match action {
                     Action::Finish(End::Done) => return Ok(self.finished.take()),
-                    Action::Finish(End::ClientGone) => return Ok(None),
+                    Action::Finish(End::ClientGone) => {
+                        self.interrupted(session.params().cloned().unwrap_or_default());
+                        return Ok(None);
+                    }
                     Action::Finish(End::Failed(error)) => return Err(error),
                     action => {
                         if let Err(error) = self.act(action, &mut session) {
@@ -129,7 +152,23 @@ impl Test<'_> {
                 let streams = std::mem::take(&mut self.streams);
                 let cpu = self.cpu.take().unwrap_or_else(CpuClock::start);
                 let tick = Some(Duration::from_secs(1));
-                self.running = Some((Running::start(streams, &params, tick, Instant::now())?, cpu));
+                let shared = Arc::new(params.clone());
+                (self.shared.notify)(ServerEvent::Started {
+                    peer: self.control.peer(),
+                    params: Arc::clone(&shared),
+                    streams: self.connected.clone(),
+                });
+                self.params = Some(shared);
+                self.running = Some((
+                    Running::start(
+                        streams,
+                        &params,
+                        tick,
+                        Instant::now(),
+                        self.shared.config.file.as_deref(),
+                    )?,
+                    cpu,
+                ));
             }
             Action::StopTest => {
                 // Every stream is closed and counted before EXCHANGE_RESULTS
@@ -137,8 +176,8 @@ impl Test<'_> {
                 if let Some((mut running, cpu)) = self.running.take() {
                     running.stop_senders();
                     running.settle(&params);
-                    running.final_tick(&Quiet);
-                    let now = running.elapsed();
+                    running.final_tick(&self.relay());
+                    let now = running.end_time();
                     let samples = running.samples();
                     running.close();
                     let local = running.meter.results(now, &samples);
@@ -197,14 +236,47 @@ impl Test<'_> {
             }
             Ok(Poll::Closed) => session.handle_closed(),
             Ok(Poll::Quiet) => {
+                let relay = self.relay();
                 if let Some((running, _)) = self.running.as_mut() {
-                    running.tick_if_due(&Quiet);
+                    running.tick_if_due(&relay);
                     session.handle_progress(Instant::now(), running.totals().0);
                 }
                 session.handle_timeout(Instant::now());
             }
             Err(e) => session.handle_failure(e),
         }
+    }
+
+    /// What reports each interval as the server's event.
+    fn relay(&self) -> Relay<'a> {
+        Relay {
+            shared: self.shared,
+            peer: self.control.peer(),
+            params: self.params.clone().unwrap_or_default(),
+            index: std::sync::atomic::AtomicUsize::new(
+                self.running.as_ref().map_or(0, |(r, _)| r.intervals.len()),
+            ),
+        }
+    }
+
+    /// The client went mid-test: reports what was measured until then.
+    fn interrupted(&mut self, params: Params) {
+        let Some((mut running, _)) = self.running.take() else {
+            return;
+        };
+        running.stop_senders();
+        running.final_tick(&self.relay());
+        let samples = running.samples();
+        let local = running.meter.results(running.end_time(), &samples);
+        running.close();
+        let none = Results::default();
+        let streams = running.meter.streams();
+        let ends = crate::perf::measure::join(params.protocol, streams, &local, &none, &[]);
+        (self.shared.notify)(ServerEvent::Interrupted {
+            peer: self.control.peer(),
+            params: Box::new(params),
+            ends,
+        });
     }
 
     /// Sets up the data streams; `false` when the deadline passed first.
@@ -364,12 +436,12 @@ impl Test<'_> {
             match &doc {
                 Some(doc) => mine.server_output_json = Some(doc.clone()),
                 None => {
-                    let text = server_output_text(
+                    let text = crate::perf::text::server_test(
                         peer,
-                        self.concurrent,
+                        &self.connected,
                         &running.intervals,
                         &ends,
-                        params.protocol,
+                        params,
                     );
                     mine.server_output_text = Some(text);
                 }
@@ -411,6 +483,12 @@ impl Test<'_> {
             mss: None,
             buffers: self.streams_buffers,
             interrupted: false,
+            diskfile: self
+                .shared
+                .config
+                .file
+                .as_deref()
+                .map(crate::perf::diskfile::DiskFile::stat),
         }
     }
 }

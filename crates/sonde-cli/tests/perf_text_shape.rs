@@ -1,0 +1,250 @@
+//! sonde perf's text against Debian's iperf3, line shape for line shape:
+//! numbers masked (with the spaces that pad them) and unit prefixes
+//! dropped, runs of one shape counted once (how many intervals a second
+//! holds is the clock's business). For each mode the reference is iperf3
+//! talking to iperf3, captured here from the installed binary; sonde's
+//! client is run against an iperf3 server and against a sonde server, and
+//! sonde's server against an iperf3 client.
+//!
+//! Allowed differences, each one deliberate:
+//! - `-V`'s first line names the program ("iperf 3.12" against "sonde perf
+//!   VERSION (iperf3 3.12's protocol)");
+//! - after "iperf Done." sonde adds its own lines under `-V`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+
+use common::{Reaper, sonde};
+
+/// A line with its numbers (and their padding) as " N " and unit
+/// prefixes gone: what a line's shape is.
+fn shape(line: &str) -> String {
+    let mut text = line.to_string();
+    for p in ["K", "M", "G", "T"] {
+        text = text.replace(&format!("{p}Byte"), "Byte");
+        text = text.replace(&format!("{p}bits"), "bits");
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            if i + 1 < chars.len() && chars[i] == 'e' && "+-".contains(chars[i + 1]) {
+                i += 2;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            while i < chars.len() && chars[i] == ' ' {
+                i += 1;
+            }
+            let kept = out.trim_end_matches(' ').len();
+            out.truncate(kept);
+            out.push_str(" N ");
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The shapes of a text, a run of equal shapes counted once.
+fn shapes(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let s = shape(line);
+        if out.last() != Some(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn command(program: &str) -> Command {
+    if program == "iperf3" {
+        let mut c = Command::new("iperf3");
+        c.arg("--forceflush");
+        c
+    } else {
+        let mut c = sonde();
+        c.arg("perf");
+        c
+    }
+}
+
+/// A one-off server, started and waited for; its whole output is read
+/// when it ends.
+struct Server {
+    child: Child,
+    port: u16,
+    text: String,
+    rest: thread::JoinHandle<String>,
+    reaper: Reaper,
+}
+
+fn server(program: &str) -> Server {
+    let port = common::free_port();
+    let mut child = command(program)
+        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("a server");
+    let reaper = Reaper::new(child.id());
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(n) if n > 0 => text.push_str(&line),
+            _ => panic!("{program} did not start: {text}"),
+        }
+        if line.contains("Server listening") {
+            break;
+        }
+    }
+    let rest = thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        rest
+    });
+    Server {
+        child,
+        port,
+        text,
+        rest,
+        reaper,
+    }
+}
+
+impl Server {
+    /// Everything the server printed, once it has ended.
+    fn finish(mut self) -> String {
+        let _ = self.child.wait();
+        self.reaper.disarm();
+        self.text + &self.rest.join().expect("reader")
+    }
+}
+
+/// One test: the client's text and the server's.
+fn run(client: &str, srv: &str, mode: &[&str], dir: &common::TempDir) -> (String, String) {
+    let srv = server(srv);
+    let mut cmd = command(client);
+    cmd.current_dir(&dir.0)
+        .args(["-c", "127.0.0.1", "-p", &srv.port.to_string(), "-t", "1"])
+        .args(mode);
+    let done = common::run(cmd, b"");
+    assert_eq!(
+        done.code(),
+        Some(0),
+        "{client} {mode:?}: {}",
+        done.stderr
+    );
+    (done.stdout_text(), srv.finish())
+}
+
+/// The client's text less what the allow-list above allows.
+fn client_shapes(text: &str, verbose: bool) -> Vec<String> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    if verbose {
+        lines.remove(0);
+        if let Some(done) = lines.iter().position(|l| *l == "iperf Done.") {
+            lines.truncate(done + 1);
+        }
+    }
+    shapes(&lines.join("\n"))
+}
+
+fn same(what: &str, want: &[String], got: &[String]) {
+    if want != got {
+        let mut diff = String::new();
+        for line in want.iter().filter(|l| !got.contains(l)) {
+            diff.push_str(&format!("  only iperf3: {line:?}\n"));
+        }
+        for line in got.iter().filter(|l| !want.contains(l)) {
+            diff.push_str(&format!("  only sonde:  {line:?}\n"));
+        }
+        panic!(
+            "{what}: line shapes differ\n{diff}iperf3:\n{}\nsonde:\n{}",
+            want.join("\n"),
+            got.join("\n")
+        );
+    }
+}
+
+/// Each mode: sonde's client against both servers, and sonde's server
+/// against iperf3's client, shape for shape with iperf3 against iperf3.
+fn compare(modes: &[&[&str]]) {
+    if !common::have_peer("iperf3", "iperf3") {
+        return;
+    }
+    let dir = common::TempDir::new("perf-text");
+    std::fs::write(dir.join("send.bin"), vec![7u8; 3 << 20]).expect("a file to send");
+    for mode in modes {
+        let verbose = mode.contains(&"-V");
+        let (reference, reference_server) = run("iperf3", "iperf3", mode, &dir);
+        let want = client_shapes(&reference, verbose);
+        for srv in ["iperf3", "sonde"] {
+            let (text, _) = run("sonde", srv, mode, &dir);
+            same(
+                &format!("sonde client, {srv} server, {mode:?}"),
+                &want,
+                &client_shapes(&text, verbose),
+            );
+        }
+        let (_, text) = run("iperf3", "sonde", mode, &dir);
+        same(
+            &format!("sonde server, iperf3 client, {mode:?}"),
+            &shapes(&reference_server),
+            &shapes(&text),
+        );
+    }
+}
+
+#[test]
+fn tcp_modes() {
+    compare(&[&[], &["-R"], &["--bidir"], &["-O", "1"], &["-n", "5M"]]);
+}
+
+#[test]
+fn parallel_modes() {
+    compare(&[&["-P", "2"], &["-P", "2", "-R"], &["-P", "2", "--bidir"]]);
+}
+
+#[test]
+fn udp_modes() {
+    compare(&[
+        &["-u", "-b", "10M"],
+        &["-u", "-b", "10M", "-R"],
+        &["-u", "-b", "10M", "--bidir"],
+        &["-u", "-b", "10M", "-P", "2"],
+    ]);
+}
+
+#[test]
+fn prefixes_verbose_files_and_server_output() {
+    compare(&[
+        &["-T", "title", "--timestamps=%s "],
+        &["-V"],
+        &["-V", "-u", "-b", "10M"],
+        &["-F", "send.bin"],
+        &["-R", "-F", "received.bin"],
+        &["--get-server-output"],
+    ]);
+}
+
+#[test]
+fn shapes_mask_numbers_and_units() {
+    assert_eq!(
+        shape("[  5]   0.00-1.00   sec  2.59 GBytes  22.3 Gbits/sec   16   1.87 MBytes       "),
+        "[ N ]- N sec N Bytes N bits/sec N Bytes       "
+    );
+    assert_eq!(shape("0/39 (1e+02%)  sender"), " N / N ( N %)  sender");
+}
