@@ -237,7 +237,8 @@ fn ctrl_c_prints_the_summary_so_far() {
     let done = finish(child, collect(None::<std::io::Empty>), err);
     assert_eq!(done.code(), Some(1), "{}", done.stderr);
     assert!(
-        done.stderr.contains("interrupt - the client has terminated"),
+        done.stderr
+            .contains("interrupt - the client has terminated"),
         "{}",
         done.stderr
     );

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use sonde::perf::client::{self, ClientConfig, ClientReport};
-use sonde::perf::json::{Host, Role, http_date, iperf_numbers, json_error, json_interval, json_start};
+use sonde::perf::json::{
+    Host, Role, http_date, iperf_numbers, json_error, json_interval, json_start,
+};
 use sonde::perf::text::{self, Layout, SEPARATOR, Side};
 use sonde::perf::{Observer, StreamInterval, report};
 use sonde::units::Format;
@@ -60,7 +62,10 @@ impl Observer for Live {
             if let Some(mss) = mss {
                 out.push_str(&format!("Control connection MSS {mss}\n"));
                 if self.udp_auto_len {
-                    out.push_str(&format!("Setting UDP block size to {}\n", mss.clamp(16, 65_507)));
+                    out.push_str(&format!(
+                        "Setting UDP block size to {}\n",
+                        mss.clamp(16, 65_507)
+                    ));
                 }
             }
             out.push_str(&format!("Time: {}\n", http_date(host.timestamp.as_secs())));
@@ -194,7 +199,11 @@ fn print_report(args: &PerfArgs, config: &ClientConfig, report: &ClientReport, l
         summary.push_str(&verbose_end(report));
     }
     live.write(&summary);
-    if let Some(text) = report.remote.as_ref().and_then(|r| r.server_output_text.clone()) {
+    if let Some(text) = report
+        .remote
+        .as_ref()
+        .and_then(|r| r.server_output_text.clone())
+    {
         live.write(&format!("\nServer output:\n{text}"));
     }
     live.write("\niperf Done.\n");
@@ -291,4 +300,3 @@ fn local_time(format: &str) -> String {
     };
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
-

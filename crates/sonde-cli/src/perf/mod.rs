@@ -263,4 +263,3 @@ pub(super) fn pretty(doc: &serde_json::Value, pretty: bool) -> String {
         doc.to_string()
     }
 }
-

@@ -90,10 +90,15 @@ pub(super) fn serve(
         stop,
     )?;
     if stop.load(Ordering::Relaxed) && !json {
-        let running = counts.0.load(Ordering::Relaxed).saturating_sub(counts.1.load(Ordering::Relaxed));
+        let running = counts
+            .0
+            .load(Ordering::Relaxed)
+            .saturating_sub(counts.1.load(Ordering::Relaxed));
         emit(
             &out_for_end,
-            &format!("sonde: interrupt - the server has terminated ({running} test(s) cut short)\n"),
+            &format!(
+                "sonde: interrupt - the server has terminated ({running} test(s) cut short)\n"
+            ),
         );
     }
     Ok(ExitCode::SUCCESS)

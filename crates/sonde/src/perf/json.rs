@@ -93,11 +93,13 @@ impl Host {
         let u = rustix::system::uname();
         Self {
             version: format!("sonde {version}"),
+            // uname -a's fields, as iperf3 writes them.
             system_info: format!(
-                "{} {} {} {}",
+                "{} {} {} {} {}",
                 u.sysname().to_string_lossy(),
                 u.nodename().to_string_lossy(),
                 u.release().to_string_lossy(),
+                u.version().to_string_lossy(),
                 u.machine().to_string_lossy()
             ),
             timestamp: std::time::SystemTime::now()

@@ -318,7 +318,11 @@ fn sum(part: &[&StreamEnd]) -> StreamEnd {
 
 /// A server's first line of a test.
 pub fn accepted(peer: SocketAddr) -> String {
-    format!("Accepted connection from {}, port {}\n", host(peer), peer.port())
+    format!(
+        "Accepted connection from {}, port {}\n",
+        host(peer),
+        peer.port()
+    )
 }
 
 /// A server's banner, before each test it waits for.
