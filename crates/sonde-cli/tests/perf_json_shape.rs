@@ -236,6 +236,27 @@ fn every_mode_has_iperf3s_keys_and_types() {
     );
 }
 
+/// `-F` both ways: `end.streams[].diskfile` as iperf3 writes it.
+#[test]
+fn a_file_sent_or_received_has_iperf3s_diskfile_keys() {
+    if !peers() {
+        return;
+    }
+    let dir = common::TempDir::new("perf-json-file");
+    let send = dir.join("send.bin");
+    std::fs::write(&send, vec![3u8; 5 << 20]).expect("a file");
+    let send = send.to_string_lossy().into_owned();
+    let received = dir.join("received.bin").to_string_lossy().into_owned();
+    let mut failures = mode(&["-F", &send]);
+    failures.extend(mode(&["-t", "1", "-R", "-F", &received]));
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn json_stream_events_come_in_order_with_iperf3s_shapes() {
     if !peers() {

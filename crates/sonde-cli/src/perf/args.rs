@@ -70,6 +70,9 @@ pub(crate) struct PerfArgs {
     /// JSON lines, one event per line (iperf3 3.17's --json-stream).
     #[arg(long)]
     pub(crate) json_stream: bool,
+    /// --json-stream's events, then the whole -J document on one line (iperf3 3.20).
+    #[arg(long)]
+    pub(crate) json_stream_full_output: bool,
     /// Zero-copy sending (sendfile).
     #[arg(short = 'Z', long)]
     pub(crate) zerocopy: bool,

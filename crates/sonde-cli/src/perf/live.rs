@@ -180,11 +180,14 @@ fn print_report(args: &PerfArgs, config: &ClientConfig, report: &ClientReport, l
     let host = Host::now(env!("CARGO_PKG_VERSION"));
     if args.json || args.json_stream {
         let doc = sonde::perf::json::json_report(report, &config.host, &host);
-        let text = if args.json {
+        let mut text = if args.json {
             pretty(&doc, true)
         } else {
             json!({"event": "end", "data": doc["end"]}).to_string()
         };
+        if args.json_stream_full_output {
+            text = format!("{text}\n{doc}");
+        }
         emit(&live.out, &format!("{text}\n"));
         return;
     }

@@ -189,7 +189,8 @@ fn probe_sctp() -> anyhow::Result<()> {
 }
 
 /// `sonde perf`.
-pub(crate) fn perf(args: PerfArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn perf(mut args: PerfArgs) -> anyhow::Result<ExitCode> {
+    args.json_stream |= args.json_stream_full_output;
     if args.version {
         println!(
             "sonde perf {} (iperf3 3.12's protocol)\n{}",

@@ -200,7 +200,14 @@ impl Running {
             .map_or(0.0, |s| s.end);
         let step = self.interval.unwrap_or(Duration::MAX).as_secs_f64();
         let span = now.as_secs_f64() - last_at;
-        if self.interval.is_none() || self.intervals.is_empty() || span >= step * 0.1 {
+        // The first interval past the omitted seconds is kept however
+        // short: a counted test may be over within it.
+        let after_omit = self
+            .intervals
+            .last()
+            .and_then(|i| i.first())
+            .is_none_or(|s| s.omitted);
+        if self.interval.is_none() || after_omit || span >= step * 0.1 {
             let interval = self.meter.interval(now, &samples);
             if self.interval.is_some() {
                 observer.interval(&interval);
