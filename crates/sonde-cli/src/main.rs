@@ -25,7 +25,11 @@ use clap_complete::Shell;
 /// sonde: talk to and serve TCP and UDP ports, move files, and measure a
 /// network's throughput, delay and bandwidth.
 #[derive(Debug, Parser)]
-#[command(name = "sonde", version, about)]
+#[command(
+    name = "sonde",
+    version,
+    about = "sonde: talk to and serve TCP and UDP ports, move files, and measure a network's throughput, delay and bandwidth (one tool for nc, iperf3 and sockperf's jobs)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +44,7 @@ enum Command {
     /// Measure throughput with iperf3's protocol and flags (-s server, -c HOST client;
     /// neither: an embedded loopback test).
     Perf(Box<crate::perf::args::PerfArgs>),
-    /// Serve echo, discard, chargen or chat to many clients at once.
+    /// Serve echo, discard, chargen, chat or a sockperf reflector to many clients at once.
     Serve(crate::serve::ServeArgs),
     /// Measure round-trip latency against an echo server, and fit delay and
     /// bandwidth over message sizes (no host: an embedded loopback echo).
@@ -81,7 +85,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sonde: {err:#}");
+            eprintln!("sonde: {}", usage::describe(&err));
             if err.downcast_ref::<usage::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -101,7 +105,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => transfer::send::send(args),
         Command::Receive(args) => transfer::receive::receive(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut std::io::stdout());
+            // Made whole first, then written as any output is: a reader
+            // that goes early (`| head -c 1`) ends it quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sonde", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -109,7 +109,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Stats::default());
     on_signals(&door)?;
     if let Some(every) = args.stats_interval {
-        print_stats_every(every, door.clone(), Arc::clone(&stats));
+        print_stats_every(every, door.clone(), Arc::clone(&stats), args.udp);
     }
     let threaded = args.busy_poll || args.blocking;
     if args.udp {
@@ -149,7 +149,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !args.quiet {
-        eprintln!("sonde: {}", stats.summary(&door));
+        eprintln!("sonde: {}", stats.summary(&door, args.udp));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -194,18 +194,19 @@ fn announce(args: &ServeArgs, kind: ServiceKind, on: &str) {
 }
 
 /// Prints the counters to stderr every `every` until the server stops.
-fn print_stats_every(every: Duration, door: Door, stats: Arc<Stats>) {
+fn print_stats_every(every: Duration, door: Door, stats: Arc<Stats>, udp: bool) {
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(every);
             if door.is_shut() {
                 return;
             }
-            eprintln!(
-                "sonde: {} open now; {}",
-                door.active(),
-                stats.summary(&door)
-            );
+            let summary = stats.summary(&door, udp);
+            if udp {
+                eprintln!("sonde: {summary}");
+            } else {
+                eprintln!("sonde: {} open now; {summary}", door.active());
+            }
         }
     });
 }

@@ -75,6 +75,39 @@ fn parse_units(text: &str, base: f64) -> Result<u64, String> {
     Ok((value * mult) as u64)
 }
 
+/// HOST with a PORT given apart (`rtt HOST PORT`, `send FILE HOST PORT`),
+/// as one HOST:PORT (`[::1]:PORT` for an IPv6 literal).
+pub(crate) fn with_port(host: &str, port: u16) -> Result<String, UsageError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{bare}]:{port}"));
+    }
+    if host.contains(':') {
+        return Err(UsageError(format!(
+            "{host} {port}: a port twice (give HOST PORT or HOST:PORT)"
+        )));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+/// An error and its causes as one line, "what: why: why", leaving out a
+/// cause whose words the line already holds (a library error that names
+/// its source would otherwise say it twice).
+pub(crate) fn describe(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,8 +92,9 @@ fn sonde_rtt_sockperf_measures_a_stock_sockperf_server() {
         std::thread::spawn(move || for _ in lines {});
         let target = format!("127.0.0.1:{port}");
         let mut args = vec!["rtt", "--sockperf", &target, "-n", "1000", "--json"];
-        if udp {
-            args.push("-u");
+        // sockperf's default is UDP, and so is --sockperf's: TCP is --tcp.
+        if !udp {
+            args.push("--tcp");
         }
         let mut c = sonde();
         c.args(&args);

@@ -50,6 +50,54 @@ pub fn bytes(value: u64, format: Format) -> String {
     format!("{} Bytes", number(v))
 }
 
+/// Bytes in sonde's own lines (not iperf3's layout): 1024-based units
+/// in IEC names, three significant digits, no padding ("2.86 MiB",
+/// "560 MiB", "512 B").
+pub fn size(value: u64) -> String {
+    let units = [
+        (1u64 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (div, name) in units {
+        if value >= div {
+            return format!("{} {name}", number(value as f64 / div as f64).trim_start());
+        }
+    }
+    format!("{value} B")
+}
+
+/// A rate in sonde's own lines, scaled to its size ("100 Mbit/s",
+/// "1.10 Gbit/s", never "0.10 Gbit/s").
+pub fn rate(bits_per_sec: f64) -> String {
+    let units = [
+        (1e12, "Tbit/s"),
+        (1e9, "Gbit/s"),
+        (1e6, "Mbit/s"),
+        (1e3, "kbit/s"),
+    ];
+    for (div, name) in units {
+        if bits_per_sec >= div {
+            return format!("{} {name}", number(bits_per_sec / div).trim_start());
+        }
+    }
+    format!("{} bit/s", number(bits_per_sec.max(0.0)).trim_start())
+}
+
+/// A count with thousands separators ("50,000,000").
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A rate with a 1000-based unit ("29.8 Gbits/sec"); byte formats print
 /// bytes per second.
 pub fn bitrate(bits_per_sec: f64, format: Format) -> String {
@@ -92,6 +140,19 @@ pub fn bitrate(bits_per_sec: f64, format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sondes_own_units_scale_and_never_pad() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(3_000_000), "2.86 MiB");
+        assert_eq!(size(560 << 20), "560 MiB");
+        assert_eq!(rate(100e6), "100 Mbit/s");
+        assert_eq!(rate(1.1e9), "1.10 Gbit/s");
+        assert_eq!(rate(58.5e6), "58.5 Mbit/s");
+        assert_eq!(count(50_000_000), "50,000,000");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+    }
 
     #[test]
     fn units_follow_iperf3() {

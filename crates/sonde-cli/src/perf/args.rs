@@ -15,7 +15,7 @@ pub(crate) struct PerfArgs {
     /// Run as a client of HOST.
     #[arg(short = 'c', long, value_name = "HOST")]
     pub(crate) client: Option<String>,
-    /// Server port (default 5201).
+    /// Server port.
     #[arg(short = 'p', long, default_value_t = sonde::wire::iperf::DEFAULT_PORT)]
     pub(crate) port: u16,
     /// Seconds to transmit (default 10; 3 for the embedded test; decimals
@@ -115,7 +115,7 @@ pub(crate) struct PerfArgs {
     /// Server: exit after SECS without a client.
     #[arg(long, value_name = "SECS")]
     pub(crate) idle_timeout: Option<u64>,
-    /// Receiving side: fail after MS without data (iperf3 default 120000).
+    /// Receiving side: fail after MS without data.
     #[arg(long, value_name = "MS", default_value_t = 120_000)]
     pub(crate) rcv_timeout: u64,
     /// Client: timeout for the control connection, in ms.

@@ -25,9 +25,15 @@ pub(crate) struct RttArgs {
     /// Echo server, HOST[:PORT] ([::1]:PORT for IPv6; port 7007, `sonde serve echo`'s).
     /// None: an echo server on loopback inside the process.
     pub(crate) host: Option<String>,
-    /// UDP instead of TCP.
-    #[arg(short = 'u', long)]
+    /// The port, given apart as nc and `sonde connect` take it (HOST PORT).
+    #[arg(value_name = "PORT", requires = "host")]
+    pub(crate) port: Option<u16>,
+    /// UDP instead of TCP (the default with --sockperf, as sockperf's).
+    #[arg(short = 'u', long, conflicts_with = "tcp")]
     pub(crate) udp: bool,
+    /// TCP: with --sockperf, sockperf's own flag (without it TCP is the default).
+    #[arg(long)]
+    pub(crate) tcp: bool,
     /// Message size in bytes (K and M mean 1024 and 1024²); TCP 1 B-16 MiB, UDP 16-65507.
     #[arg(short = 'm', long, value_name = "BYTES", value_parser = parse_size, default_value = "64")]
     pub(crate) size: u64,
@@ -64,6 +70,9 @@ pub(crate) struct RttArgs {
     /// (default port 11111; messages of at least 14 bytes).
     #[arg(long, requires = "host", conflicts_with = "rate")]
     pub(crate) sockperf: bool,
+    /// Messages per second, still one round trip at a time (sockperf's --mps).
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    pub(crate) mps: Option<f64>,
     /// Measure idle, then beside a bulk TCP stream (the perf engine) to a
     /// sonde or iperf3 server at the same host, and report the ratio.
     #[arg(long, conflicts_with_all = ["sweep", "rate"])]
@@ -98,9 +107,13 @@ fn target(
             Ok((reflector.addr, Some(reflector)))
         }
         Some(text) => {
-            let (host, port) =
-                sonde::net::split_host_default_port(text, ServiceKind::Echo.default_port())
-                    .map_err(|e| UsageError(e.to_string()))?;
+            let default_port = if args.sockperf {
+                ServiceKind::Sockperf.default_port()
+            } else {
+                ServiceKind::Echo.default_port()
+            };
+            let (host, port) = sonde::net::split_host_default_port(text, default_port)
+                .map_err(|e| UsageError(e.to_string()))?;
             let addr = sonde::net::resolve(&host, port, sonde::net::Family::Any)?[0];
             Ok((addr, None))
         }
@@ -108,7 +121,17 @@ fn target(
 }
 
 /// `sonde rtt`.
-pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
+    // sockperf's server and client speak UDP unless told --tcp.
+    args.udp = args.udp || (args.sockperf && !args.tcp);
+    if let (Some(host), Some(port)) = (&args.host, args.port) {
+        args.host = Some(crate::usage::with_port(host, port)?);
+    }
+    let pace = match args.mps {
+        Some(n) if n > 0.0 && n.is_finite() => Some(Duration::from_secs_f64(1.0 / n)),
+        Some(n) => return Err(UsageError(format!("--mps {n}: must be above 0")).into()),
+        None => None,
+    };
     let sizes: Vec<usize> = match &args.sweep {
         Some(list) => list.iter().map(|&s| s as usize).collect(),
         None => vec![args.size as usize],
@@ -142,6 +165,7 @@ pub(crate) fn rtt(args: RttArgs) -> anyhow::Result<ExitCode> {
             busy_poll: args.busy_poll,
             keep_samples: args.csv.is_some(),
             sockperf: args.sockperf,
+            pace,
         };
         if args.under_load {
             let port = args

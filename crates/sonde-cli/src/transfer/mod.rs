@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use sonde::transfer::{Outcome, Report, TransferError};
-use sonde::units::{Format, bitrate, bytes};
+use sonde::units::{self, size};
 
 use crate::usage::parse_secs;
 
@@ -32,6 +32,63 @@ pub(crate) struct CommonArgs {
     pub(crate) json: bool,
 }
 
+/// On Ctrl-C or SIGTERM: says what was going on (`doing()`), that the
+/// same command resumes, and exits as a shell shows the signal (130 for
+/// SIGINT, 143 for SIGTERM).
+pub(super) fn on_interrupt(doing: impl Fn() -> String + Send + 'static) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("\nsonde: interrupted {}", doing());
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+/// "while sending NAME after N MBytes; ..." from a transfer's progress.
+pub(super) fn interrupted_at(progress: &sonde::transfer::Progress, verb: &str) -> String {
+    use std::sync::atomic::Ordering;
+    let name = progress
+        .file_name
+        .lock()
+        .map(|n| n.clone())
+        .unwrap_or_default();
+    let done = progress.done.load(Ordering::Relaxed) + progress.file_done.load(Ordering::Relaxed);
+    let what = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" {name}")
+    };
+    format!(
+        "while {verb}{what} after {}; run the same command again to resume",
+        size(done)
+    )
+}
+
+/// Runs a transfer command; with `--json`, a failure anywhere (a refused
+/// connection, a missing file, a bad flag value) still prints
+/// `{"error": ..., "exit_code": N}` on stdout.
+pub(super) fn json_errors(
+    json: bool,
+    run: impl FnOnce() -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let result = run();
+    if let (true, Err(err)) = (json, &result) {
+        let code = if err.downcast_ref::<crate::usage::UsageError>().is_some() {
+            2
+        } else {
+            err.downcast_ref::<TransferError>()
+                .map_or(1, TransferError::exit_code)
+        };
+        let doc = serde_json::json!({"error": crate::usage::describe(err), "exit_code": code});
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    result
+}
+
 /// Prints the summary or the JSON and picks the exit code.
 pub(super) fn finish(
     result: Result<Report, TransferError>,
@@ -43,13 +100,14 @@ pub(super) fn finish(
         Ok(report) => report,
         Err(err) => {
             let code = err.exit_code();
-            if common.json {
-                // Scripts reading stdout get a document either way.
-                let doc = serde_json::json!({"error": err.to_string(), "exit_code": code});
-                outln!("{}", serde_json::to_string_pretty(&doc)?);
-            }
+            // Code 1 goes up as an error (and under --json, json_errors
+            // prints its document); the others are outcomes, printed here.
             if code == 1 {
                 return Err(err.into());
+            }
+            if common.json {
+                let doc = serde_json::json!({"error": err.to_string(), "exit_code": code});
+                outln!("{}", serde_json::to_string_pretty(&doc)?);
             }
             eprintln!("sonde: {err}");
             return Ok(ExitCode::from(code));
@@ -80,10 +138,10 @@ fn summary(report: &Report, verb: &str, preposition: &str) -> String {
     let mut line = format!(
         "sonde: {verb} {files} file{} ({}) {preposition} {} in {:.2} s, {}",
         if files == 1 { "" } else { "s" },
-        bytes(report.bytes, Format::Adaptive),
+        size(report.bytes),
         report.peer,
         report.seconds,
-        bitrate(rate, Format::Adaptive),
+        units::rate(rate),
     );
     if report.dirs > 0 {
         line.push_str(&format!(", {} directories", report.dirs));
@@ -98,7 +156,7 @@ fn summary(report: &Report, verb: &str, preposition: &str) -> String {
         line.push_str(&format!(
             ", {} resumed ({} already there)",
             resumed.len(),
-            bytes(from, Format::Adaptive)
+            size(from)
         ));
     }
     match report.mismatches() {

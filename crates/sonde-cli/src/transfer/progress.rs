@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sonde::transfer::Progress;
-use sonde::units::{Format, bitrate, bytes};
 
 /// A running display; [`Display::finish`] stops it.
 pub(crate) struct Display {
@@ -58,18 +57,22 @@ fn bars(stop: &AtomicBool, p: &Progress) {
         "{msg:20!} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let file = multi.add(ProgressBar::new(0).with_style(style.clone()));
-    let total = multi.add(ProgressBar::new(0).with_style(style));
+    // No length until one is known: a bar of length 0 draws full.
+    let file = multi.add(ProgressBar::no_length().with_style(style.clone()));
+    let total = multi.add(ProgressBar::no_length().with_style(style));
     total.set_message("total");
     while !stop.load(Ordering::Relaxed) {
         let size = p.file_size.load(Ordering::Relaxed);
         let done = p.done.load(Ordering::Relaxed);
-        if size != u64::MAX {
+        if size != u64::MAX && size > 0 {
             file.set_length(size);
         }
         file.set_message(p.waiting_for().unwrap_or_else(|| p.current()));
         file.set_position(p.file_done.load(Ordering::Relaxed));
-        total.set_length(p.total.load(Ordering::Relaxed).max(done));
+        let all = p.total.load(Ordering::Relaxed).max(done);
+        if all > 0 {
+            total.set_length(all);
+        }
         total.set_position(done);
         thread::sleep(Duration::from_millis(100));
     }
@@ -103,11 +106,14 @@ fn lines(stop: &AtomicBool, p: &Progress, verb: &str) {
             String::new()
         };
         eprintln!(
-            "sonde: {verb} {}: {} of {} total, {}{eta}",
-            p.current(),
-            bytes(done, Format::Adaptive),
-            bytes(total, Format::Adaptive),
-            bitrate(rate * 8.0, Format::Adaptive),
+            "sonde: {verb}{}: {} of {} total, {}{eta}",
+            match p.current() {
+                name if name.is_empty() => String::new(),
+                name => format!(" {name}"),
+            },
+            sonde::units::size(done),
+            sonde::units::size(total),
+            sonde::units::rate(rate * 8.0),
         );
     }
 }

@@ -45,7 +45,18 @@ pub(crate) struct ReceiveArgs {
 
 /// `sonde receive [DIR]`.
 pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    let json = args.common.json;
+    super::json_errors(json, move || receive_into(args))
+}
+
+fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    // A directory that is not there yet is made, as `mkdir -p` would.
+    let created = std::fs::symlink_metadata(&dir).is_err();
+    if created {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the directory {}", dir.display()))?;
+    }
     let meta = std::fs::metadata(&dir)
         .with_context(|| format!("opening the directory {}", dir.display()))?;
     if !meta.is_dir() {
@@ -56,8 +67,9 @@ pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     sonde::door::raise_fd_limit();
     let local = listener.local_addr().context("reading the bound address")?;
     if !args.common.quiet {
+        let made = if created { " (created)" } else { "" };
         eprintln!(
-            "sonde receive: writing into {}; listening on {local}",
+            "sonde receive: writing into {}{made}; listening on {local}",
             dir.display()
         );
     }
@@ -78,8 +90,18 @@ pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let outcome = Arc::new(Mutex::new(None));
     let display: Mutex<Option<Display>> = Mutex::new(None);
     let slot = Arc::clone(&outcome);
+    // What Ctrl-C cut short: the transfer once it began, else the wait.
+    let current: Arc<Mutex<Option<Arc<sonde::transfer::Progress>>>> = Arc::default();
+    let watched = Arc::clone(&current);
+    super::on_interrupt(move || match watched.lock().ok().and_then(|p| p.clone()) {
+        Some(progress) => super::interrupted_at(&progress, "receiving"),
+        None => format!("while waiting for a sender on {local}"),
+    });
     serve(listener, options, move |event| match event {
         ReceiveEvent::Started { progress, .. } => {
+            if let Ok(mut slot) = current.lock() {
+                *slot = Some(Arc::clone(&progress));
+            }
             if let Ok(mut shown) = display.lock() {
                 *shown = Some(Display::start(&progress, "receiving", quiet));
             }

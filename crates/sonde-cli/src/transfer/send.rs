@@ -14,10 +14,13 @@ use super::{CommonArgs, finish};
 use crate::usage::{UsageError, parse_secs};
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "sonde send [OPTIONS] PATH... HOST[:PORT]\n       sonde send [OPTIONS] PATH... HOST PORT"
+)]
 pub(crate) struct SendArgs {
     /// Files and directories to send (`-` for stdin, with --name), then
-    /// HOST[:PORT] of the receiver (port 7090 by default).
-    #[arg(value_name = "PATH... HOST[:PORT]", num_args = 2.., required = true)]
+    /// the receiver as HOST[:PORT] or HOST PORT (port 7090 by default).
+    #[arg(value_name = "ARGS", num_args = 1.., required = true)]
     pub(crate) args: Vec<String>,
     /// The name stdin is sent under (with `-`).
     #[arg(long, value_name = "NAME")]
@@ -37,15 +40,17 @@ pub(crate) struct SendArgs {
 
 /// `sonde send PATH... HOST[:PORT]`.
 pub(crate) fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let (target, paths) = args
-        .args
-        .split_last()
-        .ok_or_else(|| UsageError("send needs PATH... HOST[:PORT]".into()))?;
+    let json = args.common.json;
+    super::json_errors(json, move || send_to(args))
+}
+
+fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let (target, paths) = target(&args.args)?;
     let plan = plan(paths, args.name.as_deref())?;
     for warning in &plan.warnings {
         eprintln!("sonde: warning: {warning}");
     }
-    let (host, port) = net::split_host_default_port(target, transfer::DEFAULT_PORT)
+    let (host, port) = net::split_host_default_port(&target, transfer::DEFAULT_PORT)
         .map_err(|e| UsageError(e.to_string()))?;
     let family = crate::usage::family(args.ipv4, args.ipv6);
     let options = ConnectOptions {
@@ -56,6 +61,8 @@ pub(crate) fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     let (stream, peer) = net::connect_tcp(&host, port, &options)?;
     let progress = std::sync::Arc::new(Progress::default());
+    let shown = std::sync::Arc::clone(&progress);
+    super::on_interrupt(move || super::interrupted_at(&shown, "sending"));
     let display = Display::start(&progress, "sending", args.common.quiet || args.common.json);
     let result = transfer::send(
         stream,
@@ -67,7 +74,53 @@ pub(crate) fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         },
     );
     display.finish();
-    finish(result, &args.common, "sent", "to")
+    finish(result, &args.common, "sent", "to").map_err(|err| receiver_gone(err, &progress, peer))
+}
+
+/// A connection the receiver closed or reset mid-transfer, said as such.
+fn receiver_gone(
+    err: anyhow::Error,
+    progress: &Progress,
+    peer: std::net::SocketAddr,
+) -> anyhow::Error {
+    use sonde::transfer::TransferError;
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let gone = match err.downcast_ref::<TransferError>() {
+        Some(TransferError::Io { cause, .. }) => matches!(
+            cause.kind(),
+            BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+        ),
+        Some(TransferError::CutShort { .. }) => true,
+        _ => false,
+    };
+    if !gone {
+        return err;
+    }
+    let done = progress.done.load(std::sync::atomic::Ordering::Relaxed)
+        + progress
+            .file_done
+            .load(std::sync::atomic::Ordering::Relaxed);
+    err.context(format!(
+        "the receiver at {peer} closed the connection after {}; run the same command again to resume",
+        sonde::units::size(done)
+    ))
+}
+
+/// The receiver and the paths: the last argument is HOST[:PORT], or the
+/// last two are HOST PORT (a number that names no file there is a port).
+fn target(args: &[String]) -> anyhow::Result<(String, &[String])> {
+    let need = || UsageError("send needs PATH... HOST[:PORT] (or PATH... HOST PORT)".into());
+    let (last, rest) = args.split_last().ok_or_else(need)?;
+    if let (Ok(port), Some((host, paths))) = (last.parse::<u16>(), rest.split_last())
+        && !paths.is_empty()
+        && !std::path::Path::new(last).exists()
+    {
+        return Ok((crate::usage::with_port(host, port)?, paths));
+    }
+    if rest.is_empty() {
+        return Err(need().into());
+    }
+    Ok((last.clone(), rest))
 }
 
 fn plan(paths: &[String], name: Option<&str>) -> anyhow::Result<Plan> {
@@ -84,5 +137,9 @@ fn plan(paths: &[String], name: Option<&str>) -> anyhow::Result<Plan> {
         return Err(UsageError("--name is for stdin (-) only".into()).into());
     }
     let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    // A path named on the command line that is not there is a usage error.
+    if let Some(missing) = paths.iter().find(|p| std::fs::symlink_metadata(p).is_err()) {
+        return Err(UsageError(format!("{}: no such file or directory", missing.display())).into());
+    }
     Ok(Plan::paths(&paths)?)
 }

@@ -58,10 +58,10 @@ pub fn summary_line(report: &ClientReport) -> String {
         let who = if dir { "upload" } else { "download" };
         let _ = write!(
             text,
-            "; {who} {:.2} Gbit/s received ({:.2} s, {} sent)",
-            rate(s.received.0, s.received.1) / 1e9,
+            "; {who} {} received ({:.2} s, {} sent)",
+            crate::units::rate(rate(s.received.0, s.received.1)),
             s.received.1,
-            bytes(s.sent.0, Format::Adaptive)
+            crate::units::size(s.sent.0)
         );
         if let Some(r) = s.retransmits {
             let _ = write!(text, ", {r} retransmits");

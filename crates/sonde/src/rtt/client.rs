@@ -53,6 +53,9 @@ pub struct RttConfig {
     pub keep_samples: bool,
     /// Speak sockperf's ping-pong format (for a stock `sockperf server`).
     pub sockperf: bool,
+    /// Begin round trips no more often than this (sockperf's `--mps`):
+    /// still one at a time, each waiting for its reply.
+    pub pace: Option<Duration>,
 }
 
 /// What a run measured.
@@ -122,6 +125,17 @@ fn warming(config: &RttConfig, done: u64, since: Instant) -> bool {
     done < config.warmup || since.elapsed() < config.warmup_time
 }
 
+/// Waits until round trip `n` of a paced run is due.
+fn pace(config: &RttConfig, start: Instant, n: u64) {
+    if let Some(gap) = config.pace {
+        let due = start + gap.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
 fn keep_going(length: Length, done: u64, start: Instant) -> bool {
     match length {
         Length::Count(n) => done < n,
@@ -158,6 +172,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     let start = Instant::now();
     let mut done = 0u64;
     while keep_going(config.length, done, start) {
+        pace(config, start, done);
         let t0 = Instant::now();
         round_trip(&mut sock, &mut msg, config.sockperf).map_err(fail)?;
         let rtt = t0.elapsed().as_nanos() as u64;
@@ -260,6 +275,9 @@ fn run_udp(config: &RttConfig) -> Result<RttReport> {
         let measuring = warmed.is_some();
         if measuring && !keep_going(config.length, done, start) {
             break;
+        }
+        if measuring {
+            pace(config, start, done);
         }
         let this = next;
         next += 1;

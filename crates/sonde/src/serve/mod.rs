@@ -131,19 +131,25 @@ impl Stats {
         self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// A one-line summary, with the door's counters.
-    pub fn summary(&self, door: &Door) -> String {
+    /// A one-line summary: a TCP service's connections (the door's
+    /// counters), a UDP service's datagrams (it has peers, not
+    /// connections), and the bytes each way.
+    pub fn summary(&self, door: &Door, udp: bool) -> String {
+        use crate::units::{count, size};
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let datagrams = match get(&self.datagrams) {
-            0 => String::new(),
-            n => format!("{n} datagrams, "),
-        };
-        format!(
-            "{}, {datagrams}{} bytes in, {} bytes out",
-            door.counters().snapshot(),
-            get(&self.bytes_in),
-            get(&self.bytes_out)
-        )
+        let (bytes_in, bytes_out) = (get(&self.bytes_in), get(&self.bytes_out));
+        let moved = format!(
+            "{} bytes in ({}), {} bytes out ({})",
+            count(bytes_in),
+            size(bytes_in),
+            count(bytes_out),
+            size(bytes_out)
+        );
+        if udp {
+            format!("{} datagrams, {moved}", count(get(&self.datagrams)))
+        } else {
+            format!("{}, {moved}", door.counters().snapshot())
+        }
     }
 }
 

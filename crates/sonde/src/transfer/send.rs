@@ -55,6 +55,11 @@ pub fn send(
     progress.wait_for(&format!("waiting for {peer} to accept the offer"));
     match conn.reply("the transfer")? {
         Message::Accept => {}
+        // What we sent, back: an echo server (or another sender).
+        Message::Offer { .. } => {
+            let why = "it sent our offer back: an echo server, or another sender";
+            return Err(conn.wire(super::wire::WireError::NotReceiver(why)));
+        }
         other => return Err(conn.unexpected("accept", &other)),
     }
     progress.wait_for("");
@@ -74,6 +79,8 @@ pub fn send(
             }
         }
     }
+    // Stdin's size is known only now that it has been sent.
+    report.bytes = report.files.iter().map(|f| f.size).sum();
     conn.send(&Message::End)?;
     match conn.reply("the end of the transfer")? {
         Message::Done => {}

@@ -79,6 +79,9 @@ pub enum WireError {
     /// A field held an impossible value.
     #[error("{0}")]
     Invalid(String),
+    /// The peer answered as no sonde receiver would.
+    #[error("it is not a sonde receiver ({0})")]
+    NotReceiver(&'static str),
 }
 
 /// Every control message.
