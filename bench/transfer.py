@@ -39,10 +39,10 @@ def make_file(path, size):
 
 def run_sonde(sonde, source, into):
     port = free_port()
-    recv = subprocess.Popen([sonde, "receive", into, "--port", str(port), "--bind", "127.0.0.1", "-q"])
+    recv = subprocess.Popen([sonde, "receive", into, "--port", str(port), "--bind", "127.0.0.1", "--quiet"])
     wait_listening(port)
     start = time.perf_counter()
-    send = subprocess.run([sonde, "send", source, f"127.0.0.1:{port}", "-q"])
+    send = subprocess.run([sonde, "send", source, f"127.0.0.1:{port}", "--quiet"])
     recv.wait(timeout=600)
     wall = time.perf_counter() - start
     if send.returncode != 0 or recv.returncode != 0:

@@ -9,7 +9,7 @@ use crate::usage::{parse_rate, parse_size};
 #[derive(Debug, Args)]
 #[command(disable_version_flag = true)]
 pub(crate) struct PerfArgs {
-    /// Run as a server.
+    /// Run as a server (-s is iperf3's; in connect it is nc's source).
     #[arg(short = 's', long, conflicts_with = "client")]
     pub(crate) server: bool,
     /// Run as a client of HOST.
@@ -22,10 +22,10 @@ pub(crate) struct PerfArgs {
     /// are taken and cut to whole seconds, as iperf3 does).
     #[arg(short = 't', long, value_name = "SECS", value_parser = parse_whole_secs)]
     pub(crate) time: Option<u32>,
-    /// Bytes to transmit instead of a time (K/M/G = 1024-based).
+    /// Bytes to transmit instead of a time (K/M/G = 1024-based; -n is iperf3's).
     #[arg(short = 'n', long = "bytes", value_name = "N[KMG]", value_parser = parse_size)]
     pub(crate) bytes: Option<u64>,
-    /// Blocks (writes or datagrams) to transmit instead of a time.
+    /// Blocks (writes or datagrams) to transmit instead of a time (-k is iperf3's; in listen it is nc's keep-open).
     #[arg(short = 'k', long = "blockcount", value_name = "N[KMG]", value_parser = parse_size)]
     pub(crate) blockcount: Option<u64>,
     /// Parallel streams.
@@ -113,8 +113,8 @@ pub(crate) struct PerfArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) logfile: Option<std::path::PathBuf>,
     /// Server: exit after SECS without a client.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) idle_timeout: Option<u64>,
+    #[arg(long, value_name = "SECS", value_parser = crate::usage::parse_secs)]
+    pub(crate) idle_timeout: Option<std::time::Duration>,
     /// Receiving side: fail after MS without data.
     #[arg(long, value_name = "MS", default_value_t = 120_000)]
     pub(crate) rcv_timeout: u64,
@@ -122,8 +122,8 @@ pub(crate) struct PerfArgs {
     #[arg(long, value_name = "MS")]
     pub(crate) connect_timeout: Option<u64>,
     /// Server: refuse tests longer than SECS.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) server_max_duration: Option<u64>,
+    #[arg(long, value_name = "SECS", value_parser = crate::usage::parse_secs)]
+    pub(crate) server_max_duration: Option<std::time::Duration>,
     /// Server: refuse tests above this total rate (bit/s, K/M/G = 1000-based).
     #[arg(long, value_name = "RATE")]
     pub(crate) server_bitrate_limit: Option<String>,

@@ -27,8 +27,8 @@ pub(crate) struct AuthArgs {
     #[arg(long, value_name = "FILE", requires = "rsa_private_key_path")]
     pub(crate) authorized_users_path: Option<PathBuf>,
     /// Server: how far (seconds) a client's clock may be from ours.
-    #[arg(long, value_name = "SECS", default_value_t = auth::DEFAULT_SKEW, value_parser = clap::value_parser!(u64).range(1..))]
-    pub(crate) time_skew_threshold: u64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = crate::usage::parse_secs)]
+    pub(crate) time_skew_threshold: std::time::Duration,
     /// PKCS#1 v1.5 padding instead of OAEP: what iperf3 3.16 and older (Debian's 3.12) use.
     #[arg(long)]
     pub(crate) use_pkcs1_padding: bool,
@@ -78,7 +78,9 @@ impl AuthArgs {
         let key = auth::private_key(&read(key_path, "the RSA private key")?)
             .with_context(|| format!("reading the RSA private key {}", key_path.display()))?;
         let users = read(users_path, "the authorized users")?;
-        let verifier = Verifier::new(key, &users, self.time_skew_threshold, self.padding());
+        // Tokens carry whole seconds: a part of one allows the whole.
+        let skew = self.time_skew_threshold.as_secs_f64().ceil() as u64;
+        let verifier = Verifier::new(key, &users, skew, self.padding());
         if verifier.user_count() == 0 {
             eprintln!(
                 "sonde: warning: {} names no user (lines user,sha256hex): every test will be refused",

@@ -43,10 +43,10 @@ pub(super) fn serve(
     let config = ServerConfig {
         max_tests: args.max_tests.max(1),
         rcv_timeout: Duration::from_millis(args.rcv_timeout.max(100)),
-        max_duration: args.server_max_duration.map(Duration::from_secs),
+        max_duration: args.server_max_duration,
         bitrate_limit,
         one_off: args.one_off,
-        idle_timeout: args.idle_timeout.map(Duration::from_secs),
+        idle_timeout: args.idle_timeout,
         json: args.json,
         auth: args.auth.verifier()?,
         file: args.file.clone(),

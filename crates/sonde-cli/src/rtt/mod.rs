@@ -37,7 +37,7 @@ pub(crate) struct RttArgs {
     /// Message size in bytes (K and M mean 1024 and 1024²); TCP 1 B-16 MiB, UDP 16-65507.
     #[arg(short = 'm', long, value_name = "BYTES", value_parser = parse_size, default_value = "64")]
     pub(crate) size: u64,
-    /// Round trips to measure.
+    /// Round trips to measure (as sockperf's -n; in perf, -n is iperf3's byte count).
     #[arg(short = 'n', long, value_name = "COUNT", conflicts_with = "time")]
     pub(crate) count: Option<u64>,
     /// Seconds to measure (default 2; with --sweep, 1000 round trips per size).

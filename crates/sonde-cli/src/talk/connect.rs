@@ -21,7 +21,7 @@ pub(crate) struct ConnectArgs {
     /// Send TEXT instead of stdin, half-close, and print the reply.
     #[arg(long, value_name = "TEXT", conflicts_with = "recv_only")]
     pub(crate) message: Option<String>,
-    /// Local address to connect from: ADDR or ADDR:PORT ([V6]:PORT).
+    /// Local address to connect from: ADDR or ADDR:PORT ([V6]:PORT) (-s is nc's; in perf it is iperf3's server).
     #[arg(short = 's', long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
     pub(crate) source: Option<std::net::SocketAddr>,
     /// Give up connecting to each address after SECS.

@@ -30,7 +30,7 @@ pub(crate) struct ListenArgs {
     /// Send TEXT to each client as soon as it connects.
     #[arg(long, value_name = "TEXT")]
     pub(crate) greet: Option<String>,
-    /// Serve many clients at once; stdin goes to all of them.
+    /// Serve many clients at once; stdin goes to all of them (-k is nc's; in perf it is iperf3's block count).
     #[arg(short = 'k', long)]
     pub(crate) keep_open: bool,
     /// With -k: clients at once; more are closed at once (as ncat's --max-conns).

@@ -29,7 +29,7 @@ pub(crate) struct TalkArgs {
     /// Use IPv6 only.
     #[arg(short = '6')]
     pub(crate) ipv6: bool,
-    /// After the input ends, quit after SECS (UDP: SECS of silence; default 1 for UDP).
+    /// After the input ends, quit after SECS (UDP: SECS of silence; default 1 for UDP) (-q is nc's).
     #[arg(short = 'q', long = "quit-after", value_name = "SECS", value_parser = parse_secs)]
     pub(crate) quit_after: Option<Duration>,
     /// Fail when no data moves either way for SECS.

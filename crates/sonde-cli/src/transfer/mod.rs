@@ -24,8 +24,9 @@ pub(crate) struct CommonArgs {
     /// Give up when the peer is silent for SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
     pub(crate) timeout: Duration,
-    /// No progress and no summary (errors still go to stderr).
-    #[arg(long, short = 'q')]
+    /// No progress and no summary (errors still go to stderr). No short
+    /// form: -q is nc's quit-after in connect and listen.
+    #[arg(long)]
     pub(crate) quiet: bool,
     /// Print the result as JSON on stdout instead of the summary.
     #[arg(long)]
