@@ -62,7 +62,7 @@ fn serve_echo_then_sigterm_exits_0_with_a_summary() {
     );
     assert_eq!(done.code(), Some(0));
     let summary = rest.join("\n");
-    assert!(summary.contains("1 connections served"), "{summary}");
+    assert!(summary.contains("1 connection served"), "{summary}");
     assert!(summary.contains("5 bytes in, 5 bytes out"), "{summary}");
 }
 

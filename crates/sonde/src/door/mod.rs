@@ -154,8 +154,12 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} connections served ({} refused, {} failed accepts), peak {} at once",
-            self.accepted, self.refused, self.failed, self.peak
+            "{} connection{} served ({} refused, {} failed accepts), peak {} at once",
+            crate::units::count(self.accepted),
+            if self.accepted == 1 { "" } else { "s" },
+            crate::units::count(self.refused),
+            self.failed,
+            crate::units::count(self.peak)
         )?;
         if self.evicted > 0 {
             write!(f, ", {} silent ones closed to make room", self.evicted)?;

@@ -160,11 +160,53 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
         sockperf_request(&mut expected, 0);
         crate::wire::sockperf::reflect(&mut expected);
     }
-    let fail = |e| Error::io(format!("echo with {peer}"), e);
+    // A server that never answers (a discard server, say) fails the run
+    // instead of hanging it.
+    let patience = config.timeout.max(Duration::from_secs(5));
+    if !config.busy_poll {
+        sock.set_read_timeout(Some(patience))
+            .map_err(|e| Error::io("setting a read timeout", e))?;
+    }
+    let fail = |e: std::io::Error| {
+        if crate::sys::timed_out(&e) {
+            Error::Invalid(format!(
+                "{peer} sent nothing back for {:.1} s: is it an echo server?",
+                patience.as_secs_f64()
+            ))
+        } else {
+            Error::io(format!("echo with {peer}"), e)
+        }
+    };
     let warm_start = Instant::now();
-    let mut warmed = 0u64;
+    // The first round trip is checked: what comes back must be what an
+    // echo (or a sockperf) server sends.
+    round_trip(&mut sock, &mut msg, config).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::Invalid(format!(
+                "{peer} closed the connection instead of answering: is it an echo server{}?",
+                if config.sockperf {
+                    ""
+                } else {
+                    " (a sockperf server needs --sockperf)"
+                }
+            ))
+        } else {
+            fail(e)
+        }
+    })?;
+    if msg != expected {
+        let what = if config.sockperf {
+            "a sockperf server"
+        } else {
+            "an echo server"
+        };
+        return Err(Error::Invalid(format!(
+            "{peer} is not {what}: what came back is not what it would send"
+        )));
+    }
+    let mut warmed = 1u64;
     while warming(config, warmed, warm_start) {
-        round_trip(&mut sock, &mut msg, config.sockperf).map_err(fail)?;
+        round_trip(&mut sock, &mut msg, config).map_err(fail)?;
         warmed += 1;
     }
     let mut latency = Latency::new();
@@ -174,7 +216,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     while keep_going(config.length, done, start) {
         pace(config, start, done);
         let t0 = Instant::now();
-        round_trip(&mut sock, &mut msg, config.sockperf).map_err(fail)?;
+        round_trip(&mut sock, &mut msg, config).map_err(fail)?;
         let rtt = t0.elapsed().as_nanos() as u64;
         latency.record(rtt);
         if config.keep_samples {
@@ -214,7 +256,16 @@ fn sockperf_request(msg: &mut [u8], seq: u64) {
 /// request gets its header written again first, since the reply clears the
 /// client flag). With a non-blocking socket (busy poll) it spins on
 /// `WouldBlock` instead of sleeping.
-fn round_trip(sock: &mut TcpStream, msg: &mut [u8], sockperf: bool) -> std::io::Result<()> {
+fn round_trip(sock: &mut TcpStream, msg: &mut [u8], config: &RttConfig) -> std::io::Result<()> {
+    let sockperf = config.sockperf;
+    // Only a busy-polling (non-blocking) socket asks again when dry; a
+    // blocking one that says WouldBlock has timed out.
+    let began = Instant::now();
+    let patience = config.timeout.max(Duration::from_secs(5));
+    let spin = |e: &std::io::Error| {
+        (config.busy_poll && spin(e) && began.elapsed() < patience)
+            || e.kind() == std::io::ErrorKind::Interrupted
+    };
     if sockperf {
         sockperf_request(msg, 0);
     }

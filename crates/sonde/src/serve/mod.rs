@@ -138,13 +138,11 @@ impl Stats {
         use crate::units::{count, size};
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (bytes_in, bytes_out) = (get(&self.bytes_in), get(&self.bytes_out));
-        let moved = format!(
-            "{} bytes in ({}), {} bytes out ({})",
-            count(bytes_in),
-            size(bytes_in),
-            count(bytes_out),
-            size(bytes_out)
-        );
+        let bytes = |n: u64| match n {
+            0..1024 => format!("{n} bytes"),
+            _ => format!("{} bytes ({})", count(n), size(n)),
+        };
+        let moved = format!("{} in, {} out", bytes(bytes_in), bytes(bytes_out));
         if udp {
             format!("{} datagrams, {moved}", count(get(&self.datagrams)))
         } else {
