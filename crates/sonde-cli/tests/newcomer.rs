@@ -157,3 +157,212 @@ fn the_wrong_server_is_named_once_and_rtt_takes_host_port() {
     assert_eq!(doc["rtt_ns"]["count"], 50, "{doc}");
     drop(echo);
 }
+
+/// Each client against servers of other kinds: one clear line naming
+/// the address and what it is not, said once.
+#[test]
+fn each_client_names_a_server_of_another_kind() {
+    let chargen = start_sonde(
+        &["serve", "chargen", "--port", "0"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let dir = TempDir::new("newcomer-kinds");
+    let receiver = start_sonde(
+        &[
+            "receive",
+            dir.join("in").to_str().expect("utf-8"),
+            "--port",
+            "0",
+            "-k",
+        ],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let perf_port = common::free_port().to_string();
+    let mut perf = sonde()
+        .args(["perf", "-s", "-B", "127.0.0.1", "-p", &perf_port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("a perf server");
+    let mut perf_reaper = common::Reaper::new(perf.id());
+    common::wait_tcp_listening(perf_port.parse().expect("port"));
+    let file = dir.join("f.txt");
+    std::fs::write(&file, b"x").expect("a file");
+    let file = file.to_str().expect("utf-8").to_string();
+    let (chargen_port, receive_port) = (chargen.port.to_string(), receiver.port.to_string());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "send".into(),
+                file.clone(),
+                "127.0.0.1".into(),
+                chargen_port.clone(),
+            ],
+            "does not speak sonde's transfer protocol",
+        ),
+        (
+            vec!["send".into(), file, "127.0.0.1".into(), perf_port.clone()],
+            "without sonde's hello",
+        ),
+        (
+            vec![
+                "perf".into(),
+                "-c".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                chargen_port.clone(),
+                "-t".into(),
+                "1".into(),
+            ],
+            "does not speak iperf3's protocol",
+        ),
+        (
+            vec![
+                "perf".into(),
+                "-c".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                receive_port,
+                "-t".into(),
+                "1".into(),
+            ],
+            "does not speak iperf3's protocol",
+        ),
+        (
+            vec![
+                "rtt".into(),
+                "127.0.0.1".into(),
+                chargen_port,
+                "-n".into(),
+                "5".into(),
+            ],
+            "is not an echo server",
+        ),
+        (
+            vec![
+                "rtt".into(),
+                "127.0.0.1".into(),
+                perf_port,
+                "-n".into(),
+                "5".into(),
+            ],
+            "instead of answering",
+        ),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(args, want)| {
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let done = sonde_run(&args, b"");
+                assert_eq!(done.code(), Some(1), "{args:?}: {}", done.stderr);
+                let last = done.stderr.lines().last().unwrap_or_default().to_string();
+                assert_contains(&last, want);
+                says_once(&last);
+            })
+        })
+        .collect();
+    for run in runs {
+        run.join().expect("a client's check");
+    }
+    let _ = perf.kill();
+    let _ = perf.wait();
+    perf_reaper.disarm();
+    drop((chargen, receiver));
+}
+
+/// Every time flag of every subcommand takes decimals (the few that are
+/// milliseconds, as iperf3 has them, take whole numbers).
+#[test]
+fn every_time_flag_takes_decimals() {
+    let dir = TempDir::new("newcomer-times");
+    let file = dir.join("f");
+    std::fs::write(&file, b"x").expect("a file");
+    let file = file.to_str().expect("utf-8");
+    let cases: &[(&[&str], i32)] = &[
+        (
+            &[
+                "connect",
+                "-q",
+                "0.5",
+                "--idle-timeout",
+                "0.5",
+                "--connect-timeout",
+                "0.5",
+                "127.0.0.1",
+                "1",
+            ],
+            1,
+        ),
+        (
+            &["listen", "-q", "0.5", "--idle-timeout", "0.5", "99999"],
+            2,
+        ),
+        (
+            &[
+                "perf",
+                "-c",
+                "127.0.0.1",
+                "-p",
+                "1",
+                "-t",
+                "0.5",
+                "-O",
+                "0.5",
+                "-i",
+                "0.5",
+                "--idle-timeout",
+                "0.5",
+                "--server-max-duration",
+                "1.5",
+                "--time-skew-threshold",
+                "1.5",
+            ],
+            1,
+        ),
+        (
+            &[
+                "serve",
+                "echo",
+                "--idle-timeout",
+                "0.5",
+                "--drain-timeout",
+                "0.5",
+                "--stats-interval",
+                "0.5",
+                "--port",
+                "99999",
+            ],
+            2,
+        ),
+        (
+            &["rtt", "-t", "0.2", "--timeout", "0.5", "--warmup", "0.1s"],
+            0,
+        ),
+        (
+            &[
+                "send",
+                "--timeout",
+                "0.5",
+                "--connect-timeout",
+                "0.5",
+                file,
+                "127.0.0.1",
+                "1",
+            ],
+            1,
+        ),
+        (&["receive", "--timeout", "0.5", "--port", "99999"], 2),
+    ];
+    for (args, code) in cases {
+        let done = sonde_run(args, b"");
+        assert_eq!(done.code(), Some(*code), "{args:?}: {}", done.stderr);
+        assert!(
+            !done.stderr.contains("'0.5'") && !done.stderr.contains("'1.5'"),
+            "{args:?} refused a decimal: {}",
+            done.stderr
+        );
+    }
+}

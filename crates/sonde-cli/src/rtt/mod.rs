@@ -331,10 +331,10 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
     }
     match fitted {
         Ok(f) => outln!(
-            "fit rtt(size) = base + 2*size/bandwidth: base {:.1} us, one-way bandwidth {:.2} Gbit/s ({:.1} MB/s), R^2 {:.4}",
+            "fit rtt(size) = base + 2*size/bandwidth: base {:.1} us, one-way bandwidth {} ({}/s), R^2 {:.4}",
             f.base_ns / 1000.0,
-            f.bytes_per_sec * 8.0 / 1e9,
-            f.bytes_per_sec / 1e6,
+            sonde::units::rate(f.bytes_per_sec * 8.0),
+            sonde::units::size(f.bytes_per_sec as u64),
             f.r_squared
         ),
         Err(e) => outln!("no fit: {e}"),

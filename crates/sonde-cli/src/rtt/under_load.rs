@@ -36,8 +36,8 @@ fn print(idle: &Summary, loaded: &Summary, load_bps: f64, json_out: bool) {
         return;
     }
     outln!(
-        "sonde rtt --under-load: round trips idle, then beside a bulk TCP stream ({:.2} Gbit/s)",
-        load_bps / 1e9
+        "sonde rtt --under-load: round trips idle, then beside a bulk TCP stream ({})",
+        sonde::units::rate(load_bps)
     );
     outln!("{:>8} {:>12} {:>12} {:>8}", "", "idle", "loaded", "ratio");
     for (name, a, b) in [

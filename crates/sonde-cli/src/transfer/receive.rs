@@ -132,13 +132,23 @@ fn serve_many(
     common: CommonArgs,
 ) -> anyhow::Result<()> {
     let quiet = common.quiet || common.json;
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&active);
+    super::on_interrupt(move || {
+        let n = counted.load(std::sync::atomic::Ordering::Relaxed);
+        format!("with {n} transfer(s) in progress; each resumes when its sender runs again")
+    });
     serve(listener, options, move |event| match event {
-        ReceiveEvent::Started { peer, .. } if !quiet => {
-            eprintln!("sonde receive: a transfer from {peer} begins");
+        ReceiveEvent::Started { peer, .. } => {
+            active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !quiet {
+                eprintln!("sonde receive: a transfer from {peer} begins");
+            }
         }
-        ReceiveEvent::Started { .. } => {}
         // One bad sender does not end a receiver that keeps open.
         ReceiveEvent::Finished { result, .. } => {
+            use std::sync::atomic::Ordering::Relaxed;
+            let _ = active.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
             if let Err(err) = finish(result, &common, "received", "from") {
                 eprintln!("sonde: {err:#}");
             }

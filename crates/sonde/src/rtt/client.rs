@@ -181,7 +181,10 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     // The first round trip is checked: what comes back must be what an
     // echo (or a sockperf) server sends.
     round_trip(&mut sock, &mut msg, config).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        ) {
             Error::Invalid(format!(
                 "{peer} closed the connection instead of answering: is it an echo server{}?",
                 if config.sockperf {

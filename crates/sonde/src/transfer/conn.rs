@@ -55,9 +55,19 @@ impl Conn {
     pub(crate) fn hello(&mut self) -> Result<(), TransferError> {
         self.write_all(&wire::hello(), "sending the hello")?;
         let mut theirs = [0; HELLO_LEN];
-        self.read_exact(&mut theirs, "reading the peer's hello")?;
+        let peer = self.peer;
+        let greeting = || format!("greeting {peer}");
+        match self.read_exact(&mut theirs, "reading the peer's hello") {
+            Err(TransferError::CutShort { .. }) => {
+                return Err(TransferError::Wire {
+                    what: greeting(),
+                    source: wire::WireError::NoHello,
+                });
+            }
+            other => other?,
+        }
         wire::check_hello(&theirs).map_err(|source| TransferError::Wire {
-            what: format!("greeting {}", self.peer),
+            what: greeting(),
             source,
         })
     }

@@ -49,8 +49,13 @@ pub const MAX_SIZE: i64 = 1 << 60;
 #[non_exhaustive]
 pub enum WireError {
     /// The hello did not start with [`MAGIC`].
-    #[error("the peer is not a sonde transfer peer (it sent {0:02x?})")]
+    #[error("it does not speak sonde's transfer protocol (its first bytes: {})", shown(.0))]
     NotSonde(Vec<u8>),
+    /// The peer closed the connection before its hello.
+    #[error(
+        "it closed the connection without sonde's hello: it does not speak sonde's transfer protocol"
+    )]
+    NoHello,
     /// Both ends are sonde, but speak different versions.
     #[error("protocol version mismatch: this sonde speaks {ours}, the peer speaks {theirs}")]
     Version {
@@ -82,6 +87,16 @@ pub enum WireError {
     /// The peer answered as no sonde receiver would.
     #[error("it is not a sonde receiver ({0})")]
     NotReceiver(&'static str),
+}
+
+/// Bytes as a reader can take them: printable ASCII as text, the rest
+/// as `\xNN`.
+fn shown(bytes: &[u8]) -> String {
+    let text: String = bytes
+        .iter()
+        .map(|&b| std::ascii::escape_default(b).to_string())
+        .collect();
+    format!("\"{text}\"")
 }
 
 /// Every control message.
