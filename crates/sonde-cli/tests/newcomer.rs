@@ -366,3 +366,44 @@ fn every_time_flag_takes_decimals() {
         );
     }
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM end a transfer with 130 and 143, saying
+/// what they cut short.
+#[test]
+fn interrupted_transfers_exit_130_or_143_and_say_what_was_cut() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let dir = TempDir::new("newcomer-interrupt");
+    let file = dir.join("f");
+    std::fs::write(&file, b"data").expect("a file");
+    // A listener that accepts and never says hello: the sender waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port().to_string();
+    let _holder = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(2).collect();
+        std::thread::sleep(common::DEADLINE);
+        drop(held);
+    });
+    for (signal, code) in [(Signal::INT, 130), (Signal::TERM, 143)] {
+        let mut child = sonde()
+            .args(["send", file.to_str().expect("utf-8"), "127.0.0.1", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sonde send");
+        let mut reaper = common::Reaper::new(child.id());
+        let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        // It says what it waits for once a second: then it is waiting.
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut err, &mut line).expect("a progress line");
+        assert_contains(&line, "waiting for");
+        let pid = Pid::from_raw(child.id() as i32).expect("pid");
+        kill_process(pid, signal).expect("a signal");
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        let status = child.wait().expect("the sender");
+        reaper.disarm();
+        assert_eq!(status.code(), Some(code), "{signal:?}: {rest}");
+        assert_contains(&rest, "interrupted while sending");
+        assert_contains(&rest, "run the same command again to resume");
+    }
+}
