@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -47,13 +46,7 @@ fn have_peers() -> bool {
 }
 
 fn command(program: &str) -> Command {
-    if program == "iperf3" {
-        Command::new("iperf3")
-    } else {
-        let mut c = sonde();
-        c.arg("perf");
-        c
-    }
+    common::perf_program(program)
 }
 
 /// A one-off server with authentication, once it listens.
@@ -75,15 +68,7 @@ fn server(program: &str, dir: &Path, extra: &[&str]) -> (Child, u16, Reaper) {
         .spawn()
         .expect("a server");
     let reaper = Reaper::new(child.id());
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("Server listening") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("{program} did not start"),
-        }
-    }
-    thread::spawn(move || for _ in lines {});
+    common::await_stdout_line(&mut child, "Server listening", program);
     (child, port, reaper)
 }
 

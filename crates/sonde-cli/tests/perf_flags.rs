@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -61,16 +60,11 @@ fn await_thread_cpus(pid: u32, name: &str, want: &str) {
 /// port, with the port once it says it listens.
 fn server_on(program: &str, addr: &str, extra: &[&str]) -> (Child, u16, common::Reaper) {
     let port = common::free_port();
-    let mut cmd = if program == "iperf3" {
-        let mut c = Command::new("iperf3");
+    let mut cmd = common::perf_program(program);
+    if program == "iperf3" {
         // Piped, iperf3 holds its banner in a buffer without this.
-        c.arg("--forceflush");
-        c
-    } else {
-        let mut c = sonde();
-        c.arg("perf");
-        c
-    };
+        cmd.arg("--forceflush");
+    }
     let mut child = cmd
         .args(["-s", "-B", addr, "-p", &port.to_string()])
         .args(extra)
@@ -79,15 +73,7 @@ fn server_on(program: &str, addr: &str, extra: &[&str]) -> (Child, u16, common::
         .spawn()
         .expect("a server");
     let reaper = common::Reaper::new(child.id());
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("Server listening") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("{program} did not start"),
-        }
-    }
-    thread::spawn(move || for _ in lines {});
+    common::await_stdout_line(&mut child, "Server listening", program);
     (child, port, reaper)
 }
 
@@ -102,13 +88,7 @@ fn stop(mut child: Child, mut reaper: common::Reaper) {
 }
 
 fn client(program: &str, port: u16, args: &[&str]) -> Child {
-    let mut cmd = if program == "iperf3" {
-        Command::new("iperf3")
-    } else {
-        let mut c = sonde();
-        c.arg("perf");
-        c
-    };
+    let mut cmd = common::perf_program(program);
     cmd.args(["-c", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdout(Stdio::null())
@@ -272,13 +252,7 @@ fn a_flow_label_and_dscp_travel_both_ways() {
     }
     for (srv_prog, cli_prog) in [("iperf3", "sonde"), ("sonde", "iperf3")] {
         let (srv, port, reaper) = server_on(srv_prog, "::1", &["-1", "-6"]);
-        let mut cmd = if cli_prog == "iperf3" {
-            Command::new("iperf3")
-        } else {
-            let mut c = sonde();
-            c.arg("perf");
-            c
-        };
+        let mut cmd = common::perf_program(cli_prog);
         cmd.args([
             "-6",
             "-c",

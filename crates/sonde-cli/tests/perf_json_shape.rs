@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{DEADLINE, sonde};
+use common::DEADLINE;
 
 /// Paths sonde may write that iperf3 3.12 does not, and why.
 const ONLY_OURS: &[&str] = &[
@@ -107,13 +107,7 @@ fn wait_listening(port: u16) {
 }
 
 fn program(name: &str) -> Command {
-    if name == "iperf3" {
-        Command::new("iperf3")
-    } else {
-        let mut c = sonde();
-        c.arg("perf");
-        c
-    }
+    common::perf_program(name)
 }
 
 /// Runs `server -s -1 -J` and `client -c -J MODE`; both documents.

@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 
-use common::{Reaper, sonde};
+use common::Reaper;
 
 /// A line with its numbers (and their padding) as " N " and unit
 /// prefixes gone: what a line's shape is.
@@ -75,15 +75,11 @@ fn shapes(text: &str) -> Vec<String> {
 }
 
 fn command(program: &str) -> Command {
+    let mut c = common::perf_program(program);
     if program == "iperf3" {
-        let mut c = Command::new("iperf3");
         c.arg("--forceflush");
-        c
-    } else {
-        let mut c = sonde();
-        c.arg("perf");
-        c
     }
+    c
 }
 
 /// A one-off server, started and waited for; its whole output is read

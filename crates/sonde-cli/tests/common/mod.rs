@@ -301,3 +301,29 @@ pub fn wait_tcp_listening(port: u16) {
 pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "{needle:?} not in:\n{text}");
 }
+
+/// `iperf3` or `sonde perf`, by name, for tests that pair the two.
+pub fn perf_program(name: &str) -> Command {
+    if name == "iperf3" {
+        Command::new("iperf3")
+    } else {
+        let mut c = sonde();
+        c.arg("perf");
+        c
+    }
+}
+
+/// Reads `child`'s stdout until a line holding `needle` (a server's
+/// banner), then keeps draining it on a thread so the child never blocks
+/// on a full pipe. Panics, naming `who`, if the output ends first.
+pub fn await_stdout_line(child: &mut Child, needle: &str, who: &str) {
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(needle) => break,
+            Some(Ok(_)) => {}
+            _ => panic!("{who} did not print {needle:?}"),
+        }
+    }
+    thread::spawn(move || for _ in lines {});
+}
