@@ -2,7 +2,10 @@
 //! bash (`-e`, in a temp dir, this build's `sonde` first on PATH) against
 //! servers started here on free loopback ports: an echo server where the
 //! README says 7007 (a UDP one where it says 9007), a perf server where it
-//! says 5201 and a receiver where it says 7090. So the README cannot drift from the binary.
+//! says 5201 and a receiver where it says 7090. A line of a block that
+//! ends in `&` is a server of its own: it is started first, must say it is
+//! ready (its first line of output) and still run, and is stopped after
+//! the block. So the README cannot drift from the binary.
 
 mod common;
 
@@ -54,6 +57,89 @@ fn with_ports(text: &str, ports: &[(&str, u16)]) -> String {
     }
     flush(&mut word, &mut out);
     out
+}
+
+/// The block's server lines (ending in `&`, before any comment), and the
+/// rest of it.
+fn split_servers(block: &str) -> (Vec<String>, String) {
+    let mut servers = Vec::new();
+    let mut rest = String::new();
+    for line in block.lines() {
+        let code = line.split(" #").next().unwrap_or(line).trim_end();
+        match code.strip_suffix('&') {
+            Some(server) => servers.push(server.trim().to_string()),
+            None => {
+                rest.push_str(line);
+                rest.push('\n');
+            }
+        }
+    }
+    (servers, rest)
+}
+
+/// A README server line, running; stopped when dropped.
+struct Server {
+    child: std::process::Child,
+    _reaper: Reaper,
+}
+
+impl Server {
+    fn start(line: &str, dir: &TempDir, path: &str) -> Self {
+        let mut child = Command::new("bash")
+            .args(["-c", &format!("exec {line}")])
+            .current_dir(&dir.0)
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("a README server");
+        let reaper = Reaper::new(child.id());
+        let (tx, rx) = std::sync::mpsc::channel();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let first = rx.recv_timeout(common::DEADLINE);
+        // Ready means its banner, not an error (warnings aside).
+        assert!(
+            first
+                .as_ref()
+                .is_ok_and(|l| !l.starts_with("sonde: ") || l.starts_with("sonde: warning")),
+            "README server {line:?}: {first:?}"
+        );
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "README server {line:?} ended: {first:?}"
+        );
+        Self {
+            child,
+            _reaper: reaper,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -138,8 +224,14 @@ fn every_runnable_example_runs() {
         bin.parent().expect("the binary's directory").display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    std::fs::write(dir.join("file"), b"a file to serve\n").expect("a file");
     for (i, block) in blocks.iter().enumerate() {
         let script = with_ports(block, &ports);
+        let (servers, script) = split_servers(&script);
+        let _running: Vec<Server> = servers
+            .iter()
+            .map(|line| Server::start(line, &dir, &path))
+            .collect();
         let mut cmd = Command::new("bash");
         cmd.args(["-e", "-o", "pipefail", "-c", &script])
             .current_dir(&dir.0)
