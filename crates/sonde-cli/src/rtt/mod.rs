@@ -47,7 +47,7 @@ pub(crate) struct RttArgs {
     /// with an `s` suffix (`0.5s`).
     #[arg(long, value_name = "COUNT|SECSs", default_value = "100", value_parser = parse_warmup)]
     pub(crate) warmup: (u64, Duration),
-    /// Measure at each size and fit rtt = base + 2·size/bandwidth: e.g. 1,64,1K,16K,64K,256K,1M.
+    /// Measure at each size and fit delay and bandwidth (base + 2·size/bandwidth for UDP and sockperf, base + size/bandwidth for a TCP echo): e.g. 1,64,1K,16K,64K,256K,1M.
     #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size)]
     pub(crate) sweep: Option<Vec<u64>>,
     /// UDP: count a request lost when its reply takes longer than SECS.
@@ -287,14 +287,23 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
         .iter()
         .map(|r| (r.size as u64, r.latency.summary().p50 as f64))
         .collect();
-    let fitted = fit::fit(&points);
+    // UDP datagrams and sockperf's messages are answered whole; a TCP
+    // echo streams them back.
+    let model = if args.udp || args.sockperf {
+        fit::Model::StoreAndForward
+    } else {
+        fit::Model::Streaming
+    };
+    let fitted = fit::fit(&points, model);
     if args.json {
         let runs: Vec<serde_json::Value> =
             reports.iter().map(|r| report_json(args, addr, r)).collect();
         let model = match &fitted {
-            Ok(f) => json!({"base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,
+            Ok(f) => {
+                json!({"model": f.model.name(), "formula": f.model.formula(), "base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,
                 "bandwidth_bits_per_sec": f.bytes_per_sec * 8.0, "r_squared": f.r_squared,
-                "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()}),
+                "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()})
+            }
             Err(e) => json!({"error": e.to_string()}),
         };
         outln!(
@@ -331,7 +340,9 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
     }
     match fitted {
         Ok(f) => outln!(
-            "fit rtt(size) = base + 2*size/bandwidth: base {:.1} us, one-way bandwidth {} ({}/s), R^2 {:.4}",
+            "fit rtt(size) = {} ({}): base {:.1} us, one-way bandwidth {} ({}/s), R^2 {:.4}",
+            f.model.formula(),
+            f.model.why(),
             f.base_ns / 1000.0,
             sonde::units::rate(f.bytes_per_sec * 8.0),
             sonde::units::size(f.bytes_per_sec as u64),

@@ -1,11 +1,61 @@
-//! The lesson's model fitted to measurements: an echo carries a message
-//! both ways, so rtt(size) = base + 2 · size / bandwidth. A least-squares
-//! line through (size, rtt) gives the base latency (intercept) and the
-//! one-way bandwidth (2 / slope). Pure.
+//! The lesson's model fitted to measurements: a round trip carries a
+//! message both ways, and what that costs depends on the exchange. A
+//! store-and-forward reflector (one that answers only once the whole
+//! message is in: sockperf's format, and every UDP datagram) costs
+//! rtt(size) = base + 2 · size / bandwidth; a streaming echo over TCP
+//! sends the first bytes back while the last still arrive, so the two
+//! directions overlap and rtt(size) ≈ base + size / bandwidth. A
+//! least-squares line through (size, rtt) gives the base latency
+//! (intercept) and the one-way bandwidth (passes / slope). Pure.
+
+/// What a round trip of a message costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// The reply starts once the whole message is in: two passes.
+    StoreAndForward,
+    /// The reply streams back as the message arrives: one pass.
+    Streaming,
+}
+
+impl Model {
+    /// How many times the message crosses the bottleneck in series.
+    fn passes(self) -> f64 {
+        match self {
+            Model::StoreAndForward => 2.0,
+            Model::Streaming => 1.0,
+        }
+    }
+
+    /// The formula, as printed.
+    pub fn formula(self) -> &'static str {
+        match self {
+            Model::StoreAndForward => "base + 2*size/bandwidth",
+            Model::Streaming => "base + size/bandwidth",
+        }
+    }
+
+    /// Why this model, as printed.
+    pub fn why(self) -> &'static str {
+        match self {
+            Model::StoreAndForward => "the reflector answers once the whole message is in",
+            Model::Streaming => "a streaming echo: the two directions overlap",
+        }
+    }
+
+    /// Its name in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::StoreAndForward => "store_and_forward",
+            Model::Streaming => "streaming",
+        }
+    }
+}
 
 /// A fitted model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fit {
+    /// The model fitted.
+    pub model: Model,
     /// Round trip of an empty message, ns.
     pub base_ns: f64,
     /// One-way bandwidth, bytes per second.
@@ -29,11 +79,11 @@ pub enum FitError {
     NoSlope,
 }
 
-/// Fits rtt(size) = base + 2·size/bandwidth to `(size bytes, rtt ns)`.
+/// Fits `model` to `(size bytes, rtt ns)`.
 ///
 /// # Errors
 /// [`FitError`] when the points cannot define the line.
-pub fn fit(points: &[(u64, f64)]) -> Result<Fit, FitError> {
+pub fn fit(points: &[(u64, f64)], model: Model) -> Result<Fit, FitError> {
     let n = points.len() as f64;
     let distinct = {
         let mut sizes: Vec<u64> = points.iter().map(|p| p.0).collect();
@@ -67,9 +117,10 @@ pub fn fit(points: &[(u64, f64)]) -> Result<Fit, FitError> {
     } else {
         1.0
     };
-    // slope is ns per byte for the round trip: 2 / bandwidth.
-    let bytes_per_sec = 2.0 / slope * 1e9;
+    // slope is ns per byte for the round trip: passes / bandwidth.
+    let bytes_per_sec = model.passes() / slope * 1e9;
     Ok(Fit {
+        model,
         base_ns: base,
         bytes_per_sec,
         r_squared,
@@ -88,7 +139,7 @@ mod tests {
             .iter()
             .map(|&s| (s, 20_000.0 + 2.0 * s as f64))
             .collect();
-        let f = fit(&points).expect("a line");
+        let f = fit(&points, Model::StoreAndForward).expect("a line");
         assert!((f.base_ns - 20_000.0).abs() < 1e-6, "{}", f.base_ns);
         assert!(
             (f.bytes_per_sec - 1e9).abs() / 1e9 < 1e-9,
@@ -107,15 +158,45 @@ mod tests {
             (2_000_000, 4_019_000.0),
             (500_000, 1_030_000.0),
         ];
-        let f = fit(&points).expect("a line");
+        let f = fit(&points, Model::StoreAndForward).expect("a line");
         assert!(f.r_squared < 1.0 && f.r_squared > 0.99);
         assert!(f.residuals.iter().any(|r| r.1.abs() > 100.0));
     }
 
     #[test]
     fn meaningless_fits_are_refused_clearly() {
-        assert_eq!(fit(&[(64, 10.0)]), Err(FitError::TooFewSizes));
-        assert_eq!(fit(&[(64, 10.0), (64, 12.0)]), Err(FitError::TooFewSizes));
-        assert_eq!(fit(&[(1, 30.0), (1000, 20.0)]), Err(FitError::NoSlope));
+        assert_eq!(
+            fit(&[(64, 10.0)], Model::Streaming),
+            Err(FitError::TooFewSizes)
+        );
+        assert_eq!(
+            fit(&[(64, 10.0), (64, 12.0)], Model::Streaming),
+            Err(FitError::TooFewSizes)
+        );
+        assert_eq!(
+            fit(&[(1, 30.0), (1000, 20.0)], Model::Streaming),
+            Err(FitError::NoSlope)
+        );
+    }
+
+    #[test]
+    fn a_streaming_echo_is_one_pass() {
+        // 100 Mbit/s = 12.5 MB/s: one pass of 1 MB is 80 ms.
+        let points: Vec<(u64, f64)> = [65_536u64, 262_144, 1_048_576]
+            .iter()
+            .map(|&s| (s, 1e6 + s as f64 / 12.5e6 * 1e9))
+            .collect();
+        let one = fit(&points, Model::Streaming).expect("a line");
+        let two = fit(&points, Model::StoreAndForward).expect("a line");
+        assert!(
+            (one.bytes_per_sec - 12.5e6).abs() < 1.0,
+            "{}",
+            one.bytes_per_sec
+        );
+        assert!(
+            (two.bytes_per_sec - 25e6).abs() < 1.0,
+            "twice the truth: {}",
+            two.bytes_per_sec
+        );
     }
 }
