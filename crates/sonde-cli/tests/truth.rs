@@ -239,8 +239,8 @@ fn json(cmd: Command) -> Value {
 #[test]
 fn the_sweep_finds_the_shaped_rate() {
     for (mbit, subnet, sizes, n) in [
-        (100, 41, "64K,128K,256K,512K", "20"),
-        (20, 42, "32K,64K,128K,256K", "12"),
+        (100, 41, "14,64,1K,4K,64K,128K,256K,512K", "20"),
+        (20, 42, "14,64,1K,4K,32K,64K,128K,256K", "12"),
     ] {
         let Some(link) = link_or_skip("sweep", mbit, subnet) else {
             return;
@@ -267,17 +267,46 @@ fn the_sweep_finds_the_shaped_rate() {
         );
         cmd.stdin(Stdio::null());
         let doc = json(cmd);
+        // The base's truth: the round trip of the smallest message.
+        let small = json(Link::sonde(
+            &link.a,
+            &[
+                "rtt",
+                &target,
+                "--sockperf",
+                "--tcp",
+                "-m",
+                "14",
+                "-n",
+                "500",
+                "--json",
+            ],
+        ));
         stop(server);
+        let unshaped = small["rtt_ns"]["p50"].as_f64().unwrap_or(0.0);
         let fit = &doc["fit"];
         assert_eq!(fit["model"], "store_and_forward", "{fit}");
         let bw = fit["bandwidth_bits_per_sec"].as_f64().unwrap_or(0.0);
         let truth = Link::payload(mbit);
+        let base = fit["base_ns"].as_f64().unwrap_or(0.0);
         eprintln!(
-            "truth: {mbit} Mbit/s shaped: sweep {:.2} Mbit/s, payload {:.2} ({:+.1}%), base {:.0} us",
+            "truth: {mbit} Mbit/s shaped: sweep {:.2} Mbit/s, payload {:.2} ({:+.1}%); base {:.0} us, a 14-byte round trip {:.0} us; knee {}",
             bw / 1e6,
             truth / 1e6,
             (bw / truth - 1.0) * 100.0,
-            fit["base_ns"].as_f64().unwrap_or(0.0) / 1e3
+            base / 1e3,
+            unshaped / 1e3,
+            fit["knee_bytes"]
+        );
+        // The shaper's 16 KiB burst lets small messages by unqueued: the
+        // sweep must find that knee, and take the base from below it.
+        let knee = fit["knee_bytes"].as_u64().unwrap_or(0);
+        assert!((4096..65_536).contains(&knee), "knee {knee}: {fit}");
+        assert!(
+            (base - unshaped).abs() <= (0.1 * unshaped).max(100_000.0),
+            "base {:.0} us against a 14-byte round trip of {:.0} us",
+            base / 1e3,
+            unshaped / 1e3
         );
         assert!(
             (bw / truth - 1.0).abs() < 0.05,

@@ -294,14 +294,14 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
     } else {
         fit::Model::Streaming
     };
-    let fitted = fit::fit(&points, model);
+    let fitted = fit::fit_knee(&points, model);
     if args.json {
         let runs: Vec<serde_json::Value> =
             reports.iter().map(|r| report_json(args, addr, r)).collect();
         let model = match &fitted {
             Ok(f) => {
                 json!({"model": f.model.name(), "formula": f.model.formula(), "base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,
-                "bandwidth_bits_per_sec": f.bytes_per_sec * 8.0, "r_squared": f.r_squared,
+                "bandwidth_bits_per_sec": f.bytes_per_sec * 8.0, "r_squared": f.r_squared, "knee_bytes": f.knee,
                 "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()})
             }
             Err(e) => json!({"error": e.to_string()}),
@@ -338,7 +338,7 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
             residual / 1000.0
         );
     }
-    match fitted {
+    match &fitted {
         Ok(f) => outln!(
             "fit rtt(size) = {} ({}): base {:.1} us, one-way bandwidth {} ({}/s), R^2 {:.4}",
             f.model.formula(),
@@ -349,5 +349,13 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
             f.r_squared
         ),
         Err(e) => outln!("no fit: {e}"),
+    }
+    if let Ok(f) = &fitted
+        && let Some(knee) = f.knee
+    {
+        outln!(
+            "knee at {}: smaller messages pass without the bottleneck's rate (a shaper's burst, socket buffers); the base is fitted below it, the bandwidth above it",
+            sonde::units::size(knee)
+        );
     }
 }

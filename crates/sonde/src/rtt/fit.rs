@@ -64,6 +64,10 @@ pub struct Fit {
     pub r_squared: f64,
     /// Measured minus fitted RTT at each size, ns.
     pub residuals: Vec<(u64, f64)>,
+    /// Where the rate starts to show: sizes below it pass without the
+    /// bottleneck's rate (a shaper's burst, socket buffers) and are not
+    /// part of the slope. `None` when every size is on one line.
+    pub knee: Option<u64>,
 }
 
 /// Why no meaningful fit exists.
@@ -125,6 +129,92 @@ pub fn fit(points: &[(u64, f64)], model: Model) -> Result<Fit, FitError> {
         bytes_per_sec,
         r_squared,
         residuals,
+        knee: None,
+    })
+}
+
+/// Least squares through `points`: (intercept, slope, squared error).
+fn line(points: &[(u64, f64)]) -> Option<(f64, f64, f64)> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 as f64 - mean_x).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = points
+        .iter()
+        .map(|p| (p.0 as f64 - mean_x) * (p.1 - mean_y))
+        .sum();
+    let slope = sxy / sxx;
+    let intercept = mean_y - slope * mean_x;
+    let sse = points
+        .iter()
+        .map(|p| (p.1 - intercept - slope * p.0 as f64).powi(2))
+        .sum();
+    Some((intercept, slope, sse))
+}
+
+/// Fits `model` as [`fit`] does, and when the small sizes sit off the
+/// line (below a knee, where a shaper's burst or the buffers let them by
+/// without the rate) fits two segments: the base from the small sizes,
+/// the bandwidth from the sizes above the knee only, and the knee where
+/// the two meet. Needs two sizes on each side; a second segment is kept
+/// only when it explains the points far better (a tenth of one line's
+/// error) and is clearly flatter (under three quarters of the slope).
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_knee(points: &[(u64, f64)], model: Model) -> Result<Fit, FitError> {
+    let one = fit(points, model)?;
+    let mut sorted = points.to_vec();
+    sorted.sort_by_key(|p| p.0);
+    let Some((_, _, one_sse)) = line(&sorted) else {
+        return Ok(one);
+    };
+    let mut best: Option<(f64, usize, (f64, f64), (f64, f64))> = None;
+    for split in 2..sorted.len().saturating_sub(1) {
+        let (low, high) = sorted.split_at(split);
+        let (Some(l), Some(h)) = (line(low), line(high)) else {
+            continue;
+        };
+        let sse = l.2 + h.2;
+        if h.1 > 0.0 && l.1 < h.1 * 0.75 && best.is_none_or(|b| sse < b.0) {
+            best = Some((sse, split, (l.0, l.1), (h.0, h.1)));
+        }
+    }
+    let Some((sse, _, (low_base, low_slope), (high_base, high_slope))) = best else {
+        return Ok(one);
+    };
+    if sse > one_sse * 0.1 {
+        return Ok(one);
+    }
+    let knee = ((low_base - high_base) / (high_slope - low_slope)).max(0.0);
+    let fitted = |x: f64| {
+        if x < knee {
+            low_base + low_slope * x
+        } else {
+            high_base + high_slope * x
+        }
+    };
+    let residuals: Vec<(u64, f64)> = points
+        .iter()
+        .map(|p| (p.0, p.1 - fitted(p.0 as f64)))
+        .collect();
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64;
+    let ss_tot: f64 = points.iter().map(|p| (p.1 - mean_y).powi(2)).sum();
+    let ss_res: f64 = residuals.iter().map(|r| r.1 * r.1).sum();
+    Ok(Fit {
+        model,
+        base_ns: low_base,
+        bytes_per_sec: model.passes() / high_slope * 1e9,
+        r_squared: if ss_tot > 0.0 {
+            1.0 - ss_res / ss_tot
+        } else {
+            1.0
+        },
+        residuals,
+        knee: Some(knee as u64),
     })
 }
 
@@ -197,6 +287,41 @@ mod tests {
             (two.bytes_per_sec - 25e6).abs() < 1.0,
             "twice the truth: {}",
             two.bytes_per_sec
+        );
+    }
+
+    #[test]
+    fn a_burst_makes_a_knee_and_the_base_comes_from_below_it() {
+        // base 100 us; the first 16 KiB pass unqueued; then 12.5 MB/s,
+        // store and forward: rtt = base + 2 * (size - 16 KiB) / rate.
+        let burst = 16_384.0;
+        let points: Vec<(u64, f64)> = [1u64, 64, 1024, 4096, 65_536, 131_072, 262_144, 524_288]
+            .iter()
+            .map(|&s| {
+                let queued = (s as f64 - burst).max(0.0);
+                (s, 100_000.0 + 2.0 * queued / 12.5e6 * 1e9)
+            })
+            .collect();
+        let plain = fit(&points, Model::StoreAndForward).expect("a line");
+        let f = fit_knee(&points, Model::StoreAndForward).expect("two segments");
+        assert!(
+            plain.base_ns < 0.0,
+            "one line puts the base below zero: {}",
+            plain.base_ns
+        );
+        assert!((f.base_ns - 100_000.0).abs() < 1.0, "{}", f.base_ns);
+        assert!(
+            (f.bytes_per_sec - 12.5e6).abs() < 1.0,
+            "{}",
+            f.bytes_per_sec
+        );
+        let knee = f.knee.expect("a knee");
+        assert!((knee as f64 - burst).abs() < 1.0, "{knee}");
+        // One line through points on one line has no knee.
+        let straight: Vec<(u64, f64)> = points.iter().map(|p| (p.0, 5e4 + p.0 as f64)).collect();
+        assert_eq!(
+            fit_knee(&straight, Model::Streaming).expect("a line").knee,
+            None
         );
     }
 }
