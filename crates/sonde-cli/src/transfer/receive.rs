@@ -66,6 +66,11 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let listener = net::listen_tcp(addr, false)?;
     sonde::door::raise_fd_limit();
     let local = listener.local_addr().context("reading the bound address")?;
+    // Before the banner: once it is out, the process's threads are all up.
+    let watch = Arc::new(Watch::default());
+    let seen = Arc::clone(&watch);
+    let keep_open = args.keep_open;
+    super::on_interrupt(move || seen.describe(keep_open, local));
     if !args.common.quiet {
         let made = if created { " (created)" } else { "" };
         eprintln!(
@@ -83,23 +88,17 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     options.max_transfers = args.max_transfers.max(1);
     let common = args.common;
     if args.keep_open {
-        serve_many(listener, options, common)?;
+        serve_many(listener, options, common, &watch)?;
         return Ok(ExitCode::SUCCESS);
     }
     let quiet = common.quiet || common.json;
     let outcome = Arc::new(Mutex::new(None));
     let display: Mutex<Option<Display>> = Mutex::new(None);
     let slot = Arc::clone(&outcome);
-    // What Ctrl-C cut short: the transfer once it began, else the wait.
-    let current: Arc<Mutex<Option<Arc<sonde::transfer::Progress>>>> = Arc::default();
-    let watched = Arc::clone(&current);
-    super::on_interrupt(move || match watched.lock().ok().and_then(|p| p.clone()) {
-        Some(progress) => super::interrupted_at(&progress, "receiving"),
-        None => format!("while waiting for a sender on {local}"),
-    });
+    let current = Arc::clone(&watch);
     serve(listener, options, move |event| match event {
         ReceiveEvent::Started { progress, .. } => {
-            if let Ok(mut slot) = current.lock() {
+            if let Ok(mut slot) = current.current.lock() {
                 *slot = Some(Arc::clone(&progress));
             }
             if let Ok(mut shown) = display.lock() {
@@ -130,17 +129,15 @@ fn serve_many(
     listener: TcpListener,
     options: ServeOptions,
     common: CommonArgs,
+    watch: &Arc<Watch>,
 ) -> anyhow::Result<()> {
     let quiet = common.quiet || common.json;
-    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = Arc::clone(&active);
-    super::on_interrupt(move || {
-        let n = counted.load(std::sync::atomic::Ordering::Relaxed);
-        format!("with {n} transfer(s) in progress; each resumes when its sender runs again")
-    });
+    let watch = Arc::clone(watch);
     serve(listener, options, move |event| match event {
         ReceiveEvent::Started { peer, .. } => {
-            active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            watch
+                .active
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if !quiet {
                 eprintln!("sonde receive: a transfer from {peer} begins");
             }
@@ -148,7 +145,9 @@ fn serve_many(
         // One bad sender does not end a receiver that keeps open.
         ReceiveEvent::Finished { result, .. } => {
             use std::sync::atomic::Ordering::Relaxed;
-            let _ = active.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+            let _ = watch
+                .active
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
             if let Err(err) = finish(result, &common, "received", "from") {
                 eprintln!("sonde: {err:#}");
             }
@@ -161,5 +160,28 @@ fn serve_many(
 fn turned_away(peer: SocketAddr, quiet: bool) {
     if !quiet {
         eprintln!("sonde receive: turned {peer} away: busy with other transfers");
+    }
+}
+
+/// What a Ctrl-C would cut short: the one transfer's progress, or how
+/// many transfers run.
+#[derive(Default)]
+struct Watch {
+    current: Mutex<Option<Arc<sonde::transfer::Progress>>>,
+    active: std::sync::atomic::AtomicUsize,
+}
+
+impl Watch {
+    fn describe(&self, keep_open: bool, local: SocketAddr) -> String {
+        if keep_open {
+            let n = self.active.load(std::sync::atomic::Ordering::Relaxed);
+            return format!(
+                "with {n} transfer(s) in progress; each resumes when its sender runs again"
+            );
+        }
+        match self.current.lock().ok().and_then(|p| p.clone()) {
+            Some(progress) => super::interrupted_at(&progress, "receiving"),
+            None => format!("while waiting for a sender on {local}"),
+        }
     }
 }

@@ -133,6 +133,9 @@ pub fn fit(points: &[(u64, f64)], model: Model) -> Result<Fit, FitError> {
     })
 }
 
+/// A line: (intercept, slope).
+type Line = (f64, f64);
+
 /// Least squares through `points`: (intercept, slope, squared error).
 fn line(points: &[(u64, f64)]) -> Option<(f64, f64, f64)> {
     let n = points.len() as f64;
@@ -172,7 +175,8 @@ pub fn fit_knee(points: &[(u64, f64)], model: Model) -> Result<Fit, FitError> {
     let Some((_, _, one_sse)) = line(&sorted) else {
         return Ok(one);
     };
-    let mut best: Option<(f64, usize, (f64, f64), (f64, f64))> = None;
+    // (squared error, the small sizes' line, the large sizes' line)
+    let mut best: Option<(f64, Line, Line)> = None;
     for split in 2..sorted.len().saturating_sub(1) {
         let (low, high) = sorted.split_at(split);
         let (Some(l), Some(h)) = (line(low), line(high)) else {
@@ -180,10 +184,10 @@ pub fn fit_knee(points: &[(u64, f64)], model: Model) -> Result<Fit, FitError> {
         };
         let sse = l.2 + h.2;
         if h.1 > 0.0 && l.1 < h.1 * 0.75 && best.is_none_or(|b| sse < b.0) {
-            best = Some((sse, split, (l.0, l.1), (h.0, h.1)));
+            best = Some((sse, (l.0, l.1), (h.0, h.1)));
         }
     }
-    let Some((sse, _, (low_base, low_slope), (high_base, high_slope))) = best else {
+    let Some((sse, (low_base, low_slope), (high_base, high_slope))) = best else {
         return Ok(one);
     };
     if sse > one_sse * 0.1 {
