@@ -401,3 +401,63 @@ fn perf_udp_loss_is_what_the_link_cannot_carry() {
         "200M asked: {twice_loss}% lost, {expected:.1}% expected"
     );
 }
+
+/// A UDP reflector this test controls, across the shaped path: it drops
+/// every datagram whose sequence number is 9 mod 10 and answers twice
+/// those that are 3 mod 7. `rtt -u` must count exactly that.
+#[test]
+fn rtt_counts_exactly_what_a_reflector_drops_and_duplicates() {
+    if !common::have_peer("python3", "python3") {
+        return;
+    }
+    let Some(link) = link_or_skip("counts", 100, 45) else {
+        return;
+    };
+    const REFLECTOR: &str = "import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', int(sys.argv[1])))
+print('listening', flush=True)
+while True:
+    d, a = s.recvfrom(65536)
+    seq = struct.unpack('>Q', d[:8])[0]
+    if seq % 10 == 9:
+        continue
+    s.sendto(d, a)
+    if seq % 7 == 3:
+        s.sendto(d, a)
+";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &link.b, "python3", "-c", REFLECTOR, "7007"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the reflector");
+    let reaper = Reaper::new(child.id());
+    common::await_stdout_line(&mut child, "listening", "the reflector");
+    let target = format!("{}:7007", link.b_addr);
+    let args = [
+        "rtt",
+        &target,
+        "-u",
+        "-n",
+        "1000",
+        "--warmup",
+        "0",
+        "--timeout",
+        "0.05",
+        "--json",
+    ];
+    let doc = json(Link::sonde(&link.a, &args));
+    stop((child, reaper));
+    let sent = doc["sent"].as_u64().unwrap_or(0);
+    let drops = (0..sent).filter(|s| s % 10 == 9).count() as u64;
+    let dups = (0..sent).filter(|s| s % 7 == 3 && s % 10 != 9).count() as u64;
+    eprintln!(
+        "truth: rtt -u sent {sent}, lost {} ({drops} dropped), duplicates {} ({dups} sent twice)",
+        doc["lost"], doc["duplicates"]
+    );
+    assert_eq!(sent, 1000, "{doc}");
+    assert_eq!(doc["lost"], drops, "{doc}");
+    assert_eq!(doc["duplicates"], dups, "{doc}");
+    assert_eq!(doc["late"], 0, "{doc}");
+}
