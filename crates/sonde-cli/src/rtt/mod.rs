@@ -81,6 +81,10 @@ pub(crate) struct RttArgs {
     /// without, an embedded server).
     #[arg(long, value_name = "PORT", requires = "under_load")]
     pub(crate) load_port: Option<u16>,
+    /// TCP congestion control of the --under-load stream (as perf's -C): a
+    /// loss-based one (cubic) fills a path's queue, BBR keeps it short.
+    #[arg(long, value_name = "ALGO", requires = "under_load")]
+    pub(crate) load_congestion: Option<String>,
     /// Spin instead of sleeping while waiting for replies (lowest latency, a whole CPU);
     /// with no host, the embedded reflector spins too.
     #[arg(long)]
@@ -171,7 +175,7 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
             let port = args
                 .load_port
                 .or(args.host.as_ref().map(|_| sonde::wire::iperf::DEFAULT_PORT));
-            under_load::run(&config, port, args.json)?;
+            under_load::run(&config, port, args.load_congestion.as_deref(), args.json)?;
             return Ok(ExitCode::SUCCESS);
         }
         let report = match args.rate {

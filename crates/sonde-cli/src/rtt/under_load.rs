@@ -10,9 +10,10 @@ use sonde::rtt::stats::{Summary, micros};
 pub(crate) fn run(
     config: &RttConfig,
     load_port: Option<u16>,
+    congestion: Option<&str>,
     json_out: bool,
 ) -> anyhow::Result<()> {
-    let result = sonde::rtt::under_load::run(config, load_port)?;
+    let result = sonde::rtt::under_load::run(config, load_port, congestion)?;
     print(
         &result.idle.latency.summary(),
         &result.loaded.latency.summary(),

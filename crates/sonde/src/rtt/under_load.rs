@@ -49,11 +49,17 @@ impl Observer for Started {
 }
 
 /// Measures idle, then under a bulk TCP upload to the echo server's host
-/// at `load_port` (an embedded perf server on loopback when `None`).
+/// at `load_port` (an embedded perf server on loopback when `None`), its
+/// sockets on congestion control `congestion` where given (a loss-based
+/// one such as CUBIC fills a path's queue; BBR keeps it short).
 ///
 /// # Errors
 /// When either run fails, or the load moves nothing within 30 s.
-pub fn run(config: &RttConfig, load_port: Option<u16>) -> Result<UnderLoad> {
+pub fn run(
+    config: &RttConfig,
+    load_port: Option<u16>,
+    congestion: Option<&str>,
+) -> Result<UnderLoad> {
     let idle = client::run(config)?;
     let embedded = match load_port {
         Some(_) => None,
@@ -68,6 +74,7 @@ pub fn run(config: &RttConfig, load_port: Option<u16>) -> Result<UnderLoad> {
     };
     let mut load = ClientConfig::new(host.to_string(), port);
     load.params.time = 3600;
+    load.params.congestion = congestion.map(str::to_string);
     load.interval = Some(Duration::from_millis(200));
     let (tx, started) = mpsc::channel();
     let observer = Arc::new(Started {
