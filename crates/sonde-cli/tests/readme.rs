@@ -85,43 +85,17 @@ struct Server {
 
 impl Server {
     fn start(line: &str, dir: &TempDir, path: &str) -> Self {
-        let mut child = Command::new("bash")
-            .args(["-c", &format!("exec {line}")])
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &format!("exec {line}")])
             .current_dir(&dir.0)
             .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("a README server");
-        let reaper = Reaper::new(child.id());
-        let (tx, rx) = std::sync::mpsc::channel();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let first = rx.recv_timeout(common::DEADLINE);
+            .stdin(Stdio::null());
+        let (mut child, reaper, first) = common::spawn_ready(cmd, |_| true);
         // Ready means its banner, not an error (warnings aside).
         assert!(
             first
                 .as_ref()
-                .is_ok_and(|l| !l.starts_with("sonde: ") || l.starts_with("sonde: warning")),
+                .is_some_and(|l| !l.starts_with("sonde: ") || l.starts_with("sonde: warning")),
             "README server {line:?}: {first:?}"
         );
         assert!(

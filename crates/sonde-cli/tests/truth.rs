@@ -170,42 +170,8 @@ impl Drop for Link {
 
 /// A server in a namespace, ready once `ready` is on its output.
 fn serve(ns: &str, args: &[&str], ready: &str) -> (Child, Reaper) {
-    let mut child = Link::sonde(ns, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("a server in the namespace");
-    let reaper = Reaper::new(child.id());
-    let (tx, rx) = std::sync::mpsc::channel();
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    loop {
-        let line = rx
-            .recv_timeout(common::DEADLINE)
-            .expect("the server's banner");
-        if line.contains(ready) {
-            break;
-        }
-    }
+    let (child, reaper, line) = common::spawn_ready(Link::sonde(ns, args), |l| l.contains(ready));
+    assert!(line.is_some(), "no {ready:?} from {args:?}");
     (child, reaper)
 }
 

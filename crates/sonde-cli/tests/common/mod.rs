@@ -327,3 +327,49 @@ pub fn await_stdout_line(child: &mut Child, needle: &str, who: &str) {
     }
     thread::spawn(move || for _ in lines {});
 }
+
+/// Spawns `cmd` with stdout and stderr piped and waits (within the
+/// deadline) for a line on either that `ready` accepts; the child, its
+/// reaper, and that line (`None` if the output ended or the deadline
+/// passed first). Both pipes are drained on threads from then on.
+pub fn spawn_ready(
+    mut cmd: Command,
+    ready: impl Fn(&str) -> bool,
+) -> (Child, Reaper, Option<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting a server");
+    let reaper = Reaper::new(child.id());
+    let (tx, rx) = mpsc::channel();
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    for pipe in pipes.into_iter().flatten() {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let start = Instant::now();
+    let line = loop {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) if ready(&line) => break Some(line),
+            Ok(_) => {}
+            Err(_) => break None,
+        }
+    };
+    (child, reaper, line)
+}

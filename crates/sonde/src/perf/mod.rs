@@ -18,6 +18,7 @@ pub mod server;
 pub mod session;
 pub mod sockopt;
 pub mod stream;
+mod test_spec;
 pub mod text;
 mod worker;
 mod zerocopy;
