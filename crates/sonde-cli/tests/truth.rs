@@ -181,6 +181,10 @@ fn stop((mut child, mut reaper): (Child, Reaper)) {
     reaper.disarm();
 }
 
+/// One shaped path at a time: the tests measure, and tests beside each
+/// other would share the CPUs they measure with.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn link_or_skip(tag: &str, mbit: u32, subnet: u8) -> Option<Link> {
     let link = Link::new(tag, mbit, subnet);
     if link.is_none() {
@@ -204,6 +208,9 @@ fn json(cmd: Command) -> Value {
 /// within 5% of the shaped link's payload rate, at two rates.
 #[test]
 fn the_sweep_finds_the_shaped_rate() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for (mbit, subnet, sizes, n) in [
         (100, 41, "14,64,1K,4K,64K,128K,256K,512K", "20"),
         (20, 42, "14,64,1K,4K,32K,64K,128K,256K", "12"),
@@ -286,6 +293,9 @@ fn the_sweep_finds_the_shaped_rate() {
 /// perf's TCP throughput within 2% of the payload rate.
 #[test]
 fn perf_measures_the_shaped_rate() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mbit = 100;
     let Some(link) = link_or_skip("perf", mbit, 43) else {
         return;
@@ -319,6 +329,9 @@ fn perf_measures_the_shaped_rate() {
 /// asked; at twice it, the loss is what the link cannot carry.
 #[test]
 fn perf_udp_loss_is_what_the_link_cannot_carry() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mbit = 100;
     let Some(link) = link_or_skip("udp", mbit, 44) else {
         return;
@@ -373,6 +386,9 @@ fn perf_udp_loss_is_what_the_link_cannot_carry() {
 /// those that are 3 mod 7. `rtt -u` must count exactly that.
 #[test]
 fn rtt_counts_exactly_what_a_reflector_drops_and_duplicates() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !common::have_peer("python3", "python3") {
         return;
     }

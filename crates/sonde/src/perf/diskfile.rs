@@ -13,8 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::stream::monotonic;
-use super::worker::{Run, pace};
+use super::worker::{Run, monotonic, pace};
 use crate::wire::iperf::datagram::UdpHeader;
 
 /// The file of `-F` and how large it was when the test ended.

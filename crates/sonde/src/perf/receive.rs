@@ -67,8 +67,8 @@ impl Receive<'_> {
             if n == 0 {
                 return Ok(());
             }
-            if let Some(file) = self.sink {
-                super::diskfile::write(file, &buf[..n])?;
+            if let Some(mut file) = self.sink {
+                io::Write::write_all(&mut file, &buf[..n])?;
             }
             self.c.bytes.fetch_add(n as u64, Ordering::Relaxed);
             self.c.blocks.fetch_add(1, Ordering::Relaxed);

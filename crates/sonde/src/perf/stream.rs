@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-pub use super::worker::{Counters, payload};
+pub use super::worker::{Counters, monotonic, payload};
 
 use super::budget::Budget;
 use super::diskfile;
@@ -141,12 +141,6 @@ pub fn apply_udp_options(sock: &UdpSocket, params: &Params) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-}
-
-/// The monotonic clock as (seconds, microseconds), as iperf3 stamps UDP.
-pub fn monotonic() -> (u64, u32) {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (now.tv_sec as u64, (now.tv_nsec / 1000) as u32)
 }
 
 fn monotonic_secs() -> f64 {

@@ -27,6 +27,12 @@ pub struct Counters {
     pub file_done: AtomicBool,
 }
 
+/// The monotonic clock as (seconds, microseconds), as iperf3 stamps UDP.
+pub fn monotonic() -> (u64, u32) {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (now.tv_sec as u64, (now.tv_nsec / 1000) as u32)
+}
+
 /// The payload: random bytes, or "0123456789…" when asked.
 pub fn payload(len: usize, repeating: bool) -> Vec<u8> {
     if repeating {
