@@ -43,7 +43,10 @@ pub(super) fn on_interrupt(doing: impl Fn() -> String + Send + 'static) {
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            eprintln!("\nsonde: interrupted {}", doing());
+            // Not eprintln!: with stderr gone (a closed pipe) it would
+            // panic this thread, and the process would not exit.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "\nsonde: interrupted {}", doing());
             std::process::exit(128 + signal);
         }
     });
