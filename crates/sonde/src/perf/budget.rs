@@ -97,13 +97,20 @@ impl Budget {
     /// senders had sent `sent` blocks in all: blocks taken since, or taken
     /// before and still being written, count.
     pub fn arm(&self, sent: u64) {
-        if !self.armed.swap(true, Ordering::AcqRel) {
-            let _ = self
-                .taken
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                    Some(t.saturating_sub(sent))
-                });
+        if self.armed.load(Ordering::Acquire) {
+            return;
         }
+        // The count first, then the flag: a sender that saw the flag set
+        // before the count was brought down would find the whole omitted
+        // second's blocks taken, get none, and stop for good (a counted
+        // test then never ended). Blocks taken meanwhile, unarmed, are
+        // still added to the count.
+        let _ = self
+            .taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_sub(sent))
+            });
+        self.armed.store(true, Ordering::Release);
     }
 }
 
@@ -155,6 +162,31 @@ mod tests {
         assert_eq!(b.take(2), 1);
         b.arm(0);
         assert_eq!(b.take(1), 0, "arming twice does not refill");
+    }
+
+    #[test]
+    fn a_sender_taking_while_the_count_is_armed_gets_its_blocks() {
+        // The omitted second took (and sent) many blocks; a sender keeps
+        // taking while the control thread arms the count. It must end with
+        // at least the count, never stop early on the omitted blocks.
+        for _ in 0..500 {
+            let b = std::sync::Arc::new(Budget::for_params(&params(0, 5, 1000, 1)));
+            assert_eq!(b.take(100_000), 100_000);
+            let sender = {
+                let b = std::sync::Arc::clone(&b);
+                std::thread::spawn(move || {
+                    let mut got = 0u64;
+                    while b.take(1) == 1 {
+                        got += 1;
+                        assert!(got < 10_000_000, "no limit");
+                    }
+                    got
+                })
+            };
+            b.arm(100_000);
+            let got = sender.join().expect("the sender");
+            assert!(got >= 5, "the sender stopped after {got} of 5 blocks");
+        }
     }
 
     #[test]
