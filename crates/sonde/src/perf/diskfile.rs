@@ -125,11 +125,6 @@ pub(super) fn udp_send(sock: &UdpSocket, mut file: File, run: &Run<'_>) -> io::R
     Ok(())
 }
 
-/// Writes received bytes into the file.
-pub(super) fn write(mut file: &File, bytes: &[u8]) -> io::Result<()> {
-    file.write_all(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +146,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("sonde-diskfile-{}", std::process::id()));
         std::fs::write(&path, b"old contents").expect("write");
         let file = open(&path, false).expect("open");
-        write(&file, b"new").expect("write");
+        (&file).write_all(b"new").expect("write");
         drop(file);
         assert_eq!(std::fs::read(&path).expect("read"), b"new");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();

@@ -403,7 +403,8 @@ fn udp_recv(
                 if let Ok(header) = UdpHeader::read(datagram, wide) {
                     stats.record(&header, datagram.len(), arrival);
                     if let Some(file) = sink {
-                        let _ = diskfile::write(file, &datagram[UdpHeader::len(wide)..]);
+                        let mut file = file;
+                        let _ = file.write_all(&datagram[UdpHeader::len(wide)..]);
                     }
                 }
             }
