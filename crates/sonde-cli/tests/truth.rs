@@ -1,216 +1,22 @@
 //! Measurement truth: sonde's figures about a link against a link whose
-//! truth is known. Three network namespaces this test creates (two hosts
-//! and a router between them), joined by veth pairs and shaped with `tc
-//! tbf` both ways at the router; every packet stays in them. The payload rate of a shaped TCP link is the rate times
-//! 1448/1514 (at MTU 1500 with timestamps, each 1514-byte frame the
-//! shaper counts carries 1448 bytes of data).
-//!
-//! Needs root and iproute2: skipped with a message without them, a
-//! failure under SONDE_REQUIRE_PEERS=1.
+//! truth is known, a path of network namespaces shaped with `tc tbf`
+//! (tests/truth/link.rs). The payload rate of a shaped TCP link is the
+//! rate times 1448/1514 (at MTU 1500 with timestamps, each 1514-byte frame
+//! the shaper counts carries 1448 bytes of data).
 
 mod common;
+#[path = "truth/link.rs"]
+mod link;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use common::{Reaper, sonde_path};
-use serde_json::Value;
-
-/// Two hosts in namespaces of their own and a router between them (a
-/// third), joined by veth pairs; the router shapes both ways, so a sender
-/// is not held back by its own queue as it would be by a local shaper:
-/// what the link cannot carry is dropped, as on a real path. Removed on
-/// drop.
-struct Link {
-    a: String,
-    b: String,
-    r: String,
-    /// B's address, as A reaches it.
-    b_addr: String,
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-impl Link {
-    /// A path shaped to `mbit` both ways, or `None` where namespaces
-    /// cannot be made (not root, no iproute2).
-    fn new(tag: &str, mbit: u32, subnet: u8) -> Option<Self> {
-        let id = std::process::id();
-        let name = |side: &str| format!("sonde-{tag}-{side}-{id}");
-        let (a, b, r) = (name("a"), name("b"), name("r"));
-        if !ip(&["netns", "add", &a]) {
-            return None;
-        }
-        let link = Link {
-            a: a.clone(),
-            b: b.clone(),
-            r: r.clone(),
-            b_addr: format!("10.232.{subnet}.2"),
-        };
-        let (left, right) = (format!("10.231.{subnet}"), format!("10.232.{subnet}"));
-        let (va, ra, rb, vb) = (
-            format!("sa{subnet}"),
-            format!("ra{subnet}"),
-            format!("rb{subnet}"),
-            format!("sb{subnet}"),
-        );
-        let ok = ip(&["netns", "add", &b])
-            && ip(&["netns", "add", &r])
-            && ip(&[
-                "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &ra, "netns", &r,
-            ])
-            && ip(&[
-                "link", "add", &vb, "netns", &b, "type", "veth", "peer", "name", &rb, "netns", &r,
-            ])
-            && ip(&["-n", &a, "addr", "add", &format!("{left}.1/24"), "dev", &va])
-            && ip(&[
-                "-n",
-                &r,
-                "addr",
-                "add",
-                &format!("{left}.254/24"),
-                "dev",
-                &ra,
-            ])
-            && ip(&[
-                "-n",
-                &r,
-                "addr",
-                "add",
-                &format!("{right}.254/24"),
-                "dev",
-                &rb,
-            ])
-            && ip(&[
-                "-n",
-                &b,
-                "addr",
-                "add",
-                &format!("{right}.2/24"),
-                "dev",
-                &vb,
-            ])
-            && [(&a, &va), (&r, &ra), (&r, &rb), (&b, &vb)]
-                .iter()
-                .all(|(ns, dev)| {
-                    ip(&["-n", ns, "link", "set", dev, "up"])
-                        && ip(&["-n", ns, "link", "set", "lo", "up"])
-                })
-            && ip(&[
-                "-n",
-                &a,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("{left}.254"),
-            ])
-            && ip(&[
-                "-n",
-                &b,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("{right}.254"),
-            ])
-            && Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &r,
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    "net.ipv4.ip_forward=1",
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok, "setting up the namespaces {a}, {r} and {b}");
-        for dev in [&ra, &rb] {
-            let rate = format!("{mbit}mbit");
-            let shaped = Command::new("ip")
-                .args([
-                    "netns", "exec", &r, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-                ])
-                .args(["rate", &rate, "burst", "16kb", "latency", "50ms"])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(shaped, "shaping {dev} in {r}");
-        }
-        Some(link)
-    }
-
-    /// `sonde ARGS` inside namespace `ns`.
-    fn sonde(ns: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).arg(sonde_path()).args(args);
-        cmd
-    }
-
-    /// The payload rate, bit/s, of TCP over a link shaped to `mbit`.
-    fn payload(mbit: u32) -> f64 {
-        f64::from(mbit) * 1e6 * 1448.0 / 1514.0
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b, &self.r] {
-            ip(&["netns", "del", ns]);
-        }
-    }
-}
-
-/// A server in a namespace, ready once `ready` is on its output.
-fn serve(ns: &str, args: &[&str], ready: &str) -> (Child, Reaper) {
-    let (child, reaper, line) = common::spawn_ready(Link::sonde(ns, args), |l| l.contains(ready));
-    assert!(line.is_some(), "no {ready:?} from {args:?}");
-    (child, reaper)
-}
-
-fn stop((mut child, mut reaper): (Child, Reaper)) {
-    let _ = child.kill();
-    let _ = child.wait();
-    reaper.disarm();
-}
-
-/// One shaped path at a time: the tests measure, and tests beside each
-/// other would share the CPUs they measure with.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn link_or_skip(tag: &str, mbit: u32, subnet: u8) -> Option<Link> {
-    let link = Link::new(tag, mbit, subnet);
-    if link.is_none() {
-        if std::env::var("SONDE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!(
-                "network namespaces are required (SONDE_REQUIRE_PEERS=1): run as root with iproute2"
-            );
-        }
-        eprintln!("skipping: cannot create network namespaces (needs root and iproute2)");
-    }
-    link
-}
-
-fn json(cmd: Command) -> Value {
-    let done = common::run(cmd, b"");
-    assert_eq!(done.code(), Some(0), "{}", done.stderr);
-    serde_json::from_slice(&done.stdout).expect("JSON")
-}
+use link::{Link, json, link_or_skip, one_at_a_time, python, script, serve, stop};
 
 /// The sweep's bandwidth, through sockperf's store-and-forward format,
 /// within 5% of the shaped link's payload rate, at two rates.
 #[test]
 fn the_sweep_finds_the_shaped_rate() {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     for (mbit, subnet, sizes, n) in [
         (100, 41, "14,64,1K,4K,64K,128K,256K,512K", "20"),
         (20, 42, "14,64,1K,4K,32K,64K,128K,256K", "12"),
@@ -293,9 +99,7 @@ fn the_sweep_finds_the_shaped_rate() {
 /// perf's TCP throughput within 2% of the payload rate.
 #[test]
 fn perf_measures_the_shaped_rate() {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let mbit = 100;
     let Some(link) = link_or_skip("perf", mbit, 43) else {
         return;
@@ -329,9 +133,7 @@ fn perf_measures_the_shaped_rate() {
 /// asked; at twice it, the loss is what the link cannot carry.
 #[test]
 fn perf_udp_loss_is_what_the_link_cannot_carry() {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let mbit = 100;
     let Some(link) = link_or_skip("udp", mbit, 44) else {
         return;
@@ -381,65 +183,101 @@ fn perf_udp_loss_is_what_the_link_cannot_carry() {
     );
 }
 
-/// A UDP reflector this test controls, across the shaped path: it drops
-/// every datagram whose sequence number is 9 mod 10 and answers twice
-/// those that are 3 mod 7. `rtt -u` must count exactly that.
+/// Over UDP every datagram is stored and forwarded whole, and a reflector
+/// that holds each one for 5 ms adds a delay the link's truth knows: the
+/// sweep's bandwidth within 5% of the UDP payload rate (1480 bytes of IP
+/// payload in every 1514-byte frame), its base within 10% of a 16-byte
+/// round trip through the same reflector, the knee of the shaper's burst
+/// found.
 #[test]
-fn rtt_counts_exactly_what_a_reflector_drops_and_duplicates() {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+fn the_udp_sweep_finds_the_rate_and_an_added_delay() {
+    let _one = one_at_a_time();
     if !common::have_peer("python3", "python3") {
         return;
     }
-    let Some(link) = link_or_skip("counts", 100, 45) else {
+    let mbit = 100;
+    let Some(link) = link_or_skip("usweep", mbit, 47) else {
         return;
     };
-    const REFLECTOR: &str = "import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('0.0.0.0', int(sys.argv[1])))
-print('listening', flush=True)
-while True:
-    d, a = s.recvfrom(65536)
-    seq = struct.unpack('>Q', d[:8])[0]
-    if seq % 10 == 9:
-        continue
-    s.sendto(d, a)
-    if seq % 7 == 3:
-        s.sendto(d, a)
-";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &link.b, "python3", "-c", REFLECTOR, "7007"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the reflector");
-    let reaper = Reaper::new(child.id());
-    common::await_stdout_line(&mut child, "listening", "the reflector");
-    let target = format!("{}:7007", link.b_addr);
+    let delay_s = 0.005;
+    let reflector = python(
+        &link.b,
+        &[&script("delay.py"), "9009", &delay_s.to_string()],
+        "the delaying reflector",
+    );
+    let target = format!("{}:9009", link.b_addr);
+    let sizes = "16,1K,4K,8K,16K,32K,40K,48K,56K,64000";
+    let args = ["rtt", &target, "-u", "--sweep", sizes, "-n", "12", "--json"];
+    let doc = json(Link::sonde(&link.a, &args));
+    let small = ["rtt", &target, "-u", "-m", "16", "-n", "200", "--json"];
+    let small = json(Link::sonde(&link.a, &small));
+    stop(reflector);
+    let fit = &doc["fit"];
+    assert_eq!(fit["model"], "store_and_forward", "{fit}");
+    let bw = fit["bandwidth_bits_per_sec"].as_f64().unwrap_or(0.0);
+    let base = fit["base_ns"].as_f64().unwrap_or(0.0);
+    let knee = fit["knee_bytes"].as_u64().unwrap_or(0);
+    let truth = f64::from(mbit) * 1e6 * 1480.0 / 1514.0;
+    let round_trip = small["rtt_ns"]["p50"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "truth: UDP sweep {:.2} Mbit/s, payload {:.2} ({:+.1}%); base {:.0} us, a 16-byte round trip through a {:.0} ms reflector {:.0} us; knee {knee}",
+        bw / 1e6,
+        truth / 1e6,
+        (bw / truth - 1.0) * 100.0,
+        base / 1e3,
+        delay_s * 1e3,
+        round_trip / 1e3,
+    );
+    assert!(round_trip >= delay_s * 1e9, "{round_trip} ns round trip");
+    assert!(
+        (base - round_trip).abs() <= 0.1 * round_trip,
+        "base {:.0} us against a 16-byte round trip of {:.0} us",
+        base / 1e3,
+        round_trip / 1e3
+    );
+    assert!(
+        (bw / truth - 1.0).abs() < 0.05,
+        "the UDP sweep says {:.2} Mbit/s, the payload rate is {:.2}",
+        bw / 1e6,
+        truth / 1e6
+    );
+    assert!((4096..65_536).contains(&knee), "knee {knee}: {fit}");
+}
+
+/// `rtt --under-load` across the shaper's 50 ms queue, the load a
+/// loss-based stream (cubic): it fills the queue to its limit, and after
+/// each loss backs off only to 0.7 of it, so the loaded round trip's p50
+/// grows by most of the queue and its worst reaches all of it, and no
+/// more.
+#[test]
+fn under_load_shows_the_shapers_queue() {
+    let _one = one_at_a_time();
+    let Some(link) = link_or_skip("load", 100, 48) else {
+        return;
+    };
+    let echo = serve(&link.b, &["serve", "echo", "--port", "7007"], "listening");
+    let perf = serve(&link.b, &["perf", "-s", "-p", "5201"], "Server listening");
     let args = [
         "rtt",
-        &target,
-        "-u",
-        "-n",
-        "1000",
-        "--warmup",
-        "0",
-        "--timeout",
-        "0.05",
+        &link.b_addr,
+        "7007",
+        "--under-load",
+        "--load-congestion",
+        "cubic",
         "--json",
     ];
     let doc = json(Link::sonde(&link.a, &args));
-    stop((child, reaper));
-    let sent = doc["sent"].as_u64().unwrap_or(0);
-    let drops = (0..sent).filter(|s| s % 10 == 9).count() as u64;
-    let dups = (0..sent).filter(|s| s % 7 == 3 && s % 10 != 9).count() as u64;
+    stop(perf);
+    stop(echo);
+    let ms = |side: &str, at: &str| doc[side][at].as_f64().unwrap_or(0.0) / 1e6;
+    let grown = ms("loaded_rtt_ns", "p50") - ms("idle_rtt_ns", "p50");
+    let worst = ms("loaded_rtt_ns", "max");
+    let queue = 50.0;
     eprintln!(
-        "truth: rtt -u sent {sent}, lost {} ({drops} dropped), duplicates {} ({dups} sent twice)",
-        doc["lost"], doc["duplicates"]
+        "truth: under load (cubic) the p50 grew by {grown:.1} ms, the worst was {worst:.1} ms, the queue holds {queue} ms; {} loaded round trips",
+        doc["loaded_rtt_ns"]["count"]
     );
-    assert_eq!(sent, 1000, "{doc}");
-    assert_eq!(doc["lost"], drops, "{doc}");
-    assert_eq!(doc["duplicates"], dups, "{doc}");
-    assert_eq!(doc["late"], 0, "{doc}");
+    assert!(grown >= 0.6 * queue, "p50 grew by {grown:.1} ms: {doc}");
+    assert!(grown <= queue + 5.0, "p50 grew by {grown:.1} ms: {doc}");
+    assert!(worst >= 0.9 * queue, "worst {worst:.1} ms: {doc}");
 }

@@ -295,10 +295,15 @@ impl Driver<'_> {
                     last_received = (received, Instant::now());
                 }
             }
-            if (params.time > 0 && now >= total)
-                || (by_count && counted_done(&params, running, last_received))
-                || running.file_sent()
-            {
+            if by_count && counted_done(&params, running, last_received) {
+                // A receiver that waited out the quiet ended at the last
+                // arrival, not after the wait (over UDP some never come).
+                if last_received.0 > 0 {
+                    running.settled_at(last_received.1);
+                }
+                break;
+            }
+            if (params.time > 0 && now >= total) || running.file_sent() {
                 break;
             }
             running.tick_if_due(observer);

@@ -323,7 +323,12 @@ impl Running {
                 last = (now, Instant::now());
             }
         }
-        self.settled = Some(last.1.saturating_duration_since(self.started));
+        self.settled_at(last.1);
+    }
+
+    /// Marks when the last of a counted test's data arrived.
+    pub(crate) fn settled_at(&mut self, at: Instant) {
+        self.settled = Some(at.saturating_duration_since(self.started));
     }
 
     /// Total bytes and blocks moved by this side's streams.
