@@ -490,6 +490,12 @@ fn a_flipped_byte_is_caught_and_nothing_is_kept() {
 /// Speaks to a receiver by hand: the hello, then `frames` as raw bytes.
 /// Returns the receiver's exit and stderr, and what it answered last.
 fn hostile(dir: &Path, frames: &[Vec<u8>]) -> (Finished, Option<Message>) {
+    let (finished, all) = hostile_all(dir, frames);
+    (finished, all.last().cloned())
+}
+
+/// As `hostile`, with everything the receiver answered.
+fn hostile_all(dir: &Path, frames: &[Vec<u8>]) -> (Finished, Vec<Message>) {
     let recv = receiver(dir, &[]);
     let mut conn = TcpStream::connect(("127.0.0.1", recv.port)).expect("connect");
     conn.write_all(&wire::hello()).expect("hello");
@@ -501,17 +507,17 @@ fn hostile(dir: &Path, frames: &[Vec<u8>]) -> (Finished, Option<Message>) {
     let _ = conn.shutdown(Shutdown::Write);
     let mut rest = Vec::new();
     let _ = conn.read_to_end(&mut rest);
-    let mut last = None;
+    let mut all = Vec::new();
     let mut at = 0;
     while rest.len() >= at + 4 {
         let len = u32::from_be_bytes(rest[at..at + 4].try_into().expect("4")) as usize;
         let Some(body) = rest.get(at + 4..at + 4 + len) else {
             break;
         };
-        last = wire::decode(body).ok();
+        all.extend(wire::decode(body).ok());
         at += 4 + len;
     }
-    (recv.finish(), last)
+    (recv.finish(), all)
 }
 
 fn raw(body: &[u8]) -> Vec<u8> {
@@ -533,27 +539,34 @@ fn file(path: &str, size: i64) -> Vec<u8> {
         path: path.into(),
         mode: 0o644,
         size,
+        mtime: None,
     })
+}
+
+fn end() -> Vec<u8> {
+    wire::encode(&Message::End)
 }
 
 #[test]
 fn hostile_headers_are_refused_with_nothing_written() {
     let outside = TempDir::new("xfer-outside");
+    // A path that could reach outside is declined (and the rest of a
+    // transfer would go on); broken numbers and frames end it.
     let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
         (
             "parent",
-            vec![offer(), file("../escape", 10)],
+            vec![offer(), file("../escape", 10), end()],
             "leaves the directory",
         ),
         (
             "absolute",
-            vec![offer(), file("/tmp/escape", 10)],
+            vec![offer(), file("/tmp/escape", 10), end()],
             "absolute",
         ),
-        ("nul", vec![offer(), file("a\0b", 10)], "NUL"),
+        ("nul", vec![offer(), file("a\0b", 10), end()], "NUL"),
         (
             "long name",
-            vec![offer(), file(&"n".repeat(5000), 10)],
+            vec![offer(), file(&"n".repeat(5000), 10), end()],
             "over the limit",
         ),
         (
@@ -582,19 +595,23 @@ fn hostile_headers_are_refused_with_nothing_written() {
         ),
         (
             "symlink escape",
-            vec![offer(), file("link/evil", 10)],
+            vec![offer(), file("link/evil", 10), end()],
             "symlink",
         ),
     ];
     for (name, frames, why) in cases {
         let dir = TempDir::new("xfer-hostile");
         std::os::unix::fs::symlink(&outside.0, dir.join("link")).expect("symlink");
-        let (got, answer) = hostile(&dir.0, &frames);
+        let (got, answers) = hostile_all(&dir.0, &frames);
         assert_eq!(got.code(), Some(4), "{name}: {}", got.stderr);
         assert!(got.stderr.contains(why), "{name}: {}", got.stderr);
-        match answer {
-            Some(Message::Refuse { reason }) => assert!(reason.contains(why), "{name}: {reason}"),
-            other => panic!("{name}: answered {other:?}"),
+        let said = answers.iter().find_map(|m| match m {
+            Message::Refuse { reason } | Message::Decline { reason } => Some(reason),
+            _ => None,
+        });
+        match said {
+            Some(reason) => assert!(reason.contains(why), "{name}: {reason}"),
+            None => panic!("{name}: answered {answers:?}"),
         }
         assert_eq!(names(&dir.0), ["link"], "{name}: something was written");
         assert!(names(&outside.0).is_empty(), "{name}: written outside");
@@ -630,7 +647,7 @@ fn a_version_mismatch_is_a_clear_error() {
     assert_eq!(sent.code(), Some(1));
     assert!(
         sent.stderr
-            .contains("version mismatch: this sonde speaks 1, the peer speaks 99"),
+            .contains("version mismatch: this sonde speaks 2, the peer speaks 99"),
         "{}",
         sent.stderr
     );

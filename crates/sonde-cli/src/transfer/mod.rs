@@ -17,6 +17,8 @@ pub(crate) mod send;
 
 /// Exit code of a transfer whose hashes did not match.
 const EXIT_MISMATCH: u8 = 3;
+/// Exit code when the receiver refused a file or a link (the rest went on).
+const EXIT_REFUSED: u8 = 4;
 
 /// Flags both ends take.
 #[derive(Clone, Debug, Args)]
@@ -122,6 +124,17 @@ pub(super) fn finish(
     } else if !common.quiet {
         outln!("{}", summary(&report, verb, preposition));
     }
+    for (path, reason) in &report.notes {
+        eprintln!("sonde: {path}: not made: {reason}");
+    }
+    for file in report
+        .files
+        .iter()
+        .filter(|f| f.outcome == Outcome::Refused)
+    {
+        let reason = file.reason.as_deref().unwrap_or("refused");
+        eprintln!("sonde: {}: refused: {reason}", file.path);
+    }
     if report.mismatches() > 0 {
         for file in report
             .files
@@ -132,12 +145,15 @@ pub(super) fn finish(
         }
         return Ok(ExitCode::from(EXIT_MISMATCH));
     }
+    if report.refused() > 0 || !report.notes.is_empty() {
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One line: what moved, how fast, and whether it verified.
 fn summary(report: &Report, verb: &str, preposition: &str) -> String {
-    let files = report.files.len();
+    let files = report.files.len() - report.refused();
     let rate = report.moved as f64 * 8.0 / report.seconds.max(1e-9);
     let mut line = format!(
         "sonde: {verb} {files} file{} ({}) {preposition} {} in {:.2} s, {}",
@@ -148,7 +164,14 @@ fn summary(report: &Report, verb: &str, preposition: &str) -> String {
         units::rate(rate),
     );
     if report.dirs > 0 {
-        line.push_str(&format!(", {} directories", report.dirs));
+        line.push_str(&format!(", {} directories", units::count(report.dirs)));
+    }
+    if report.links > 0 {
+        line.push_str(&format!(", {} symlinks", units::count(report.links)));
+    }
+    let refused = report.refused() + report.notes.len();
+    if refused > 0 {
+        line.push_str(&format!(", {} refused", units::count(refused as u64)));
     }
     let skipped = report.skipped();
     if skipped > 0 {

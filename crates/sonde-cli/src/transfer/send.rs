@@ -25,6 +25,11 @@ pub(crate) struct SendArgs {
     /// The name stdin is sent under (with `-`).
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
+    /// Send symlinks inside directories as links (else they are skipped
+    /// with a warning); a receiver refuses one that points outside its
+    /// directory.
+    #[arg(long)]
+    pub(crate) symlinks: bool,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub(crate) ipv4: bool,
@@ -46,7 +51,7 @@ pub(crate) fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
 
 fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
     let (target, paths) = target(&args.args)?;
-    let plan = plan(paths, args.name.as_deref())?;
+    let plan = plan(paths, args.name.as_deref(), args.symlinks)?;
     for warning in &plan.warnings {
         eprintln!("sonde: warning: {warning}");
     }
@@ -123,7 +128,7 @@ fn target(args: &[String]) -> anyhow::Result<(String, &[String])> {
     Ok((last.clone(), rest))
 }
 
-fn plan(paths: &[String], name: Option<&str>) -> anyhow::Result<Plan> {
+fn plan(paths: &[String], name: Option<&str>, symlinks: bool) -> anyhow::Result<Plan> {
     if paths.iter().any(|p| p == "-") {
         if paths.len() > 1 {
             return Err(UsageError("stdin (-) is sent alone".into()).into());
@@ -141,5 +146,5 @@ fn plan(paths: &[String], name: Option<&str>) -> anyhow::Result<Plan> {
     if let Some(missing) = paths.iter().find(|p| std::fs::symlink_metadata(p).is_err()) {
         return Err(UsageError(format!("{}: no such file or directory", missing.display())).into());
     }
-    Ok(Plan::paths(&paths)?)
+    Ok(Plan::paths(&paths, symlinks)?)
 }

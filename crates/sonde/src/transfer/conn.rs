@@ -1,5 +1,8 @@
 //! The transfer connection, thin: the hello, frames and chunks read and
-//! written on a blocking TCP stream, with every failure named.
+//! written on a blocking TCP stream, with every failure named. Messages
+//! may be queued and leave together (many small files' frames in one
+//! write); whatever is queued goes out before this side blocks to read,
+//! so neither end ever waits on words the other has not sent.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -16,6 +19,8 @@ use crate::sys::retry;
 pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// Frames queued to go out together.
+    queued: Vec<u8>,
     peer: SocketAddr,
     /// How long the peer may be silent.
     timeout: Duration,
@@ -44,11 +49,69 @@ impl Conn {
             .try_clone()
             .map_err(|e| TransferError::io(what(), e))?;
         Ok(Conn {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(256 * 1024, stream),
             writer,
+            queued: Vec::new(),
             peer,
             timeout,
         })
+    }
+
+    /// A second handle on the same connection, for a thread that only
+    /// reads; this one then only writes. Nothing must be buffered yet.
+    pub(crate) fn reading_half(&self) -> Result<Conn, TransferError> {
+        debug_assert!(self.reader.buffer().is_empty());
+        let what = || format!("configuring the connection to {}", self.peer);
+        let stream = self
+            .writer
+            .try_clone()
+            .map_err(|e| TransferError::io(what(), e))?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| TransferError::io(what(), e))?;
+        Ok(Conn {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            writer,
+            queued: Vec::new(),
+            peer: self.peer,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Ends the connection both ways (a reading thread's read returns).
+    pub(crate) fn shutdown(&self) {
+        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Queues a control message to leave with the next write or flush.
+    pub(crate) fn queue(&mut self, message: &Message) {
+        self.queued.extend_from_slice(&wire::encode(message));
+        if self.queued.len() >= 256 * 1024 {
+            // Best effort here; a failure shows at the next write.
+            let _ = self.flush();
+        }
+    }
+
+    /// Queues raw bytes (a chunk) to leave with the next write or flush.
+    pub(crate) fn queue_bytes(&mut self, bytes: &[u8]) {
+        self.queued.extend_from_slice(bytes);
+    }
+
+    /// Sends whatever is queued.
+    pub(crate) fn flush(&mut self) -> Result<(), TransferError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let sent = self.writer.write_all(&queued);
+        self.queued = queued;
+        self.queued.clear();
+        sent.map_err(|e| self.io_error("sending messages", e))
+    }
+
+    /// The peer's time limit.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Sends our hello, reads the peer's and checks it.
@@ -108,12 +171,16 @@ impl Conn {
     }
 
     pub(crate) fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), TransferError> {
+        if self.reader.buffer().len() < buf.len() {
+            self.flush()?;
+        }
         self.reader
             .read_exact(buf)
             .map_err(|e| self.io_error(what, e))
     }
 
     pub(crate) fn write_all(&mut self, buf: &[u8], what: &str) -> Result<(), TransferError> {
+        self.flush()?;
         self.writer
             .write_all(buf)
             .map_err(|e| self.io_error(what, e))
@@ -122,6 +189,7 @@ impl Conn {
     /// Sends `buf` with more to follow at once (MSG_MORE), so a chunk's
     /// header and its data leave in the same segments.
     pub(crate) fn write_more(&mut self, mut buf: &[u8], what: &str) -> Result<(), TransferError> {
+        self.flush()?;
         while !buf.is_empty() {
             let sent = retry(|| rustix::net::send(&self.writer, buf, rustix::net::SendFlags::MORE));
             match sent {
@@ -143,6 +211,7 @@ impl Conn {
         name: &str,
     ) -> Result<(), TransferError> {
         use rustix::io::Errno;
+        self.flush()?;
         while len > 0 {
             match crate::sys::sendfile(self.writer.as_fd(), file.as_fd(), Some(&mut offset), len) {
                 Ok(0) => {

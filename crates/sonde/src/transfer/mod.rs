@@ -8,9 +8,13 @@
 //! - [`path`]: which paths a receiver accepts, pure.
 //! - [`plan`]: what a sender will send (walking directories).
 //! - [`send()`] and [`receive()`]: the two ends, on blocking threads (one
-//!   transfer at a time needs no runtime): hashing and the socket on one,
-//!   the file on another, so the two overlap.
+//!   transfer at a time needs no runtime): a large file's hashing and
+//!   socket on one, its disk on another, so the two overlap; small files
+//!   read ahead on the sender and written by a small pool on the receiver,
+//!   made durable a batch at a time.
 
+mod ahead;
+mod batch;
 mod conn;
 pub mod path;
 mod pipeline;
@@ -123,6 +127,9 @@ pub enum Outcome {
     Skipped,
     /// The hashes differed; nothing was put in place.
     Mismatch,
+    /// The receiver would not take it (the reason says why); the rest of
+    /// the transfer went on.
+    Refused,
 }
 
 /// One file's account.
@@ -140,6 +147,9 @@ pub struct FileReport {
     pub outcome: Outcome,
     /// Its BLAKE3, hex (the sender's, or the receiver's on a mismatch).
     pub blake3: String,
+    /// Why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A whole transfer's account.
@@ -151,6 +161,10 @@ pub struct Report {
     pub files: Vec<FileReport>,
     /// Directories sent or made.
     pub dirs: u64,
+    /// Symlinks sent or made.
+    pub links: u64,
+    /// Directories and symlinks the receiver did not make, and why.
+    pub notes: Vec<(String, String)>,
     /// The sum of the files' sizes.
     pub bytes: u64,
     /// Data bytes that crossed the connection.
@@ -170,6 +184,16 @@ impl Report {
         self.count(Outcome::Skipped)
     }
 
+    /// Files the receiver would not take.
+    pub fn refused(&self) -> usize {
+        self.count(Outcome::Refused)
+    }
+
+    /// Files resumed from a partial one.
+    pub fn resumed(&self) -> usize {
+        self.files.iter().filter(|f| f.resumed_from > 0).count()
+    }
+
     fn count(&self, outcome: Outcome) -> usize {
         self.files.iter().filter(|f| f.outcome == outcome).count()
     }
@@ -182,6 +206,10 @@ pub struct Progress {
     pub total: AtomicU64,
     /// Bytes of all files dealt with so far (sent, skipped or resumed).
     pub done: AtomicU64,
+    /// Files (and symlinks) in the transfer.
+    pub files_total: AtomicU64,
+    /// Files settled so far (committed, skipped or refused).
+    pub files_done: AtomicU64,
     /// The current file's size, or `u64::MAX` when unknown.
     pub file_size: AtomicU64,
     /// Bytes of the current file dealt with so far.

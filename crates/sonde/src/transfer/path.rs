@@ -64,6 +64,41 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
     Ok(parts)
 }
 
+/// Checks a symlink's target, for a link at `parts` (its components):
+/// relative, and resolved by its names alone, inside the receiving
+/// directory all the way (a `..` above it, even on the way back, is out).
+///
+/// # Errors
+/// Why the target is refused.
+pub fn check_link(parts: &[&str], target: &str) -> Result<(), String> {
+    if target.is_empty() || target.len() > MAX_PATH {
+        return Err(format!("a link to {target:?} (empty, or too long)"));
+    }
+    if target.contains('\0') || target.chars().any(char::is_control) {
+        return Err(format!("a link to {target:?} (a NUL or control character)"));
+    }
+    if target.starts_with('/') {
+        return Err(format!(
+            "it points to {target:?}, an absolute path, outside the receiving directory"
+        ));
+    }
+    // The link's own directory is this deep below the receiving one.
+    let mut depth = parts.len().saturating_sub(1);
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if depth == 0 => {
+                return Err(format!(
+                    "it points to {target:?}, outside the receiving directory"
+                ));
+            }
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
 /// The name of the partial file kept beside `name` while it arrives.
 pub fn partial_name(name: &str) -> String {
     format!(".{name}.sonde-part")
@@ -72,6 +107,18 @@ pub fn partial_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_stay_inside() {
+        assert_eq!(check_link(&["t", "a", "l"], "../b/c"), Ok(()));
+        assert_eq!(check_link(&["t", "l"], "./x"), Ok(()));
+        assert!(check_link(&["t", "l"], "../../x").is_err());
+        assert!(check_link(&["l"], "../x").is_err());
+        assert!(check_link(&["t", "l"], "/etc/passwd").is_err());
+        // Out and back in is still out on the way.
+        assert!(check_link(&["t", "l"], "../../t/x").is_err());
+        assert!(check_link(&["t", "l"], "").is_err());
+    }
 
     #[test]
     fn plain_relative_paths_pass() {

@@ -1,7 +1,7 @@
 //! Where a receiver puts things, thin: directories made one component at a
 //! time under the receiving directory, never through a symlink; files
-//! written to a partial file beside the target, synced, and renamed into
-//! place only once verified.
+//! written to a partial file beside the target, and renamed into place
+//! only once verified and durable (see `batch`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -27,8 +27,13 @@ fn io_err(what: &str, path: &Path, err: io::Error) -> PlaceError {
     PlaceError::Failed(TransferError::io(format!("{what} {}", path.display()), err))
 }
 
-/// Makes sure `root/parts...` is a directory, making what is missing.
-pub(crate) fn directory(root: &Path, parts: &[&str]) -> Result<PathBuf, PlaceError> {
+/// Makes sure `root/parts...` is a directory, making what is missing and
+/// adding each directory it made to `made`.
+pub(crate) fn directory_made(
+    root: &Path,
+    parts: &[&str],
+    made: &mut Vec<PathBuf>,
+) -> Result<PathBuf, PlaceError> {
     let mut at = root.to_path_buf();
     for part in parts {
         at.push(part);
@@ -48,6 +53,7 @@ pub(crate) fn directory(root: &Path, parts: &[&str]) -> Result<PathBuf, PlaceErr
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&at).map_err(|e| io_err("making", &at, e))?;
+                made.push(at.clone());
             }
             Err(e) => return Err(io_err("checking", &at, e)),
         }
@@ -73,11 +79,15 @@ pub(crate) enum Held {
 
 impl Target {
     /// The place for `parts` under `root` (its directories are made).
-    pub(crate) fn new(root: &Path, parts: &[&str]) -> Result<Target, PlaceError> {
+    pub(crate) fn new(
+        root: &Path,
+        parts: &[&str],
+        made: &mut Vec<PathBuf>,
+    ) -> Result<Target, PlaceError> {
         let (name, parents) = parts
             .split_last()
             .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
-        let dir = directory(root, parents)?;
+        let dir = directory_made(root, parents, made)?;
         let target = Target {
             path: dir.join(name),
             partial: dir.join(partial_name(name)),
@@ -132,26 +142,27 @@ impl Target {
             .map_err(|e| io_err("seeking", &self.partial, e))?;
         Ok(file)
     }
+}
 
-    /// Syncs the verified partial file, gives it its mode and renames it
-    /// into place.
-    pub(crate) fn commit(&self, file: File, mode: u32) -> Result<(), PlaceError> {
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| io_err("setting the mode of", &self.partial, e))?;
-        file.sync_all()
-            .map_err(|e| io_err("syncing", &self.partial, e))?;
-        drop(file);
-        fs::rename(&self.partial, &self.path).map_err(|e| io_err("renaming", &self.path, e))?;
-        // The rename itself is durable once the directory is synced.
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
+/// Makes a symlink at `at` to `target`; one already there with the same
+/// target is left as it is, anything else there is refused.
+pub(crate) fn symlink(at: &Path, target: &str) -> Result<(), PlaceError> {
+    match fs::symlink_metadata(at) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            if fs::read_link(at).is_ok_and(|t| t == Path::new(target)) {
+                Ok(())
+            } else {
+                Err(PlaceError::Refuse(format!(
+                    "{} exists and points elsewhere",
+                    at.display()
+                )))
+            }
         }
-        Ok(())
-    }
-
-    /// Removes the partial file (after a mismatch).
-    pub(crate) fn discard(&self) {
-        let _ = fs::remove_file(&self.partial);
+        Ok(_) => Err(PlaceError::Refuse(format!("{} exists", at.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::os::unix::fs::symlink(target, at).map_err(|e| io_err("making the link", at, e))
+        }
+        Err(e) => Err(io_err("checking", at, e)),
     }
 }
 
@@ -182,10 +193,16 @@ fn shown(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-/// Gives the directories of a transfer the modes the sender asked for,
-/// deepest first.
-pub(crate) fn apply_modes(dirs: &[(PathBuf, u32)]) {
-    for (dir, mode) in dirs.iter().rev() {
+/// Gives the directories a transfer made the modes and times the sender
+/// asked for, deepest first (a time set earlier would change with every
+/// entry made inside).
+pub(crate) fn apply_modes(dirs: &[(PathBuf, u32, Option<i64>)]) {
+    for (dir, mode, mtime) in dirs.iter().rev() {
+        if let Some(at) = mtime.and_then(super::batch::system_time)
+            && let Ok(handle) = File::open(dir)
+        {
+            let _ = handle.set_modified(at);
+        }
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(*mode));
     }
 }

@@ -1,8 +1,9 @@
 //! What a sender will send: the paths named on the command line, with
-//! directories walked recursively (names and sizes only; the data is read
-//! while it streams). Symlinks inside a directory, devices, sockets and
-//! names that are not UTF-8 are skipped with a warning; a symlink named on
-//! the command line is followed, as `scp` does.
+//! directories walked recursively (names, sizes, modes and times only; the
+//! data is read while it streams). Symlinks inside a directory are skipped
+//! with a warning, or sent as links when asked; devices, sockets and names
+//! that are not UTF-8 are skipped with a warning; a symlink named on the
+//! command line is followed, as `scp` does.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -28,6 +29,8 @@ pub enum Kind {
     Dir {
         /// Permission bits.
         mode: u32,
+        /// Modification time, nanoseconds since the epoch.
+        mtime: i64,
     },
     /// A regular file.
     File {
@@ -37,6 +40,13 @@ pub enum Kind {
         mode: u32,
         /// Its size when planned.
         size: u64,
+        /// Modification time, nanoseconds since the epoch.
+        mtime: i64,
+    },
+    /// A symlink inside a directory (with `symlinks`), sent as a link.
+    Link {
+        /// What it points to, as it is written.
+        target: String,
     },
     /// Standard input, of unknown size.
     Stdin,
@@ -64,14 +74,15 @@ impl Plan {
     }
 
     /// Plans `paths`: files as themselves, directories with everything
-    /// under them.
+    /// under them; symlinks inside directories are sent as links when
+    /// `symlinks`, else skipped with a warning.
     ///
     /// # Errors
     /// [`TransferError::Source`] when a path cannot be read or named.
-    pub fn paths(paths: &[PathBuf]) -> Result<Plan, TransferError> {
+    pub fn paths(paths: &[PathBuf], symlinks: bool) -> Result<Plan, TransferError> {
         let mut plan = Plan::default();
         for path in paths {
-            plan.add_root(path)?;
+            plan.add_root(path, symlinks)?;
         }
         Ok(plan)
     }
@@ -86,13 +97,13 @@ impl Plan {
                     totals.0 += 1;
                     totals.2 += size;
                 }
-                Kind::Stdin => totals.0 += 1,
+                Kind::Stdin | Kind::Link { .. } => totals.0 += 1,
             }
         }
         totals
     }
 
-    fn add_root(&mut self, path: &Path) -> Result<(), TransferError> {
+    fn add_root(&mut self, path: &Path, symlinks: bool) -> Result<(), TransferError> {
         let meta = fs::metadata(path).map_err(|e| source_error(path, &e))?;
         let name = root_name(path)?;
         if meta.is_file() {
@@ -113,7 +124,7 @@ impl Plan {
                 let at = e.path().unwrap_or(path).to_path_buf();
                 TransferError::Source(format!("reading {}: {e}", at.display()))
             })?;
-            self.add_walked(&name, path, &item)?;
+            self.add_walked(&name, path, &item, symlinks)?;
         }
         Ok(())
     }
@@ -123,6 +134,7 @@ impl Plan {
         root_name: &str,
         root: &Path,
         item: &walkdir::DirEntry,
+        symlinks: bool,
     ) -> Result<(), TransferError> {
         let shown = item.path().display();
         let Some(wire) = wire_path(root_name, root, item.path()) else {
@@ -131,8 +143,21 @@ impl Plan {
             return Ok(());
         };
         let kind = item.file_type();
-        if kind.is_symlink() {
-            self.warnings.push(format!("skipping symlink {shown}"));
+        if kind.is_symlink() && symlinks {
+            let target = fs::read_link(item.path())
+                .map_err(|e| TransferError::Source(format!("reading {shown}: {e}")))?;
+            match target.into_os_string().into_string() {
+                Ok(target) => self.entries.push(Entry {
+                    path: wire,
+                    kind: Kind::Link { target },
+                }),
+                Err(_) => self
+                    .warnings
+                    .push(format!("skipping symlink {shown}: its target is not UTF-8")),
+            }
+        } else if kind.is_symlink() {
+            self.warnings
+                .push(format!("skipping symlink {shown} (--symlinks sends it)"));
         } else if kind.is_dir() {
             let meta = item
                 .metadata()
@@ -141,6 +166,7 @@ impl Plan {
                 path: wire,
                 kind: Kind::Dir {
                     mode: permission_bits(meta.permissions().mode()),
+                    mtime: mtime(&meta),
                 },
             });
         } else if kind.is_file() {
@@ -163,8 +189,16 @@ fn file_entry(wire: String, path: &Path, meta: &fs::Metadata) -> Entry {
             source: path.to_path_buf(),
             mode: permission_bits(meta.mode()),
             size: meta.len(),
+            mtime: mtime(meta),
         },
     }
+}
+
+/// A modification time as nanoseconds since the epoch.
+fn mtime(meta: &fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
 /// The name a path given on the command line is sent under: its last

@@ -1,17 +1,20 @@
 //! The receiving end: checks the offer and every path before touching the
-//! disk, tells the sender what it already holds, writes each file beside
-//! its target, and renames it into place only when its BLAKE3 matches.
+//! disk, answers each file announced with what it already holds (or
+//! declines it, and the rest goes on), writes each file beside its target,
+//! and renames it into place only when its BLAKE3 matches and the batch it
+//! is in is durable (`batch`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::batch::{Batch, Written, finish};
 use super::conn::Conn;
 use super::path::components;
 use super::pipeline::receive_stream;
-use super::place::{Held, PlaceError, Target, apply_modes, directory};
+use super::place::{Held, PlaceError, Target, apply_modes, directory_made};
 use super::sink::Sink;
 use super::wire::{Message, WireError, permission_bits};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
@@ -39,8 +42,31 @@ struct State<'a> {
     offered_dirs: u64,
     offered_bytes: u64,
     announced: u64,
-    /// Each directory sent, with the mode it gets at the end.
-    dirs: Vec<(PathBuf, u32)>,
+    /// Files and symlinks announced so far.
+    seen: u64,
+    /// Each directory this transfer made, with the mode and time it gets
+    /// at the end.
+    dirs: Vec<(PathBuf, u32, Option<i64>)>,
+    /// Directories made since the last commit (their parents are synced
+    /// with it).
+    made: Vec<PathBuf>,
+    /// Files answered, waiting for their data, in order.
+    pending: VecDeque<Pending<'a>>,
+    /// Files written and not yet durable.
+    batch: Batch<Claim<'a>>,
+    /// Where the batch's files are in the report, in batch order.
+    in_batch: Vec<usize>,
+}
+
+/// A file announced and answered.
+struct Pending<'a> {
+    path: String,
+    target: Target,
+    claim: Claim<'a>,
+    held: Held,
+    mode: u32,
+    mtime: Option<i64>,
+    size: Option<u64>,
 }
 
 /// Receives one transfer over an accepted stream. Mismatched files are
@@ -161,8 +187,16 @@ fn transfer(
         offered_dirs: dirs,
         offered_bytes: bytes,
         announced: 0,
+        seen: 0,
         dirs: Vec::new(),
+        made: Vec::new(),
+        pending: VecDeque::new(),
+        batch: Batch::new(),
+        in_batch: Vec::new(),
     };
+    progress
+        .files_total
+        .store(files, std::sync::atomic::Ordering::Relaxed);
     state.entries(conn)?;
     // Only now: a read-only directory is filled before it is made
     // read-only, and an interrupted transfer leaves its directories
@@ -194,150 +228,383 @@ fn placed<T>(
     })
 }
 
-impl State<'_> {
+impl<'a> State<'a> {
     fn entries(&mut self, conn: &mut Conn) -> Result<(), TransferError> {
         loop {
             match conn.recv()? {
-                Message::Dir { path, mode } => self.dir(conn, &path, mode)?,
-                Message::File { path, mode, size } => {
+                Message::Dir { path, mode, mtime } => self.dir(conn, &path, mode, mtime)?,
+                Message::Link { path, target } => self.link(conn, &path, &target)?,
+                Message::File {
+                    path,
+                    mode,
+                    size,
+                    mtime,
+                } => {
                     let size = u64::try_from(size).ok();
-                    let file = self.file(conn, &path, mode, size)?;
-                    self.report.moved += file.moved;
-                    self.report.bytes += file.size;
-                    self.report.files.push(file);
+                    self.offer(conn, path, mode, size, mtime)?;
                 }
-                Message::End => return Ok(()),
-                other => return Err(conn.unexpected("dir, file or end", &other)),
+                Message::Skip => self.skip(conn)?,
+                Message::Leave => self.leave(conn)?,
+                Message::Start { offset } => self.start(conn, offset as u64)?,
+                Message::Pack { sizes, blake3 } => self.pack(conn, &sizes, &blake3)?,
+                Message::End if self.pending.is_empty() => return self.commit(conn),
+                other => return Err(conn.unexpected("dir, link, file, data or end", &other)),
+            }
+            if self.batch.full() {
+                self.commit(conn)?;
             }
         }
     }
 
-    fn dir(&mut self, conn: &mut Conn, path: &str, mode: u32) -> Result<(), TransferError> {
+    /// Makes the batch durable and tells the sender.
+    fn commit(&mut self, conn: &mut Conn) -> Result<(), TransferError> {
+        let made = std::mem::take(&mut self.made);
+        let (files, mismatched, claims) = self.batch.commit(&made)?;
+        drop(claims);
+        if files == 0 {
+            return Ok(());
+        }
+        self.progress
+            .files_done
+            .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+        // This side's reports of the batch's files settle too.
+        for &at in &mismatched {
+            if let Some(&index) = self.in_batch.get(at as usize) {
+                self.report.files[index].outcome = Outcome::Mismatch;
+            }
+        }
+        self.in_batch.clear();
+        conn.queue(&Message::Committed { files, mismatched });
+        Ok(())
+    }
+
+    fn dir(
+        &mut self,
+        conn: &mut Conn,
+        path: &str,
+        mode: u32,
+        mtime: Option<i64>,
+    ) -> Result<(), TransferError> {
         self.report.dirs += 1;
         if self.report.dirs > self.offered_dirs {
             let reason = format!("more directories than the {} offered", self.offered_dirs);
             return Err(refuse(conn, path, reason));
         }
-        let parts = components(path).map_err(|e| refuse(conn, path, e.to_string()))?;
-        let dir = placed(conn, path, directory(&self.options.dir, &parts))?;
-        self.dirs.push((dir, permission_bits(mode)));
-        conn.send(&Message::Ready)
+        let made = components(path)
+            .map_err(|e| PlaceError::Refuse(e.to_string()))
+            .and_then(|parts| {
+                let before = self.made.len();
+                let dir = directory_made(&self.options.dir, &parts, &mut self.made)?;
+                let made = self.made.len() > before && self.made.last() == Some(&dir);
+                Ok((dir, made))
+            });
+        match made {
+            Ok((dir, true)) => self.dirs.push((dir, permission_bits(mode), mtime)),
+            Ok((_, false)) => {}
+            Err(PlaceError::Refuse(reason)) => self.note(conn, path, reason),
+            Err(PlaceError::Failed(err)) => return Err(err),
+        }
+        Ok(())
     }
 
-    /// Checks a file's announcement against the offer and its path.
-    fn admit(
-        &mut self,
-        conn: &mut Conn,
-        path: &str,
-        size: Option<u64>,
-    ) -> Result<Target, TransferError> {
-        if self.report.files.len() as u64 >= self.offered_files {
+    fn note(&mut self, conn: &mut Conn, path: &str, reason: String) {
+        self.report.notes.push((path.to_string(), reason.clone()));
+        conn.queue(&Message::Note {
+            path: path.to_string(),
+            reason,
+        });
+    }
+
+    fn count_file(&mut self, conn: &mut Conn, path: &str) -> Result<(), TransferError> {
+        self.seen += 1;
+        if self.seen > self.offered_files {
             let reason = format!("more files than the {} offered", self.offered_files);
             return Err(refuse(conn, path, reason));
         }
+        Ok(())
+    }
+
+    fn link(&mut self, conn: &mut Conn, path: &str, target: &str) -> Result<(), TransferError> {
+        self.count_file(conn, path)?;
+        self.report.links += 1;
+        let made = components(path)
+            .map_err(|e| PlaceError::Refuse(e.to_string()))
+            .and_then(|parts| {
+                super::path::check_link(&parts, target).map_err(PlaceError::Refuse)?;
+                let (name, parents) = parts
+                    .split_last()
+                    .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
+                let dir = directory_made(&self.options.dir, parents, &mut self.made)?;
+                super::place::symlink(&dir.join(name), target)
+            });
+        match made {
+            Ok(()) => Ok(()),
+            Err(PlaceError::Refuse(reason)) => {
+                self.note(conn, path, reason);
+                Ok(())
+            }
+            Err(PlaceError::Failed(err)) => Err(err),
+        }
+    }
+
+    /// Answers a file announced: what is held of it, or a refusal of it.
+    fn offer(
+        &mut self,
+        conn: &mut Conn,
+        path: String,
+        mode: u32,
+        size: Option<u64>,
+        mtime: Option<i64>,
+    ) -> Result<(), TransferError> {
+        self.count_file(conn, &path)?;
         self.announced += size.unwrap_or(0);
         if self.announced > self.offered_bytes {
             let reason = format!("files larger than the {} bytes offered", self.offered_bytes);
-            return Err(refuse(conn, path, reason));
+            return Err(refuse(conn, &path, reason));
         }
-        let parts = components(path).map_err(|e| refuse(conn, path, e.to_string()))?;
-        placed(conn, path, Target::new(&self.options.dir, &parts))
+        match self.admit(&path) {
+            Ok((target, claim, held)) => {
+                conn.queue(&have(&held, self.options.overwrite));
+                self.pending.push_back(Pending {
+                    path,
+                    target,
+                    claim,
+                    held,
+                    mode: permission_bits(mode),
+                    mtime,
+                    size,
+                });
+                Ok(())
+            }
+            Err(PlaceError::Refuse(reason)) => {
+                self.decline(&path, size, reason.clone());
+                conn.queue(&Message::Decline { reason });
+                Ok(())
+            }
+            Err(PlaceError::Failed(err)) => Err(err),
+        }
     }
 
-    fn file(
-        &mut self,
-        conn: &mut Conn,
-        path: &str,
-        mode: u32,
-        size: Option<u64>,
-    ) -> Result<FileReport, TransferError> {
-        let target = self.admit(conn, path, size)?;
-        let Some(_claim) = self.claims.claim(&target.path) else {
-            let reason = "another transfer to this receiver is writing it now".to_string();
-            return Err(refuse(conn, path, reason));
-        };
-        let held = placed(conn, path, target.held())?;
-        conn.send(&have(&held, self.options.overwrite))?;
-        self.progress.start_file(path, size);
-        let mut report = FileReport {
+    fn admit(&mut self, path: &str) -> Result<(Target, Claim<'a>, Held), PlaceError> {
+        let parts = components(path).map_err(|e| PlaceError::Refuse(e.to_string()))?;
+        let target = Target::new(&self.options.dir, &parts, &mut self.made)?;
+        let claims: &'a Claims = self.claims;
+        let claim = claims.claim(&target.path).ok_or_else(|| {
+            PlaceError::Refuse("another transfer to this receiver is writing it now".into())
+        })?;
+        let held = target.held()?;
+        Ok((target, claim, held))
+    }
+
+    fn decline(&mut self, path: &str, size: Option<u64>, reason: String) {
+        self.progress
+            .files_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.progress.add(size.unwrap_or(0));
+        self.report.files.push(FileReport {
             path: path.to_string(),
             size: size.unwrap_or(0),
             resumed_from: 0,
             moved: 0,
-            outcome: Outcome::Skipped,
+            outcome: Outcome::Refused,
             blake3: String::new(),
+            reason: Some(reason),
+        });
+    }
+
+    fn head(&mut self, conn: &Conn, what: &'static str) -> Result<Pending<'a>, TransferError> {
+        self.pending.pop_front().ok_or_else(|| {
+            conn.wire(WireError::Unexpected {
+                expected: "a file announced first",
+                got: what,
+            })
+        })
+    }
+
+    fn skip(&mut self, conn: &mut Conn) -> Result<(), TransferError> {
+        let head = self.head(conn, "skip")?;
+        let Held::Complete(len, hash) = &head.held else {
+            return Err(conn.wire(WireError::Invalid(format!(
+                "the sender skipped {}, which is not here",
+                head.path
+            ))));
         };
-        let offset = match (conn.recv()?, &held) {
-            (Message::Skip, Held::Complete(_, hash)) => {
-                self.progress.add(report.size);
-                report.blake3 = hex(hash);
-                return Ok(report);
-            }
-            (Message::Start { offset: 0 }, _) => 0,
-            (Message::Start { offset }, Held::Partial(len, _)) if offset as u64 == *len => *len,
-            (Message::Start { offset }, _) => {
+        self.progress.add(*len);
+        self.progress
+            .files_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.report.bytes += len;
+        self.report.files.push(FileReport {
+            path: head.path.clone(),
+            size: *len,
+            resumed_from: 0,
+            moved: 0,
+            outcome: Outcome::Skipped,
+            blake3: hex(hash),
+            reason: None,
+        });
+        Ok(())
+    }
+
+    fn leave(&mut self, conn: &mut Conn) -> Result<(), TransferError> {
+        let head = self.head(conn, "leave")?;
+        let reason = "it exists and differs (use --overwrite to replace it)".to_string();
+        self.decline(&head.path, head.size, reason);
+        Ok(())
+    }
+
+    /// Several small files' whole data in one chunk.
+    fn pack(
+        &mut self,
+        conn: &mut Conn,
+        sizes: &[u64],
+        hashes: &[String],
+    ) -> Result<(), TransferError> {
+        let total: u64 = sizes.iter().sum();
+        let cap = self.options.max_size.unwrap_or(u64::MAX);
+        if self.report.moved + total > cap {
+            let reason = format!("it is over --max-size ({cap} bytes)");
+            return Err(refuse(conn, "the transfer", reason));
+        }
+        let len = if total == 0 { 0 } else { conn.chunk_len()? };
+        if len as u64 != total {
+            return Err(conn.wire(WireError::Invalid(format!(
+                "a pack of {total} bytes came with a chunk of {len}"
+            ))));
+        }
+        let mut data = vec![0; len];
+        conn.read_exact(&mut data, "reading file data")?;
+        let mut at = 0usize;
+        for (size, theirs) in sizes.iter().zip(hashes) {
+            let head = self.head(conn, "pack")?;
+            if head.size.is_some_and(|s| s != *size) || head.size.is_none() {
                 return Err(conn.wire(WireError::Invalid(format!(
-                    "the sender asked to resume {path} at byte {offset}, which is not what is held"
+                    "{} was announced with {:?} bytes and packed with {size}",
+                    head.path, head.size
                 ))));
             }
-            (other, _) => return Err(conn.unexpected("start or skip", &other)),
-        };
-        if target.exists() && !self.options.overwrite {
-            let reason = "it exists and differs (use --overwrite to replace it)".to_string();
-            return Err(refuse(conn, path, reason));
+            self.may_replace(conn, &head)?;
+            let bytes = data[at..at + *size as usize].to_vec();
+            at += *size as usize;
+            let hash = blake3::hash(&bytes);
+            let good = hex(&hash) == *theirs;
+            self.progress.add(*size);
+            self.written_file(&head, 0, *size, &hash);
+            let (mode, mtime) = (head.mode, head.mtime);
+            let written = self.written_of(head, good);
+            if good {
+                self.batch.write(written, bytes, mode, mtime);
+            } else {
+                self.batch.add(written, 0);
+            }
         }
-        if size.is_some_and(|s| offset > s) {
+        self.report.moved += total;
+        Ok(())
+    }
+
+    /// A file in place that differs is replaced only with --overwrite.
+    fn may_replace(&mut self, conn: &mut Conn, head: &Pending) -> Result<(), TransferError> {
+        if head.target.exists()
+            && !self.options.overwrite
+            && !matches!(head.held, Held::Partial(..))
+        {
+            let reason = "it exists and differs (use --overwrite to replace it)".to_string();
+            return Err(refuse(conn, &head.path, reason));
+        }
+        Ok(())
+    }
+
+    fn written_of(&self, head: Pending<'a>, good: bool) -> Written<Claim<'a>> {
+        Written {
+            partial: head.target.partial,
+            path: head.target.path,
+            dir: head.target.dir,
+            good,
+            claim: head.claim,
+        }
+    }
+
+    /// This side's report of a file whose data came (settled at commit).
+    fn written_file(&mut self, head: &Pending, offset: u64, moved: u64, hash: &blake3::Hash) {
+        self.report.bytes += offset + moved;
+        self.report.files.push(FileReport {
+            path: head.path.clone(),
+            size: offset + moved,
+            resumed_from: offset,
+            moved,
+            outcome: Outcome::Verified,
+            blake3: hex(hash),
+            reason: None,
+        });
+        self.in_batch.push(self.report.files.len() - 1);
+    }
+
+    /// One file's data from `offset` on, streamed.
+    fn start(&mut self, conn: &mut Conn, offset: u64) -> Result<(), TransferError> {
+        let head = self.head(conn, "start")?;
+        let path = head.path.clone();
+        let offset = match (&head.held, offset) {
+            (_, 0) => 0,
+            (Held::Partial(len, _), o) if o == *len => o,
+            (_, o) => {
+                return Err(conn.wire(WireError::Invalid(format!(
+                    "the sender asked to resume {path} at byte {o}, which is not what is held"
+                ))));
+            }
+        };
+        if offset == 0 {
+            self.may_replace(conn, &head)?;
+        }
+        if head.size.is_some_and(|s| offset > s) {
             return Err(conn.wire(WireError::Invalid(format!(
                 "resuming {path} at byte {offset}, past its end"
             ))));
         }
-        let hasher = match held {
-            Held::Partial(_, hasher) if offset > 0 => *hasher,
+        self.progress.start_file(&path, head.size);
+        self.progress.add(offset);
+        let hasher = match &head.held {
+            Held::Partial(_, hasher) if offset > 0 => (**hasher).clone(),
             _ => blake3::Hasher::new(),
         };
-        report.resumed_from = offset;
-        self.progress.add(offset);
-        let (hash, file) = self.data(conn, &target, path, offset, size, hasher, &mut report)?;
+        let (hash, moved) = self.data(conn, &head, offset, hasher)?;
         let theirs = match conn.recv()? {
             Message::Digest { blake3 } => blake3,
             other => return Err(conn.unexpected("digest", &other)),
         };
-        report.blake3 = hex(&hash);
-        if report.blake3 == theirs {
-            placed(conn, path, target.commit(file, permission_bits(mode)))?;
-            report.outcome = Outcome::Verified;
-            conn.send(&Message::Verified)?;
-        } else {
-            drop(file);
-            target.discard();
-            report.outcome = Outcome::Mismatch;
-            conn.send(&Message::Mismatch {
-                blake3: report.blake3.clone(),
-            })?;
-        }
-        Ok(report)
+        let good = hex(&hash) == theirs;
+        self.report.moved += moved;
+        self.written_file(&head, offset, moved, &hash);
+        let written = self.written_of(head, good);
+        self.batch.add(written, moved);
+        Ok(())
     }
 
-    /// Receives a file's data into its partial file.
-    #[allow(clippy::too_many_arguments)]
+    /// Receives a file's data into its partial file, which it leaves with
+    /// its mode and time.
     fn data(
         &mut self,
         conn: &mut Conn,
-        target: &Target,
-        path: &str,
+        head: &Pending,
         offset: u64,
-        size: Option<u64>,
         hasher: blake3::Hasher,
-        report: &mut FileReport,
-    ) -> Result<(blake3::Hash, std::fs::File), TransferError> {
-        let file = placed(conn, path, target.open(offset))?;
+    ) -> Result<(blake3::Hash, u64), TransferError> {
+        let target = &head.target;
+        let file = placed(conn, &head.path, target.open(offset))?;
         let mut sink = Sink::new(file, offset);
         let cap = self
             .options
             .max_size
             .map_or(u64::MAX, |m| m.saturating_sub(self.report.moved));
-        let expect = size.map(|s| s - offset);
-        let got = receive_stream(conn, &mut sink, expect, cap, hasher, self.progress, path);
+        let expect = head.size.map(|s| s - offset);
+        let got = receive_stream(
+            conn,
+            &mut sink,
+            expect,
+            cap,
+            hasher,
+            self.progress,
+            &head.path,
+        );
         let file = sink.into_file();
         let (hasher, moved) = match got {
             Ok(got) => got,
@@ -345,7 +612,7 @@ impl State<'_> {
                 if let TransferError::Refusing { reason, .. } = &err {
                     // Over --max-size: keep nothing.
                     drop(file);
-                    target.discard();
+                    let _ = std::fs::remove_file(&target.partial);
                     let _ = conn.send(&Message::Refuse {
                         reason: reason.clone(),
                     });
@@ -354,11 +621,8 @@ impl State<'_> {
                 return Err(err);
             }
         };
-        report.moved = moved;
-        if size.is_none() {
-            report.size = moved;
-        }
-        Ok((hasher.finalize(), file))
+        finish(&file, &target.partial, head.mode, head.mtime)?;
+        Ok((hasher.finalize(), moved))
     }
 }
 

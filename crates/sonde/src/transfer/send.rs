@@ -1,16 +1,21 @@
-//! The sending end: offers the plan, then for each file learns what the
-//! receiver holds, skips or resumes when the held bytes hash the same, and
-//! streams the rest with its BLAKE3.
+//! The sending end: offers the plan, announces files a window ahead of
+//! their data, and for each, from what the receiver holds, skips, leaves,
+//! resumes or sends it (small ones packed together, read and hashed ahead
+//! on a thread of their own). A reading thread takes the receiver's words
+//! as they come, so nothing waits a round trip per file.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::ahead::{Ahead, Ready};
 use super::conn::Conn;
 use super::pipeline::{send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
-use super::wire::Message;
+use super::wire::{MAX_CHUNK, MAX_PACK, Message, WireError};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 
 /// How the sender behaves.
@@ -28,12 +33,18 @@ impl Default for SendOptions {
     }
 }
 
-/// Sends `plan` over a connected stream. Mismatched files are reported,
-/// not errors: the caller checks [`Report::mismatches`].
+/// Files announced ahead of their data, at most.
+const WINDOW: usize = 256;
+/// Files this small travel packed, read and hashed ahead.
+pub(crate) const SMALL: u64 = 1024 * 1024;
+
+/// Sends `plan` over a connected stream. Mismatched and refused files are
+/// reported, not errors: the caller checks [`Report::mismatches`] and
+/// [`Report::refused`].
 ///
 /// # Errors
-/// [`TransferError::Refused`] when the receiver refuses, others when the
-/// connection or a file fails.
+/// [`TransferError::Refused`] when the receiver refuses the transfer,
+/// others when the connection or a file fails.
 pub fn send(
     stream: TcpStream,
     peer: SocketAddr,
@@ -47,6 +58,7 @@ pub fn send(
     conn.hello()?;
     let (files, dirs, bytes) = plan.totals();
     progress.total.store(bytes, Ordering::Relaxed);
+    progress.files_total.store(files, Ordering::Relaxed);
     conn.send(&Message::Offer {
         files: files as i64,
         dirs: dirs as i64,
@@ -58,196 +70,553 @@ pub fn send(
         // What we sent, back: an echo server (or another sender).
         Message::Offer { .. } => {
             let why = "it sent our offer back: an echo server, or another sender";
-            return Err(conn.wire(super::wire::WireError::NotReceiver(why)));
+            return Err(conn.wire(WireError::NotReceiver(why)));
         }
         other => return Err(conn.unexpected("accept", &other)),
     }
     progress.wait_for("");
-    let mut report = Report {
+    let report = Report {
         peer: peer.to_string(),
         dirs,
         bytes,
         ..Report::default()
     };
-    for entry in &plan.entries {
-        match &entry.kind {
-            Kind::Dir { mode } => send_dir(&mut conn, &entry.path, *mode)?,
-            _ => {
-                let file = send_file(&mut conn, entry, progress)?;
-                report.moved += file.moved;
-                report.files.push(file);
-            }
-        }
-    }
-    // Stdin's size is known only now that it has been sent.
-    report.bytes = report.files.iter().map(|f| f.size).sum();
-    conn.send(&Message::End)?;
-    match conn.reply("the end of the transfer")? {
-        Message::Done => {}
-        other => return Err(conn.unexpected("done", &other)),
-    }
+    let words = listen(&conn)?;
+    let mut sender = Sender {
+        conn,
+        words,
+        progress,
+        report,
+        settling: VecDeque::new(),
+    };
+    let result = sender.run(plan);
+    sender.conn.shutdown();
+    let mut report = result?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-fn send_dir(conn: &mut Conn, path: &str, mode: u32) -> Result<(), TransferError> {
-    conn.send(&Message::Dir {
-        path: path.to_string(),
-        mode,
-    })?;
-    match conn.reply(path)? {
-        Message::Ready => Ok(()),
-        other => Err(conn.unexpected("ready", &other)),
+/// Starts the thread that reads the receiver's messages into a channel.
+fn listen(conn: &Conn) -> Result<mpsc::Receiver<Result<Message, TransferError>>, TransferError> {
+    let mut reading = conn.reading_half()?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        loop {
+            let got = reading.recv();
+            let last = matches!(got, Err(_) | Ok(Message::Done | Message::Refuse { .. }));
+            // A silent receiver is the waiting side's to judge: a long
+            // file's data goes one way only.
+            if matches!(got, Err(TransferError::Timeout { .. })) {
+                continue;
+            }
+            if tx.send(got).is_err() || last {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// One file announced and not yet sent.
+struct Offered<'a> {
+    entry: &'a Entry,
+    /// Its data, read and hashed ahead, for a small file.
+    ready: Option<Ready>,
+}
+
+/// What the receiver said about one announced file.
+struct Held {
+    len: u64,
+    hash: Option<String>,
+    complete: bool,
+    overwrite: bool,
+}
+
+struct Sender<'a> {
+    conn: Conn,
+    words: mpsc::Receiver<Result<Message, TransferError>>,
+    progress: &'a Progress,
+    report: Report,
+    /// Reports of files whose data went, in order, until committed.
+    settling: VecDeque<FileReport>,
+}
+
+impl Sender<'_> {
+    fn run(&mut self, plan: &Plan) -> Result<Report, TransferError> {
+        let ahead = Ahead::start(plan.entries.iter().filter_map(small_source));
+        let mut entries = plan.entries.iter();
+        let mut offered: VecDeque<Offered> = VecDeque::new();
+        loop {
+            while offered.len() < WINDOW {
+                let Some(entry) = entries.next() else { break };
+                if let Some(item) = self.announce(entry, &ahead) {
+                    offered.push_back(item);
+                }
+            }
+            let Some(head) = offered.pop_front() else {
+                break;
+            };
+            let held = self.answer(&head.entry.path)?;
+            match (held, head.ready) {
+                (Ok(held), Some(ready)) if packable(&held, &ready) => {
+                    self.pack(head.entry, ready, &mut offered)?;
+                }
+                (Ok(held), ready) => self.file(head.entry, &held, ready)?,
+                (Err(reason), _) => self.refused(head.entry, reason, 0),
+            }
+        }
+        // Stdin's size is known only now that it has been sent.
+        self.conn.send(&Message::End)?;
+        // Batches settle on the way (`word`); the last comes before Done.
+        match self.word("the end of the transfer")? {
+            Message::Done if self.settling.is_empty() => {}
+            other => return Err(self.conn.unexpected("committed or done", &other)),
+        }
+        self.report.bytes = self.report.files.iter().map(|f| f.size).sum();
+        Ok(std::mem::take(&mut self.report))
     }
+
+    /// Announces an entry; a file is returned to be sent once answered.
+    fn announce<'e>(&mut self, entry: &'e Entry, ahead: &Ahead) -> Option<Offered<'e>> {
+        let path = entry.path.clone();
+        match &entry.kind {
+            Kind::Dir { mode, mtime } => {
+                self.conn.queue(&Message::Dir {
+                    path,
+                    mode: *mode,
+                    mtime: Some(*mtime),
+                });
+                None
+            }
+            Kind::Link { target } => {
+                self.conn.queue(&Message::Link {
+                    path,
+                    target: target.clone(),
+                });
+                self.report.links += 1;
+                None
+            }
+            Kind::File {
+                mode, size, mtime, ..
+            } => {
+                self.conn.queue(&Message::File {
+                    path,
+                    mode: *mode,
+                    size: *size as i64,
+                    mtime: Some(*mtime),
+                });
+                let ready = (*size <= SMALL).then(|| ahead.next());
+                Some(Offered { entry, ready })
+            }
+            Kind::Stdin => {
+                self.conn.queue(&Message::File {
+                    path,
+                    mode: 0o644,
+                    size: -1,
+                    mtime: None,
+                });
+                Some(Offered { entry, ready: None })
+            }
+        }
+    }
+
+    /// The next of the receiver's messages, settling batches and notes on
+    /// the way; a refusal of the transfer is an error.
+    fn word(&mut self, what: &str) -> Result<Message, TransferError> {
+        self.conn.flush()?;
+        loop {
+            let timeout = self.conn.timeout();
+            let got = match self.words.recv_timeout(timeout) {
+                Ok(got) => got?,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(TransferError::Timeout {
+                        what: format!("waiting for {what}"),
+                        after: timeout,
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(TransferError::CutShort {
+                        what: what.to_string(),
+                    });
+                }
+            };
+            match got {
+                Message::Committed { files, mismatched } => self.committed(files, &mismatched)?,
+                Message::Note { path, reason } => self.report.notes.push((path, reason)),
+                Message::Refuse { reason } => {
+                    return Err(TransferError::Refused {
+                        what: what.to_string(),
+                        reason,
+                    });
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// The receiver's answer to the file announced at the head.
+    fn answer(&mut self, name: &str) -> Result<Result<Held, String>, TransferError> {
+        match self.word(name)? {
+            Message::Have {
+                len,
+                blake3,
+                complete,
+                overwrite,
+            } => Ok(Ok(Held {
+                len: len as u64,
+                hash: blake3,
+                complete,
+                overwrite,
+            })),
+            Message::Decline { reason } => Ok(Err(reason)),
+            other => Err(self.conn.unexpected("have or decline", &other)),
+        }
+    }
+
+    fn committed(&mut self, files: u64, mismatched: &[u64]) -> Result<(), TransferError> {
+        if files > self.settling.len() as u64 {
+            return Err(self.conn.wire(WireError::Invalid(format!(
+                "it committed {files} files, {} were sent",
+                self.settling.len()
+            ))));
+        }
+        for at in 0..files {
+            let Some(mut file) = self.settling.pop_front() else {
+                break;
+            };
+            file.outcome = if mismatched.contains(&at) {
+                Outcome::Mismatch
+            } else {
+                Outcome::Verified
+            };
+            self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+            self.report.files.push(file);
+        }
+        Ok(())
+    }
+
+    fn refused(&mut self, entry: &Entry, reason: String, done: u64) {
+        self.progress.add(entry_size(entry).saturating_sub(done));
+        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+        self.report.files.push(FileReport {
+            path: entry.path.clone(),
+            size: entry_size(entry),
+            resumed_from: 0,
+            moved: 0,
+            outcome: Outcome::Refused,
+            blake3: String::new(),
+            reason: Some(reason),
+        });
+    }
+
+    /// Small files that start afresh, sent as one frame and one chunk.
+    fn pack(
+        &mut self,
+        first: &Entry,
+        ready: Ready,
+        offered: &mut VecDeque<Offered>,
+    ) -> Result<(), TransferError> {
+        let mut members = vec![(first, ready)];
+        let mut bytes = members[0].1.data.len();
+        while members.len() < MAX_PACK {
+            let next = offered.front().and_then(|o| o.ready.as_ref());
+            if next.is_none_or(|r| bytes + r.data.len() > MAX_CHUNK) {
+                break;
+            }
+            // Only answers already here: the pack never waits for one.
+            let Ok(word) = self.words.try_recv() else {
+                break;
+            };
+            let Some(head) = offered.pop_front() else {
+                break;
+            };
+            let ready = head.ready.unwrap_or_default();
+            match word? {
+                Message::Have {
+                    len,
+                    blake3,
+                    complete,
+                    overwrite,
+                } => {
+                    let held = Held {
+                        len: len as u64,
+                        hash: blake3,
+                        complete,
+                        overwrite,
+                    };
+                    if packable(&held, &ready) {
+                        bytes += ready.data.len();
+                        members.push((head.entry, ready));
+                    } else {
+                        self.send_pack(&members)?;
+                        return self.file(head.entry, &held, Some(ready));
+                    }
+                }
+                Message::Decline { reason } => self.refused(head.entry, reason, 0),
+                other => {
+                    // A batch or a note: dealt with, and the file waits
+                    // for its answer in the ordinary way.
+                    offered.push_front(Offered {
+                        entry: head.entry,
+                        ready: Some(ready),
+                    });
+                    self.aside(other)?;
+                }
+            }
+        }
+        self.send_pack(&members)
+    }
+
+    fn aside(&mut self, word: Message) -> Result<(), TransferError> {
+        match word {
+            Message::Committed { files, mismatched } => self.committed(files, &mismatched),
+            Message::Note { path, reason } => {
+                self.report.notes.push((path, reason));
+                Ok(())
+            }
+            Message::Refuse { reason } => Err(TransferError::Refused {
+                what: "the transfer".into(),
+                reason,
+            }),
+            other => Err(self.conn.unexpected("have or decline", &other)),
+        }
+    }
+
+    fn send_pack(&mut self, members: &[(&Entry, Ready)]) -> Result<(), TransferError> {
+        let sizes = members.iter().map(|(_, r)| r.data.len() as u64).collect();
+        let blake3 = members.iter().map(|(_, r)| hex(&r.hash)).collect();
+        self.conn.queue(&Message::Pack { sizes, blake3 });
+        let total: usize = members.iter().map(|(_, r)| r.data.len()).sum();
+        self.conn.queue_bytes(&(total as u32).to_be_bytes());
+        for (entry, ready) in members {
+            self.conn.queue_bytes(&ready.data);
+            self.progress.add(ready.data.len() as u64);
+            self.settling.push_back(FileReport {
+                path: entry.path.clone(),
+                size: ready.data.len() as u64,
+                resumed_from: 0,
+                moved: ready.data.len() as u64,
+                outcome: Outcome::Verified,
+                blake3: hex(&ready.hash),
+                reason: None,
+            });
+        }
+        self.report.moved += total as u64;
+        Ok(())
+    }
+
+    /// One file on its own: skipped, left, or sent from where to resume.
+    fn file(
+        &mut self,
+        entry: &Entry,
+        held: &Held,
+        ready: Option<Ready>,
+    ) -> Result<(), TransferError> {
+        let name = entry.path.as_str();
+        let size = match &entry.kind {
+            Kind::File { size, .. } => Some(*size),
+            _ => None,
+        };
+        if let Some(ready) = &ready
+            && let Some(err) = &ready.error
+        {
+            return Err(TransferError::Source(err.clone()));
+        }
+        let file = match &entry.kind {
+            Kind::File { source, .. } if ready.is_none() => Some(
+                File::open(source)
+                    .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?,
+            ),
+            _ => None,
+        };
+        self.progress.start_file(name, size);
+        let start = match (&ready, &file, size) {
+            (Some(ready), _, _) => resume_point(held, ready.data.len() as u64, |len| {
+                Ok(prefix_hash(&ready.data, len))
+            })?,
+            (None, Some(file), Some(size)) => {
+                resume_point(held, size, |len| hash_prefix(file, len, name))?
+            }
+            // Standard input cannot be read twice: it always starts afresh.
+            _ => Resume::From(0, Box::default()),
+        };
+        let start = match start {
+            Resume::From(0, _) if held.complete && !held.overwrite => {
+                let reason = "it exists and differs (use --overwrite to replace it)";
+                self.conn.queue(&Message::Leave);
+                self.refused(entry, reason.to_string(), 0);
+                return Ok(());
+            }
+            other => other,
+        };
+        let (offset, hasher) = match start {
+            Resume::Skip(hash) => {
+                self.conn.queue(&Message::Skip);
+                self.progress.add(size.unwrap_or(0));
+                self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                self.report.files.push(FileReport {
+                    path: name.to_string(),
+                    size: size.unwrap_or(0),
+                    resumed_from: 0,
+                    moved: 0,
+                    outcome: Outcome::Skipped,
+                    blake3: hex(&hash),
+                    reason: None,
+                });
+                return Ok(());
+            }
+            Resume::From(offset, hasher) => (offset, *hasher),
+        };
+        self.conn.queue(&Message::Start {
+            offset: offset as i64,
+        });
+        self.progress.add(offset);
+        let streamed = match (&ready, &file, size) {
+            (Some(ready), _, _) => self.send_ready(ready, offset, hasher),
+            (None, Some(file), Some(size)) => send_file_stream(
+                &mut self.conn,
+                file,
+                offset,
+                size - offset,
+                hasher,
+                self.progress,
+                name,
+            ),
+            _ => send_stream(
+                &mut self.conn,
+                &mut std::io::stdin(),
+                None,
+                hasher,
+                self.progress,
+                name,
+            ),
+        };
+        let (hasher, moved) = streamed.map_err(|err| self.refusal_behind(err))?;
+        let hash = hasher.finalize();
+        self.conn.queue_bytes(&0u32.to_be_bytes());
+        self.conn.queue(&Message::Digest { blake3: hex(&hash) });
+        self.report.moved += moved;
+        self.settling.push_back(FileReport {
+            path: name.to_string(),
+            size: size.unwrap_or(offset + moved),
+            resumed_from: offset,
+            moved,
+            outcome: Outcome::Verified,
+            blake3: hex(&hash),
+            reason: None,
+        });
+        Ok(())
+    }
+
+    /// A small file's bytes from `offset`, already in memory.
+    fn send_ready(
+        &mut self,
+        ready: &Ready,
+        offset: u64,
+        mut hasher: blake3::Hasher,
+    ) -> Result<(blake3::Hasher, u64), TransferError> {
+        let rest = &ready.data[offset as usize..];
+        hasher.update(rest);
+        if !rest.is_empty() {
+            self.conn.queue_bytes(&(rest.len() as u32).to_be_bytes());
+            self.conn.queue_bytes(rest);
+            self.progress.add(rest.len() as u64);
+        }
+        Ok((hasher, rest.len() as u64))
+    }
+
+    /// After a failed write, the receiver may have said why before it
+    /// closed (over --max-size, say): that refusal is the better error.
+    fn refusal_behind(&mut self, err: TransferError) -> TransferError {
+        if !matches!(
+            err,
+            TransferError::Io { .. } | TransferError::CutShort { .. }
+        ) {
+            return err;
+        }
+        loop {
+            match self.words.recv_timeout(Duration::from_secs(1)) {
+                Ok(Ok(Message::Refuse { reason })) => {
+                    return TransferError::Refused {
+                        what: "the transfer".into(),
+                        reason,
+                    };
+                }
+                Ok(Ok(_)) => {}
+                _ => return err,
+            }
+        }
+    }
+}
+
+/// A small file's source and size, for reading ahead.
+fn small_source(entry: &Entry) -> Option<(std::path::PathBuf, u64)> {
+    match &entry.kind {
+        Kind::File { source, size, .. } if *size <= SMALL => Some((source.clone(), *size)),
+        _ => None,
+    }
+}
+
+fn entry_size(entry: &Entry) -> u64 {
+    match &entry.kind {
+        Kind::File { size, .. } => *size,
+        _ => 0,
+    }
+}
+
+/// Whether a small file goes in a pack: read well, and nothing of it held.
+fn packable(held: &Held, ready: &Ready) -> bool {
+    ready.error.is_none() && held.len == 0 && !held.complete
 }
 
 /// Where the data starts, and the hash of what comes before it.
 enum Resume {
     Skip(blake3::Hash),
-    /// A different file is in place and the receiver will not replace it:
-    /// ask, so it says why, without streaming data it will not read.
-    Refusal,
     From(u64, Box<blake3::Hasher>),
-}
-
-fn send_file(
-    conn: &mut Conn,
-    entry: &Entry,
-    progress: &Progress,
-) -> Result<FileReport, TransferError> {
-    let name = entry.path.as_str();
-    let (file, mode, size) = match &entry.kind {
-        Kind::File { source, mode, size } => {
-            let file = File::open(source)
-                .map_err(|e| TransferError::io(format!("opening {}", source.display()), e))?;
-            (Some(file), *mode, Some(*size))
-        }
-        _ => (None, 0o644, None),
-    };
-    progress.start_file(name, size);
-    conn.send(&Message::File {
-        path: name.to_string(),
-        mode,
-        size: size.map_or(-1, |s| s as i64),
-    })?;
-    let start = decide(conn, name, file.as_ref().zip(size))?;
-    let report = |outcome, offset, moved, hash: &blake3::Hash| FileReport {
-        path: name.to_string(),
-        size: size.unwrap_or(offset + moved),
-        resumed_from: offset,
-        moved,
-        outcome,
-        blake3: hex(hash),
-    };
-    let (offset, hasher) = match start {
-        Resume::Skip(hash) => {
-            conn.send(&Message::Skip)?;
-            progress.add(size.unwrap_or(0));
-            return Ok(report(Outcome::Skipped, 0, 0, &hash));
-        }
-        Resume::Refusal => {
-            conn.send(&Message::Start { offset: 0 })?;
-            let reply = conn.reply(name)?;
-            return Err(conn.unexpected("refuse", &reply));
-        }
-        Resume::From(offset, hasher) => (offset, *hasher),
-    };
-    conn.send(&Message::Start {
-        offset: offset as i64,
-    })?;
-    progress.add(offset);
-    let streamed = match (&file, size) {
-        (Some(file), Some(size)) => {
-            send_file_stream(conn, file, offset, size - offset, hasher, progress, name)
-        }
-        _ => send_stream(conn, &mut std::io::stdin(), None, hasher, progress, name),
-    };
-    let (hasher, moved) = streamed.map_err(|err| refusal_behind(conn, name, err))?;
-    let hash = hasher.finalize();
-    let mut tail = 0u32.to_be_bytes().to_vec();
-    tail.extend_from_slice(&super::wire::encode(&Message::Digest {
-        blake3: hex(&hash),
-    }));
-    conn.write_all(&tail, "sending the digest")?;
-    match conn.reply(name)? {
-        Message::Verified => Ok(report(Outcome::Verified, offset, moved, &hash)),
-        Message::Mismatch { .. } => Ok(report(Outcome::Mismatch, offset, moved, &hash)),
-        other => Err(conn.unexpected("verified", &other)),
-    }
-}
-
-/// Reads the receiver's `Have` and decides where to start.
-fn decide(
-    conn: &mut Conn,
-    name: &str,
-    file: Option<(&File, u64)>,
-) -> Result<Resume, TransferError> {
-    let (len, held_hash, complete, overwrite) = match conn.reply(name)? {
-        Message::Have {
-            len,
-            blake3,
-            complete,
-            overwrite,
-        } => (len as u64, blake3, complete, overwrite),
-        other => return Err(conn.unexpected("have", &other)),
-    };
-    let start = match file {
-        Some((file, size)) => {
-            resume_point(file, size, (len, held_hash.as_deref(), complete), name)?
-        }
-        // Standard input cannot be read twice: it always starts afresh.
-        None => Resume::From(0, Box::default()),
-    };
-    Ok(match start {
-        Resume::From(0, _) if complete && !overwrite => Resume::Refusal,
-        other => other,
-    })
-}
-
-/// After a failed write, the receiver may have said why before it closed
-/// (over --max-size, say): that refusal is the better error.
-fn refusal_behind(conn: &mut Conn, name: &str, err: TransferError) -> TransferError {
-    if !matches!(
-        err,
-        TransferError::Io { .. } | TransferError::CutShort { .. }
-    ) {
-        return err;
-    }
-    match conn.reply(name) {
-        Err(refused @ TransferError::Refused { .. }) => refused,
-        _ => err,
-    }
 }
 
 /// Decides from what the receiver holds: an identical file in place is
 /// skipped, a partial one whose bytes hash the same as our prefix is
-/// resumed, anything else starts from zero.
+/// resumed, anything else starts from zero. `prefix(len)` hashes our
+/// first `len` bytes (`None`: we have fewer).
 fn resume_point(
-    file: &File,
+    held: &Held,
     size: u64,
-    (held, held_hash, complete): (u64, Option<&str>, bool),
-    name: &str,
+    prefix: impl FnOnce(u64) -> Result<Option<blake3::Hasher>, TransferError>,
 ) -> Result<Resume, TransferError> {
     let fresh = Resume::From(0, Box::default());
-    let Some(held_hash) = held_hash else {
+    let Some(held_hash) = &held.hash else {
         return Ok(fresh);
     };
-    if held == 0 || held > size || (complete && held != size) {
+    if held.len == 0 || held.len > size || (held.complete && held.len != size) {
         return Ok(fresh);
     }
-    // The file was just opened: its cursor is at the start (the data
-    // itself is sent by offset, never through the cursor).
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(std::io::Read::take(file, held))
-        .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
-    // A file now shorter than what is held cannot match it.
-    if hasher.count() != held || hex(&hasher.finalize()) != held_hash {
+    let Some(hasher) = prefix(held.len)? else {
+        return Ok(fresh);
+    };
+    if hex(&hasher.finalize()) != *held_hash {
         return Ok(fresh);
     }
-    Ok(if complete {
+    Ok(if held.complete {
         Resume::Skip(hasher.finalize())
     } else {
-        Resume::From(held, Box::new(hasher))
+        Resume::From(held.len, Box::new(hasher))
     })
+}
+
+fn prefix_hash(data: &[u8], len: u64) -> Option<blake3::Hasher> {
+    let part = data.get(..usize::try_from(len).ok()?)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(part);
+    Some(hasher)
+}
+
+/// The hasher of a just-opened file's first `len` bytes (`None` when it is
+/// shorter now).
+fn hash_prefix(file: &File, len: u64, name: &str) -> Result<Option<blake3::Hasher>, TransferError> {
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(std::io::Read::take(file, len))
+        .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
+    Ok((hasher.count() == len).then_some(hasher))
 }

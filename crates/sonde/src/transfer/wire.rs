@@ -2,33 +2,47 @@
 //!
 //! A connection opens with a 10-byte hello each way (`sondexfr` and a
 //! big-endian u16 version). Control messages are frames: a big-endian u32
-//! length and that many bytes of JSON, at most [`MAX_FRAME`]. A file's data
-//! follows its `Start` as chunks (a big-endian u32 length and the bytes; a
-//! zero length ends the file), then the sender's `Digest`.
+//! length and that many bytes of JSON, at most [`MAX_FRAME`]. Data travels
+//! as chunks (a big-endian u32 length and the bytes; a zero length ends a
+//! file's data).
+//!
+//! Nothing waits a round trip per file. The sender announces files ahead
+//! of their data (a window of them); the receiver answers each `File` as
+//! it reads it, in order (`Have`, or `Decline` for one it will not take,
+//! which does not stop the rest), and the sender's data for each answered
+//! file follows in the same order: `Skip` (identical in place), `Leave`
+//! (different in place, no `--overwrite`), `Start` and its chunks and
+//! `Digest`, or, for several small files at once, one `Pack` and one chunk
+//! holding them all. The receiver writes files to partial names and makes
+//! them durable a batch at a time (`Committed`, in data order), renaming
+//! each into place only once verified. Directories and symlinks need no
+//! answer; one refused is reported with `Note`.
 //!
 //! ```text
-//! sender                         receiver
-//! hello                  ->
-//!                        <-      hello
-//! Offer{files,dirs,bytes} ->
-//!                        <-      Accept | Refuse
-//! Dir{path,mode}         ->
-//!                        <-      Ready | Refuse
-//! File{path,mode,size}   ->
-//!                        <-      Have{len,blake3,complete} | Refuse
-//! Skip                   ->      (identical file in place)
-//! Start{offset} chunks.. Digest{blake3} ->
-//!                        <-      Verified | Mismatch | Refuse
-//! End                    ->
-//!                        <-      Done
+//! sender                              receiver
+//! hello                       ->
+//!                             <-      hello
+//! Offer{files,dirs,bytes}     ->
+//!                             <-      Accept | Refuse
+//! Dir{path,mode,mtime}        ->      (made; a refusal is a Note)
+//! Link{path,target}           ->      (made; a refusal is a Note)
+//! File{path,mode,size,mtime}  ->
+//!                             <-      Have{len,blake3,complete} | Decline
+//! Skip | Leave | Start{offset} chunks.. 0 Digest{blake3}
+//!      | Pack{sizes,blake3} chunk  ->
+//!                             <-      Committed{files,mismatched}
+//! End                         ->
+//!                             <-      Committed.., Done
 //! ```
+//!
+//! A `Refuse` ends the transfer.
 
 use serde::{Deserialize, Serialize};
 
 /// The first bytes each side sends.
 pub const MAGIC: [u8; 8] = *b"sondexfr";
 /// This build's protocol version.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The hello's length: magic and version.
 pub const HELLO_LEN: usize = 10;
 /// The largest control frame accepted (a path is at most 4,096 bytes).
@@ -39,6 +53,8 @@ pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 pub const MAX_PATH: usize = 4096;
 /// The longest path component accepted, in bytes.
 pub const MAX_NAME: usize = 255;
+/// The most files one `Pack` may carry.
+pub const MAX_PACK: usize = 1024;
 /// The most entries one transfer may announce.
 pub const MAX_ENTRIES: i64 = 10_000_000;
 /// The largest size a file or a transfer may announce (2^60 bytes).
@@ -105,7 +121,7 @@ fn shown(bytes: &[u8]) -> String {
 pub enum Message {
     /// Sender: what is coming (sizes known in advance; stdin counts 0).
     Offer {
-        /// Regular files.
+        /// Regular files (and symlinks).
         files: i64,
         /// Directories.
         dirs: i64,
@@ -120,9 +136,17 @@ pub enum Message {
         path: String,
         /// Permission bits.
         mode: u32,
+        /// Modification time, nanoseconds since the epoch.
+        #[serde(default)]
+        mtime: Option<i64>,
     },
-    /// Receiver: the directory exists now.
-    Ready,
+    /// Sender: a symlink to create (`--symlinks`).
+    Link {
+        /// Relative path, `/`-separated.
+        path: String,
+        /// What it points to, relative to its directory.
+        target: String,
+    },
     /// Sender: a file comes; `size` is -1 when unknown (stdin).
     File {
         /// Relative path, `/`-separated.
@@ -131,8 +155,11 @@ pub enum Message {
         mode: u32,
         /// Bytes, or -1.
         size: i64,
+        /// Modification time, nanoseconds since the epoch.
+        #[serde(default)]
+        mtime: Option<i64>,
     },
-    /// Receiver: what it already holds of that file.
+    /// Receiver: what it already holds of the file announced.
     Have {
         /// Bytes held (0: nothing).
         len: i64,
@@ -141,13 +168,20 @@ pub enum Message {
         /// True for a file in place, false for a partial one left by an
         /// interrupted transfer.
         complete: bool,
-        /// Whether a file in place that differs would be replaced (else a
-        /// `Start` for it is refused, and the sender waits for that).
+        /// Whether a file in place that differs would be replaced (else
+        /// the sender leaves it).
         #[serde(default)]
         overwrite: bool,
     },
+    /// Receiver: it will not take the file announced; the rest goes on.
+    Decline {
+        /// Why.
+        reason: String,
+    },
     /// Sender: the file in place is identical; nothing to send.
     Skip,
+    /// Sender: the file in place differs and may not be replaced.
+    Leave,
     /// Sender: data follows from `offset` on.
     Start {
         /// The byte the data starts at.
@@ -158,12 +192,29 @@ pub enum Message {
         /// Hex.
         blake3: String,
     },
-    /// Receiver: the file matched and is in place.
-    Verified,
-    /// Receiver: the file did not match; nothing was put in place.
-    Mismatch {
-        /// The receiver's hash of what arrived.
-        blake3: String,
+    /// Sender: the next files' whole data, in one chunk that follows.
+    Pack {
+        /// Each file's size, in order.
+        sizes: Vec<u64>,
+        /// Each file's BLAKE3, hex.
+        blake3: Vec<String>,
+    },
+    /// Receiver: the next `files` files sent with data are settled and
+    /// durable; those at the positions in `mismatched` did not match and
+    /// nothing was put in place for them.
+    Committed {
+        /// How many.
+        files: u64,
+        /// Positions among them (0-based) that did not match.
+        #[serde(default)]
+        mismatched: Vec<u64>,
+    },
+    /// Receiver: a directory or symlink was not made.
+    Note {
+        /// Its path.
+        path: String,
+        /// Why.
+        reason: String,
     },
     /// Receiver: it will not take this; the transfer ends.
     Refuse {
@@ -183,14 +234,17 @@ impl Message {
             Message::Offer { .. } => "offer",
             Message::Accept => "accept",
             Message::Dir { .. } => "dir",
-            Message::Ready => "ready",
+            Message::Link { .. } => "link",
             Message::File { .. } => "file",
             Message::Have { .. } => "have",
+            Message::Decline { .. } => "decline",
             Message::Skip => "skip",
+            Message::Leave => "leave",
             Message::Start { .. } => "start",
             Message::Digest { .. } => "digest",
-            Message::Verified => "verified",
-            Message::Mismatch { .. } => "mismatch",
+            Message::Pack { .. } => "pack",
+            Message::Committed { .. } => "committed",
+            Message::Note { .. } => "note",
             Message::Refuse { .. } => "refuse",
             Message::End => "end",
             Message::Done => "done",
@@ -305,6 +359,22 @@ fn check_numbers(message: &Message) -> Result<(), WireError> {
         Message::File { size: n, .. } => size("file size", *n, -1),
         Message::Have { len, .. } => size("length held", *len, 0),
         Message::Start { offset } => size("offset", *offset, 0),
+        Message::Pack { sizes, blake3 } => {
+            if sizes.len() != blake3.len() || sizes.is_empty() || sizes.len() > MAX_PACK {
+                return Err(WireError::Invalid(format!(
+                    "a pack of {} sizes and {} hashes (1 to {MAX_PACK} of each)",
+                    sizes.len(),
+                    blake3.len()
+                )));
+            }
+            let total: u64 = sizes.iter().map(|&s| s.min(MAX_CHUNK as u64 + 1)).sum();
+            if total > MAX_CHUNK as u64 {
+                return Err(WireError::Invalid(format!(
+                    "a pack of {total} bytes is over the limit of {MAX_CHUNK}"
+                )));
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
@@ -336,6 +406,15 @@ mod tests {
             path: "a/b c/é.txt".into(),
             mode: 0o644,
             size: -1,
+            mtime: Some(1_700_000_000_123_456_789),
+        });
+        roundtrip(Message::Pack {
+            sizes: vec![0, 5],
+            blake3: vec!["a".into(), "b".into()],
+        });
+        roundtrip(Message::Committed {
+            files: 3,
+            mismatched: vec![1],
         });
         roundtrip(Message::Have {
             len: 5,
@@ -351,7 +430,7 @@ mod tests {
         assert_eq!(check_hello(&hello()), Ok(()));
         assert_eq!(
             check_hello(&hello_with(7)),
-            Err(WireError::Version { ours: 1, theirs: 7 })
+            Err(WireError::Version { ours: 2, theirs: 7 })
         );
         let mut other = hello();
         other[0] = b'X';
@@ -378,6 +457,10 @@ mod tests {
             Err(WireError::FrameTooLong(MAX_FRAME + 1))
         );
         assert!(chunk_len(u32::MAX.to_be_bytes()).is_err());
+        let uneven = br#"{"type":"pack","sizes":[1,2],"blake3":["a"]}"#;
+        assert!(matches!(decode(uneven), Err(WireError::Invalid(_))));
+        let big = br#"{"type":"pack","sizes":[4194304,1],"blake3":["a","b"]}"#;
+        assert!(matches!(decode(big), Err(WireError::Invalid(m)) if m.contains("over the limit")));
     }
 
     #[test]
