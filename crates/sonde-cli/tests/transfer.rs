@@ -10,11 +10,14 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
 
-use common::{Finished, Listener, TempDir, assert_contains, random_bytes, run, sonde, start_sonde};
+use std::sync::atomic::Ordering;
+use std::thread;
+
+use common::{
+    Finished, Listener, TempDir, assert_contains, proxy, proxy_with, random_bytes, run, sonde,
+    start_sonde,
+};
 use sonde::transfer::wire::{self, Message};
 
 /// Starts `sonde receive DIR ARGS...` on a loopback port.
@@ -260,76 +263,6 @@ fn max_size_refuses_a_large_transfer() {
     assert_eq!(sent.code(), Some(4), "{}", sent.stderr);
     assert_eq!(got.code(), Some(4), "{}", got.stderr);
     assert!(names(&dst.0).is_empty(), "{:?}", names(&dst.0));
-}
-
-/// A one-connection proxy: counts the bytes from client to server, and can
-/// cut both sides after `cut` of them (or, with `stall`, stop forwarding
-/// there and close only when the client goes) or flip the byte at `flip`.
-struct Proxy {
-    port: u16,
-    forwarded: Arc<AtomicU64>,
-    thread: JoinHandle<()>,
-}
-
-fn proxy(to: u16, cut: Option<u64>, flip: Option<u64>) -> Proxy {
-    proxy_with(to, cut, flip, false)
-}
-
-fn proxy_with(to: u16, cut: Option<u64>, flip: Option<u64>, stall: bool) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
-    let port = listener.local_addr().expect("proxy addr").port();
-    let forwarded = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&forwarded);
-    let thread = thread::spawn(move || {
-        let (mut client, _) = listener.accept().expect("proxy accept");
-        let mut server = TcpStream::connect(("127.0.0.1", to)).expect("proxy connect");
-        let (mut c2, mut s2) = (
-            client.try_clone().expect("clone"),
-            server.try_clone().expect("clone"),
-        );
-        let back = thread::spawn(move || {
-            let _ = std::io::copy(&mut s2, &mut c2);
-            let _ = c2.shutdown(Shutdown::Write);
-        });
-        let mut buf = vec![0; 64 * 1024];
-        let mut at = 0u64;
-        loop {
-            let n = match client.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let mut n = n as u64;
-            if let Some(cut) = cut {
-                n = n.min(cut - at);
-            }
-            if let Some(flip) = flip.filter(|f| (at..at + n).contains(f)) {
-                buf[(flip - at) as usize] ^= 0x01;
-            }
-            if server.write_all(&buf[..n as usize]).is_err() {
-                break;
-            }
-            at += n;
-            count.store(at, Ordering::Relaxed);
-            if cut == Some(at) && stall {
-                // Hold the sender here until it dies.
-                let _ = std::io::copy(&mut client, &mut std::io::sink());
-                let _ = server.shutdown(Shutdown::Both);
-                break;
-            }
-            if cut == Some(at) {
-                let _ = server.shutdown(Shutdown::Both);
-                let _ = client.shutdown(Shutdown::Both);
-                break;
-            }
-        }
-        let _ = server.shutdown(Shutdown::Write);
-        let _ = back.join();
-    });
-    Proxy {
-        port,
-        forwarded,
-        thread,
-    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Progress of a transfer on stderr: bars (the file and the total: bytes,
-//! rate, ETA) when stderr is a terminal, a plain line every second when it
+//! Progress of a transfer on stderr: bars (the file and the total: files,
+//! bytes, rate, ETA) when stderr is a terminal, a plain line every second when it
 //! is not, nothing with --quiet or --json. A thread reads the transfer's
 //! counters; the transfer itself never waits on the display.
 
@@ -73,6 +73,9 @@ fn bars(stop: &AtomicBool, p: &Progress) {
         if all > 0 {
             total.set_length(all);
         }
+        if let Some(files) = files(p) {
+            total.set_message(files);
+        }
         total.set_position(done);
         thread::sleep(Duration::from_millis(100));
     }
@@ -106,14 +109,27 @@ fn lines(stop: &AtomicBool, p: &Progress, verb: &str) {
             String::new()
         };
         eprintln!(
-            "sonde: {verb}{}: {} of {} total, {}{eta}",
+            "sonde: {verb}{}: {}{} of {} total, {}{eta}",
             match p.current() {
                 name if name.is_empty() => String::new(),
                 name => format!(" {name}"),
             },
+            files(p).map(|f| f + ", ").unwrap_or_default(),
             sonde::units::size(done),
             sonde::units::size(total),
             sonde::units::rate(rate * 8.0),
         );
     }
+}
+
+/// "1,204 of 5,130 files", for a transfer of more than one.
+fn files(p: &Progress) -> Option<String> {
+    let total = p.files_total.load(Ordering::Relaxed);
+    (total > 1).then(|| {
+        format!(
+            "{} of {} files",
+            sonde::units::count(p.files_done.load(Ordering::Relaxed)),
+            sonde::units::count(total)
+        )
+    })
 }

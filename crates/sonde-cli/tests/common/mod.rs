@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -372,4 +372,74 @@ pub fn spawn_ready(
         }
     };
     (child, reaper, line)
+}
+
+/// A one-connection proxy: counts the bytes from client to server, and can
+/// cut both sides after `cut` of them (or, with `stall`, stop forwarding
+/// there and close only when the client goes) or flip the byte at `flip`.
+pub struct Proxy {
+    pub port: u16,
+    pub forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+pub fn proxy(to: u16, cut: Option<u64>, flip: Option<u64>) -> Proxy {
+    proxy_with(to, cut, flip, false)
+}
+
+pub fn proxy_with(to: u16, cut: Option<u64>, flip: Option<u64>, stall: bool) -> Proxy {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+    let port = listener.local_addr().expect("proxy addr").port();
+    let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&forwarded);
+    let thread = thread::spawn(move || {
+        let (mut client, _) = listener.accept().expect("proxy accept");
+        let mut server = std::net::TcpStream::connect(("127.0.0.1", to)).expect("proxy connect");
+        let (mut c2, mut s2) = (
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        );
+        let back = thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+            let _ = c2.shutdown(std::net::Shutdown::Write);
+        });
+        let mut buf = vec![0; 64 * 1024];
+        let mut at = 0u64;
+        loop {
+            let n = match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut n = n as u64;
+            if let Some(cut) = cut {
+                n = n.min(cut - at);
+            }
+            if let Some(flip) = flip.filter(|f| (at..at + n).contains(f)) {
+                buf[(flip - at) as usize] ^= 0x01;
+            }
+            if server.write_all(&buf[..n as usize]).is_err() {
+                break;
+            }
+            at += n;
+            count.store(at, std::sync::atomic::Ordering::Relaxed);
+            if cut == Some(at) && stall {
+                // Hold the sender here until it dies.
+                let _ = std::io::copy(&mut client, &mut std::io::sink());
+                let _ = server.shutdown(std::net::Shutdown::Both);
+                break;
+            }
+            if cut == Some(at) {
+                let _ = server.shutdown(std::net::Shutdown::Both);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                break;
+            }
+        }
+        let _ = server.shutdown(std::net::Shutdown::Write);
+        let _ = back.join();
+    });
+    Proxy {
+        port,
+        forwarded,
+        thread,
+    }
 }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-/// How many small files may wait read, at most (each at most 64 KiB).
-const DEPTH: usize = 256;
+/// How many small files may wait read, at most (each at most 1 MiB).
+const DEPTH: usize = 32;
 
 /// A small file, read and hashed.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use super::TransferError;
 
 /// A batch is committed once it holds this many files...
-pub(crate) const MAX_FILES: usize = 2048;
+pub(crate) const MAX_FILES: usize = 8192;
 /// ...or this many bytes.
 pub(crate) const MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Writer threads for small files: one, as two creating files in one

@@ -78,6 +78,27 @@ impl Conn {
         })
     }
 
+    /// After a refusal: ends our side, then reads and drops what the peer
+    /// still sends for a moment (at most 200 ms and 4 MiB), so that
+    /// closing with its data unread does not reset the connection and
+    /// lose the refusal on the way.
+    pub(crate) fn drain_and_close(&mut self) {
+        let _ = self.writer.shutdown(std::net::Shutdown::Write);
+        let _ = self
+            .writer
+            .set_read_timeout(Some(Duration::from_millis(200)));
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        let mut buf = vec![0; 64 * 1024];
+        let mut drained = 0;
+        while drained < 4 << 20 && std::time::Instant::now() < deadline {
+            match self.reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+        let _ = self.writer.set_read_timeout(Some(self.timeout));
+    }
+
     /// Ends the connection both ways (a reading thread's read returns).
     pub(crate) fn shutdown(&self) {
         let _ = self.writer.shutdown(std::net::Shutdown::Both);

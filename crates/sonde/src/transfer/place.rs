@@ -3,6 +3,7 @@
 //! written to a partial file beside the target, and renamed into place
 //! only once verified and durable (see `batch`).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -27,16 +28,92 @@ fn io_err(what: &str, path: &Path, err: io::Error) -> PlaceError {
     PlaceError::Failed(TransferError::io(format!("{what} {}", path.display()), err))
 }
 
+/// The directories one transfer has checked or made, so that the many
+/// files of one directory do not check it again each.
+#[derive(Debug, Default)]
+pub(crate) struct Dirs {
+    /// Made since the last commit (their parents are synced with it).
+    pub(crate) made: Vec<PathBuf>,
+    known: HashSet<PathBuf>,
+}
+
+/// The directories an unfinished transfer made, listed beside the top of
+/// its tree (`.TOP.sonde-dirs` in the receiving directory) until it ends,
+/// so that a resumed transfer gives them their modes and times as the one
+/// that made them would have, and still leaves alone every directory that
+/// was there before.
+#[derive(Debug)]
+pub(crate) struct DirJournal {
+    root: PathBuf,
+    listed: HashMap<String, HashSet<String>>,
+}
+
+impl DirJournal {
+    pub(crate) fn new(root: &Path) -> DirJournal {
+        DirJournal {
+            root: root.to_path_buf(),
+            listed: HashMap::new(),
+        }
+    }
+
+    fn path(&self, top: &str) -> PathBuf {
+        self.root.join(format!(".{top}.sonde-dirs"))
+    }
+
+    fn load(&mut self, top: &str) -> &mut HashSet<String> {
+        if !self.listed.contains_key(top) {
+            let text = fs::read_to_string(self.path(top)).unwrap_or_default();
+            let names = text.lines().map(str::to_string).collect();
+            self.listed.insert(top.to_string(), names);
+        }
+        self.listed.entry(top.to_string()).or_default()
+    }
+
+    /// Whether an unfinished transfer made `path` (relative, `/`-separated).
+    pub(crate) fn listed(&mut self, path: &str) -> bool {
+        let top = path.split('/').next().unwrap_or(path).to_string();
+        self.load(&top).contains(path)
+    }
+
+    /// Notes that this transfer made `path`.
+    pub(crate) fn record(&mut self, path: &str) -> Result<(), PlaceError> {
+        let top = path.split('/').next().unwrap_or(path).to_string();
+        if !self.load(&top).insert(path.to_string()) {
+            return Ok(());
+        }
+        let at = self.path(&top);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&at)
+            .map_err(|e| io_err("opening", &at, e))?;
+        io::Write::write_all(&mut file, format!("{path}\n").as_bytes())
+            .map_err(|e| io_err("writing", &at, e))
+    }
+
+    /// The transfer ended: its directories have their modes and times.
+    pub(crate) fn finish(&self) {
+        for top in self.listed.keys() {
+            let _ = fs::remove_file(self.path(top));
+        }
+    }
+}
+
 /// Makes sure `root/parts...` is a directory, making what is missing and
-/// adding each directory it made to `made`.
+/// adding each directory it made to `dirs.made`.
 pub(crate) fn directory_made(
     root: &Path,
     parts: &[&str],
-    made: &mut Vec<PathBuf>,
+    dirs: &mut Dirs,
 ) -> Result<PathBuf, PlaceError> {
     let mut at = root.to_path_buf();
     for part in parts {
         at.push(part);
+        if dirs.known.contains(&at) {
+            continue;
+        }
         match fs::symlink_metadata(&at) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(PlaceError::Refuse(format!(
@@ -44,7 +121,9 @@ pub(crate) fn directory_made(
                     shown(root, &at)
                 )));
             }
-            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.is_dir() => {
+                dirs.known.insert(at.clone());
+            }
             Ok(_) => {
                 return Err(PlaceError::Refuse(format!(
                     "{} exists and is not a directory",
@@ -53,7 +132,8 @@ pub(crate) fn directory_made(
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&at).map_err(|e| io_err("making", &at, e))?;
-                made.push(at.clone());
+                dirs.made.push(at.clone());
+                dirs.known.insert(at.clone());
             }
             Err(e) => return Err(io_err("checking", &at, e)),
         }
@@ -79,15 +159,11 @@ pub(crate) enum Held {
 
 impl Target {
     /// The place for `parts` under `root` (its directories are made).
-    pub(crate) fn new(
-        root: &Path,
-        parts: &[&str],
-        made: &mut Vec<PathBuf>,
-    ) -> Result<Target, PlaceError> {
+    pub(crate) fn new(root: &Path, parts: &[&str], dirs: &mut Dirs) -> Result<Target, PlaceError> {
         let (name, parents) = parts
             .split_last()
             .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
-        let dir = directory_made(root, parents, made)?;
+        let dir = directory_made(root, parents, dirs)?;
         let target = Target {
             path: dir.join(name),
             partial: dir.join(partial_name(name)),

@@ -14,7 +14,7 @@ use super::batch::{Batch, Written, finish};
 use super::conn::Conn;
 use super::path::components;
 use super::pipeline::receive_stream;
-use super::place::{Held, PlaceError, Target, apply_modes, directory_made};
+use super::place::{DirJournal, Dirs, Held, PlaceError, Target, apply_modes, directory_made};
 use super::sink::Sink;
 use super::wire::{Message, WireError, permission_bits};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
@@ -47,9 +47,10 @@ struct State<'a> {
     /// Each directory this transfer made, with the mode and time it gets
     /// at the end.
     dirs: Vec<(PathBuf, u32, Option<i64>)>,
-    /// Directories made since the last commit (their parents are synced
-    /// with it).
-    made: Vec<PathBuf>,
+    /// Directories checked and made.
+    checked: Dirs,
+    /// Directories made by this transfer, or by the one it resumes.
+    journal: DirJournal,
     /// Files answered, waiting for their data, in order.
     pending: VecDeque<Pending<'a>>,
     /// Files written and not yet durable.
@@ -189,7 +190,8 @@ fn transfer(
         announced: 0,
         seen: 0,
         dirs: Vec::new(),
-        made: Vec::new(),
+        checked: Dirs::default(),
+        journal: DirJournal::new(&options.dir),
         pending: VecDeque::new(),
         batch: Batch::new(),
         in_batch: Vec::new(),
@@ -202,6 +204,7 @@ fn transfer(
     // read-only, and an interrupted transfer leaves its directories
     // writable for the resume.
     apply_modes(&state.dirs);
+    state.journal.finish();
     conn.send(&Message::Done)?;
     Ok(state.report)
 }
@@ -211,6 +214,7 @@ fn refuse(conn: &mut Conn, what: &str, reason: String) -> TransferError {
     let _ = conn.send(&Message::Refuse {
         reason: reason.clone(),
     });
+    conn.drain_and_close();
     TransferError::Refusing {
         what: what.to_string(),
         reason,
@@ -258,7 +262,7 @@ impl<'a> State<'a> {
 
     /// Makes the batch durable and tells the sender.
     fn commit(&mut self, conn: &mut Conn) -> Result<(), TransferError> {
-        let made = std::mem::take(&mut self.made);
+        let made = std::mem::take(&mut self.checked.made);
         let (files, mismatched, claims) = self.batch.commit(&made)?;
         drop(claims);
         if files == 0 {
@@ -293,13 +297,20 @@ impl<'a> State<'a> {
         let made = components(path)
             .map_err(|e| PlaceError::Refuse(e.to_string()))
             .and_then(|parts| {
-                let before = self.made.len();
-                let dir = directory_made(&self.options.dir, &parts, &mut self.made)?;
-                let made = self.made.len() > before && self.made.last() == Some(&dir);
+                let before = self.checked.made.len();
+                let dir = directory_made(&self.options.dir, &parts, &mut self.checked)?;
+                let made =
+                    self.checked.made.len() > before && self.checked.made.last() == Some(&dir);
                 Ok((dir, made))
             });
         match made {
-            Ok((dir, true)) => self.dirs.push((dir, permission_bits(mode), mtime)),
+            Ok((dir, true)) => {
+                placed(conn, path, self.journal.record(path))?;
+                self.dirs.push((dir, permission_bits(mode), mtime));
+            }
+            Ok((dir, false)) if self.journal.listed(path) => {
+                self.dirs.push((dir, permission_bits(mode), mtime));
+            }
             Ok((_, false)) => {}
             Err(PlaceError::Refuse(reason)) => self.note(conn, path, reason),
             Err(PlaceError::Failed(err)) => return Err(err),
@@ -334,7 +345,7 @@ impl<'a> State<'a> {
                 let (name, parents) = parts
                     .split_last()
                     .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
-                let dir = directory_made(&self.options.dir, parents, &mut self.made)?;
+                let dir = directory_made(&self.options.dir, parents, &mut self.checked)?;
                 super::place::symlink(&dir.join(name), target)
             });
         match made {
@@ -387,7 +398,7 @@ impl<'a> State<'a> {
 
     fn admit(&mut self, path: &str) -> Result<(Target, Claim<'a>, Held), PlaceError> {
         let parts = components(path).map_err(|e| PlaceError::Refuse(e.to_string()))?;
-        let target = Target::new(&self.options.dir, &parts, &mut self.made)?;
+        let target = Target::new(&self.options.dir, &parts, &mut self.checked)?;
         let claims: &'a Claims = self.claims;
         let claim = claims.claim(&target.path).ok_or_else(|| {
             PlaceError::Refuse("another transfer to this receiver is writing it now".into())
@@ -466,7 +477,7 @@ impl<'a> State<'a> {
             let reason = format!("it is over --max-size ({cap} bytes)");
             return Err(refuse(conn, "the transfer", reason));
         }
-        let len = if total == 0 { 0 } else { conn.chunk_len()? };
+        let len = conn.chunk_len()?;
         if len as u64 != total {
             return Err(conn.wire(WireError::Invalid(format!(
                 "a pack of {total} bytes came with a chunk of {len}"
@@ -616,6 +627,7 @@ impl<'a> State<'a> {
                     let _ = conn.send(&Message::Refuse {
                         reason: reason.clone(),
                     });
+                    conn.drain_and_close();
                 }
                 // Cut short: the partial file stays, to be resumed.
                 return Err(err);

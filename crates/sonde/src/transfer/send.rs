@@ -33,8 +33,10 @@ impl Default for SendOptions {
     }
 }
 
-/// Files announced ahead of their data, at most.
+/// Files announced ahead of their data, at most...
 const WINDOW: usize = 256;
+/// ...and bytes of small files read ahead for them.
+const WINDOW_BYTES: usize = 32 * 1024 * 1024;
 /// Files this small travel packed, read and hashed ahead.
 pub(crate) const SMALL: u64 = 1024 * 1024;
 
@@ -147,7 +149,13 @@ impl Sender<'_> {
         let mut entries = plan.entries.iter();
         let mut offered: VecDeque<Offered> = VecDeque::new();
         loop {
-            while offered.len() < WINDOW {
+            let held = |o: &VecDeque<Offered>| -> usize {
+                o.iter()
+                    .filter_map(|f| f.ready.as_ref())
+                    .map(|r| r.data.len())
+                    .sum()
+            };
+            while offered.len() < WINDOW && held(&offered) < WINDOW_BYTES {
                 let Some(entry) = entries.next() else { break };
                 if let Some(item) = self.announce(entry, &ahead) {
                     offered.push_back(item);
