@@ -15,7 +15,13 @@ tax whichever tool ran after a deletion.
 Wall time runs from the sender's start until the receiver has exited (and,
 for tar+sync, the sync has returned).
 
-Usage: python3 bench/tree.py [--files 20000] [--rounds 3] [--dir /tmp]
+With --fresh-fs (root), every run of one tree lands on a new ext4 made
+for the run on a loop device (an image file under --dir): a disk that has
+had hundreds of thousands of files made and deleted on it hands out inodes
+slower and slower (ext4's recently_deleted scan), and the figures would
+drift with the history of the machine rather than the tools.
+
+Usage: python3 bench/tree.py [--files 20000] [--rounds 3] [--dir /tmp] [--fresh-fs]
 """
 import argparse
 import glob
@@ -80,6 +86,23 @@ def run_tar(source, into, sync):
     return wall
 
 
+class FreshFs:
+    """A new ext4 on a loop device, mounted under `parent`, for one run."""
+
+    def __init__(self, parent, size_gib):
+        self.image = os.path.join(parent, "fs.img")
+        self.mount = os.path.join(parent, "fs")
+        with open(self.image, "wb") as img:
+            img.truncate(size_gib << 30)
+        subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
+        os.makedirs(self.mount, exist_ok=True)
+        subprocess.run(["mount", "-o", "loop", self.image, self.mount], check=True)
+
+    def close(self):
+        subprocess.run(["umount", self.mount], check=True)
+        os.remove(self.image)
+
+
 def count_files(path):
     return sum(len(files) for _, _, files in os.walk(path))
 
@@ -91,6 +114,7 @@ def main():
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--real", default=None)
     ap.add_argument("--sonde", default="target/release/sonde")
+    ap.add_argument("--fresh-fs", action="store_true", help="receive each run on a new ext4 (root)")
     args = ap.parse_args()
     for tool in ("ncat", "tar"):
         if not shutil.which(tool):
@@ -107,13 +131,18 @@ def main():
             times = {"sonde": [], "tar+sync": [], "tar": []}
             for rnd in range(args.rounds):
                 for tool in times:
-                    into = tempfile.mkdtemp(prefix=f"{tool}-", dir=work)
+                    fresh = FreshFs(work, 8) if args.fresh_fs else None
+                    into = tempfile.mkdtemp(prefix=f"{tool}-", dir=fresh.mount if fresh else work)
                     subprocess.run(["sync"], check=True)
-                    if tool == "sonde":
-                        wall = run_sonde(args.sonde, tree, into)
-                    else:
-                        wall = run_tar(tree, into, sync=tool == "tar+sync")
-                    got = count_files(into)
+                    try:
+                        if tool == "sonde":
+                            wall = run_sonde(args.sonde, tree, into)
+                        else:
+                            wall = run_tar(tree, into, sync=tool == "tar+sync")
+                        got = count_files(into)
+                    finally:
+                        if fresh:
+                            fresh.close()
                     if got != files:
                         raise RuntimeError(f"{tool}: {got} files of {files}")
                     times[tool].append(wall)

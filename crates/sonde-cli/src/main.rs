@@ -76,6 +76,12 @@ fn main() -> ExitCode {
         },
         _ => LevelFilter::WARN,
     };
+    // SONDE_LOG=debug shows the library's steps in any subcommand (a
+    // receiver's commits and what each step cost, for one).
+    let level = std::env::var("SONDE_LOG")
+        .ok()
+        .and_then(|v| v.parse::<LevelFilter>().ok())
+        .unwrap_or(level);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1,12 +1,21 @@
 //! Reading small files ahead: a thread of its own reads and hashes each
 //! small file of a plan in order, a bounded number ahead of the sender, so
-//! the disk and the hash overlap with the network.
+//! the disk and the hash overlap with the network. Files are handed over
+//! in runs, not one by one: a handover can wake a sleeping thread, which
+//! costs more than reading a 4 KiB file.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-/// How many small files may wait read, at most (each at most 1 MiB).
-const DEPTH: usize = 32;
+/// How many runs may wait read, at most...
+const DEPTH: usize = 4;
+/// ...each of at most this many files...
+const RUN_FILES: usize = 64;
+/// ...or about this many bytes (each file is at most 1 MiB).
+const RUN_BYTES: usize = 1024 * 1024;
 
 /// A small file, read and hashed.
 #[derive(Debug)]
@@ -31,7 +40,8 @@ impl Default for Ready {
 
 /// The reading thread's output, in the plan's order.
 pub(crate) struct Ahead {
-    rx: mpsc::Receiver<Ready>,
+    rx: mpsc::Receiver<Vec<Ready>>,
+    run: RefCell<VecDeque<Ready>>,
 }
 
 impl Ahead {
@@ -40,18 +50,37 @@ impl Ahead {
         let files: Vec<_> = files.collect();
         let (tx, rx) = mpsc::sync_channel(DEPTH);
         std::thread::spawn(move || {
-            for (path, size) in files {
-                if tx.send(read(&path, size)).is_err() {
-                    return;
+            let mut run = Vec::new();
+            let mut bytes = 0;
+            let last = files.len();
+            for (at, (path, size)) in files.into_iter().enumerate() {
+                let ready = read(&path, size);
+                bytes += ready.data.len();
+                run.push(ready);
+                let end = at + 1 == last;
+                if end || run.len() >= RUN_FILES || bytes >= RUN_BYTES {
+                    bytes = 0;
+                    if tx.send(std::mem::take(&mut run)).is_err() {
+                        return;
+                    }
                 }
             }
         });
-        Ahead { rx }
+        Ahead {
+            rx,
+            run: RefCell::new(VecDeque::new()),
+        }
     }
 
     /// The next small file (an error one if the thread is gone).
     pub(crate) fn next(&self) -> Ready {
-        self.rx.recv().unwrap_or_else(|_| Ready {
+        let mut run = self.run.borrow_mut();
+        if run.is_empty()
+            && let Ok(more) = self.rx.recv()
+        {
+            run.extend(more);
+        }
+        run.pop_front().unwrap_or_else(|| Ready {
             error: Some("the reading thread stopped".into()),
             ..Ready::default()
         })
@@ -63,9 +92,13 @@ fn read(path: &std::path::Path, size: u64) -> Ready {
         error: Some(error),
         ..Ready::default()
     };
-    match std::fs::read(path) {
-        Ok(data) if data.len() as u64 != size => failed(format!(
-            "{} changed size while being sent ({size} bytes planned, {} read)",
+    match read_known(path, size) {
+        Ok(data) if data.len() as u64 > size => failed(format!(
+            "{} grew while being sent ({size} bytes planned)",
+            path.display(),
+        )),
+        Ok(data) if (data.len() as u64) < size => failed(format!(
+            "{} shrank while being sent ({size} bytes planned, {} read)",
             path.display(),
             data.len()
         )),
@@ -80,4 +113,30 @@ fn read(path: &std::path::Path, size: u64) -> Ready {
             crate::error::describe(&e)
         )),
     }
+}
+
+/// A file's bytes when its size is known: read straight into a buffer of
+/// that size (std's `read_to_end` looks at the metadata first, a syscall a
+/// file), then one read more to see whether it has grown.
+fn read_known(path: &std::path::Path, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut data = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+    let mut at = 0;
+    while at < data.len() {
+        match file.read(&mut data[at..]) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(at);
+    if at as u64 == size {
+        // Grown since planned: the caller sees the size differ.
+        let mut more = [0; 1];
+        if file.read(&mut more)? > 0 {
+            data.push(more[0]);
+        }
+    }
+    Ok(data)
 }

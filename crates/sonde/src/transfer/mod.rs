@@ -15,12 +15,14 @@
 
 mod ahead;
 mod batch;
+mod commit;
 mod conn;
 pub mod path;
 mod pipeline;
 mod place;
 pub mod plan;
 mod receive;
+mod resume;
 mod send;
 pub mod serve;
 mod sink;

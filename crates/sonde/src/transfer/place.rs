@@ -4,10 +4,14 @@
 //! only once verified and durable (see `batch`).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 use super::TransferError;
 use super::path::partial_name;
@@ -35,6 +39,28 @@ pub(crate) struct Dirs {
     /// Made since the last commit (their parents are synced with it).
     pub(crate) made: Vec<PathBuf>,
     known: HashSet<PathBuf>,
+    /// Made by this transfer (not by one it resumes), and the names this
+    /// transfer gave in them: in such a directory, a name not given yet
+    /// is free, with nothing to look up.
+    fresh: HashSet<PathBuf>,
+    named: HashSet<PathBuf>,
+}
+
+impl Dirs {
+    /// Notes a name this transfer gives (a link, say).
+    pub(crate) fn named(&mut self, path: &Path) {
+        self.named.insert(path.to_path_buf());
+    }
+
+    /// Whether a target and its partial file are free without looking:
+    /// names not given yet in a directory this transfer made, while no
+    /// other transfer could have put anything there (`alone`).
+    fn free(&mut self, target: &Target, alone: bool) -> bool {
+        // Both names count: a file may be named as another's partial file.
+        let new = self.named.insert(target.path.clone());
+        let new = self.named.insert(target.partial.clone()) && new;
+        alone && new && self.fresh.contains(&target.dir) && !self.known.contains(&target.path)
+    }
 }
 
 /// The directories an unfinished transfer made, listed beside the top of
@@ -133,6 +159,7 @@ pub(crate) fn directory_made(
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&at).map_err(|e| io_err("making", &at, e))?;
                 dirs.made.push(at.clone());
+                dirs.fresh.insert(at.clone());
                 dirs.known.insert(at.clone());
             }
             Err(e) => return Err(io_err("checking", &at, e)),
@@ -146,6 +173,9 @@ pub(crate) struct Target {
     pub(crate) dir: PathBuf,
     pub(crate) path: PathBuf,
     pub(crate) partial: PathBuf,
+    /// Whether the target and the partial file were there when looked at
+    /// (so that a fresh tree costs one look at each, not three).
+    found: [bool; 2],
 }
 
 /// What the receiver already holds of a file.
@@ -158,18 +188,32 @@ pub(crate) enum Held {
 }
 
 impl Target {
-    /// The place for `parts` under `root` (its directories are made).
-    pub(crate) fn new(root: &Path, parts: &[&str], dirs: &mut Dirs) -> Result<Target, PlaceError> {
+    /// The place for `parts` under `root` (its directories are made);
+    /// `alone`: no other transfer has run beside this one.
+    pub(crate) fn new(
+        root: &Path,
+        parts: &[&str],
+        dirs: &mut Dirs,
+        alone: bool,
+    ) -> Result<Target, PlaceError> {
         let (name, parents) = parts
             .split_last()
             .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
         let dir = directory_made(root, parents, dirs)?;
-        let target = Target {
+        let mut target = Target {
             path: dir.join(name),
             partial: dir.join(partial_name(name)),
             dir,
+            found: [true; 2],
         };
-        for path in [&target.path, &target.partial] {
+        if dirs.free(&target, alone) {
+            target.found = [false; 2];
+            return Ok(target);
+        }
+        for (path, found) in [&target.path, &target.partial]
+            .into_iter()
+            .zip(&mut target.found)
+        {
             match fs::symlink_metadata(path) {
                 Ok(meta) if !meta.file_type().is_file() => {
                     return Err(PlaceError::Refuse(format!(
@@ -177,22 +221,28 @@ impl Target {
                         shown(root, path)
                     )));
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => *found = false,
                 _ => {}
             }
         }
         Ok(target)
     }
 
-    /// Whether the target exists.
+    /// Whether the target was there.
     pub(crate) fn exists(&self) -> bool {
-        fs::symlink_metadata(&self.path).is_ok()
+        self.found[0]
     }
 
     /// A partial file first (an interrupted transfer to resume), else the
     /// target, hashed.
     pub(crate) fn held(&self) -> Result<Held, PlaceError> {
-        if let Some((len, hasher)) = hash_file(&self.partial)? {
+        if self.found[1]
+            && let Some((len, hasher)) = hash_file(&self.partial)?
+        {
             return Ok(Held::Partial(len, Box::new(hasher)));
+        }
+        if !self.found[0] {
+            return Ok(Held::Nothing);
         }
         Ok(match hash_file(&self.path)? {
             Some((len, hasher)) => Held::Complete(len, hasher.finalize()),
@@ -217,6 +267,38 @@ impl Target {
         io::Seek::seek(&mut file, io::SeekFrom::Start(offset))
             .map_err(|e| io_err("seeking", &self.partial, e))?;
         Ok(file)
+    }
+}
+
+/// The directory last worked in, held open, so that a run of files in one
+/// directory is named relative to it rather than walked from the root
+/// each time (a tree's files come a directory at a time).
+#[derive(Default)]
+pub(crate) struct InDir {
+    at: Option<(PathBuf, OwnedFd)>,
+}
+
+impl InDir {
+    /// A handle on `dir`, and the last component of `path` (in `dir`).
+    pub(crate) fn name<'p>(
+        &mut self,
+        dir: &Path,
+        path: &'p Path,
+    ) -> io::Result<(&OwnedFd, &'p OsStr)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let fresh = self.at.as_ref().is_none_or(|(open, _)| open != dir);
+        if fresh {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let handle = rustix::fs::open(dir, flags, Mode::empty())?;
+            self.at = Some((dir.to_path_buf(), handle));
+        }
+        let (_, handle) = self
+            .at
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no directory"))?;
+        Ok((handle, name))
     }
 }
 

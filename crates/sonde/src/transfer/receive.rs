@@ -8,9 +8,10 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::batch::{Batch, Written, finish};
+use super::batch::{Batch, Placed, Settled, finish};
 use super::conn::Conn;
 use super::path::components;
 use super::pipeline::receive_stream;
@@ -37,6 +38,7 @@ struct State<'a> {
     options: &'a ReceiveOptions,
     progress: &'a Progress,
     claims: &'a Claims,
+    presence: Presence<'a>,
     report: Report,
     offered_files: u64,
     offered_dirs: u64,
@@ -53,10 +55,9 @@ struct State<'a> {
     journal: DirJournal,
     /// Files answered, waiting for their data, in order.
     pending: VecDeque<Pending<'a>>,
-    /// Files written and not yet durable.
-    batch: Batch<Claim<'a>>,
-    /// Where the batch's files are in the report, in batch order.
-    in_batch: Vec<usize>,
+    /// Files written and not yet durable, each with its claim and its
+    /// place in the report.
+    batch: Batch<(Claim<'a>, usize)>,
 }
 
 /// A file announced and answered.
@@ -103,9 +104,40 @@ pub(crate) fn receive_greeted(
     session(conn, peer, options, progress, claims)
 }
 
-/// The targets that sessions are writing now: one session per file.
+/// The targets that sessions are writing now (one session per file), and
+/// how many sessions there are.
 #[derive(Debug, Default)]
-pub(crate) struct Claims(Mutex<HashSet<PathBuf>>);
+pub(crate) struct Claims {
+    held: Mutex<HashSet<PathBuf>>,
+    /// Sessions begun, ever.
+    begun: AtomicU64,
+    /// Sessions running now.
+    running: AtomicU64,
+}
+
+/// A session's presence among the receiver's sessions.
+struct Presence<'a> {
+    claims: &'a Claims,
+    /// The sessions begun when this one began, if it was the only one.
+    alone_at: Option<u64>,
+}
+
+impl Presence<'_> {
+    /// Whether no other session has run since this one began: then a
+    /// directory this session made holds only what it put there.
+    fn alone(&self) -> bool {
+        self.alone_at.is_some_and(|at| {
+            self.claims.begun.load(Ordering::SeqCst) == at
+                && self.claims.running.load(Ordering::SeqCst) == 1
+        })
+    }
+}
+
+impl Drop for Presence<'_> {
+    fn drop(&mut self) {
+        self.claims.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// One session's hold on a target; let go when dropped.
 struct Claim<'a> {
@@ -114,8 +146,17 @@ struct Claim<'a> {
 }
 
 impl Claims {
+    fn enter(&self) -> Presence<'_> {
+        let begun = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        Presence {
+            claims: self,
+            alone_at: (running == 1).then_some(begun),
+        }
+    }
+
     fn claim(&self, path: &Path) -> Option<Claim<'_>> {
-        let mut held = self.0.lock().ok()?;
+        let mut held = self.held.lock().ok()?;
         held.insert(path.to_path_buf()).then(|| Claim {
             claims: self,
             path: path.to_path_buf(),
@@ -125,7 +166,7 @@ impl Claims {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        if let Ok(mut held) = self.claims.0.lock() {
+        if let Ok(mut held) = self.claims.held.lock() {
             held.remove(&self.path);
         }
     }
@@ -172,14 +213,13 @@ fn transfer(
         let reason = format!("{bytes} bytes is over --max-size ({max} bytes)");
         return Err(refuse(conn, "the transfer", reason));
     }
-    progress
-        .total
-        .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    progress.total.store(bytes, Ordering::Relaxed);
     conn.send(&Message::Accept)?;
     let mut state = State {
         options,
         progress,
         claims,
+        presence: claims.enter(),
         report: Report {
             peer: peer.to_string(),
             ..Report::default()
@@ -194,11 +234,8 @@ fn transfer(
         journal: DirJournal::new(&options.dir),
         pending: VecDeque::new(),
         batch: Batch::new(),
-        in_batch: Vec::new(),
     };
-    progress
-        .files_total
-        .store(files, std::sync::atomic::Ordering::Relaxed);
+    progress.files_total.store(files, Ordering::Relaxed);
     state.entries(conn)?;
     // Only now: a read-only directory is filled before it is made
     // read-only, and an interrupted transfer leaves its directories
@@ -255,31 +292,49 @@ impl<'a> State<'a> {
                 other => return Err(conn.unexpected("dir, link, file, data or end", &other)),
             }
             if self.batch.full() {
-                self.commit(conn)?;
+                let made = std::mem::take(&mut self.checked.made);
+                let settled = self.batch.commit(made)?;
+                self.settle(conn, settled);
+            }
+            while let Some(settled) = self.batch.settled(false)? {
+                self.settle(conn, Some(settled));
             }
         }
     }
 
-    /// Makes the batch durable and tells the sender.
+    /// Commits the last batch and waits for every batch to settle.
     fn commit(&mut self, conn: &mut Conn) -> Result<(), TransferError> {
         let made = std::mem::take(&mut self.checked.made);
-        let (files, mismatched, claims) = self.batch.commit(&made)?;
-        drop(claims);
-        if files == 0 {
-            return Ok(());
+        let settled = self.batch.commit(made)?;
+        self.settle(conn, settled);
+        while self.batch.in_flight() > 0 {
+            let settled = self.batch.settled(true)?;
+            self.settle(conn, settled);
         }
-        self.progress
-            .files_done
-            .fetch_add(files, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A batch is durable: tells the sender, and lets go of its files.
+    fn settle(&mut self, conn: &mut Conn, settled: Option<Settled<(Claim<'a>, usize)>>) {
+        let Some(Settled {
+            tickets,
+            mismatched,
+        }) = settled
+        else {
+            return;
+        };
+        let files = tickets.len() as u64;
+        if files == 0 {
+            return;
+        }
+        self.progress.files_done.fetch_add(files, Ordering::Relaxed);
         // This side's reports of the batch's files settle too.
         for &at in &mismatched {
-            if let Some(&index) = self.in_batch.get(at as usize) {
-                self.report.files[index].outcome = Outcome::Mismatch;
+            if let Some((_, index)) = tickets.get(at as usize) {
+                self.report.files[*index].outcome = Outcome::Mismatch;
             }
         }
-        self.in_batch.clear();
         conn.queue(&Message::Committed { files, mismatched });
-        Ok(())
     }
 
     fn dir(
@@ -346,7 +401,9 @@ impl<'a> State<'a> {
                     .split_last()
                     .ok_or_else(|| PlaceError::Refuse("an empty path".into()))?;
                 let dir = directory_made(&self.options.dir, parents, &mut self.checked)?;
-                super::place::symlink(&dir.join(name), target)
+                let at = dir.join(name);
+                self.checked.named(&at);
+                super::place::symlink(&at, target)
             });
         match made {
             Ok(()) => Ok(()),
@@ -398,7 +455,8 @@ impl<'a> State<'a> {
 
     fn admit(&mut self, path: &str) -> Result<(Target, Claim<'a>, Held), PlaceError> {
         let parts = components(path).map_err(|e| PlaceError::Refuse(e.to_string()))?;
-        let target = Target::new(&self.options.dir, &parts, &mut self.checked)?;
+        let alone = self.presence.alone();
+        let target = Target::new(&self.options.dir, &parts, &mut self.checked, alone)?;
         let claims: &'a Claims = self.claims;
         let claim = claims.claim(&target.path).ok_or_else(|| {
             PlaceError::Refuse("another transfer to this receiver is writing it now".into())
@@ -408,9 +466,7 @@ impl<'a> State<'a> {
     }
 
     fn decline(&mut self, path: &str, size: Option<u64>, reason: String) {
-        self.progress
-            .files_done
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
         self.progress.add(size.unwrap_or(0));
         self.report.files.push(FileReport {
             path: path.to_string(),
@@ -441,9 +497,7 @@ impl<'a> State<'a> {
             ))));
         };
         self.progress.add(*len);
-        self.progress
-            .files_done
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
         self.report.bytes += len;
         self.report.files.push(FileReport {
             path: head.path.clone(),
@@ -500,15 +554,16 @@ impl<'a> State<'a> {
             let hash = blake3::hash(&bytes);
             let good = hex(&hash) == *theirs;
             self.progress.add(*size);
-            self.written_file(&head, 0, *size, &hash);
+            let index = self.written_file(&head, 0, *size, &hash);
             let (mode, mtime) = (head.mode, head.mtime);
-            let written = self.written_of(head, good);
+            let (placed, claim) = placed_of(head, good);
             if good {
-                self.batch.write(written, bytes, mode, mtime);
+                self.batch.write(placed, (claim, index), bytes, mode, mtime);
             } else {
-                self.batch.add(written, 0);
+                self.batch.add(placed, (claim, index), 0);
             }
         }
+        self.batch.hand_over();
         self.report.moved += total;
         Ok(())
     }
@@ -525,18 +580,15 @@ impl<'a> State<'a> {
         Ok(())
     }
 
-    fn written_of(&self, head: Pending<'a>, good: bool) -> Written<Claim<'a>> {
-        Written {
-            partial: head.target.partial,
-            path: head.target.path,
-            dir: head.target.dir,
-            good,
-            claim: head.claim,
-        }
-    }
-
-    /// This side's report of a file whose data came (settled at commit).
-    fn written_file(&mut self, head: &Pending, offset: u64, moved: u64, hash: &blake3::Hash) {
+    /// This side's report of a file whose data came (settled at commit);
+    /// returns its place in the report.
+    fn written_file(
+        &mut self,
+        head: &Pending,
+        offset: u64,
+        moved: u64,
+        hash: &blake3::Hash,
+    ) -> usize {
         self.report.bytes += offset + moved;
         self.report.files.push(FileReport {
             path: head.path.clone(),
@@ -547,7 +599,7 @@ impl<'a> State<'a> {
             blake3: hex(hash),
             reason: None,
         });
-        self.in_batch.push(self.report.files.len() - 1);
+        self.report.files.len() - 1
     }
 
     /// One file's data from `offset` on, streamed.
@@ -584,9 +636,9 @@ impl<'a> State<'a> {
         };
         let good = hex(&hash) == theirs;
         self.report.moved += moved;
-        self.written_file(&head, offset, moved, &hash);
-        let written = self.written_of(head, good);
-        self.batch.add(written, moved);
+        let index = self.written_file(&head, offset, moved, &hash);
+        let (placed, claim) = placed_of(head, good);
+        self.batch.add(placed, (claim, index), moved);
         Ok(())
     }
 
@@ -633,9 +685,20 @@ impl<'a> State<'a> {
                 return Err(err);
             }
         };
-        finish(&file, &target.partial, head.mode, head.mtime)?;
+        finish(&file, &target.partial, Some(head.mode), head.mtime)?;
         Ok((hasher.finalize(), moved))
     }
+}
+
+/// A file for the batch, and the claim on it.
+fn placed_of(head: Pending<'_>, good: bool) -> (Placed, Claim<'_>) {
+    let placed = Placed {
+        partial: head.target.partial,
+        path: head.target.path,
+        dir: head.target.dir,
+        good,
+    };
+    (placed, head.claim)
 }
 
 fn have(held: &Held, overwrite: bool) -> Message {

@@ -15,6 +15,7 @@ use super::ahead::{Ahead, Ready};
 use super::conn::Conn;
 use super::pipeline::{send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
+use super::resume::{Held, Resume, hash_prefix, prefix_hash, resume_point};
 use super::wire::{MAX_CHUNK, MAX_PACK, Message, WireError};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 
@@ -124,14 +125,6 @@ struct Offered<'a> {
     entry: &'a Entry,
     /// Its data, read and hashed ahead, for a small file.
     ready: Option<Ready>,
-}
-
-/// What the receiver said about one announced file.
-struct Held {
-    len: u64,
-    hash: Option<String>,
-    complete: bool,
-    overwrite: bool,
 }
 
 struct Sender<'a> {
@@ -575,56 +568,4 @@ fn entry_size(entry: &Entry) -> u64 {
 /// Whether a small file goes in a pack: read well, and nothing of it held.
 fn packable(held: &Held, ready: &Ready) -> bool {
     ready.error.is_none() && held.len == 0 && !held.complete
-}
-
-/// Where the data starts, and the hash of what comes before it.
-enum Resume {
-    Skip(blake3::Hash),
-    From(u64, Box<blake3::Hasher>),
-}
-
-/// Decides from what the receiver holds: an identical file in place is
-/// skipped, a partial one whose bytes hash the same as our prefix is
-/// resumed, anything else starts from zero. `prefix(len)` hashes our
-/// first `len` bytes (`None`: we have fewer).
-fn resume_point(
-    held: &Held,
-    size: u64,
-    prefix: impl FnOnce(u64) -> Result<Option<blake3::Hasher>, TransferError>,
-) -> Result<Resume, TransferError> {
-    let fresh = Resume::From(0, Box::default());
-    let Some(held_hash) = &held.hash else {
-        return Ok(fresh);
-    };
-    if held.len == 0 || held.len > size || (held.complete && held.len != size) {
-        return Ok(fresh);
-    }
-    let Some(hasher) = prefix(held.len)? else {
-        return Ok(fresh);
-    };
-    if hex(&hasher.finalize()) != *held_hash {
-        return Ok(fresh);
-    }
-    Ok(if held.complete {
-        Resume::Skip(hasher.finalize())
-    } else {
-        Resume::From(held.len, Box::new(hasher))
-    })
-}
-
-fn prefix_hash(data: &[u8], len: u64) -> Option<blake3::Hasher> {
-    let part = data.get(..usize::try_from(len).ok()?)?;
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(part);
-    Some(hasher)
-}
-
-/// The hasher of a just-opened file's first `len` bytes (`None` when it is
-/// shorter now).
-fn hash_prefix(file: &File, len: u64, name: &str) -> Result<Option<blake3::Hasher>, TransferError> {
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(std::io::Read::take(file, len))
-        .map_err(|e| TransferError::io(format!("reading {name}"), e))?;
-    Ok((hasher.count() == len).then_some(hasher))
 }
