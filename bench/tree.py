@@ -4,6 +4,11 @@ nc` into `nc -l | tar x` followed by `sync` (the same durability: sonde's
 receiver has every file durable before it reports), and against the same
 pipeline without the sync.
 
+sonde makes each batch durable with one syncfs (its way); with
+--fsync-each it also runs with an fsync of each file and directory
+(SONDE_DURABILITY=fsync); the receiver's log gives what each step of the
+commits cost.
+
 Two trees: N files of 4 KiB written here (20,000 by default, 100 to a
 directory), and a real tree nobody here wrote (the Rust toolchain's HTML
 documentation, about 52,000 files, or --real PATH). Runs are interleaved
@@ -21,11 +26,12 @@ had hundreds of thousands of files made and deleted on it hands out inodes
 slower and slower (ext4's recently_deleted scan), and the figures would
 drift with the history of the machine rather than the tools.
 
-Usage: python3 bench/tree.py [--files 20000] [--rounds 3] [--dir /tmp] [--fresh-fs]
+Usage: python3 bench/tree.py [--files 20000] [--rounds 3] [--dir /tmp] [--fresh-fs] [--fsync-each]
 """
 import argparse
 import glob
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -52,16 +58,30 @@ def real_tree():
     return found[0] if found else "/usr/share/doc"
 
 
-def run_sonde(sonde, source, into):
+STEPS = (
+    ("data durable", re.compile(r"data durable in ([0-9.]+) ms")),
+    ("renamed", re.compile(r"renamed in ([0-9.]+) ms")),
+    ("renames durable", re.compile(r"renames durable in ([0-9.]+) ms")),
+)
+
+
+def run_sonde(sonde, source, into, durability, steps):
+    """One sonde run; adds what each commit step cost (summed over the
+    run's commits, from the receiver's SONDE_LOG=debug lines) to `steps`."""
     port = free_port()
-    recv = subprocess.Popen([sonde, "receive", into, "--port", str(port), "--bind", "127.0.0.1", "--quiet"])
+    env = dict(os.environ, SONDE_LOG="debug", SONDE_DURABILITY=durability)
+    recv = subprocess.Popen([sonde, "receive", into, "--port", str(port), "--bind", "127.0.0.1", "--quiet"],
+                            env=env, stderr=subprocess.PIPE, text=True)
     wait_listening(port)
     start = time.perf_counter()
     send = subprocess.run([sonde, "send", source, f"127.0.0.1:{port}", "--quiet"])
-    recv.wait(timeout=900)
+    _, log = recv.communicate(timeout=900)
     wall = time.perf_counter() - start
     if send.returncode != 0 or recv.returncode != 0:
-        raise RuntimeError(f"sonde send {send.returncode}, receive {recv.returncode}")
+        raise RuntimeError(f"sonde send {send.returncode}, receive {recv.returncode}: {log[-2000:]}")
+    for name, pattern in STEPS:
+        steps.setdefault(name, []).append(sum(float(m) for m in pattern.findall(log)))
+    steps.setdefault("commits", []).append(log.count("commit: data durable"))
     return wall
 
 
@@ -115,6 +135,8 @@ def main():
     ap.add_argument("--real", default=None)
     ap.add_argument("--sonde", default="target/release/sonde")
     ap.add_argument("--fresh-fs", action="store_true", help="receive each run on a new ext4 (root)")
+    ap.add_argument("--fsync-each", action="store_true",
+                    help="also run sonde with SONDE_DURABILITY=fsync (slow: a minute a round on the real tree)")
     args = ap.parse_args()
     for tool in ("ncat", "tar"):
         if not shutil.which(tool):
@@ -128,15 +150,19 @@ def main():
             subprocess.run(["tar", "c", "-C", os.path.dirname(tree), os.path.basename(tree)],
                            stdout=subprocess.DEVNULL, check=True)
             files = count_files(tree)
-            times = {"sonde": [], "tar+sync": [], "tar": []}
+            times = {"sonde": [], "sonde fsync": [], "tar+sync": [], "tar": []}
+            if not args.fsync_each:
+                del times["sonde fsync"]
+            steps = {tool: {} for tool in times if tool.startswith("sonde")}
             for rnd in range(args.rounds):
                 for tool in times:
                     fresh = FreshFs(work, 8) if args.fresh_fs else None
                     into = tempfile.mkdtemp(prefix=f"{tool}-", dir=fresh.mount if fresh else work)
                     subprocess.run(["sync"], check=True)
                     try:
-                        if tool == "sonde":
-                            wall = run_sonde(args.sonde, tree, into)
+                        if tool.startswith("sonde"):
+                            durability = "fsync" if tool == "sonde fsync" else "syncfs"
+                            wall = run_sonde(args.sonde, tree, into, durability, steps[tool])
                         else:
                             wall = run_tar(tree, into, sync=tool == "tar+sync")
                         got = count_files(into)
@@ -149,9 +175,13 @@ def main():
                     print(f"{label} round {rnd + 1}: {tool} {wall:.2f} s", flush=True)
             m = {k: statistics.median(v) for k, v in times.items()}
             print(f"\n{label}: {tree} ({files} files), median of {args.rounds}")
-            print(f"{'tool':10s} {'median s':>9s} {'files/s':>9s} {'sonde/this':>11s}")
+            print(f"{'tool':11s} {'median s':>9s} {'files/s':>9s} {'sonde/this':>11s}")
             for tool, t in m.items():
-                print(f"{tool:10s} {t:9.2f} {files / t:9.0f} {m['sonde'] / t:11.2f}")
+                print(f"{tool:11s} {t:9.2f} {files / t:9.0f} {m['sonde'] / t:11.2f}")
+            print(f"\n{label}: the receiver's commit steps, summed over a run (median ms)")
+            for tool, by_step in steps.items():
+                shown = ", ".join(f"{name} {statistics.median(v):.0f}" for name, v in by_step.items())
+                print(f"{tool:11s} {shown}")
             print(flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

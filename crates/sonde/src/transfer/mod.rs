@@ -14,7 +14,9 @@
 //!   made durable a batch at a time.
 
 mod ahead;
+mod arrive;
 mod batch;
+mod claims;
 mod commit;
 mod conn;
 pub mod path;

@@ -2,21 +2,19 @@
 //! disk, answers each file announced with what it already holds (or
 //! declines it, and the rest goes on), writes each file beside its target,
 //! and renames it into place only when its BLAKE3 matches and the batch it
-//! is in is durable (`batch`).
+//! is in is durable (`batch`); the data itself arrives in `arrive`.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::batch::{Batch, Placed, Settled, finish};
+use super::batch::{Batch, Settled};
+use super::claims::{Claim, Claims, Presence};
 use super::conn::Conn;
 use super::path::components;
-use super::pipeline::receive_stream;
 use super::place::{DirJournal, Dirs, Held, PlaceError, Target, apply_modes, directory_made};
-use super::sink::Sink;
 use super::wire::{Message, WireError, permission_bits};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 
@@ -34,41 +32,41 @@ pub struct ReceiveOptions {
 }
 
 /// What one transfer has brought so far, against what was offered.
-struct State<'a> {
-    options: &'a ReceiveOptions,
-    progress: &'a Progress,
-    claims: &'a Claims,
-    presence: Presence<'a>,
-    report: Report,
-    offered_files: u64,
-    offered_dirs: u64,
-    offered_bytes: u64,
-    announced: u64,
+pub(super) struct State<'a> {
+    pub(super) options: &'a ReceiveOptions,
+    pub(super) progress: &'a Progress,
+    pub(super) claims: &'a Claims,
+    pub(super) presence: Presence<'a>,
+    pub(super) report: Report,
+    pub(super) offered_files: u64,
+    pub(super) offered_dirs: u64,
+    pub(super) offered_bytes: u64,
+    pub(super) announced: u64,
     /// Files and symlinks announced so far.
-    seen: u64,
+    pub(super) seen: u64,
     /// Each directory this transfer made, with the mode and time it gets
     /// at the end.
-    dirs: Vec<(PathBuf, u32, Option<i64>)>,
+    pub(super) dirs: Vec<(PathBuf, u32, Option<i64>)>,
     /// Directories checked and made.
-    checked: Dirs,
+    pub(super) checked: Dirs,
     /// Directories made by this transfer, or by the one it resumes.
-    journal: DirJournal,
+    pub(super) journal: DirJournal,
     /// Files answered, waiting for their data, in order.
-    pending: VecDeque<Pending<'a>>,
+    pub(super) pending: VecDeque<Pending<'a>>,
     /// Files written and not yet durable, each with its claim and its
     /// place in the report.
-    batch: Batch<(Claim<'a>, usize)>,
+    pub(super) batch: Batch<(Claim<'a>, usize)>,
 }
 
 /// A file announced and answered.
-struct Pending<'a> {
-    path: String,
-    target: Target,
-    claim: Claim<'a>,
-    held: Held,
-    mode: u32,
-    mtime: Option<i64>,
-    size: Option<u64>,
+pub(super) struct Pending<'a> {
+    pub(super) path: String,
+    pub(super) target: Target,
+    pub(super) claim: Claim<'a>,
+    pub(super) held: Held,
+    pub(super) mode: u32,
+    pub(super) mtime: Option<i64>,
+    pub(super) size: Option<u64>,
 }
 
 /// Receives one transfer over an accepted stream. Mismatched files are
@@ -102,74 +100,6 @@ pub(crate) fn receive_greeted(
     let mut conn = Conn::new(stream, peer, options.timeout)?;
     conn.write_all(&super::wire::hello(), "sending the hello")?;
     session(conn, peer, options, progress, claims)
-}
-
-/// The targets that sessions are writing now (one session per file), and
-/// how many sessions there are.
-#[derive(Debug, Default)]
-pub(crate) struct Claims {
-    held: Mutex<HashSet<PathBuf>>,
-    /// Sessions begun, ever.
-    begun: AtomicU64,
-    /// Sessions running now.
-    running: AtomicU64,
-}
-
-/// A session's presence among the receiver's sessions.
-struct Presence<'a> {
-    claims: &'a Claims,
-    /// The sessions begun when this one began, if it was the only one.
-    alone_at: Option<u64>,
-}
-
-impl Presence<'_> {
-    /// Whether no other session has run since this one began: then a
-    /// directory this session made holds only what it put there.
-    fn alone(&self) -> bool {
-        self.alone_at.is_some_and(|at| {
-            self.claims.begun.load(Ordering::SeqCst) == at
-                && self.claims.running.load(Ordering::SeqCst) == 1
-        })
-    }
-}
-
-impl Drop for Presence<'_> {
-    fn drop(&mut self) {
-        self.claims.running.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// One session's hold on a target; let go when dropped.
-struct Claim<'a> {
-    claims: &'a Claims,
-    path: PathBuf,
-}
-
-impl Claims {
-    fn enter(&self) -> Presence<'_> {
-        let begun = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        Presence {
-            claims: self,
-            alone_at: (running == 1).then_some(begun),
-        }
-    }
-
-    fn claim(&self, path: &Path) -> Option<Claim<'_>> {
-        let mut held = self.held.lock().ok()?;
-        held.insert(path.to_path_buf()).then(|| Claim {
-            claims: self,
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.claims.held.lock() {
-            held.remove(&self.path);
-        }
-    }
 }
 
 fn session(
@@ -247,7 +177,7 @@ fn transfer(
 }
 
 /// Tells the sender why, and returns the error for our side.
-fn refuse(conn: &mut Conn, what: &str, reason: String) -> TransferError {
+pub(super) fn refuse(conn: &mut Conn, what: &str, reason: String) -> TransferError {
     let _ = conn.send(&Message::Refuse {
         reason: reason.clone(),
     });
@@ -258,7 +188,7 @@ fn refuse(conn: &mut Conn, what: &str, reason: String) -> TransferError {
     }
 }
 
-fn placed<T>(
+pub(super) fn placed<T>(
     conn: &mut Conn,
     what: &str,
     result: Result<T, PlaceError>,
@@ -479,7 +409,11 @@ impl<'a> State<'a> {
         });
     }
 
-    fn head(&mut self, conn: &Conn, what: &'static str) -> Result<Pending<'a>, TransferError> {
+    pub(super) fn head(
+        &mut self,
+        conn: &Conn,
+        what: &'static str,
+    ) -> Result<Pending<'a>, TransferError> {
         self.pending.pop_front().ok_or_else(|| {
             conn.wire(WireError::Unexpected {
                 expected: "a file announced first",
@@ -517,188 +451,6 @@ impl<'a> State<'a> {
         self.decline(&head.path, head.size, reason);
         Ok(())
     }
-
-    /// Several small files' whole data in one chunk.
-    fn pack(
-        &mut self,
-        conn: &mut Conn,
-        sizes: &[u64],
-        hashes: &[String],
-    ) -> Result<(), TransferError> {
-        let total: u64 = sizes.iter().sum();
-        let cap = self.options.max_size.unwrap_or(u64::MAX);
-        if self.report.moved + total > cap {
-            let reason = format!("it is over --max-size ({cap} bytes)");
-            return Err(refuse(conn, "the transfer", reason));
-        }
-        let len = conn.chunk_len()?;
-        if len as u64 != total {
-            return Err(conn.wire(WireError::Invalid(format!(
-                "a pack of {total} bytes came with a chunk of {len}"
-            ))));
-        }
-        let mut data = vec![0; len];
-        conn.read_exact(&mut data, "reading file data")?;
-        let mut at = 0usize;
-        for (size, theirs) in sizes.iter().zip(hashes) {
-            let head = self.head(conn, "pack")?;
-            if head.size.is_some_and(|s| s != *size) || head.size.is_none() {
-                return Err(conn.wire(WireError::Invalid(format!(
-                    "{} was announced with {:?} bytes and packed with {size}",
-                    head.path, head.size
-                ))));
-            }
-            self.may_replace(conn, &head)?;
-            let bytes = data[at..at + *size as usize].to_vec();
-            at += *size as usize;
-            let hash = blake3::hash(&bytes);
-            let good = hex(&hash) == *theirs;
-            self.progress.add(*size);
-            let index = self.written_file(&head, 0, *size, &hash);
-            let (mode, mtime) = (head.mode, head.mtime);
-            let (placed, claim) = placed_of(head, good);
-            if good {
-                self.batch.write(placed, (claim, index), bytes, mode, mtime);
-            } else {
-                self.batch.add(placed, (claim, index), 0);
-            }
-        }
-        self.batch.hand_over();
-        self.report.moved += total;
-        Ok(())
-    }
-
-    /// A file in place that differs is replaced only with --overwrite.
-    fn may_replace(&mut self, conn: &mut Conn, head: &Pending) -> Result<(), TransferError> {
-        if head.target.exists()
-            && !self.options.overwrite
-            && !matches!(head.held, Held::Partial(..))
-        {
-            let reason = "it exists and differs (use --overwrite to replace it)".to_string();
-            return Err(refuse(conn, &head.path, reason));
-        }
-        Ok(())
-    }
-
-    /// This side's report of a file whose data came (settled at commit);
-    /// returns its place in the report.
-    fn written_file(
-        &mut self,
-        head: &Pending,
-        offset: u64,
-        moved: u64,
-        hash: &blake3::Hash,
-    ) -> usize {
-        self.report.bytes += offset + moved;
-        self.report.files.push(FileReport {
-            path: head.path.clone(),
-            size: offset + moved,
-            resumed_from: offset,
-            moved,
-            outcome: Outcome::Verified,
-            blake3: hex(hash),
-            reason: None,
-        });
-        self.report.files.len() - 1
-    }
-
-    /// One file's data from `offset` on, streamed.
-    fn start(&mut self, conn: &mut Conn, offset: u64) -> Result<(), TransferError> {
-        let head = self.head(conn, "start")?;
-        let path = head.path.clone();
-        let offset = match (&head.held, offset) {
-            (_, 0) => 0,
-            (Held::Partial(len, _), o) if o == *len => o,
-            (_, o) => {
-                return Err(conn.wire(WireError::Invalid(format!(
-                    "the sender asked to resume {path} at byte {o}, which is not what is held"
-                ))));
-            }
-        };
-        if offset == 0 {
-            self.may_replace(conn, &head)?;
-        }
-        if head.size.is_some_and(|s| offset > s) {
-            return Err(conn.wire(WireError::Invalid(format!(
-                "resuming {path} at byte {offset}, past its end"
-            ))));
-        }
-        self.progress.start_file(&path, head.size);
-        self.progress.add(offset);
-        let hasher = match &head.held {
-            Held::Partial(_, hasher) if offset > 0 => (**hasher).clone(),
-            _ => blake3::Hasher::new(),
-        };
-        let (hash, moved) = self.data(conn, &head, offset, hasher)?;
-        let theirs = match conn.recv()? {
-            Message::Digest { blake3 } => blake3,
-            other => return Err(conn.unexpected("digest", &other)),
-        };
-        let good = hex(&hash) == theirs;
-        self.report.moved += moved;
-        let index = self.written_file(&head, offset, moved, &hash);
-        let (placed, claim) = placed_of(head, good);
-        self.batch.add(placed, (claim, index), moved);
-        Ok(())
-    }
-
-    /// Receives a file's data into its partial file, which it leaves with
-    /// its mode and time.
-    fn data(
-        &mut self,
-        conn: &mut Conn,
-        head: &Pending,
-        offset: u64,
-        hasher: blake3::Hasher,
-    ) -> Result<(blake3::Hash, u64), TransferError> {
-        let target = &head.target;
-        let file = placed(conn, &head.path, target.open(offset))?;
-        let mut sink = Sink::new(file, offset);
-        let cap = self
-            .options
-            .max_size
-            .map_or(u64::MAX, |m| m.saturating_sub(self.report.moved));
-        let expect = head.size.map(|s| s - offset);
-        let got = receive_stream(
-            conn,
-            &mut sink,
-            expect,
-            cap,
-            hasher,
-            self.progress,
-            &head.path,
-        );
-        let file = sink.into_file();
-        let (hasher, moved) = match got {
-            Ok(got) => got,
-            Err(err) => {
-                if let TransferError::Refusing { reason, .. } = &err {
-                    // Over --max-size: keep nothing.
-                    drop(file);
-                    let _ = std::fs::remove_file(&target.partial);
-                    let _ = conn.send(&Message::Refuse {
-                        reason: reason.clone(),
-                    });
-                    conn.drain_and_close();
-                }
-                // Cut short: the partial file stays, to be resumed.
-                return Err(err);
-            }
-        };
-        finish(&file, &target.partial, Some(head.mode), head.mtime)?;
-        Ok((hasher.finalize(), moved))
-    }
-}
-
-/// A file for the batch, and the claim on it.
-fn placed_of(head: Pending<'_>, good: bool) -> (Placed, Claim<'_>) {
-    let placed = Placed {
-        partial: head.target.partial,
-        path: head.target.path,
-        dir: head.target.dir,
-        good,
-    };
-    (placed, head.claim)
 }
 
 fn have(held: &Held, overwrite: bool) -> Message {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::receive::{Claims, receive_greeted};
+use super::claims::Claims;
+use super::receive::receive_greeted;
 use super::wire::{self, HELLO_LEN, Message};
 use super::{Progress, ReceiveOptions, Report, TransferError};
 use crate::door::{self, Accepted, Door, DoorConfig, Refusal, Unidentified};
