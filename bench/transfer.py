@@ -90,6 +90,10 @@ def main():
     for tool in ("nc", "sha256sum"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed")
+    # `nc -N` is OpenBSD netcat's; where nc is ncat the pipeline would hang.
+    usage = subprocess.run(["nc", "-h"], capture_output=True, text=True)
+    if "OpenBSD" not in usage.stdout + usage.stderr:
+        raise SystemExit("nc here is not OpenBSD netcat (apt-get install -y netcat-openbsd)")
     work = os.path.join(args.dir, "sonde-bench-transfer")
     into = os.path.join(work, "into")
     os.makedirs(into, exist_ok=True)
