@@ -14,6 +14,7 @@ mod perf;
 mod rtt;
 mod serve;
 mod talk;
+mod tls;
 mod transfer;
 mod usage;
 

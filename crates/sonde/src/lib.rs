@@ -13,6 +13,9 @@
 //! - [`units`]: bytes and rates written as iperf3 writes them.
 //! - [`net`]: resolving names, connecting (every address in turn), binding
 //!   dual-stack listeners with a large backlog.
+//! - [`tls`]: TLS for the stream modes: certificates, verifiers, pins,
+//!   one-line handshake failures, and the bridge that carries a plain
+//!   mode over TLS.
 //! - [`door`]: the front door every server accepts through: the cap on
 //!   open connections, refusals, failed accepts, counters and shutdown.
 //! - [`talk`]: the netcat subsystem (`connect`, `listen`, `listen -k`).
@@ -33,6 +36,7 @@ pub mod rtt;
 pub mod serve;
 mod sys;
 pub mod talk;
+pub mod tls;
 pub mod transfer;
 pub mod units;
 pub mod wire;

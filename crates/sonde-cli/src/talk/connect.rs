@@ -9,6 +9,7 @@ use sonde::net::{self, ConnectOptions};
 use sonde::talk::{relay, udp};
 
 use super::{TalkArgs, input, relay_options, stdout_fd, udp_options};
+use crate::tls::TlsArgs;
 use crate::usage::{UsageError, parse_port, parse_secs, parse_source};
 
 #[derive(Debug, Args)]
@@ -29,6 +30,8 @@ pub(crate) struct ConnectArgs {
     pub(crate) connect_timeout: Option<Duration>,
     #[command(flatten)]
     pub(crate) talk: TalkArgs,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 /// `sonde connect HOST PORT`.
@@ -46,18 +49,28 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     };
     let interactive = args.message.is_none() && std::io::stdin().is_terminal();
     let input = input(&args.talk, args.message.as_deref())?;
+    if args.talk.udp && args.tls.on() {
+        return Err(UsageError(crate::tls::NO_DTLS.into()).into());
+    }
+    let tls = args.tls.client(&host)?;
     if args.talk.udp {
         let sock = net::connect_udp(&host, port, &opts)?;
         udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk))?;
         return Ok(ExitCode::SUCCESS);
     }
     let (stream, peer) = net::connect_tcp(&host, port, &opts)?;
-    relay::relay(
-        stream,
-        peer,
-        input,
-        stdout_fd()?,
-        relay_options(&args.talk, interactive),
-    )?;
+    let relay_opts = relay_options(&args.talk, interactive);
+    match tls {
+        None => {
+            relay::relay(stream, peer, input, stdout_fd()?, relay_opts)?;
+        }
+        Some(tls) => {
+            let (plain, bridge) = sonde::tls::connect(stream, &tls, &peer.to_string())?;
+            let relayed = relay::relay(plain, peer, input, stdout_fd()?, relay_opts);
+            // A broken session first: it is why the relay ended.
+            bridge.finish()?;
+            relayed?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,8 @@ use sonde::talk::relay::{self, Input, RelayOptions};
 use sonde::talk::udp;
 
 use super::{TalkArgs, input, local, relay_options, stdout_fd, udp_options};
+use crate::tls::TlsArgs;
+use crate::usage::UsageError;
 
 /// Where to listen: an optional address and a port.
 #[derive(Clone, Debug)]
@@ -41,6 +43,8 @@ pub(crate) struct ListenArgs {
     pub(crate) quiet: bool,
     #[command(flatten)]
     pub(crate) talk: TalkArgs,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
 }
 
 fn parse_listen_on(text: &str) -> Result<ListenOn, String> {
@@ -65,6 +69,16 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{text}");
         }
     };
+    if args.talk.udp && args.tls.on() {
+        return Err(UsageError(crate::tls::NO_DTLS.into()).into());
+    }
+    if args.keep_open && args.tls.on() {
+        return Err(UsageError(
+            "listen -k does not speak TLS yet: one client at a time with --tls".into(),
+        )
+        .into());
+    }
+    let tls = args.tls.server(args.quiet)?;
     let input = input(&args.talk, None)?;
     if args.talk.udp {
         let sock = net::bind_udp(addr, v6_only)?;
@@ -99,7 +113,17 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .accept_one(listener)
         .with_context(|| format!("accepting a client on {on}"))?;
     report(format!("connection from {peer}"));
-    relay::relay(stream, peer, input, stdout_fd()?, opts)?;
+    match tls {
+        None => {
+            relay::relay(stream, peer, input, stdout_fd()?, opts)?;
+        }
+        Some(tls) => {
+            let (plain, bridge) = sonde::tls::accept(stream, &tls, &peer.to_string())?;
+            let relayed = relay::relay(plain, peer, input, stdout_fd()?, opts);
+            bridge.finish()?;
+            relayed?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -132,6 +132,8 @@ pub struct Listener {
     pub stdout: mpsc::Receiver<Vec<u8>>,
     /// The remaining stderr lines, as they come.
     pub stderr_lines: mpsc::Receiver<String>,
+    /// The `sonde: ...` lines before the address.
+    pub before: Vec<String>,
 }
 
 /// Starts `sonde listen ARGS...` (ARGS must bind port 0) with the given
@@ -164,10 +166,18 @@ pub fn start_command(mut cmd: Command) -> Listener {
             }
         }
     });
-    // Warnings (a low open-file limit, ...) may come first.
+    // Warnings (a low open-file limit, ...) and notes (a TLS
+    // certificate's fingerprint) may come first.
+    let mut before = Vec::new();
     let first = rx
         .iter()
-        .find(|line| !line.starts_with("sonde: warning"))
+        .find(|line| {
+            let note = line.starts_with("sonde: ");
+            if note {
+                before.push(line.clone());
+            }
+            !note
+        })
         .expect("sonde reports its address");
     let port = first
         .rsplit(':')
@@ -180,6 +190,7 @@ pub fn start_command(mut cmd: Command) -> Listener {
         port,
         stdout,
         stderr_lines: rx,
+        before,
     }
 }
 

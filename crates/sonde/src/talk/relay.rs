@@ -73,6 +73,33 @@ enum Event {
     Down(Result<u64, PumpError>),
 }
 
+/// A connected byte stream a relay runs over: TCP, or the plaintext end
+/// of a TLS bridge (`crate::tls`), which half-closes the same way.
+pub trait Duplex: AsFd + Send + Sized + 'static {
+    /// Another handle on the same stream.
+    fn duplicate(&self) -> std::io::Result<Self>;
+    /// Shuts one or both halves.
+    fn shut(&self, how: Shutdown) -> std::io::Result<()>;
+}
+
+impl Duplex for TcpStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn shut(&self, how: Shutdown) -> std::io::Result<()> {
+        self.shutdown(how)
+    }
+}
+
+impl Duplex for std::os::unix::net::UnixStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+    fn shut(&self, how: Shutdown) -> std::io::Result<()> {
+        self.shutdown(how)
+    }
+}
+
 /// Relays between `stream` (connected to `peer`) and `input`/`output`
 /// until both directions are finished by the rules in the module docs.
 ///
@@ -82,8 +109,8 @@ enum Event {
 /// # Errors
 /// [`Error::Io`] naming the direction that failed (a reset, a write to a
 /// closed connection), [`Error::IdleTimeout`].
-pub fn relay(
-    stream: TcpStream,
+pub fn relay<S: Duplex>(
+    stream: S,
     peer: SocketAddr,
     input: Input,
     output: OwnedFd,
@@ -115,7 +142,7 @@ pub fn relay(
                 up_done_at = Instant::now();
                 if !opts.no_shutdown {
                     // The peer may already have gone; its reply still counts.
-                    let _ = stream.shutdown(Shutdown::Write);
+                    let _ = stream.shut(Shutdown::Write);
                 }
             }
             Ok(Event::Down(Ok(n))) => {
@@ -134,7 +161,7 @@ pub fn relay(
                 if let Some(limit) = opts.idle_timeout
                     && activity.last().elapsed() >= limit
                 {
-                    let _ = stream.shutdown(Shutdown::Both);
+                    let _ = stream.shut(Shutdown::Both);
                     return Err(Error::IdleTimeout {
                         what: format!("connection with {peer}"),
                         after: limit,
@@ -147,7 +174,7 @@ pub fn relay(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.shut(Shutdown::Both);
     Ok(stats)
 }
 
@@ -179,14 +206,14 @@ fn down_error(peer: SocketAddr, err: PumpError) -> Error {
     }
 }
 
-fn clone_stream(stream: &TcpStream) -> Result<TcpStream> {
+fn clone_stream<S: Duplex>(stream: &S) -> Result<S> {
     stream
-        .try_clone()
+        .duplicate()
         .map_err(|e| Error::io("duplicating the socket", e))
 }
 
-fn spawn_uplink(
-    stream: &TcpStream,
+fn spawn_uplink<S: Duplex>(
+    stream: &S,
     input: Input,
     opts: &RelayOptions,
     activity: &Activity,
@@ -208,7 +235,7 @@ fn spawn_uplink(
 
 /// Sends the greeting, then the input; returns the bytes sent.
 pub(crate) fn send_all(
-    sock: &TcpStream,
+    sock: &impl AsFd,
     greeting: Option<Vec<u8>>,
     input: Input,
     filters: &mut Filters,
@@ -237,8 +264,8 @@ pub(crate) fn send_all(
     Ok(sent)
 }
 
-fn spawn_downlink(
-    stream: &TcpStream,
+fn spawn_downlink<S: Duplex>(
+    stream: &S,
     output: OwnedFd,
     opts: &RelayOptions,
     activity: &Activity,
