@@ -127,11 +127,8 @@ fn openssl_and_ncat_clients_reach_sonde_listen() {
         if !have_peer(program, package) {
             continue;
         }
-        let listener = tls_listener(
-            &config.0,
-            &["--tls", "--greet", "Hello, World!"],
-            Stdio::null(),
-        );
+        let args = ["--tls", "--greet", "Hello, World!"];
+        let listener = tls_listener(&config.0, &args, Stdio::null());
         let port = listener.port.to_string();
         let mut cmd = Command::new(program);
         match program {
@@ -150,7 +147,9 @@ fn openssl_and_ncat_clients_reach_sonde_listen() {
         assert_eq!(
             String::from_utf8_lossy(&server.stdout),
             "Hello, World!",
-            "{program}"
+            "{program}: server: {}; client: {}",
+            server.stderr,
+            client.stderr
         );
     }
 }
@@ -323,4 +322,41 @@ fn udp_refuses_tls_as_a_usage_error() {
     );
     assert_eq!(client.code(), Some(2), "{}", client.stderr);
     assert_contains(&client.stderr, "UDP modes have no DTLS");
+}
+
+#[test]
+fn a_flipped_byte_breaks_the_session_loudly() {
+    let config = TempDir::new("tls-flip");
+    let data = random_bytes(1 << 20, 5);
+    let listener = tls_listener(&config.0, &["--tls"], Stdio::null());
+    let pin = printed_fingerprint(&listener);
+    // Past the handshake, inside the data's records.
+    let flip = common::proxy(listener.port, None, Some(200_000));
+    let client = run(
+        sonde_in(
+            &config.0,
+            &[
+                "connect",
+                "127.0.0.1",
+                &flip.port.to_string(),
+                "--pin",
+                &pin,
+            ],
+        ),
+        &data,
+    );
+    let server = listener.finish();
+    flip.thread.join().expect("proxy");
+    assert_eq!(server.code(), Some(1), "{}", server.stderr);
+    assert_contains(&server.stderr, "TLS with 127.0.0.1:");
+    assert!(
+        server.stdout.len() < data.len(),
+        "all {} bytes came through a forged record",
+        data.len()
+    );
+    assert!(
+        data.starts_with(&server.stdout),
+        "what came before the forged record is the data"
+    );
+    assert_ne!(client.code(), None);
 }

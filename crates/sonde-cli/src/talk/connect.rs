@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 use sonde::net::{self, ConnectOptions};
-use sonde::talk::{relay, udp};
+use sonde::talk::udp;
 
-use super::{TalkArgs, input, relay_options, stdout_fd, udp_options};
+use super::{Secure, TalkArgs, input, relay_options, relay_over, stdout_fd, udp_options};
 use crate::tls::TlsArgs;
 use crate::usage::{UsageError, parse_port, parse_secs, parse_source};
 
@@ -60,17 +60,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
     let (stream, peer) = net::connect_tcp(&host, port, &opts)?;
     let relay_opts = relay_options(&args.talk, interactive);
-    match tls {
-        None => {
-            relay::relay(stream, peer, input, stdout_fd()?, relay_opts)?;
-        }
-        Some(tls) => {
-            let (plain, bridge) = sonde::tls::connect(stream, &tls, &peer.to_string())?;
-            let relayed = relay::relay(plain, peer, input, stdout_fd()?, relay_opts);
-            // A broken session first: it is why the relay ended.
-            bridge.finish()?;
-            relayed?;
-        }
-    }
+    let tls = tls.map(Secure::Client);
+    relay_over(stream, peer, tls.as_ref(), input, relay_opts)?;
     Ok(ExitCode::SUCCESS)
 }

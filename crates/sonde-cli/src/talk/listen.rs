@@ -10,10 +10,10 @@ use clap::Args;
 use sonde::door::{Door, DoorConfig};
 use sonde::net::{self, Family};
 use sonde::talk::many::{self as multi, ClientEvent};
-use sonde::talk::relay::{self, Input, RelayOptions};
+use sonde::talk::relay::{Input, RelayOptions};
 use sonde::talk::udp;
 
-use super::{TalkArgs, input, local, relay_options, stdout_fd, udp_options};
+use super::{Secure, TalkArgs, input, local, relay_options, relay_over, stdout_fd, udp_options};
 use crate::tls::TlsArgs;
 use crate::usage::UsageError;
 
@@ -113,17 +113,8 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .accept_one(listener)
         .with_context(|| format!("accepting a client on {on}"))?;
     report(format!("connection from {peer}"));
-    match tls {
-        None => {
-            relay::relay(stream, peer, input, stdout_fd()?, opts)?;
-        }
-        Some(tls) => {
-            let (plain, bridge) = sonde::tls::accept(stream, &tls, &peer.to_string())?;
-            let relayed = relay::relay(plain, peer, input, stdout_fd()?, opts);
-            bridge.finish()?;
-            relayed?;
-        }
-    }
+    let tls = tls.map(Secure::Server);
+    relay_over(stream, peer, tls.as_ref(), input, opts)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -111,3 +111,34 @@ pub(super) fn udp_options(talk: &TalkArgs) -> UdpOptions {
 pub(super) fn local(addr: std::io::Result<std::net::SocketAddr>) -> String {
     addr.map_or_else(|_| "an unknown address".to_string(), |a| a.to_string())
 }
+
+/// Which end of TLS this side is.
+pub(crate) enum Secure {
+    Client(sonde::tls::ClientTls),
+    Server(sonde::tls::ServerTls),
+}
+
+/// Relays over `stream`, plain or through a TLS bridge.
+pub(crate) fn relay_over(
+    stream: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<&Secure>,
+    input: sonde::talk::relay::Input,
+    opts: sonde::talk::relay::RelayOptions,
+) -> anyhow::Result<()> {
+    use sonde::talk::relay::relay;
+    let Some(tls) = tls else {
+        relay(stream, peer, input, stdout_fd()?, opts)?;
+        return Ok(());
+    };
+    let name = peer.to_string();
+    let (plain, bridge) = match tls {
+        Secure::Client(tls) => sonde::tls::connect(stream, tls, &name)?,
+        Secure::Server(tls) => sonde::tls::accept(stream, tls, &name)?,
+    };
+    let relayed = relay(plain, peer, input, stdout_fd()?, opts);
+    // A broken session first: it is why the relay ended.
+    bridge.finish()?;
+    relayed?;
+    Ok(())
+}

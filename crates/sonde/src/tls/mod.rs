@@ -101,10 +101,18 @@ impl Bridge {
     /// # Errors
     /// [`TlsError::Session`] with what went wrong.
     pub fn finish(mut self) -> Result<(), TlsError> {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let mut failure = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            failure = Some("the session's thread stopped".to_string());
         }
-        let failure = self.failure.lock().ok().and_then(|mut f| f.take());
+        let failure = self
+            .failure
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take())
+            .or(failure);
         match failure {
             Some(why) => Err(TlsError::Session {
                 peer: self.peer.clone(),
@@ -232,6 +240,9 @@ fn pump(mut conn: rustls::Connection, tcp: &TcpStream, local: &UnixStream) -> io
     let mut held: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut ends = Ends::default();
+    // The peer's first data may have come with the end of its handshake,
+    // already read and decrypted: no poll would ever report it.
+    take_plaintext(&mut conn, &mut held, &mut buf, &mut ends)?;
     loop {
         while conn.wants_write() {
             match conn.write_tls(&mut &*tcp) {
@@ -311,6 +322,16 @@ fn from_net(
         Err(e) => return Err(e),
     }
     conn.process_new_packets().map_err(io::Error::other)?;
+    take_plaintext(conn, held, buf, ends)
+}
+
+/// Takes what rustls has decrypted into `held`.
+fn take_plaintext(
+    conn: &mut rustls::Connection,
+    held: &mut Vec<u8>,
+    buf: &mut [u8],
+    ends: &mut Ends,
+) -> io::Result<()> {
     loop {
         match conn.reader().read(buf) {
             Ok(0) => {
