@@ -127,7 +127,17 @@ fn openssl_and_ncat_clients_reach_sonde_listen() {
         if !have_peer(program, package) {
             continue;
         }
-        let args = ["--tls", "--greet", "Hello, World!"];
+        // The server keeps its side open a second after its (empty)
+        // input: an openssl s_client told at once that the server is done
+        // may leave before it has sent what it read.
+        let args = [
+            "--tls",
+            "--greet",
+            "Hello, World!",
+            "--no-shutdown",
+            "-q",
+            "1",
+        ];
         let listener = tls_listener(&config.0, &args, Stdio::null());
         let port = listener.port.to_string();
         let mut cmd = Command::new(program);
@@ -359,4 +369,43 @@ fn a_flipped_byte_breaks_the_session_loudly() {
         "what came before the forged record is the data"
     );
     assert_ne!(client.code(), None);
+}
+
+#[test]
+fn listen_k_serves_tls_clients_and_shrugs_off_a_plaintext_one() {
+    let config = TempDir::new("tls-many");
+    let listener = tls_listener(&config.0, &["-k", "--tls"], Stdio::null());
+    let pin = printed_fingerprint(&listener);
+    let port = listener.port.to_string();
+    // Plaintext at a TLS server: that client fails, the others go on.
+    let _ = run(
+        sonde_in(&config.0, &["connect", "127.0.0.1", &port]),
+        b"plain\n",
+    );
+    for name in ["one", "two"] {
+        let line = format!("{name}\n");
+        let client = run(
+            sonde_in(
+                &config.0,
+                &[
+                    "connect",
+                    "127.0.0.1",
+                    &port,
+                    "--pin",
+                    &pin,
+                    "--message",
+                    &line,
+                ],
+            ),
+            b"",
+        );
+        assert_eq!(client.code(), Some(0), "{name}: {}", client.stderr);
+    }
+    let pid = rustix::process::Pid::from_raw(listener.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stopping the server");
+    let server = listener.finish();
+    let got = String::from_utf8_lossy(&server.stdout).into_owned();
+    assert!(got.contains("one\n") && got.contains("two\n"), "{got:?}");
+    assert!(!got.contains("plain"), "{got:?}");
+    assert_contains(&server.stderr, "does not speak TLS");
 }

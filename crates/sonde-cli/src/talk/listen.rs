@@ -72,12 +72,6 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     if args.talk.udp && args.tls.on() {
         return Err(UsageError(crate::tls::NO_DTLS.into()).into());
     }
-    if args.keep_open && args.tls.on() {
-        return Err(UsageError(
-            "listen -k does not speak TLS yet: one client at a time with --tls".into(),
-        )
-        .into());
-    }
     let tls = args.tls.server(args.quiet)?;
     let input = input(&args.talk, None)?;
     if args.talk.udp {
@@ -104,7 +98,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     opts.greeting = args.greet.map(String::into_bytes);
     if args.keep_open {
         sonde::door::raise_fd_limit();
-        serve_many(listener, input, opts, args.max_conns, args.quiet)?;
+        serve_many(listener, input, opts, args.max_conns, args.quiet, tls)?;
         return Ok(ExitCode::SUCCESS);
     }
     let on = local(listener.local_addr());
@@ -124,6 +118,7 @@ fn serve_many(
     opts: RelayOptions,
     max_clients: usize,
     quiet: bool,
+    tls: Option<sonde::tls::ServerTls>,
 ) -> anyhow::Result<()> {
     multi::serve_many(
         listener,
@@ -131,6 +126,7 @@ fn serve_many(
         stdout_fd()?,
         opts,
         max_clients,
+        tls,
         move |event| match event {
             ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
             ClientEvent::Closed(peer) if !quiet => eprintln!("{peer} closed"),

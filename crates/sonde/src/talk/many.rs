@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +74,8 @@ struct Shared {
     output: mpsc::Sender<Out>,
     opts: RelayOptions,
     notify: Notify,
+    /// Each client speaks TLS.
+    tls: Option<crate::tls::ServerTls>,
 }
 
 /// Serves clients of `listener`, at most `max_clients` at once (others
@@ -87,6 +89,7 @@ pub fn serve_many(
     output: OwnedFd,
     opts: RelayOptions,
     max_clients: usize,
+    tls: Option<crate::tls::ServerTls>,
     on_event: impl Fn(ClientEvent) + Send + Sync + 'static,
 ) -> Result<()> {
     let notify: Notify = Arc::new(on_event);
@@ -100,6 +103,7 @@ pub fn serve_many(
         output: out_tx,
         opts,
         notify,
+        tls,
     });
     let door = Door::new(DoorConfig::new("listen", max_clients));
     let runtime = crate::door::runtime().map_err(|e| Error::io("starting the runtime", e))?;
@@ -137,11 +141,16 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
     (shared.notify)(ClientEvent::Connected(peer));
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let (reader, writer) = stream.into_split();
         let activity = Activity::new();
-        let read = read_client(reader, peer, &shared, &activity, &kick);
-        let write = write_client(writer, rx, &shared.opts, &activity, &kick);
-        let (read, ()) = tokio::join!(read, write);
+        let read = match shared.tls.clone() {
+            None => {
+                let (reader, writer) = stream.into_split();
+                let read = read_client(reader, peer, &shared, &activity, &kick);
+                let write = write_client(writer, rx, &shared.opts, &activity, &kick);
+                tokio::join!(read, write).0
+            }
+            Some(tls) => over_tls(stream, peer, tls, rx, &shared, &activity, &kick).await,
+        };
         // What it sent is out before it is reported gone.
         let (tx, rx) = tokio::sync::oneshot::channel();
         if shared.output.send(Out::Flushed(tx)).await.is_ok() {
@@ -163,10 +172,58 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
     });
 }
 
+/// A client over TLS: the handshake on a blocking thread (it has its own
+/// deadline), then the same reading and writing on the bridge's
+/// plaintext end; a session that broke is the client's failure.
+async fn over_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: crate::tls::ServerTls,
+    rx: mpsc::Receiver<Arc<[u8]>>,
+    shared: &Shared,
+    activity: &Activity,
+    kick: &CancellationToken,
+) -> Result<()> {
+    let tls_failed = |e: crate::tls::TlsError| {
+        Error::io(
+            format!("the TLS session with {peer}"),
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let stream = stream
+        .into_std()
+        .and_then(|s| s.set_nonblocking(false).map(|()| s))
+        .map_err(|e| Error::io(format!("taking the connection of {peer}"), e))?;
+    let name = peer.to_string();
+    let (plain, bridge) =
+        tokio::task::spawn_blocking(move || crate::tls::accept(stream, &tls, &name))
+            .await
+            .map_err(|e| Error::io("the TLS handshake", std::io::Error::other(e.to_string())))?
+            .map_err(|e| {
+                Error::io(
+                    "accepting a TLS client",
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+    let plain = plain
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(plain))
+        .map_err(|e| Error::io(format!("registering the TLS session of {peer}"), e))?;
+    let (reader, writer) = plain.into_split();
+    let read = read_client(reader, peer, shared, activity, kick);
+    let write = write_client(writer, rx, &shared.opts, activity, kick);
+    let read = tokio::join!(read, write).0;
+    let ended = tokio::task::spawn_blocking(move || bridge.finish()).await;
+    match ended {
+        Ok(Err(e)) => Err(tls_failed(e)),
+        _ => read,
+    }
+}
+
 /// Passes what the client sends to the output until it ends, fails, is
 /// dropped, or (with an idle timeout) nothing moves either way for long.
 async fn read_client(
-    mut reader: OwnedReadHalf,
+    mut reader: impl tokio::io::AsyncRead + Unpin,
     peer: SocketAddr,
     shared: &Shared,
     activity: &Activity,
@@ -212,7 +269,7 @@ async fn read_client(
 
 /// Writes the greeting, then the input chunks queued for the client.
 async fn write_client(
-    mut writer: OwnedWriteHalf,
+    mut writer: impl WriteHalf,
     mut queue: mpsc::Receiver<Arc<[u8]>>,
     opts: &RelayOptions,
     activity: &Activity,
@@ -244,7 +301,26 @@ async fn write_client(
         }
         activity.touch();
     }
-    let _ = socket2::SockRef::from(writer.as_ref()).shutdown(Shutdown::Both);
+    writer.shut_both();
+}
+
+/// The writing half of a client's stream: TCP, or the plaintext end of a
+/// TLS bridge.
+trait WriteHalf: tokio::io::AsyncWrite + Unpin + Send {
+    /// Ends the connection both ways (the reader stops too).
+    fn shut_both(&self);
+}
+
+impl WriteHalf for OwnedWriteHalf {
+    fn shut_both(&self) {
+        let _ = socket2::SockRef::from(self.as_ref()).shutdown(Shutdown::Both);
+    }
+}
+
+impl WriteHalf for tokio::net::unix::OwnedWriteHalf {
+    fn shut_both(&self) {
+        let _ = socket2::SockRef::from(self.as_ref()).shutdown(Shutdown::Both);
+    }
 }
 
 /// Writes what clients send to the output, one whole read at a time.

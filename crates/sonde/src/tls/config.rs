@@ -16,6 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use super::TlsError;
+pub use super::seen::fingerprint;
 
 /// How a server presents itself.
 #[derive(Clone, Debug, Default)]
@@ -69,13 +70,6 @@ pub struct ClientTls {
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The SHA-256 of a certificate, as people write it: `AA:BB:...`.
-pub fn fingerprint(der: &[u8]) -> String {
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(der);
-    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
-    hex.join(":")
 }
 
 /// A fingerprint as given (any case, colons or not), as 64 hex digits.

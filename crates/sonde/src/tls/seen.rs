@@ -9,7 +9,12 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::{CertificateError, OtherError};
 
-use super::config::fingerprint;
+/// The SHA-256 of a certificate, as people write it: `AA:BB:...`.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(der);
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
 
 /// A verifier's refusal, already said the way the user reads it.
 #[derive(Debug)]

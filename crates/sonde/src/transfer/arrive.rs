@@ -2,8 +2,9 @@
 //! file streamed from an offset; hashed as it comes, checked against the
 //! sender's digest, and handed to the batch to be committed.
 
-use super::batch::{Placed, finish};
+use super::batch::finish;
 use super::claims::Claim;
+use super::commit::Placed;
 use super::conn::Conn;
 use super::pipeline::receive_stream;
 use super::place::Held;

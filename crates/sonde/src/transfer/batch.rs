@@ -18,13 +18,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, mpsc};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
 use super::TransferError;
-use super::commit::{Outcome, ToCommit, committer};
-use super::place::InDir;
+use super::commit::{Outcome, Placed, ToCommit, committer};
+use super::place::{InDir, system_time};
 
 /// A batch is committed once it holds as many files as were committed
 /// before it, within these bounds (the first commits come early, so that
@@ -41,15 +41,6 @@ const IN_FLIGHT: usize = 2;
 const QUEUED: usize = 8;
 /// The longest a commit may take.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// One file of a batch, written to its partial name.
-pub(crate) struct Placed {
-    pub(crate) partial: PathBuf,
-    pub(crate) path: PathBuf,
-    pub(crate) dir: PathBuf,
-    /// Verified: renamed into place at the commit; else removed.
-    pub(crate) good: bool,
-}
 
 /// A batch settled: the caller's tickets for its files, in order, and
 /// the positions of those that did not match (removed, not placed).
@@ -324,16 +315,6 @@ pub(crate) fn finish(
             .map_err(|e| failed("setting the time of", path, e))?;
     }
     Ok(())
-}
-
-/// Nanoseconds since the epoch as a time (`None` where it cannot be one).
-pub(crate) fn system_time(nanos: i64) -> Option<SystemTime> {
-    let since = Duration::from_nanos(nanos.unsigned_abs());
-    if nanos >= 0 {
-        SystemTime::UNIX_EPOCH.checked_add(since)
-    } else {
-        SystemTime::UNIX_EPOCH.checked_sub(since)
-    }
 }
 
 fn failed(what: &str, path: &Path, err: io::Error) -> TransferError {

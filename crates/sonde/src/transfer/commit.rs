@@ -22,11 +22,19 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
 use super::TransferError;
-use super::batch::Placed;
 use super::place::InDir;
 
 /// Threads that fsync files when `syncfs` is not the way.
 const SYNCERS: usize = 2;
+
+/// One file of a batch, written to its partial name.
+pub(crate) struct Placed {
+    pub(crate) partial: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) dir: PathBuf,
+    /// Verified: renamed into place at the commit; else removed.
+    pub(crate) good: bool,
+}
 
 /// A batch to commit: its files, and the directories made for them.
 pub(crate) struct ToCommit {

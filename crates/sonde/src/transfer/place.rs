@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -356,11 +357,21 @@ fn shown(root: &Path, path: &Path) -> String {
 /// entry made inside).
 pub(crate) fn apply_modes(dirs: &[(PathBuf, u32, Option<i64>)]) {
     for (dir, mode, mtime) in dirs.iter().rev() {
-        if let Some(at) = mtime.and_then(super::batch::system_time)
+        if let Some(at) = mtime.and_then(system_time)
             && let Ok(handle) = File::open(dir)
         {
             let _ = handle.set_modified(at);
         }
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(*mode));
+    }
+}
+
+/// Nanoseconds since the epoch as a time (`None` where it cannot be one).
+pub(crate) fn system_time(nanos: i64) -> Option<SystemTime> {
+    let since = Duration::from_nanos(nanos.unsigned_abs());
+    if nanos >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(since)
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(since)
     }
 }
