@@ -315,14 +315,19 @@ fn from_net(
     buf: &mut [u8],
     ends: &mut Ends,
 ) -> io::Result<()> {
-    match conn.read_tls(&mut &*tcp) {
-        Ok(0) => ends.peer_done = true,
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-        Err(e) => return Err(e),
+    // rustls takes at most a record or so a read: read on while the
+    // socket has more, rather than wait in poll for each record.
+    while !ends.peer_done && held.len() < HELD {
+        match conn.read_tls(&mut &*tcp) {
+            Ok(0) => ends.peer_done = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        conn.process_new_packets().map_err(io::Error::other)?;
+        take_plaintext(conn, held, buf, ends)?;
     }
-    conn.process_new_packets().map_err(io::Error::other)?;
-    take_plaintext(conn, held, buf, ends)
+    Ok(())
 }
 
 /// Takes what rustls has decrypted into `held`.
