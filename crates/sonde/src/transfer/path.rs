@@ -29,6 +29,27 @@ pub enum PathError {
     /// file name needs and which could drive a terminal that prints it.
     #[error("{0:?} holds a control character")]
     Control(String),
+    /// Holds a bidirectional control (U+202A–U+202E, U+2066–U+2069), which
+    /// makes a name read other than it is (`invoice\u{202E}fdp.exe`).
+    #[error(
+        "{0:?} holds a bidirectional control character, which makes a name read other than it is"
+    )]
+    Bidi(String),
+    /// A name made only of characters that look like dots, one of them
+    /// at least a look-alike (U+2024, U+FE52, U+FF0E), which reads as `.`
+    /// or `..`.
+    #[error("{0:?} has a name made of dot look-alikes, which reads as '.' or '..'")]
+    Dots(String),
+}
+
+/// Bidirectional embedding, override and isolate controls.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters people read as a full stop.
+fn is_dot_like(c: char) -> bool {
+    matches!(c, '.' | '\u{2024}' | '\u{FE52}' | '\u{FF0E}')
 }
 
 /// Splits a relative, `/`-separated path into its components, refusing
@@ -46,6 +67,9 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
     if path.chars().any(char::is_control) {
         return Err(PathError::Control(path.to_string()));
     }
+    if path.chars().any(is_bidi) {
+        return Err(PathError::Bidi(path.to_string()));
+    }
     if path.starts_with('/') {
         return Err(PathError::Absolute(path.to_string()));
     }
@@ -56,6 +80,9 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
     for part in &parts {
         if *part == ".." || *part == "." {
             return Err(PathError::Parent(path.to_string()));
+        }
+        if part.chars().all(is_dot_like) && part.chars().any(|c| c != '.') {
+            return Err(PathError::Dots(path.to_string()));
         }
         if part.len() > MAX_NAME {
             return Err(PathError::NameTooLong(part.len()));
@@ -107,6 +134,32 @@ pub fn partial_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_mislead_a_reader_are_refused() {
+        assert!(matches!(
+            components("invoice\u{202E}fdp.exe"),
+            Err(PathError::Bidi(_))
+        ));
+        assert!(matches!(components("a/\u{2067}b"), Err(PathError::Bidi(_))));
+        assert!(matches!(
+            components("\u{2024}\u{2024}/x"),
+            Err(PathError::Dots(_))
+        ));
+        assert!(matches!(components("a/.\u{FF0E}"), Err(PathError::Dots(_))));
+        assert!(matches!(components("\u{FE52}"), Err(PathError::Dots(_))));
+        // Dots inside a name, and the look-alikes beside letters, are fine.
+        assert!(components("...hidden").is_ok());
+        assert!(
+            components("...").is_ok(),
+            "real dots alone are an ordinary name"
+        );
+        assert_eq!(
+            components("v1.2/a\u{2024}b").expect("fine"),
+            vec!["v1.2", "a\u{2024}b"]
+        );
+        assert_eq!(components(".config/x").expect("fine"), vec![".config", "x"]);
+    }
 
     #[test]
     fn links_stay_inside() {
