@@ -181,16 +181,16 @@ fn own_certificate(
     ];
     let made = rcgen::generate_simple_self_signed(names)
         .map_err(|e| TlsError::Usage(format!("making a certificate: {e}")))?;
-    write_private(
+    write_new(
         &key_path,
         made.signing_key.serialize_pem().as_bytes(),
         0o600,
     )?;
-    write_private(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
+    write_new(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
     Ok((read_certs(&cert_path)?, read_key(&key_path)?))
 }
 
-fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
+fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -144,43 +144,12 @@ fn settle(
     report.send(outcome).is_ok()
 }
 
-/// Renames a batch's verified files into place and removes the others,
-/// from two threads, each taking whole directories (renames in one
-/// directory queue on its lock; in two, they overlap).
+/// Renames a batch's verified files into place and removes the others.
 fn rename(batch: &ToCommit) -> Result<Renamed, TransferError> {
-    let files: Vec<(usize, &Placed)> = batch.files.iter().enumerate().collect();
-    let half = files.len() / 2;
-    // Split where a directory ends, near the middle.
-    let split = files
-        .iter()
-        .skip(half)
-        .position(|(_, f)| half == 0 || f.dir != files[half - 1].1.dir)
-        .map_or(files.len(), |p| half + p);
-    let (first, second) = files.split_at(split);
-    let (one, two) = std::thread::scope(|scope| {
-        let two = scope.spawn(|| rename_part(second));
-        (rename_part(first), two.join())
-    });
-    let two = two.map_err(|_| TransferError::Source("a renaming thread failed".into()))?;
-    let (mut mismatched, mut dirs) = one?;
-    let (more, more_dirs) = two?;
-    mismatched.extend(more);
-    dirs.extend(more_dirs);
-    // A directory made is durable once its parent is.
-    dirs.extend(
-        batch
-            .made
-            .iter()
-            .filter_map(|d| d.parent().map(Path::to_path_buf)),
-    );
-    Ok(Renamed { mismatched, dirs })
-}
-
-fn rename_part(files: &[(usize, &Placed)]) -> Result<(Vec<u64>, BTreeSet<PathBuf>), TransferError> {
     let mut dirs = BTreeSet::new();
     let mut mismatched = Vec::new();
     let mut open = InDir::default();
-    for &(at, file) in files {
+    for (at, file) in batch.files.iter().enumerate() {
         if file.good {
             open.name(&file.dir, &file.path)
                 .and_then(|(handle, name)| {
@@ -196,7 +165,14 @@ fn rename_part(files: &[(usize, &Placed)]) -> Result<(Vec<u64>, BTreeSet<PathBuf
             mismatched.push(at as u64);
         }
     }
-    Ok((mismatched, dirs))
+    // A directory made is durable once its parent is.
+    dirs.extend(
+        batch
+            .made
+            .iter()
+            .filter_map(|d| d.parent().map(Path::to_path_buf)),
+    );
+    Ok(Renamed { mismatched, dirs })
 }
 
 impl Durability {
