@@ -156,35 +156,34 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         (None, None, true) => Length::Count(1000),
         (None, None, false) => Length::Time(Duration::from_secs(2)),
     };
-    let mut reports = Vec::new();
-    for size in sizes {
-        let config = RttConfig {
-            addr,
-            udp: args.udp,
-            size,
-            length,
-            warmup: args.warmup.0,
-            warmup_time: args.warmup.1,
-            timeout: args.timeout,
-            busy_poll: args.busy_poll,
-            keep_samples: args.csv.is_some(),
-            sockperf: args.sockperf,
-            pace,
-        };
-        if args.under_load {
-            let port = args
-                .load_port
-                .or(args.host.as_ref().map(|_| sonde::wire::iperf::DEFAULT_PORT));
-            under_load::run(&config, port, args.load_congestion.as_deref(), args.json)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        let report = match args.rate {
+    let config = RttConfig {
+        addr,
+        udp: args.udp,
+        size: sizes[0],
+        length,
+        warmup: args.warmup.0,
+        warmup_time: args.warmup.1,
+        timeout: args.timeout,
+        busy_poll: args.busy_poll,
+        keep_samples: args.csv.is_some(),
+        sockperf: args.sockperf,
+        pace,
+    };
+    let reports = if args.sweep.is_some() {
+        sweep(&config, &sizes)?
+    } else if args.under_load {
+        let port = args
+            .load_port
+            .or(args.host.as_ref().map(|_| sonde::wire::iperf::DEFAULT_PORT));
+        under_load::run(&config, port, args.load_congestion.as_deref(), args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    } else {
+        vec![match args.rate {
             Some(rate) if rate > 0.0 => sonde::rtt::open::run(&config, rate, args.poisson)?,
             Some(_) => return Err(UsageError("--rate must be above 0".into()).into()),
             None => client::run(&config)?,
-        };
-        reports.push(report);
-    }
+        }]
+    };
     if let Some(path) = &args.csv {
         write_csv(path, &reports)?;
     }
@@ -194,6 +193,51 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         print_one(&args, addr, report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Passes over the sizes of a sweep: each size is measured in every pass,
+/// so a stall of the machine (a shared VM's neighbour) falls on all sizes
+/// alike instead of bending the line at the few it would hit.
+const SWEEP_PASSES: u64 = 3;
+
+/// Round trips again after the first pass, on the new connection, before
+/// measuring (TCP's window grows back; the full warm-up was paid once).
+const REWARM: u64 = 3;
+
+/// Measures every size in [`SWEEP_PASSES`] passes, the order reversed on
+/// every other pass, and adds up each size's runs.
+fn sweep(config: &RttConfig, sizes: &[usize]) -> anyhow::Result<Vec<RttReport>> {
+    let passes = match config.length {
+        Length::Count(n) => n.clamp(1, SWEEP_PASSES),
+        Length::Time(_) => SWEEP_PASSES,
+    };
+    let share = |pass: u64| match config.length {
+        // The first passes take the remainder: n = 20 is 7, 7, 6.
+        Length::Count(n) => Length::Count(n / passes + u64::from(pass < n % passes)),
+        Length::Time(t) => Length::Time(t / passes as u32),
+    };
+    let mut reports: Vec<Option<RttReport>> = sizes.iter().map(|_| None).collect();
+    for pass in 0..passes {
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        if pass % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let mut this = config.clone();
+            this.size = sizes[i];
+            this.length = share(pass);
+            if pass > 0 {
+                this.warmup = config.warmup.min(REWARM);
+                this.warmup_time = Duration::ZERO;
+            }
+            let report = client::run(&this)?;
+            match &mut reports[i] {
+                Some(all) => all.absorb(report),
+                slot => *slot = Some(report),
+            }
+        }
+    }
+    Ok(reports.into_iter().flatten().collect())
 }
 
 /// Writes the samples after the run (never inside the timed section).

@@ -75,6 +75,17 @@ pub struct RttReport {
     pub samples: Vec<u64>,
 }
 
+impl RttReport {
+    /// Adds another run at the same size (a later pass of a sweep).
+    pub fn absorb(&mut self, other: RttReport) {
+        self.latency.absorb(&other.latency);
+        self.warmup += other.warmup;
+        self.elapsed += other.elapsed;
+        self.seq.absorb(&other.seq);
+        self.samples.extend(other.samples);
+    }
+}
+
 /// Room for the samples of a run, made before it starts.
 fn sample_store(config: &RttConfig) -> Vec<u64> {
     if !config.keep_samples {

@@ -70,6 +70,14 @@ impl SeqTrack {
         }
     }
 
+    /// Adds the counts of another run (another pass at the same size).
+    pub fn absorb(&mut self, other: &SeqTrack) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+    }
+
     /// Requests never answered.
     pub fn lost(&self) -> u64 {
         self.sent - self.received

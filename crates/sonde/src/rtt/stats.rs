@@ -54,6 +54,12 @@ impl Latency {
         let _ = self.hist.record(nanos.clamp(1, self.hist.high()));
     }
 
+    /// Adds every round trip of another record (another pass).
+    pub fn absorb(&mut self, other: &Latency) {
+        // Both have the same bounds, so adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+    }
+
     /// The figures so far.
     pub fn summary(&self) -> Summary {
         let h = &self.hist;
