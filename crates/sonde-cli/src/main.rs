@@ -10,6 +10,7 @@
 #[macro_use]
 mod output;
 
+mod access;
 mod perf;
 mod rtt;
 mod serve;
@@ -83,12 +84,17 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.parse::<LevelFilter>().ok())
         .unwrap_or(level);
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(level)
-        .without_time()
-        .init();
+        .without_time();
+    if level <= LevelFilter::WARN {
+        // Warnings alone read as the rest of sonde's messages do.
+        fmt.event_format(output::Plain).init();
+    } else {
+        fmt.init();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

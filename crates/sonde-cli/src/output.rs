@@ -1,7 +1,8 @@
 //! Results on standard output without `println!`'s panic when the reader
 //! has gone (`sonde rtt | head -1`): a closed pipe ends the process quietly
 //! with exit code 0, as ripgrep does; any other failure to write ends it
-//! with the error and exit code 1.
+//! with the error and exit code 1. Warnings from the library go to stderr
+//! in the same voice ([`Plain`]).
 
 use std::io::Write;
 
@@ -33,4 +34,25 @@ macro_rules! out {
     ($($arg:tt)*) => {
         $crate::output::write(format_args!($($arg)*), false)
     };
+}
+
+/// The library's warnings on stderr as `sonde: MESSAGE`, like the rest of
+/// sonde's messages (the level and target only add noise there).
+pub(crate) struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "sonde: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }

@@ -46,9 +46,6 @@ pub(crate) struct ServeArgs {
     /// UDP instead of TCP (echo, discard and sockperf).
     #[arg(long, short = 'u')]
     pub(crate) udp: bool,
-    /// Connections at once; a client past this is closed at once and counted.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    pub(crate) max_connections: usize,
     /// Close a connection that moves nothing for SECS (default 300, chat 3600; 0: never).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) idle_timeout: Option<Duration>,
@@ -71,7 +68,15 @@ pub(crate) struct ServeArgs {
     /// for thousands of clients).
     #[arg(long, conflicts_with = "busy_poll")]
     pub(crate) blocking: bool,
+    #[command(flatten)]
+    pub(crate) access: crate::access::AccessArgs,
+    /// TLS on echo, discard, chargen and chat (`--cert`/`--key`, or a certificate made once for this user).
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::TlsArgs,
 }
+
+/// Connections at once by default: enough for a flood test, bounded.
+const MAX_CONNECTIONS: usize = 100_000;
 
 fn kind(service: Service) -> ServiceKind {
     match service {
@@ -90,7 +95,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let port = args.port.unwrap_or_else(|| kind.default_port());
     let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), port, Family::Any)?[0];
     let limit = sonde::door::raise_fd_limit();
-    if limit < args.max_connections.min(10_000) as u64 + 64 && !args.quiet {
+    let max_connections = args.access.max_connections(MAX_CONNECTIONS);
+    if limit < max_connections.min(10_000) as u64 + 64 && !args.quiet {
         eprintln!(
             "sonde: warning: only {limit} open files allowed (ulimit -n); fewer clients than asked can connect"
         );
@@ -101,9 +107,11 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => Some(serve::default_idle_timeout(kind)),
     };
     let config = ServeConfig {
-        max_connections: args.max_connections.max(1),
+        max_connections,
         idle_timeout: idle,
         drain: args.drain_timeout,
+        rules: args.access.rules(),
+        tls: args.tls.server(args.quiet)?,
     };
     let door = config.door(kind);
     let stats = Arc::new(Stats::default());
@@ -175,6 +183,16 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
             "--blocking"
         };
         return usage(format!("{flag} works with echo, not {}", kind.name()));
+    }
+    if args.tls.on() {
+        if args.udp {
+            return usage(crate::tls::NO_DTLS.into());
+        }
+        if kind == ServiceKind::Sockperf || args.busy_poll || args.blocking {
+            return usage(
+                "--tls works with the task services (echo, discard, chargen, chat), not sockperf, --blocking or --busy-poll: their threads measure latency on the bare socket".into(),
+            );
+        }
     }
     Ok(())
 }

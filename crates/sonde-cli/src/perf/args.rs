@@ -206,6 +206,9 @@ pub(crate) struct PerfArgs {
     /// iperf3's authentication.
     #[command(flatten)]
     pub(crate) auth: super::auth::AuthArgs,
+    /// Who may connect to `-s` (a refused iperf3 client hears access denied).
+    #[command(flatten)]
+    pub(crate) access: crate::access::AccessArgs,
 }
 
 /// Seconds as iperf3 reads them: decimals are taken and cut to whole

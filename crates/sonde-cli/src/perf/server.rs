@@ -50,6 +50,10 @@ pub(super) fn serve(
         json: args.json,
         auth: args.auth.verifier()?,
         file: args.file.clone(),
+        max_connections: args
+            .access
+            .max_connections(ServerConfig::default().max_connections),
+        rules: args.access.rules(),
         ..ServerConfig::default()
     };
     let json = args.json;

@@ -35,9 +35,6 @@ pub(crate) struct ListenArgs {
     /// Serve many clients at once; stdin goes to all of them (-k is nc's; in perf it is iperf3's block count).
     #[arg(short = 'k', long)]
     pub(crate) keep_open: bool,
-    /// With -k: clients at once; more are closed at once (as ncat's --max-conns).
-    #[arg(long, value_name = "N", default_value_t = sonde::talk::many::DEFAULT_MAX_CLIENTS)]
-    pub(crate) max_conns: usize,
     /// Do not report addresses on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -45,6 +42,8 @@ pub(crate) struct ListenArgs {
     pub(crate) talk: TalkArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+    #[command(flatten)]
+    pub(crate) access: crate::access::AccessArgs,
 }
 
 fn parse_listen_on(text: &str) -> Result<ListenOn, String> {
@@ -98,11 +97,16 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     opts.greeting = args.greet.map(String::into_bytes);
     if args.keep_open {
         sonde::door::raise_fd_limit();
-        serve_many(listener, input, opts, args.max_conns, args.quiet, tls)?;
+        let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
+        let mut door = DoorConfig::new("listen", max);
+        door.rules = args.access.rules();
+        serve_many(listener, input, opts, door, args.quiet, tls)?;
         return Ok(ExitCode::SUCCESS);
     }
     let on = local(listener.local_addr());
-    let door = Door::new(DoorConfig::new("listen", 1));
+    let mut door = DoorConfig::new("listen", 1);
+    door.rules = args.access.rules();
+    let door = Door::new(door);
     let (stream, peer, _place) = door
         .accept_one(listener)
         .with_context(|| format!("accepting a client on {on}"))?;
@@ -116,7 +120,7 @@ fn serve_many(
     listener: TcpListener,
     input: Input,
     opts: RelayOptions,
-    max_clients: usize,
+    door: DoorConfig,
     quiet: bool,
     tls: Option<sonde::tls::ServerTls>,
 ) -> anyhow::Result<()> {
@@ -125,7 +129,7 @@ fn serve_many(
         input,
         stdout_fd()?,
         opts,
-        max_clients,
+        door,
         tls,
         move |event| match event {
             ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),

@@ -41,6 +41,8 @@ pub(crate) struct ReceiveArgs {
     pub(crate) max_size: Option<u64>,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) access: crate::access::AccessArgs,
 }
 
 /// `sonde receive [DIR]`.
@@ -86,6 +88,8 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     };
     let mut options = ServeOptions::new(receive, args.keep_open);
     options.max_transfers = args.max_transfers.max(1);
+    options.max_connections = args.access.max_connections(options.max_connections);
+    options.rules = args.access.rules();
     let common = args.common;
     if args.keep_open {
         serve_many(listener, options, common, &watch)?;

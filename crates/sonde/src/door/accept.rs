@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 
+use super::access::Reason;
 use super::permit::Permit;
 use super::{Door, LOG_EVERY, Refusal};
 use crate::error::describe;
@@ -36,10 +37,22 @@ impl Door {
     pub async fn serve(&self, listener: TcpListener, mut handler: impl FnMut(Accepted)) {
         let local = listener.local_addr().ok();
         let mut backoff = MIN_BACKOFF;
+        let every = self
+            .inner
+            .config
+            .rules
+            .report_every
+            .max(Duration::from_millis(10));
+        let mut report = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let accepted = tokio::select! {
                 biased;
                 () = self.inner.shutdown.cancelled() => break,
+                _ = report.tick() => {
+                    self.inner.report_refusals();
+                    continue;
+                }
                 accepted = listener.accept() => accepted,
             };
             match accepted {
@@ -59,6 +72,7 @@ impl Door {
                 }
             }
         }
+        self.inner.report_refusals();
     }
 
     /// As [`Self::serve`], on several listeners at once (an IPv4 and an
@@ -80,18 +94,25 @@ impl Door {
     /// Checks the peer and takes a place for it, or refuses it.
     fn let_in(&self, stream: TcpStream, peer: SocketAddr) -> Option<Accepted> {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let config = &self.inner.config;
-        if config.admit.as_ref().is_some_and(|admit| !admit(peer)) {
-            self.refuse(&stream);
-            return None;
+        let (inner, ip) = (&self.inner, peer.ip());
+        if let Some(reason) = inner.gate.check(ip) {
+            return self.refuse(&stream, ip, reason);
         }
-        let permit = Permit::try_new(&self.inner).or_else(|| Permit::from_oldest(&self.inner));
-        let Some(permit) = permit else {
-            self.refuse(&stream);
-            return None;
+        if !inner.gate.hold(ip) {
+            return self.refuse(&stream, ip, Reason::PerIp);
+        }
+        let permit = Permit::try_new(inner).or_else(|| Permit::from_oldest(inner));
+        let Some(mut permit) = permit else {
+            if inner.gate.counts_per_ip() {
+                inner.gate.release(ip);
+            }
+            return self.refuse(&stream, ip, Reason::Full);
         };
-        self.inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        if let Some(idle) = config.keepalive {
+        if inner.gate.counts_per_ip() {
+            permit = permit.held_by(ip);
+        }
+        inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Some(idle) = inner.config.keepalive {
             let keepalive = socket2::TcpKeepalive::new()
                 .with_time(idle)
                 .with_interval(Duration::from_secs(10))
@@ -105,14 +126,20 @@ impl Door {
         })
     }
 
-    /// Sends the refusal (without waiting: a new socket's buffer is
-    /// empty) and closes.
-    fn refuse(&self, stream: &TcpStream) {
-        self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
-        if let Refusal::Send(bytes) = &self.inner.config.refusal {
+    /// Counts the refusal, sends the door's refusal bytes (without waiting:
+    /// a new socket's buffer is empty) and closes.
+    fn refuse(&self, stream: &TcpStream, ip: std::net::IpAddr, reason: Reason) -> Option<Accepted> {
+        self.inner.refused(ip, reason, false);
+        let config = &self.inner.config;
+        let refusal = match (reason, &config.denial) {
+            (Reason::Full, _) | (_, None) => &config.refusal,
+            (_, Some(denial)) => denial,
+        };
+        if let Refusal::Send(bytes) = refusal {
             let _ = stream.try_write(bytes);
             let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
         }
+        None
     }
 
     /// Counts a failed accept and logs it, at most once per interval.

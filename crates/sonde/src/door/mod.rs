@@ -11,16 +11,17 @@
 //! the place of the oldest such connection, so a flood of silent
 //! connections cannot keep a real client out.
 //!
-//! The seams for what later wraps every server: access control is
-//! [`DoorConfig::admit`], checked before a permit is taken; TLS wraps the
-//! accepted stream in the server's handler, which is generic over the
-//! stream.
+//! Access control ([`access::Rules`]: blocks of addresses, a cap per
+//! source, accept rates) is checked before a permit is taken, and every
+//! refusal is counted and reported once per [`access::Rules::report_every`]
+//! with its count, never a line per attempt. TLS wraps the accepted stream
+//! in the server's handler, which is generic over the stream.
 
 mod accept;
+pub mod access;
 mod permit;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,8 +43,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(60);
 /// A failed accept is logged at most once in this long.
 pub const LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// Decides whether a peer may connect at all (the access-control seam).
-pub type Admit = Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>;
+/// How often refused connections are reported, by default.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// What a client past the cap (or not admitted) gets before it is closed.
 #[derive(Clone, Debug, Default)]
@@ -57,7 +58,7 @@ pub enum Refusal {
 }
 
 /// How a door behaves.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DoorConfig {
     /// The server's name, for log lines ("serve echo", "perf").
     pub name: &'static str,
@@ -65,25 +66,15 @@ pub struct DoorConfig {
     pub max_connections: usize,
     /// What a client past the cap gets.
     pub refusal: Refusal,
+    /// What a client refused by the rules gets (`None`: the same as past
+    /// the cap).
+    pub denial: Option<Refusal>,
     /// TCP keepalive idle time on accepted connections (`None`: off).
     pub keepalive: Option<Duration>,
     /// After shutdown, how long busy connections may finish.
     pub drain: Duration,
-    /// Checked before a permit is taken: `false` refuses the peer.
-    pub admit: Option<Admit>,
-}
-
-impl fmt::Debug for DoorConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DoorConfig")
-            .field("name", &self.name)
-            .field("max_connections", &self.max_connections)
-            .field("refusal", &self.refusal)
-            .field("keepalive", &self.keepalive)
-            .field("drain", &self.drain)
-            .field("admit", &self.admit.is_some())
-            .finish()
-    }
+    /// Who may come in, checked before a permit is taken.
+    pub rules: access::Rules,
 }
 
 impl DoorConfig {
@@ -94,9 +85,10 @@ impl DoorConfig {
             name,
             max_connections: max_connections.max(1),
             refusal: Refusal::Close,
+            denial: None,
             keepalive: Some(KEEPALIVE),
             drain: Duration::from_secs(5),
-            admit: None,
+            rules: access::Rules::default(),
         }
     }
 }
@@ -213,6 +205,26 @@ impl Door {
         self.inner.shutdown.clone()
     }
 
+    /// Whether a datagram from `ip` is refused by the blocks of the rules
+    /// (`--allow`, `--deny`; a UDP service has no connections to cap or
+    /// rate). A refusal is counted and reported like a connection's.
+    pub fn refuses_datagram(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match self.inner.gate.blocks(ip) {
+            Some(reason) => {
+                self.inner.refused(ip, reason, true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Logs the refusals gathered since the last report (a server without
+    /// an accept loop calls it on its own tick).
+    pub fn report_refusals(&self) {
+        self.inner.report_refusals();
+    }
+
     /// A permit outside the accept loop (a UDP service, which has no
     /// accept, still counts as open and is seen by the drain), or `None`
     /// when the cap is reached.
@@ -243,6 +255,7 @@ pub fn raise_fd_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use std::time::Instant;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
@@ -362,7 +375,7 @@ mod tests {
     async fn a_peer_not_admitted_is_refused_before_taking_a_place() {
         tokio::time::timeout(DEADLINE, async {
             let mut config = DoorConfig::new("test", 10);
-            config.admit = Some(Arc::new(|peer: SocketAddr| peer.ip().is_ipv6()));
+            config.rules.deny = vec![access::parse_block("127.0.0.0/8").expect("a block")];
             let (door, addr, _task) = open(config, drop).await;
             assert!(closed_at_once(addr).await.is_empty());
             let counts = door.counters().snapshot();

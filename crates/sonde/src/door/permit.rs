@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use super::access::{Gate, Reason, RefusalLog};
 use super::{Counters, DoorConfig};
 
 /// What every permit of one door shares.
@@ -23,6 +24,10 @@ pub(super) struct Inner {
     waiting: Mutex<Waiting>,
     /// When a failed accept was last logged, and how many since.
     pub(super) failures: Mutex<(Option<Instant>, u64)>,
+    /// The access rules in force.
+    pub(super) gate: Gate,
+    /// Refusals since the last report, and when that was.
+    pub(super) refusals: Mutex<(Instant, RefusalLog)>,
 }
 
 #[derive(Default)]
@@ -43,6 +48,8 @@ impl std::fmt::Debug for Inner {
 impl Inner {
     pub(super) fn new(config: DoorConfig) -> Self {
         Self {
+            gate: Gate::new(config.rules.clone()),
+            refusals: Mutex::new((Instant::now(), RefusalLog::default())),
             config,
             counters: Counters::default(),
             shutdown: CancellationToken::new(),
@@ -88,6 +95,32 @@ impl Inner {
         true
     }
 
+    /// Counts a refusal (of a connection, or a datagram) for the next
+    /// report.
+    pub(super) fn refused(&self, ip: std::net::IpAddr, reason: Reason, datagram: bool) {
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut log) = self.refusals.lock() {
+            log.1.add(ip, reason, datagram);
+        }
+    }
+
+    /// Logs the refusals gathered since the last report, if any.
+    pub(super) fn report_refusals(&self) {
+        let lines = match self.refusals.lock() {
+            Ok(mut log) => {
+                let since = std::mem::replace(&mut log.0, Instant::now());
+                let cap = self.config.max_connections;
+                log.1
+                    .report(since.elapsed(), |reason| self.gate.why(reason, cap))
+            }
+            Err(_) => return,
+        };
+        for line in lines {
+            tracing::warn!("{}: {line}", self.config.name);
+        }
+        self.gate.tidy();
+    }
+
     fn release(&self) {
         if self.counters.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_closed.notify_waiters();
@@ -117,12 +150,16 @@ impl Inner {
 #[derive(Debug)]
 pub struct Permit {
     inner: Arc<Inner>,
+    /// The source address counted under `--max-per-ip` (boxed: an idle
+    /// echo task must stay in the smallest task cell).
+    ip: Option<Box<std::net::IpAddr>>,
 }
 
 impl Permit {
     pub(super) fn try_new(inner: &Arc<Inner>) -> Option<Self> {
         inner.take().then(|| Self {
             inner: Arc::clone(inner),
+            ip: None,
         })
     }
 
@@ -131,7 +168,15 @@ impl Permit {
     pub(super) fn from_oldest(inner: &Arc<Inner>) -> Option<Self> {
         inner.take_from_oldest().then(|| Self {
             inner: Arc::clone(inner),
+            ip: None,
         })
+    }
+
+    /// Marks the place as one of `ip`'s, already counted by the gate:
+    /// given back with the permit.
+    pub(super) fn held_by(mut self, ip: std::net::IpAddr) -> Self {
+        self.ip = Some(Box::new(ip));
+        self
     }
 
     /// Marks the connection as not yet identified until the guard drops:
@@ -177,6 +222,9 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        if let Some(ip) = self.ip.take() {
+            self.inner.gate.release(*ip);
+        }
         self.inner.release();
     }
 }

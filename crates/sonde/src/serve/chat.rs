@@ -12,9 +12,8 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -148,9 +147,36 @@ impl Room {
     pub(crate) async fn join(
         self: &Arc<Self>,
         stream: TcpStream,
-        _peer: SocketAddr,
+        peer: SocketAddr,
         ctx: &Arc<Ctx>,
     ) {
+        let (reader, writer) = stream.into_split();
+        self.join_halves(reader, writer, peer, ctx).await;
+    }
+
+    /// Serves one client over any stream (TLS, say) until it leaves.
+    pub(crate) async fn join_stream<S>(
+        self: &Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        ctx: &Arc<Ctx>,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        self.join_halves(reader, writer, peer, ctx).await;
+    }
+
+    async fn join_halves<R, W>(
+        self: &Arc<Self>,
+        reader: R,
+        writer: W,
+        _peer: SocketAddr,
+        ctx: &Arc<Ctx>,
+    ) where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(QUEUE);
         let kick = CancellationToken::new();
         let id = {
@@ -167,7 +193,6 @@ impl Room {
             guard.1.insert(id, member);
             id
         };
-        let (reader, writer) = stream.into_split();
         let writer = tokio::spawn(write_queue(writer, rx, kick.clone(), Arc::clone(ctx)));
         let name = self.name_of(id);
         let _ = tx.try_send(Arc::from(format!(
@@ -197,7 +222,7 @@ impl Room {
     async fn read_lines(
         &self,
         id: u64,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
+        mut reader: impl AsyncRead + Unpin,
         me: &mpsc::Sender<Arc<str>>,
         ctx: &Ctx,
     ) {
@@ -319,7 +344,7 @@ impl Room {
 /// Writes a client's queue; when the client is dropped for not reading,
 /// tries once (without waiting) to tell it why, then closes.
 async fn write_queue(
-    mut writer: OwnedWriteHalf,
+    mut writer: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Arc<str>>,
     kick: CancellationToken,
     ctx: Arc<Ctx>,
@@ -355,7 +380,10 @@ async fn write_queue(
         }
         ctx.stats.add_out(len);
     }
-    let _ = writer.try_write(b"\n* disconnected: you stopped reading and your queue filled up\n");
+    // The client stopped reading: this goes out only if there is room.
+    let last =
+        writer.write_all(b"\n* disconnected: you stopped reading and your queue filled up\n");
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(10), last).await;
 }
 
 /// Bytes gathered into one write at most (a little more with the last entry).
@@ -364,7 +392,10 @@ const WRITE_MAX: usize = 64 * 1024;
 const WRITE_ENTRIES: usize = 256;
 
 /// Writes every entry, in order, with vectored writes.
-async fn write_entries(writer: &mut OwnedWriteHalf, entries: &[Arc<str>]) -> std::io::Result<()> {
+async fn write_entries(
+    writer: &mut (impl AsyncWrite + Unpin),
+    entries: &[Arc<str>],
+) -> std::io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = entries.iter().map(|e| IoSlice::new(e.as_bytes())).collect();
     let mut left = &mut slices[..];
     while !left.is_empty() {

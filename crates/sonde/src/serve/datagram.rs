@@ -2,7 +2,8 @@
 //! blocking thread: `recvfrom` sleeps in the kernel until a datagram
 //! comes, with no readiness wait before it (sockperf's own server does the
 //! same). Echo sends each datagram back once, to its sender, so no peer
-//! ever gets more bytes than it sent (no amplification).
+//! ever gets more bytes than it sent (no amplification). A datagram from
+//! outside `--allow` or inside `--deny` is dropped unanswered and counted.
 
 use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
@@ -30,21 +31,30 @@ pub fn run(sock: &UdpSocket, kind: ServiceKind, busy_poll: bool, door: &Door, st
     }
     let mut buf = vec![0u8; 65_536];
     let mut spins = 0u32;
+    let every = door.config().rules.report_every;
+    let mut reported = std::time::Instant::now();
     loop {
+        if reported.elapsed() >= every {
+            door.report_refusals();
+            reported = std::time::Instant::now();
+        }
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e) if crate::sys::timed_out(&e) => {
                 spins = spins.wrapping_add(1);
                 if (!busy_poll || spins.is_multiple_of(1024)) && door.is_shut() {
-                    return;
+                    break;
                 }
                 std::hint::spin_loop();
                 continue;
             }
             // An ICMP error for an earlier reply, an interrupted call: go on.
             Err(_) if !door.is_shut() => continue,
-            Err(_) => return,
+            Err(_) => break,
         };
+        if door.refuses_datagram(from.ip()) {
+            continue;
+        }
         stats.add_in(n);
         stats.datagrams.fetch_add(1, Ordering::Relaxed);
         let reply = match kind {
@@ -56,4 +66,5 @@ pub fn run(sock: &UdpSocket, kind: ServiceKind, busy_poll: bool, door: &Door, st
             stats.add_out(n);
         }
     }
+    door.report_refusals();
 }

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod datagram;
 mod readers;
 pub mod reflector;
+mod secure;
 pub mod services;
 
 use std::sync::Arc;
@@ -79,6 +80,10 @@ pub struct ServeConfig {
     pub idle_timeout: Option<Duration>,
     /// After shutdown, how long busy connections may finish.
     pub drain: Duration,
+    /// Who may connect.
+    pub rules: crate::door::access::Rules,
+    /// Serve over TLS (echo, discard, chargen and chat).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// How long a connection may move nothing before it is closed, unless
@@ -97,6 +102,8 @@ impl Default for ServeConfig {
             max_connections: 100_000,
             idle_timeout: None,
             drain: Duration::from_secs(5),
+            rules: crate::door::access::Rules::default(),
+            tls: None,
         }
     }
 }
@@ -106,6 +113,7 @@ impl ServeConfig {
     pub fn door(&self, kind: ServiceKind) -> Door {
         let mut config = DoorConfig::new(kind.door_name(), self.max_connections);
         config.drain = self.drain;
+        config.rules = self.rules.clone();
         Door::new(config)
     }
 }
@@ -190,8 +198,13 @@ pub async fn run(
         shutdown: door.closing(),
         readers: Arc::default(),
     });
-    door.serve(listener, |accepted| {
-        spawn_service(kind, accepted, Arc::clone(&ctx), &room);
+    let acceptor = config
+        .tls
+        .as_ref()
+        .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)));
+    door.serve(listener, |accepted| match &acceptor {
+        Some(acceptor) => secure::spawn(kind, accepted, Arc::clone(&ctx), &room, acceptor.clone()),
+        None => spawn_service(kind, accepted, Arc::clone(&ctx), &room),
     })
     .await;
     // Wakes every echo and discard connection waiting for data with an

@@ -5,7 +5,7 @@
 //! read (TCP's window stops it), never buffered without bound.
 
 use std::task::Poll;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Ctx;
@@ -106,6 +106,44 @@ pub(crate) async fn discard(mut stream: Answering, ctx: &Ctx) {
     }
 }
 
+/// Echo (`reply`) or discard over any stream (TLS): reads with the idle
+/// timeout until the client closes or the server stops. Bigger per
+/// connection than the plain services' tasks, which wait on the socket's
+/// readiness alone; a TLS session's buffers dwarf that anyway.
+pub(crate) async fn answer_stream<S>(mut stream: S, reply: bool, ctx: &Ctx)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let read = async {
+            match ctx.idle {
+                Some(limit) => tokio::time::timeout(limit, stream.read(&mut buf))
+                    .await
+                    .unwrap_or(Ok(0)),
+                None => stream.read(&mut buf).await,
+            }
+        };
+        let n = tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            r = read => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+        };
+        ctx.stats.add_in(n);
+        if reply {
+            // Flushed: a TLS stream may hold the last record otherwise.
+            let sent = async {
+                stream.write_all(&buf[..n]).await?;
+                stream.flush().await
+            };
+            if sent.await.is_err() {
+                return;
+            }
+            ctx.stats.add_out(n);
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
 /// The RFC 864 pattern: 72-character lines of the 95 printable ASCII
 /// characters, each line starting one character further on, CRLF ended.
 pub fn chargen_line(index: usize) -> [u8; 74] {
@@ -120,7 +158,7 @@ pub fn chargen_line(index: usize) -> [u8; 74] {
 
 /// RFC 864 chargen: sends until the client closes, stops reading for the
 /// idle time, or the server stops (chargen is closed at once on shutdown).
-pub(crate) async fn chargen(mut stream: TcpStream, ctx: &Ctx) {
+pub(crate) async fn chargen(mut stream: impl AsyncWrite + Unpin, ctx: &Ctx) {
     // One full cycle of 95 lines, sent over and over.
     let cycle: Vec<u8> = (0..95).flat_map(chargen_line).collect();
     loop {

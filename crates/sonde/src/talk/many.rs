@@ -78,8 +78,9 @@ struct Shared {
     tls: Option<crate::tls::ServerTls>,
 }
 
-/// Serves clients of `listener`, at most `max_clients` at once (others
-/// are closed at once), until the process ends.
+/// Serves clients of `listener` through a door configured by `door` (its
+/// cap and access rules; others are closed at once), until the process
+/// ends.
 ///
 /// # Errors
 /// When a thread or the runtime cannot be started.
@@ -88,7 +89,7 @@ pub fn serve_many(
     input: Input,
     output: OwnedFd,
     opts: RelayOptions,
-    max_clients: usize,
+    door: DoorConfig,
     tls: Option<crate::tls::ServerTls>,
     on_event: impl Fn(ClientEvent) + Send + Sync + 'static,
 ) -> Result<()> {
@@ -105,7 +106,7 @@ pub fn serve_many(
         notify,
         tls,
     });
-    let door = Door::new(DoorConfig::new("listen", max_clients));
+    let door = Door::new(door);
     let runtime = crate::door::runtime().map_err(|e| Error::io("starting the runtime", e))?;
     runtime.block_on(async {
         let listener = crate::door::to_tokio(listener)

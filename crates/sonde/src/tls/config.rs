@@ -61,6 +61,15 @@ pub struct ServerTls {
     pub generated: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("fingerprint", &self.fingerprint)
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client's TLS configuration for one host.
 #[derive(Clone)]
 pub struct ClientTls {

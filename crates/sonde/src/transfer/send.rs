@@ -62,11 +62,19 @@ pub fn send(
     let (files, dirs, bytes) = plan.totals();
     progress.total.store(bytes, Ordering::Relaxed);
     progress.files_total.store(files, Ordering::Relaxed);
-    conn.send(&Message::Offer {
+    let offered = conn.send(&Message::Offer {
         files: files as i64,
         dirs: dirs as i64,
         bytes: bytes as i64,
-    })?;
+    });
+    if let Err(err) = offered {
+        // A receiver that turned us away at its door (busy, or its access
+        // rules) wrote why and closed before our offer arrived.
+        return Err(match conn.reply("the transfer") {
+            Err(refused @ TransferError::Refused { .. }) => refused,
+            _ => err,
+        });
+    }
     progress.wait_for(&format!("waiting for {peer} to accept the offer"));
     match conn.reply("the transfer")? {
         Message::Accept => {}

@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long a new connection has to send its hello.
     pub identify_timeout: Duration,
+    /// Who may connect.
+    pub rules: door::access::Rules,
 }
 
 impl ServeOptions {
@@ -43,6 +45,7 @@ impl ServeOptions {
             max_transfers: 8,
             max_connections: 256,
             identify_timeout: door::IDENTIFY_TIMEOUT,
+            rules: door::access::Rules::default(),
         }
     }
 }
@@ -92,7 +95,11 @@ pub fn serve(
 ) -> Result<(), TransferError> {
     let mut config = DoorConfig::new("receive", options.max_connections);
     config.refusal = Refusal::Send(Arc::from(busy_reply()));
+    config.denial = Some(Refusal::Send(Arc::from(refuse_reply(
+        "the receiver does not take connections from this address now (its access rules)",
+    ))));
     config.drain = Duration::ZERO;
+    config.rules = options.rules.clone();
     let door = Door::new(config);
     let shared = Arc::new(Shared {
         options,
@@ -134,9 +141,14 @@ impl Shared {
 
 /// Our hello and a refusal: what a sender past the limits hears.
 fn busy_reply() -> Vec<u8> {
+    refuse_reply("the receiver is busy with other transfers; try again later")
+}
+
+/// The hello and a refusal, as a sender reads them.
+fn refuse_reply(reason: &str) -> Vec<u8> {
     let mut reply = wire::hello().to_vec();
     reply.extend(wire::encode(&Message::Refuse {
-        reason: "the receiver is busy with other transfers; try again later".into(),
+        reason: reason.into(),
     }));
     reply
 }

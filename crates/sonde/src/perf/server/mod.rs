@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// `-F`: every test sends this file's bytes, or writes what arrives
     /// into it.
     pub file: Option<std::path::PathBuf>,
+    /// Who may connect (a refused client hears iperf3's access denied).
+    pub rules: door::access::Rules,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             idle_timeout: None,
             auth: None,
             file: None,
+            rules: door::access::Rules::default(),
         }
     }
 }
@@ -177,6 +180,7 @@ pub fn serve(
     let mut door_config = DoorConfig::new("perf", config.max_connections);
     // Past the cap a client hears iperf3's "busy" at once.
     door_config.refusal = Refusal::Send(Arc::from([TestState::AccessDenied.to_wire()]));
+    door_config.rules = config.rules.clone();
     let door = Door::new(door_config);
     let shared = Arc::new(Shared {
         config,
