@@ -189,9 +189,15 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
             return usage(crate::tls::NO_DTLS.into());
         }
         if kind == ServiceKind::Sockperf || args.busy_poll || args.blocking {
-            return usage(
-                "--tls works with the task services (echo, discard, chargen, chat), not sockperf, --blocking or --busy-poll: their threads measure latency on the bare socket".into(),
-            );
+            return usage(format!(
+                "--tls works with echo, discard, chargen and chat, not {}{}: the sockperf and threaded echo reflectors measure latency on the bare socket",
+                kind.name(),
+                if args.busy_poll || args.blocking {
+                    " with --blocking or --busy-poll"
+                } else {
+                    ""
+                }
+            ));
         }
     }
     Ok(())

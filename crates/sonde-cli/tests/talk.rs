@@ -431,3 +431,45 @@ fn terminal_input_ends_when_the_peer_finishes() {
     assert_eq!(done.code(), Some(0), "{}", done.stderr);
     assert_eq!(done.stdout, b"bye\n");
 }
+
+/// A server's greeting reaches a pipe while the connection is still open
+/// (`sonde connect ... | grep`): the splice into the pipe hands over what
+/// came, not only what came before the end.
+#[test]
+fn a_greeting_reaches_a_pipe_before_the_connection_ends() {
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = server.local_addr().expect("addr").port().to_string();
+    let greeter = thread::spawn(move || {
+        let (mut conn, _) = server.accept().expect("accept");
+        conn.write_all(b"welcome\n").expect("greet");
+        // Held open until the client has shown the greeting and goes.
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+    });
+    let mut client = Command::new(
+        std::env::var("SONDE_WRAP").unwrap_or_else(|_| sonde_path().display().to_string()),
+    )
+    .args(["connect", "127.0.0.1", &port])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("connect");
+    let mut reaper = Reaper::new(client.id());
+    let mut out = client.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = [0u8; 8];
+        let _ = tx.send(out.read_exact(&mut line).map(|()| line));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    drop(client.stdin.take());
+    let _ = client.wait();
+    reaper.disarm();
+    let _ = greeter.join();
+    assert_eq!(
+        got.expect("the greeting within 10 s, the connection still open")
+            .expect("read"),
+        *b"welcome\n"
+    );
+}

@@ -89,6 +89,9 @@ pub(crate) struct RttArgs {
     /// with no host, the embedded reflector spins too.
     #[arg(long)]
     pub(crate) busy_poll: bool,
+    /// TLS to the echo server (`sonde serve echo --tls`): --pin, --ca, --insecure as for connect.
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::TlsArgs,
 }
 
 /// `100` (round trips) or `0.5s` (seconds).
@@ -124,6 +127,30 @@ fn target(
     }
 }
 
+/// The TLS configuration, for a TCP closed-loop run against a host.
+fn secure(args: &RttArgs) -> anyhow::Result<Option<sonde::tls::ClientTls>> {
+    if !args.tls.on() {
+        return Ok(None);
+    }
+    let refuse = |what: &str| Err(UsageError(format!("--tls does not go with {what}")).into());
+    if args.udp {
+        return Err(UsageError(crate::tls::NO_DTLS.into()).into());
+    }
+    if args.busy_poll {
+        return refuse("--busy-poll");
+    }
+    if args.rate.is_some() || args.under_load {
+        return refuse("--rate or --under-load (closed-loop round trips only)");
+    }
+    let Some(host) = &args.host else {
+        return Err(UsageError("--tls needs a HOST (an echo server with --tls)".into()).into());
+    };
+    let name = sonde::net::split_host_default_port(host, 0)
+        .map(|(h, _)| h)
+        .unwrap_or_else(|_| host.clone());
+    args.tls.client(&name)
+}
+
 /// `sonde rtt`.
 pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
     // sockperf's server and client speak UDP unless told --tcp.
@@ -149,6 +176,7 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
+    let tls = secure(&args)?;
     let (addr, _reflector) = target(&args)?;
     let length = match (args.count, args.time, args.sweep.is_some()) {
         (Some(n), _, _) => Length::Count(n),
@@ -168,6 +196,7 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         keep_samples: args.csv.is_some(),
         sockperf: args.sockperf,
         pace,
+        tls,
     };
     let reports = if args.sweep.is_some() {
         sweep(&config, &sizes)?

@@ -4,7 +4,7 @@
 //! before the timed section.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -56,6 +56,8 @@ pub struct RttConfig {
     /// Begin round trips no more often than this (sockperf's `--mps`):
     /// still one at a time, each waiting for its reply.
     pub pace: Option<Duration>,
+    /// TCP: speak TLS to the reflector (`serve echo --tls`).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// What a run measured.
@@ -156,12 +158,36 @@ fn keep_going(length: Length, done: u64, start: Instant) -> bool {
 
 fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     let host = config.addr.ip().to_string();
-    let (mut sock, peer) = net::connect_tcp(&host, config.addr.port(), &ConnectOptions::default())?;
+    let (sock, peer) = net::connect_tcp(&host, config.addr.port(), &ConnectOptions::default())?;
     let _ = sock.set_nodelay(true);
     if config.busy_poll {
         sock.set_nonblocking(true)
             .map_err(|e| Error::io("setting up busy polling", e))?;
     }
+    // A server that never answers (a discard server, say) fails the run
+    // instead of hanging it.
+    let patience = config.timeout.max(Duration::from_secs(5));
+    if !config.busy_poll {
+        sock.set_read_timeout(Some(patience))
+            .map_err(|e| Error::io("setting a read timeout", e))?;
+    }
+    match &config.tls {
+        None => measure_tcp(sock, peer, config, patience),
+        Some(tls) => {
+            let stream = crate::tls::connect_stream(sock, tls, &peer.to_string())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            measure_tcp(stream, peer, config, patience)
+        }
+    }
+}
+
+/// The round trips of a TCP run over `sock` (plain, or a TLS session).
+fn measure_tcp<S: Read + Write>(
+    mut sock: S,
+    peer: SocketAddr,
+    config: &RttConfig,
+    patience: Duration,
+) -> Result<RttReport> {
     // One buffer goes out and comes back: the reply lands where the next
     // request is read from, so a round trip touches half the memory (on one
     // CPU the client's and the reflector's buffers share the caches).
@@ -170,13 +196,6 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     if config.sockperf {
         sockperf_request(&mut expected, 0);
         crate::wire::sockperf::reflect(&mut expected);
-    }
-    // A server that never answers (a discard server, say) fails the run
-    // instead of hanging it.
-    let patience = config.timeout.max(Duration::from_secs(5));
-    if !config.busy_poll {
-        sock.set_read_timeout(Some(patience))
-            .map_err(|e| Error::io("setting a read timeout", e))?;
     }
     let fail = |e: std::io::Error| {
         if crate::sys::timed_out(&e) {
@@ -201,7 +220,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
                 if config.sockperf {
                     ""
                 } else {
-                    " (a sockperf server needs --sockperf)"
+                    " (a sockperf server needs --sockperf; a TLS one, --tls)"
                 }
             ))
         } else {
@@ -270,7 +289,11 @@ fn sockperf_request(msg: &mut [u8], seq: u64) {
 /// request gets its header written again first, since the reply clears the
 /// client flag). With a non-blocking socket (busy poll) it spins on
 /// `WouldBlock` instead of sleeping.
-fn round_trip(sock: &mut TcpStream, msg: &mut [u8], config: &RttConfig) -> std::io::Result<()> {
+fn round_trip(
+    sock: &mut (impl Read + Write),
+    msg: &mut [u8],
+    config: &RttConfig,
+) -> std::io::Result<()> {
     let sockperf = config.sockperf;
     // Only a busy-polling (non-blocking) socket asks again when dry; a
     // blocking one that says WouldBlock has timed out.

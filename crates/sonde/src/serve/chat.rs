@@ -405,7 +405,9 @@ async fn write_entries(
         }
         IoSlice::advance_slices(&mut left, n);
     }
-    Ok(())
+    // A TLS stream holds its last record until flushed (a socket's flush
+    // does nothing).
+    writer.flush().await
 }
 
 #[cfg(test)]

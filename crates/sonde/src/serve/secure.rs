@@ -2,7 +2,9 @@
 //! handshake runs in its own task with its deadline, marked as not yet
 //! identified (so when the cap is full a newcomer takes the place of a
 //! silent one, as with plain connections), then the service runs over
-//! the encrypted stream. A client that fails its handshake fails alone.
+//! the encrypted stream (chat's reader and writer share it through
+//! `tokio::io::split`, whose lock tokio-rustls needs: a TLS session is not
+//! full duplex). A client that fails its handshake fails alone.
 
 use std::sync::Arc;
 
@@ -49,7 +51,7 @@ pub(super) fn spawn(
             ServiceKind::Discard => Box::pin(services::answer_stream(tls, false, &ctx)).await,
             ServiceKind::Chargen => Box::pin(services::chargen(tls, &ctx)).await,
             ServiceKind::Chat => Box::pin(room.join_stream(tls, peer, &ctx)).await,
-            // The reflector's threads never come here (`run` refuses it).
+            // `sonde serve` refuses --tls for the sockperf reflector.
             ServiceKind::Sockperf => {}
         }
     });

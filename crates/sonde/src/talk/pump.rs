@@ -212,8 +212,31 @@ fn sendfile_all(
 }
 
 fn splice_once(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
-    let flags = SpliceFlags::MOVE | SpliceFlags::MORE;
+    // Never SPLICE_F_MORE: from a socket into a pipe it kept a server's
+    // greeting from `connect ... | grep` until the connection ended.
+    let flags = SpliceFlags::MOVE;
     retry(|| rustix::pipe::splice(src, None, dst, None, len, flags))
+}
+
+/// How much to splice from `src` now. A splice out of a socket waits in
+/// the kernel until it has `len` bytes or the end, and what it moved into
+/// a pipe is seen only when it returns (on this machine a server's 8-byte
+/// greeting reached `connect | grep` when the connection ended): so wait
+/// for data, then ask for what is queued.
+fn ready_len(src: BorrowedFd<'_>, socket: bool, len: usize) -> usize {
+    if !socket {
+        return len;
+    }
+    let mut fds = [rustix::event::PollFd::new(
+        &src,
+        rustix::event::PollFlags::IN,
+    )];
+    let _ = retry(|| rustix::event::poll(&mut fds, None));
+    match rustix::io::ioctl_fionread(src) {
+        Ok(queued) if queued > 0 => usize::try_from(queued).map_or(len, |q| q.min(len)),
+        // The end, or an error: the splice says which.
+        _ => len,
+    }
 }
 
 fn splice_direct(
@@ -223,8 +246,10 @@ fn splice_direct(
     moved: &mut u64,
 ) -> Result<bool, PumpError> {
     let src_is_pipe = fd_kind(src) == FdKind::Pipe;
+    let src_is_socket = fd_kind(src) == FdKind::Socket;
     loop {
-        match splice_once(src, dst, CHUNK) {
+        let len = ready_len(src, src_is_socket, CHUNK);
+        match splice_once(src, dst, len) {
             Ok(0) => return Ok(true),
             Ok(n) => {
                 *moved += n as u64;
@@ -248,8 +273,10 @@ fn splice_via_pipe(
         return Ok(false);
     };
     let capacity = rustix::pipe::fcntl_setpipe_size(&pipe_w, CHUNK).unwrap_or(64 * 1024);
+    let src_is_socket = fd_kind(src) == FdKind::Socket;
     loop {
-        let mut pending = match splice_once(src, pipe_w.as_fd(), capacity) {
+        let len = ready_len(src, src_is_socket, capacity);
+        let mut pending = match splice_once(src, pipe_w.as_fd(), len) {
             Ok(0) => return Ok(true),
             Ok(n) => n,
             Err(e) if *moved == 0 && unsupported(e) => return Ok(false),

@@ -77,6 +77,14 @@ pub struct ClientTls {
     pub(crate) name: ServerName<'static>,
 }
 
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

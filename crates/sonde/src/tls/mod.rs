@@ -153,6 +153,51 @@ pub fn accept(
     start(tcp, rustls::Connection::Server(conn), peer)
 }
 
+/// Runs the client's handshake with `tcp` and returns the session as a
+/// blocking stream on this thread, for a mode that reads and writes in
+/// turn (`rtt`): no bridge thread between it and the socket. The socket's
+/// timeouts are what they were before the handshake.
+///
+/// # Errors
+/// [`TlsError::Handshake`] saying why, as [`connect`].
+pub fn connect_stream(
+    mut tcp: TcpStream,
+    tls: &ClientTls,
+    peer: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, TlsError> {
+    let mut conn = rustls::ClientConnection::new(Arc::clone(&tls.config), tls.name.clone())
+        .map_err(TlsError::Rustls)?;
+    let timeouts = (tcp.read_timeout(), tcp.write_timeout());
+    handshake(&mut tcp, &mut conn, peer)?;
+    if let (Ok(read), Ok(write)) = timeouts {
+        let _ = tcp.set_read_timeout(read);
+        let _ = tcp.set_write_timeout(write);
+    }
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// Completes a handshake within [`HANDSHAKE_TIMEOUT`]; the socket is left
+/// without timeouts.
+fn handshake<C, D>(tcp: &mut TcpStream, conn: &mut C, peer: &str) -> Result<(), TlsError>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+    D: rustls::SideData,
+{
+    let _ = tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
+    while conn.is_handshaking() {
+        if let Err(err) = conn.complete_io(tcp) {
+            return Err(TlsError::Handshake {
+                peer: peer.to_string(),
+                why: describe_io(&err),
+            });
+        }
+    }
+    let _ = tcp.set_read_timeout(None);
+    let _ = tcp.set_write_timeout(None);
+    Ok(())
+}
+
 fn start(
     mut tcp: TcpStream,
     mut conn: rustls::Connection,
@@ -162,15 +207,10 @@ fn start(
         peer: peer.to_string(),
         why,
     };
-    let _ = tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
-    while conn.is_handshaking() {
-        if let Err(err) = conn.complete_io(&mut tcp) {
-            return Err(handshake(describe_io(&err)));
-        }
+    match &mut conn {
+        rustls::Connection::Client(c) => self::handshake(&mut tcp, c, peer)?,
+        rustls::Connection::Server(c) => self::handshake(&mut tcp, c, peer)?,
     }
-    let _ = tcp.set_read_timeout(None);
-    let _ = tcp.set_write_timeout(None);
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     let (local, theirs) =
         UnixStream::pair().map_err(|e| handshake(format!("making a socket pair: {e}")))?;
@@ -241,7 +281,9 @@ fn pump(mut conn: rustls::Connection, tcp: &TcpStream, local: &UnixStream) -> io
     let mut buf = vec![0u8; 64 * 1024];
     let mut ends = Ends::default();
     // The peer's first data may have come with the end of its handshake,
-    // already read and decrypted: no poll would ever report it.
+    // already read from the socket (and perhaps not yet processed): no
+    // poll would ever report it.
+    conn.process_new_packets().map_err(io::Error::other)?;
     take_plaintext(&mut conn, &mut held, &mut buf, &mut ends)?;
     loop {
         while conn.wants_write() {
