@@ -446,15 +446,13 @@ fn a_greeting_reaches_a_pipe_before_the_connection_ends() {
         let mut rest = Vec::new();
         let _ = conn.read_to_end(&mut rest);
     });
-    let mut client = Command::new(
-        std::env::var("SONDE_WRAP").unwrap_or_else(|_| sonde_path().display().to_string()),
-    )
-    .args(["connect", "127.0.0.1", &port])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("connect");
+    let mut client = sonde()
+        .args(["connect", "127.0.0.1", &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("connect");
     let mut reaper = Reaper::new(client.id());
     let mut out = client.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
