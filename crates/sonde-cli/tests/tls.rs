@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    Listener, TempDir, assert_contains, have_peer, random_bytes, run, sonde, start_command,
+    Listener, TempDir, assert_contains, have_peer, printed_fingerprint, random_bytes, run, sonde,
+    start_command,
 };
 
 /// A command with its own config directory (where the certificate made
@@ -26,19 +27,6 @@ fn tls_listener(config: &Path, args: &[&str], stdin: Stdio) -> Listener {
     let mut cmd = sonde_in(config, &all);
     cmd.stdin(stdin).stdout(Stdio::piped());
     start_command(cmd)
-}
-
-/// The fingerprint a TLS listener printed before its address.
-fn printed_fingerprint(listener: &Listener) -> String {
-    let line = listener
-        .before
-        .iter()
-        .find(|l| l.contains("TLS certificate SHA-256"))
-        .unwrap_or_else(|| panic!("no fingerprint in {:?}", listener.before));
-    line.split_whitespace()
-        .nth(4)
-        .expect("the fingerprint after SHA-256")
-        .to_string()
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1, valid from

@@ -10,7 +10,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Listener, TempDir, assert_contains, have_peer, run, sonde, start_command};
+use common::{
+    Listener, TempDir, assert_contains, have_peer, printed_fingerprint, run, sonde, start_command,
+};
 
 /// `sonde serve SERVICE --tls` on loopback with its own config directory.
 fn tls_service(config: &Path, service: &str, extra: &[&str]) -> Listener {
@@ -31,19 +33,6 @@ fn tls_service(config: &Path, service: &str, extra: &[&str]) -> Listener {
     start_command(cmd)
 }
 
-/// The pin the server printed before its address.
-fn pin(server: &Listener) -> String {
-    let line = server
-        .before
-        .iter()
-        .find(|l| l.contains("TLS certificate SHA-256"))
-        .unwrap_or_else(|| panic!("no fingerprint in {:?}", server.before));
-    line.split_whitespace()
-        .nth(4)
-        .expect("the fingerprint")
-        .to_string()
-}
-
 /// `sonde connect --tls --pin` to `port`, `input` in; its output.
 fn connect(pin: &str, port: u16, input: &[u8], extra: &[&str]) -> common::Finished {
     let mut cmd = sonde();
@@ -57,7 +46,12 @@ fn connect(pin: &str, port: u16, input: &[u8], extra: &[&str]) -> common::Finish
 fn echo_over_tls_answers_sonde_and_openssl() {
     let config = TempDir::new("tls-serve-echo");
     let server = tls_service(&config.0, "echo", &[]);
-    let done = connect(&pin(&server), server.port, b"Hello, World!\n", &[]);
+    let done = connect(
+        &printed_fingerprint(&server),
+        server.port,
+        b"Hello, World!\n",
+        &[],
+    );
     assert_eq!(done.code(), Some(0), "{}", done.stderr);
     assert_eq!(done.stdout_text(), "Hello, World!\n");
     if have_peer("openssl", "openssl") {
@@ -91,7 +85,12 @@ fn discard_chargen_and_chat_speak_tls() {
     let config = TempDir::new("tls-serve-more");
     // Discard: what is sent is counted and nothing comes back.
     let discard = tls_service(&config.0, "discard", &[]);
-    let done = connect(&pin(&discard), discard.port, &[b'x'; 100_000], &[]);
+    let done = connect(
+        &printed_fingerprint(&discard),
+        discard.port,
+        &[b'x'; 100_000],
+        &[],
+    );
     assert_eq!(done.code(), Some(0), "{}", done.stderr);
     assert!(done.stdout.is_empty());
     drop(discard);
@@ -105,7 +104,7 @@ fn discard_chargen_and_chat_speak_tls() {
         &port,
         "--tls",
         "--pin",
-        &pin(&chargen),
+        &printed_fingerprint(&chargen),
     ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -128,10 +127,17 @@ fn discard_chargen_and_chat_speak_tls() {
     let chat = tls_service(&config.0, "chat", &[]);
     let port = chat.port.to_string();
     let mut cmd = sonde();
-    cmd.args(["connect", "127.0.0.1", &port, "--tls", "--pin", &pin(&chat)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "connect",
+        "127.0.0.1",
+        &port,
+        "--tls",
+        "--pin",
+        &printed_fingerprint(&chat),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     let mut client = cmd.spawn().expect("connect");
     let mut reaper = common::Reaper::new(client.id());
     let mut out = BufReader::new(client.stdout.take().expect("stdout"));
@@ -150,7 +156,7 @@ fn rtt_over_tls_against_serve_echo_tls() {
     let config = TempDir::new("tls-rtt");
     let server = tls_service(&config.0, "echo", &[]);
     let to = format!("127.0.0.1:{}", server.port);
-    let pin = pin(&server);
+    let pin = printed_fingerprint(&server);
     let mut cmd = sonde();
     cmd.args([
         "rtt", &to, "--tls", "--pin", &pin, "-n", "200", "-m", "1K", "--json",

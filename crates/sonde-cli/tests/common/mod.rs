@@ -454,3 +454,17 @@ pub fn proxy_with(to: u16, cut: Option<u64>, flip: Option<u64>, stall: bool) -> 
         thread,
     }
 }
+
+/// The SHA-256 a TLS server printed before its address (`sonde: TLS
+/// certificate SHA-256 AA:BB:...`), for a client's `--pin`.
+pub fn printed_fingerprint(listener: &Listener) -> String {
+    let line = listener
+        .before
+        .iter()
+        .find(|l| l.contains("TLS certificate SHA-256"))
+        .unwrap_or_else(|| panic!("no fingerprint in {:?}", listener.before));
+    line.split_whitespace()
+        .nth(4)
+        .expect("the fingerprint after SHA-256")
+        .to_string()
+}

@@ -12,7 +12,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -232,20 +232,7 @@ impl Room {
             skipping: false,
         };
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let read = async {
-                match ctx.idle {
-                    Some(limit) => tokio::time::timeout(limit, reader.read(&mut buf))
-                        .await
-                        .unwrap_or(Ok(0)),
-                    None => reader.read(&mut buf).await,
-                }
-            };
-            let n = tokio::select! {
-                () = ctx.shutdown.cancelled() => return,
-                r = read => match r { Ok(0) | Err(_) => return, Ok(n) => n },
-            };
-            ctx.stats.add_in(n);
+        while let Some(n) = super::services::read_some(&mut reader, &mut buf, ctx).await {
             // Plain lines of one read go out together, as one queue entry.
             let mut batch = String::new();
             let mut rest = &buf[..n];

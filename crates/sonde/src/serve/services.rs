@@ -106,6 +106,29 @@ pub(crate) async fn discard(mut stream: Answering, ctx: &Ctx) {
     }
 }
 
+/// Reads what comes into `buf`, counted: `None` at the end, an error,
+/// the idle timeout or the server's shutdown.
+pub(crate) async fn read_some(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut [u8],
+    ctx: &Ctx,
+) -> Option<usize> {
+    let read = async {
+        match ctx.idle {
+            Some(limit) => tokio::time::timeout(limit, reader.read(buf))
+                .await
+                .unwrap_or(Ok(0)),
+            None => reader.read(buf).await,
+        }
+    };
+    let n = tokio::select! {
+        () = ctx.shutdown.cancelled() => return None,
+        r = read => match r { Ok(0) | Err(_) => return None, Ok(n) => n },
+    };
+    ctx.stats.add_in(n);
+    Some(n)
+}
+
 /// Echo (`reply`) or discard over any stream (TLS): reads with the idle
 /// timeout until the client closes or the server stops. Bigger per
 /// connection than the plain services' tasks, which wait on the socket's
@@ -115,20 +138,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let read = async {
-            match ctx.idle {
-                Some(limit) => tokio::time::timeout(limit, stream.read(&mut buf))
-                    .await
-                    .unwrap_or(Ok(0)),
-                None => stream.read(&mut buf).await,
-            }
-        };
-        let n = tokio::select! {
-            () = ctx.shutdown.cancelled() => break,
-            r = read => match r { Ok(0) | Err(_) => break, Ok(n) => n },
-        };
-        ctx.stats.add_in(n);
+    while let Some(n) = read_some(&mut stream, &mut buf, ctx).await {
         if reply {
             // Flushed: a TLS stream may hold the last record otherwise.
             let sent = async {
