@@ -42,6 +42,21 @@ fn connect(pin: &str, port: u16, input: &[u8], extra: &[&str]) -> common::Finish
     run(cmd, input)
 }
 
+/// `sonde connect --tls --pin` to `server`, running, its output piped.
+fn spawn_client(server: &Listener, stdin: Stdio) -> (std::process::Child, common::Reaper) {
+    let port = server.port.to_string();
+    let pin = printed_fingerprint(server);
+    let client = sonde()
+        .args(["connect", "127.0.0.1", &port, "--tls", "--pin", &pin])
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("connect");
+    let reaper = common::Reaper::new(client.id());
+    (client, reaper)
+}
+
 #[test]
 fn echo_over_tls_answers_sonde_and_openssl() {
     let config = TempDir::new("tls-serve-echo");
@@ -96,21 +111,7 @@ fn discard_chargen_and_chat_speak_tls() {
     drop(discard);
     // Chargen: the pattern, decrypted.
     let chargen = tls_service(&config.0, "chargen", &[]);
-    let port = chargen.port.to_string();
-    let mut cmd = sonde();
-    cmd.args([
-        "connect",
-        "127.0.0.1",
-        &port,
-        "--tls",
-        "--pin",
-        &printed_fingerprint(&chargen),
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut client = cmd.spawn().expect("connect");
-    let mut reaper = common::Reaper::new(client.id());
+    let (mut client, mut reaper) = spawn_client(&chargen, Stdio::null());
     let mut line = [0u8; 74];
     client
         .stdout
@@ -125,21 +126,7 @@ fn discard_chargen_and_chat_speak_tls() {
     drop(chargen);
     // Chat: the welcome, over TLS, while the client is still there.
     let chat = tls_service(&config.0, "chat", &[]);
-    let port = chat.port.to_string();
-    let mut cmd = sonde();
-    cmd.args([
-        "connect",
-        "127.0.0.1",
-        &port,
-        "--tls",
-        "--pin",
-        &printed_fingerprint(&chat),
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let mut client = cmd.spawn().expect("connect");
-    let mut reaper = common::Reaper::new(client.id());
+    let (mut client, mut reaper) = spawn_client(&chat, Stdio::piped());
     let mut out = BufReader::new(client.stdout.take().expect("stdout"));
     let mut welcome = String::new();
     out.read_line(&mut welcome).expect("the welcome");
