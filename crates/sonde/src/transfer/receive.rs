@@ -282,6 +282,15 @@ impl<'a> State<'a> {
         let made = components(path)
             .map_err(|e| PlaceError::Refuse(e.to_string()))
             .and_then(|parts| {
+                // Journaled before it is made: a receiver killed between the
+                // two would otherwise leave a directory its resume takes for
+                // someone else's, and never give it its time and mode.
+                let target = parts
+                    .iter()
+                    .fold(self.options.dir.clone(), |p, c| p.join(c));
+                if std::fs::symlink_metadata(&target).is_err() {
+                    self.journal.record(path)?;
+                }
                 let before = self.checked.made.len();
                 let dir = directory_made(&self.options.dir, &parts, &mut self.checked)?;
                 let made =
