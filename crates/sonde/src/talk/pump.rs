@@ -245,8 +245,8 @@ fn splice_direct(
     activity: &Activity,
     moved: &mut u64,
 ) -> Result<bool, PumpError> {
-    let src_is_pipe = fd_kind(src) == FdKind::Pipe;
-    let src_is_socket = fd_kind(src) == FdKind::Socket;
+    let kind = fd_kind(src);
+    let (src_is_pipe, src_is_socket) = (kind == FdKind::Pipe, kind == FdKind::Socket);
     loop {
         let len = ready_len(src, src_is_socket, CHUNK);
         match splice_once(src, dst, len) {
