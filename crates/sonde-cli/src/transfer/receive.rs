@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use sonde::net::{self, Family};
 use sonde::transfer::serve::{ReceiveEvent, ServeOptions, serve};
-use sonde::transfer::{self, ReceiveOptions};
+use sonde::transfer::{self, ReceiveOptions, ReceiveSecurity};
 
 use super::progress::Display;
 use super::{CommonArgs, finish};
@@ -43,6 +43,9 @@ pub(crate) struct ReceiveArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    /// TLS for every transfer (`--cert/--key`, else a certificate made once for this user, its fingerprint printed for `send --pin`).
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::TlsArgs,
 }
 
 /// `sonde receive [DIR]`.
@@ -64,6 +67,10 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     if !meta.is_dir() {
         return Err(UsageError(format!("{} is not a directory", dir.display())).into());
     }
+    let security = match args.tls.server(args.common.quiet)? {
+        Some(tls) => ReceiveSecurity::Tls(tls),
+        None => ReceiveSecurity::Plain,
+    };
     let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), args.port, Family::Any)?[0];
     let listener = net::listen_tcp(addr, false)?;
     sonde::door::raise_fd_limit();
@@ -90,6 +97,7 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     options.max_transfers = args.max_transfers.max(1);
     options.max_connections = args.access.max_connections(options.max_connections);
     options.rules = args.access.rules();
+    options.security = security;
     let common = args.common;
     if args.keep_open {
         serve_many(listener, options, common, &watch)?;

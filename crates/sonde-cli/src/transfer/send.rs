@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use sonde::net::{self, ConnectOptions};
 use sonde::transfer::plan::Plan;
-use sonde::transfer::{self, Progress, SendOptions};
+use sonde::transfer::{self, Progress, SendOptions, SendSecurity};
 
 use super::progress::Display;
 use super::{CommonArgs, finish};
@@ -41,6 +41,9 @@ pub(crate) struct SendArgs {
     pub(crate) connect_timeout: Option<Duration>,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+    /// TLS to a `receive --tls`: verified against the system's roots, or --ca, or --pin (the fingerprint it printed).
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::TlsArgs,
 }
 
 /// `sonde send PATH... HOST[:PORT]`.
@@ -64,6 +67,10 @@ fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
         source: None,
         timeout: args.connect_timeout,
     };
+    let security = match args.tls.client(&host)? {
+        Some(tls) => SendSecurity::Tls(tls),
+        None => SendSecurity::Plain,
+    };
     let (stream, peer) = net::connect_tcp(&host, port, &options)?;
     let progress = std::sync::Arc::new(Progress::default());
     let shown = std::sync::Arc::clone(&progress);
@@ -76,6 +83,7 @@ fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
         &progress,
         &SendOptions {
             timeout: args.common.timeout,
+            security,
         },
     );
     display.finish();

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -88,6 +88,10 @@ impl TlsError {
 pub struct Bridge {
     thread: Option<JoinHandle<()>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Disconnected when the session's thread ends.
+    ended: mpsc::Receiver<()>,
+    /// The connection, to cut when the bridge is abandoned.
+    cut: Option<TcpStream>,
     peer: String,
     /// The ALPN protocol agreed, if any.
     pub alpn: Option<Vec<u8>>,
@@ -100,8 +104,24 @@ impl Bridge {
     ///
     /// # Errors
     /// [`TlsError::Session`] with what went wrong.
-    pub fn finish(mut self) -> Result<(), TlsError> {
+    pub fn finish(self) -> Result<(), TlsError> {
+        self.finish_within(Duration::MAX)
+    }
+
+    /// As [`finish`](Self::finish), but a peer that has not ended its side
+    /// within `limit` of ours is cut off (a session then fails).
+    ///
+    /// # Errors
+    /// [`TlsError::Session`] with what went wrong.
+    pub fn finish_within(mut self, limit: Duration) -> Result<(), TlsError> {
         let mut failure = None;
+        if let Err(mpsc::RecvTimeoutError::Timeout) = self.ended.recv_timeout(limit) {
+            self.cut_off();
+            failure = Some(format!(
+                "the peer did not end the session within {:.1} s of us",
+                limit.as_secs_f64()
+            ));
+        }
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -119,6 +139,22 @@ impl Bridge {
                 why,
             }),
             None => Ok(()),
+        }
+    }
+
+    fn cut_off(&mut self) {
+        if let Some(tcp) = self.cut.take() {
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Bridge {
+    /// A bridge dropped unfinished is abandoned: its connection is cut so
+    /// that its thread ends rather than wait on a peer nobody reads.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.cut_off();
         }
     }
 }
@@ -216,9 +252,12 @@ fn start(
         UnixStream::pair().map_err(|e| handshake(format!("making a socket pair: {e}")))?;
     let failure = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&failure);
+    let cut = tcp.try_clone().ok();
+    let (done, ended) = mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("tls".into())
         .spawn(move || {
+            let _done = done;
             if let Err(err) = pump(conn, &tcp, &theirs) {
                 if let Ok(mut slot) = slot.lock() {
                     *slot = Some(describe_io(&err));
@@ -232,6 +271,8 @@ fn start(
         Bridge {
             thread: Some(thread),
             failure,
+            ended,
+            cut,
             peer: peer.to_string(),
             alpn,
         },

@@ -1,24 +1,26 @@
 //! The transfer connection, thin: the hello, frames and chunks read and
-//! written on a blocking TCP stream, with every failure named. Messages
+//! written on a blocking stream (TCP, or the plaintext side of a TLS or
+//! code-phrase layer: [`Carrier`]), with every failure named. Messages
 //! may be queued and leave together (many small files' frames in one
 //! write); whatever is queued goes out before this side blocks to read,
 //! so neither end ever waits on words the other has not sent.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::os::fd::AsFd;
 
 use super::TransferError;
+use super::carrier::Carrier;
 use super::wire::{self, HELLO_LEN, Message, WireError};
 use crate::sys::retry;
 
 /// One side of a transfer connection.
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Carrier>,
+    writer: Carrier,
     /// Frames queued to go out together.
     queued: Vec<u8>,
     peer: SocketAddr,
@@ -29,14 +31,13 @@ pub(crate) struct Conn {
 impl Conn {
     /// Wraps a connected stream; reads give up after `timeout` of silence.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Carrier,
         peer: SocketAddr,
         timeout: Duration,
     ) -> Result<Self, TransferError> {
         let what = || format!("configuring the connection to {peer}");
-        // Control messages wait for replies: never let Nagle hold them.
         stream
-            .set_nodelay(true)
+            .set_nodelay()
             .map_err(|e| TransferError::io(what(), e))?;
         let timeout = timeout.max(Duration::from_millis(1));
         stream

@@ -16,6 +16,7 @@
 mod ahead;
 mod arrive;
 mod batch;
+mod carrier;
 mod claims;
 mod commit;
 mod conn;
@@ -25,6 +26,7 @@ mod place;
 pub mod plan;
 mod receive;
 mod resume;
+mod secure;
 mod send;
 pub mod serve;
 mod sink;
@@ -38,6 +40,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use receive::{ReceiveOptions, receive};
+pub use secure::{ReceiveSecurity, SendSecurity};
 pub use send::{SendOptions, send};
 
 use crate::error::describe;
@@ -101,6 +104,9 @@ pub enum TransferError {
     /// A file to send could not be read or is not sendable.
     #[error("{0}")]
     Source(String),
+    /// The connection's TLS failed (the handshake, or the session).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl TransferError {

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Settled};
+use super::carrier::Carrier;
 use super::claims::{Claim, Claims, Presence};
 use super::conn::Conn;
 use super::path::components;
@@ -82,7 +83,7 @@ pub fn receive(
     options: &ReceiveOptions,
     progress: &Progress,
 ) -> Result<Report, TransferError> {
-    let mut conn = Conn::new(stream, peer, options.timeout)?;
+    let mut conn = Conn::new(Carrier::Tcp(stream), peer, options.timeout)?;
     conn.hello()?;
     session(conn, peer, options, progress, &Claims::default())
 }
@@ -91,7 +92,7 @@ pub fn receive(
 /// good (the front door reads it); files another session is writing are
 /// refused.
 pub(crate) fn receive_greeted(
-    stream: TcpStream,
+    stream: Carrier,
     peer: SocketAddr,
     options: &ReceiveOptions,
     progress: &Progress,

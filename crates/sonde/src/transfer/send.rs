@@ -12,10 +12,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::ahead::{Ahead, Ready};
+use super::carrier::Carrier;
 use super::conn::Conn;
 use super::pipeline::{send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
 use super::resume::{Held, Resume, hash_prefix, prefix_hash, resume_point};
+use super::secure::{self, SendSecurity};
 use super::wire::{MAX_CHUNK, MAX_PACK, Message, WireError};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 
@@ -24,12 +26,15 @@ use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 pub struct SendOptions {
     /// Give up when the receiver is silent this long.
     pub timeout: Duration,
+    /// How the connection is protected.
+    pub security: SendSecurity,
 }
 
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions {
             timeout: super::DEFAULT_TIMEOUT,
+            security: SendSecurity::Plain,
         }
     }
 }
@@ -56,7 +61,21 @@ pub fn send(
     options: &SendOptions,
 ) -> Result<Report, TransferError> {
     let started = Instant::now();
-    let mut conn = Conn::new(stream, peer, options.timeout)?;
+    let (carrier, layer) = secure::client(stream, peer, &options.security)?;
+    let result = send_over(carrier, peer, plan, progress, options);
+    let mut report = secure::settle(result, layer)?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn send_over(
+    carrier: Carrier,
+    peer: SocketAddr,
+    plan: &Plan,
+    progress: &Progress,
+    options: &SendOptions,
+) -> Result<Report, TransferError> {
+    let mut conn = Conn::new(carrier, peer, options.timeout)?;
     progress.wait_for(&format!("waiting for {peer} to say hello"));
     conn.hello()?;
     let (files, dirs, bytes) = plan.totals();
@@ -102,9 +121,7 @@ pub fn send(
     };
     let result = sender.run(plan);
     sender.conn.shutdown();
-    let mut report = result?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    result
 }
 
 /// Starts the thread that reads the receiver's messages into a channel.

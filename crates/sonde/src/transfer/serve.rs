@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::carrier::Carrier;
 use super::claims::Claims;
 use super::receive::receive_greeted;
+use super::secure::{self, Layer, ReceiveSecurity};
 use super::wire::{self, HELLO_LEN, Message};
 use super::{Progress, ReceiveOptions, Report, TransferError};
 use crate::door::{self, Accepted, Door, DoorConfig, Refusal, Unidentified};
@@ -33,6 +35,8 @@ pub struct ServeOptions {
     pub identify_timeout: Duration,
     /// Who may connect.
     pub rules: door::access::Rules,
+    /// How connections are protected.
+    pub security: ReceiveSecurity,
 }
 
 impl ServeOptions {
@@ -46,6 +50,7 @@ impl ServeOptions {
             max_connections: 256,
             identify_timeout: door::IDENTIFY_TIMEOUT,
             rules: door::access::Rules::default(),
+            security: ReceiveSecurity::Plain,
         }
     }
 }
@@ -139,6 +144,10 @@ impl Shared {
     }
 }
 
+/// What a plain sender hears from a receiver that takes TLS only.
+const PLAIN_TO_TLS: &str =
+    "this receiver takes TLS only: send with --tls (and --pin the fingerprint it printed, or --ca)";
+
 /// Our hello and a refusal: what a sender past the limits hears.
 fn busy_reply() -> Vec<u8> {
     refuse_reply("the receiver is busy with other transfers; try again later")
@@ -153,28 +162,33 @@ fn refuse_reply(reason: &str) -> Vec<u8> {
     reply
 }
 
-/// Reads the sender's hello in a task, then starts its session's thread.
+/// A connection that said hello, on the stream its transfer runs on.
+struct Greeted {
+    carrier: Carrier,
+    layer: Layer,
+    hello: [u8; HELLO_LEN],
+}
+
+/// Reads the sender's hello in a task (after the TLS handshake, when
+/// asked), then starts its session's thread.
 async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
     let Accepted {
-        mut stream,
+        stream,
         peer,
         permit,
     } = conn;
-    let mut hello = [0u8; HELLO_LEN];
-    let read = tokio::time::timeout(
-        shared.options.identify_timeout,
-        stream.read_exact(&mut hello),
-    );
-    let got = tokio::select! {
+    let greeted = tokio::select! {
         () = waiting.evicted() => return,
-        got = read => matches!(got, Ok(Ok(_))),
+        greeted = identify(stream, peer, &shared) => greeted,
     };
     drop(waiting);
     // A connection that never says hello is no sender: dropped quietly.
-    if !got {
-        return;
-    }
-    let Ok(stream) = door::to_blocking(stream) else {
+    let Some(Greeted {
+        carrier,
+        layer,
+        hello,
+    }) = greeted
+    else {
         return;
     };
     let most = if shared.options.keep_open {
@@ -185,7 +199,11 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
     let running = shared.sessions.fetch_add(1, Ordering::AcqRel);
     if running >= most || (!shared.options.keep_open && shared.door.is_shut()) {
         shared.sessions.fetch_sub(1, Ordering::AcqRel);
-        let _ = std::io::Write::write_all(&mut &stream, &busy_reply());
+        tokio::task::spawn_blocking(move || {
+            let _ = std::io::Write::write_all(&mut &carrier, &busy_reply());
+            drop(carrier);
+            let _ = layer.close();
+        });
         return (shared.notify)(ReceiveEvent::Busy(peer));
     }
     if !shared.options.keep_open {
@@ -202,10 +220,11 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
         let result = match wire::check_hello(&hello) {
             Ok(()) => {
                 let options = &session.options.receive;
-                receive_greeted(stream, peer, options, &progress, &session.claims)
+                receive_greeted(carrier, peer, options, &progress, &session.claims)
             }
-            Err(source) => Err(refuse_hello(&stream, peer, source)),
+            Err(source) => Err(refuse_hello(carrier, peer, source)),
         };
+        let result = secure::settle(result, layer);
         (session.notify)(ReceiveEvent::Finished { peer, result });
         session.session_ended();
     };
@@ -214,18 +233,65 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
     }
 }
 
-/// Answers a bad hello with ours and the reason, as a refusal.
-fn refuse_hello(
-    stream: &std::net::TcpStream,
+/// The hello of a new connection, read within the identify timeout (the
+/// TLS handshake first, on a blocking thread, within its own).
+async fn identify(
+    mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    source: wire::WireError,
-) -> TransferError {
+    shared: &Shared,
+) -> Option<Greeted> {
+    let limit = shared.options.identify_timeout;
+    let mut hello = [0u8; HELLO_LEN];
+    match &shared.options.security {
+        ReceiveSecurity::Plain => {
+            let read = tokio::time::timeout(limit, stream.read_exact(&mut hello));
+            if !matches!(read.await, Ok(Ok(_))) {
+                return None;
+            }
+            let stream = door::to_blocking(stream).ok()?;
+            Some(Greeted {
+                carrier: Carrier::Tcp(stream),
+                layer: Layer::default(),
+                hello,
+            })
+        }
+        ReceiveSecurity::Tls(config) => {
+            // A plain sender speaks first, its hello: answer it in its own
+            // words rather than fail a handshake it cannot read.
+            let mut first = [0u8; 1];
+            let peeked = tokio::time::timeout(limit, stream.peek(&mut first)).await;
+            if !matches!(peeked, Ok(Ok(1))) {
+                return None;
+            }
+            if first[0] == wire::hello()[0] {
+                let _ = stream.write_all(&refuse_reply(PLAIN_TO_TLS)).await;
+                return None;
+            }
+            let stream = door::to_blocking(stream).ok()?;
+            let config = config.clone();
+            let handshake = move || {
+                let (carrier, layer) = secure::server(stream, peer, &config).ok()?;
+                carrier.set_read_timeout(Some(limit)).ok()?;
+                std::io::Read::read_exact(&mut &carrier, &mut hello).ok()?;
+                Some(Greeted {
+                    carrier,
+                    layer,
+                    hello,
+                })
+            };
+            tokio::task::spawn_blocking(handshake).await.ok().flatten()
+        }
+    }
+}
+
+/// Answers a bad hello with ours and the reason, as a refusal.
+fn refuse_hello(stream: Carrier, peer: SocketAddr, source: wire::WireError) -> TransferError {
     let reason = source.to_string();
     let mut reply = wire::hello().to_vec();
     reply.extend(wire::encode(&Message::Refuse {
         reason: reason.clone(),
     }));
-    let _ = std::io::Write::write_all(&mut &*stream, &reply);
+    let _ = std::io::Write::write_all(&mut &stream, &reply);
     TransferError::Refusing {
         what: format!("what {peer} sent"),
         reason,
