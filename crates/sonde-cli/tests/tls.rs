@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    Listener, TempDir, assert_contains, have_peer, printed_fingerprint, random_bytes, run, sonde,
-    start_command,
+    Listener, TempDir, assert_contains, certificate, have_peer, printed_fingerprint, random_bytes,
+    run, sonde, start_command,
 };
 
 /// A command with its own config directory (where the certificate made
@@ -27,26 +27,6 @@ fn tls_listener(config: &Path, args: &[&str], stdin: Stdio) -> Listener {
     let mut cmd = sonde_in(config, &all);
     cmd.stdin(stdin).stdout(Stdio::piped());
     start_command(cmd)
-}
-
-/// A self-signed certificate for localhost and 127.0.0.1, valid from
-/// `from` to `until` (years), written as PEM; returns (cert, key).
-fn certificate(dir: &TempDir, name: &str, from: i32, until: i32) -> (String, String) {
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params");
-    params.not_before = rcgen::date_time_ymd(from, 1, 1);
-    params.not_after = rcgen::date_time_ymd(until, 1, 1);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("certificate");
-    let cert_path = dir.join(&format!("{name}-cert.pem"));
-    let key_path = dir.join(&format!("{name}-key.pem"));
-    std::fs::write(&cert_path, cert.pem()).expect("writing the certificate");
-    std::fs::write(&key_path, key.serialize_pem()).expect("writing the key");
-    (
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-    )
 }
 
 #[test]

@@ -93,6 +93,9 @@ pub enum Error {
     /// An argument was out of range or malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A data stream's TLS handshake failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 fn errno_text(errno: i32) -> String {

@@ -209,6 +209,9 @@ pub(crate) struct PerfArgs {
     /// Who may connect to `-s` (a refused iperf3 client hears access denied).
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    /// TLS data streams, sonde to sonde only: `-s --tls` agrees when a client asks; a client verifies as `connect --tls` does (--pin, --ca). Never offered to a stock iperf3.
+    #[command(flatten)]
+    pub(crate) tls: crate::tls::TlsArgs,
 }
 
 /// Seconds as iperf3 reads them: decimals are taken and cut to whole

@@ -105,6 +105,7 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         client_version: Some("3.12".into()),
         dont_fragment: args.dont_fragment,
         authtoken: None,
+        tls: false,
     };
     let mut check = p.clone();
     if check.len == 0 {
@@ -246,15 +247,58 @@ pub(crate) fn perf(mut args: PerfArgs) -> anyhow::Result<ExitCode> {
         (args.interval > 0.0).then(|| Duration::from_secs_f64(args.interval.max(0.1)));
     config.rcv_timeout = Duration::from_millis(args.rcv_timeout.max(100));
     let format = format(&args)?;
+    let (client_tls, server_tls) = perf_tls(&args, host.as_deref())?;
+    config.tls = client_tls;
     // Ends after its one test, or when dropped if the client never ran one.
     let server = embedded
-        .then(sonde::perf::embedded::start)
+        .then(|| sonde::perf::embedded::start_with(server_tls))
         .transpose()
         .context("starting the embedded server")?;
     if let Some(server) = &server {
         config.port = server.addr.port();
     }
     live::run_client(&args, &config, format, &out, &stop)
+}
+
+/// The client's TLS for `--tls`, and (with no host) the embedded server's,
+/// a certificate made for the run that the client pins.
+fn perf_tls(
+    args: &PerfArgs,
+    host: Option<&str>,
+) -> anyhow::Result<(Option<sonde::tls::ClientTls>, Option<sonde::tls::ServerTls>)> {
+    if !args.tls.on() {
+        return Ok((None, None));
+    }
+    check_tls_flags(args)?;
+    let Some(host) = host else {
+        let server = sonde::tls::config::ephemeral()?;
+        let options = sonde::tls::ClientOptions {
+            pin: Some(server.fingerprint.clone()),
+            ..Default::default()
+        };
+        let client = sonde::tls::config::client(&options, "localhost")?;
+        return Ok((Some(client), Some(server)));
+    };
+    Ok((args.tls.client(host)?, None))
+}
+
+/// What TLS data streams cannot carry: UDP (no DTLS), and the modes that
+/// hand the kernel the bytes to send or drop (it sees only ciphertext).
+pub(super) fn check_tls_flags(args: &PerfArgs) -> anyhow::Result<()> {
+    if args.udp {
+        return Err(usage(crate::tls::NO_DTLS));
+    }
+    for (set, flag) in [
+        (args.zerocopy, "-Z"),
+        (args.skip_rx_copy, "--skip-rx-copy"),
+        (args.file.is_some(), "-F"),
+        (args.mptcp, "-m"),
+    ] {
+        if set {
+            return Err(usage(format!("--tls does not go with {flag}")));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn pretty(doc: &serde_json::Value, pretty: bool) -> String {

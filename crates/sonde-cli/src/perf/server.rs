@@ -22,6 +22,16 @@ use super::{Out, emit, pretty};
 use crate::usage::{parse_rate, usage};
 
 /// `sonde perf -s`.
+/// `-s --tls`: the certificate shown to sonde clients that ask for TLS
+/// (its fingerprint on stderr, for their --pin).
+fn server_tls(args: &PerfArgs) -> anyhow::Result<Option<sonde::tls::ServerTls>> {
+    if !args.tls.on() {
+        return Ok(None);
+    }
+    super::check_tls_flags(args)?;
+    args.tls.server(args.json)
+}
+
 pub(super) fn serve(
     args: &PerfArgs,
     out: &Out,
@@ -54,6 +64,7 @@ pub(super) fn serve(
             .access
             .max_connections(ServerConfig::default().max_connections),
         rules: args.access.rules(),
+        tls: server_tls(args)?,
         ..ServerConfig::default()
     };
     let json = args.json;

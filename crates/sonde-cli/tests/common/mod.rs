@@ -468,3 +468,23 @@ pub fn printed_fingerprint(listener: &Listener) -> String {
         .expect("the fingerprint after SHA-256")
         .to_string()
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1, valid from
+/// `from` to `until` (years), written as PEM; returns (cert, key).
+pub fn certificate(dir: &TempDir, name: &str, from: i32, until: i32) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("certificate");
+    let cert_path = dir.join(&format!("{name}-cert.pem"));
+    let key_path = dir.join(&format!("{name}-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("writing the certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("writing the key");
+    (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    )
+}

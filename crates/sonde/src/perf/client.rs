@@ -24,6 +24,7 @@ use super::running::Running;
 use super::session::Expect;
 use super::session::client::{Action, ClientSession, End};
 use super::stream::{self, Counters, DataSocket, Stream};
+use super::tls_data::TlsSocket;
 use super::{ConnectedStream, CpuClock, CpuUse, Observer};
 
 pub use super::test_spec::{ClientConfig, ClientReport};
@@ -63,6 +64,7 @@ pub fn run(
     let mss = socket2::SockRef::from(control.socket()).tcp_mss().ok();
     observer.control_connected(mss);
     let mut params = config.params.clone();
+    params.tls = config.tls.is_some();
     if params.protocol == Protocol::Udp && params.len == 0 {
         params.len = mss.unwrap_or(1460).clamp(16, 65_507);
     }
@@ -181,10 +183,10 @@ impl Driver<'_> {
                     .streams
                     .first()
                     .and_then(|s| stream::buffers(&s.socket));
-                report.congestion = self.streams.iter().find_map(|s| match &s.socket {
-                    DataSocket::Tcp(t) => stream::congestion(t),
-                    DataSocket::Udp(_) => None,
-                });
+                report.congestion = self
+                    .streams
+                    .iter()
+                    .find_map(|s| s.socket.tcp().and_then(stream::congestion));
                 observer.connected(&report.connected);
                 observer.started(report);
             }
@@ -418,6 +420,19 @@ impl Driver<'_> {
                 socket,
                 counters: Arc::new(Counters::default()),
             });
+        }
+        // Every cookie is in before the first handshake: the server takes
+        // the streams' TLS in the same order once they have all arrived.
+        if let Some(tls) = self.config.tls.as_ref().filter(|_| p.tls) {
+            let peer = self.server.to_string();
+            let secure = |stream: Stream| -> Result<Stream> {
+                let socket = match stream.socket {
+                    DataSocket::Tcp(tcp) => DataSocket::Tls(TlsSocket::client(tcp, tls, &peer)?),
+                    other => other,
+                };
+                Ok(Stream { socket, ..stream })
+            };
+            out = out.into_iter().map(secure).collect::<Result<_>>()?;
         }
         Ok(out)
     }

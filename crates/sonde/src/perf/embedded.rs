@@ -24,6 +24,14 @@ pub struct Embedded {
 /// # Errors
 /// When the port cannot be bound or the thread cannot start.
 pub fn start() -> Result<Embedded> {
+    start_with(None)
+}
+
+/// As [`start`], agreeing to TLS data streams with `tls` when given.
+///
+/// # Errors
+/// When the port cannot be bound or the thread cannot start.
+pub fn start_with(tls: Option<crate::tls::ServerTls>) -> Result<Embedded> {
     let listener =
         crate::net::listen_tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), false)?;
     let fail = |e| Error::io("starting the embedded perf server", e);
@@ -31,6 +39,7 @@ pub fn start() -> Result<Embedded> {
     let config = ServerConfig {
         one_off: true,
         max_tests: 1,
+        tls,
         ..ServerConfig::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

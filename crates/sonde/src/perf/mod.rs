@@ -20,6 +20,7 @@ pub mod sockopt;
 pub mod stream;
 mod test_spec;
 pub mod text;
+pub mod tls_data;
 mod worker;
 mod zerocopy;
 

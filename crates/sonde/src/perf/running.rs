@@ -13,7 +13,7 @@ use crate::wire::iperf::params::Params;
 use super::Observer;
 use super::budget::Budget;
 use super::measure::{Meter, Sample, StreamInfo, StreamInterval};
-use super::stream::{self, DataSocket, Stream};
+use super::stream::{self, Stream};
 
 /// How long a receiver waits for the rest of a counted test once nothing
 /// more arrives.
@@ -129,10 +129,11 @@ impl Running {
                 bytes: s.counters.bytes.load(Ordering::Relaxed),
                 blocks: s.counters.blocks.load(Ordering::Relaxed),
                 udp: s.counters.udp.lock().map(|u| u.clone()).unwrap_or_default(),
-                tcp: match (&s.socket, s.sender) {
-                    (DataSocket::Tcp(t), true) => stream::tcp_state(t),
-                    _ => None,
-                },
+                tcp: s
+                    .socket
+                    .tcp()
+                    .filter(|_| s.sender)
+                    .and_then(stream::tcp_state),
             })
             .collect()
     }

@@ -17,6 +17,7 @@ pub use super::worker::{Counters, monotonic, payload};
 use super::budget::Budget;
 use super::diskfile;
 use super::receive::Receive;
+use super::tls_data::{self, TlsSocket};
 use super::worker::{Run, pace, paced_piece};
 use crate::wire::iperf::datagram::UdpHeader;
 use crate::wire::iperf::params::Params;
@@ -28,14 +29,26 @@ pub enum DataSocket {
     Tcp(TcpStream),
     /// A connected UDP socket.
     Udp(UdpSocket),
+    /// A TCP stream under TLS (sonde-to-sonde `--tls`).
+    Tls(TlsSocket),
 }
 
 impl DataSocket {
+    /// The TCP connection, under TLS or not.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Tcp(s) => Some(s),
+            Self::Tls(s) => Some(s.tcp()),
+            Self::Udp(_) => None,
+        }
+    }
+
     /// The descriptor number, shown as iperf3's `socket`.
     pub fn fd(&self) -> i32 {
         match self {
             Self::Tcp(s) => s.as_raw_fd(),
             Self::Udp(s) => s.as_raw_fd(),
+            Self::Tls(s) => s.tcp().as_raw_fd(),
         }
     }
 
@@ -44,6 +57,7 @@ impl DataSocket {
         match self {
             Self::Tcp(s) => (s.local_addr().ok(), s.peer_addr().ok()),
             Self::Udp(s) => (s.local_addr().ok(), s.peer_addr().ok()),
+            Self::Tls(s) => (s.tcp().local_addr().ok(), s.tcp().peer_addr().ok()),
         }
     }
 
@@ -51,6 +65,7 @@ impl DataSocket {
         Ok(match self {
             Self::Tcp(s) => Self::Tcp(s.try_clone()?),
             Self::Udp(s) => Self::Udp(s.try_clone()?),
+            Self::Tls(s) => Self::Tls(s.try_clone()?),
         })
     }
 
@@ -59,6 +74,9 @@ impl DataSocket {
         match self {
             Self::Tcp(s) => {
                 let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Self::Tls(s) => {
+                let _ = s.tcp().shutdown(std::net::Shutdown::Both);
             }
             Self::Udp(s) => {
                 // A UDP receiver polls its stop flag; nothing to unblock.
@@ -192,6 +210,10 @@ pub fn spawn(
                 (DataSocket::Udp(s), false, f) => {
                     udp_recv(&s, &params, &counters, &stop, f.as_ref())
                 }
+                (DataSocket::Tls(s), true, _) => tls_send(s, &run),
+                (DataSocket::Tls(s), false, _) => {
+                    tls_data::recv(s, params.len as usize, &counters, &stop)
+                }
             };
             if let Err(e) = result
                 && !stop.load(Ordering::Relaxed)
@@ -201,11 +223,21 @@ pub fn spawn(
         })
 }
 
-fn tcp_send(mut sock: TcpStream, run: &Run<'_>) -> io::Result<()> {
-    let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
-    if params.zerocopy {
+fn tcp_send(sock: TcpStream, run: &Run<'_>) -> io::Result<()> {
+    if run.params.zerocopy {
         return super::zerocopy::send(&sock, run);
     }
+    send_blocks(sock, run)
+}
+
+/// A TLS stream's sender: the same blocks, through its session.
+fn tls_send(socket: TlsSocket, run: &Run<'_>) -> io::Result<()> {
+    socket.run(|stream| send_blocks(stream, run))
+}
+
+/// Writes blocks of the payload until the budget is spent or `stop`.
+fn send_blocks(mut sock: impl Write, run: &Run<'_>) -> io::Result<()> {
+    let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     let buf = payload(params.len as usize, params.repeating_payload);
     if params.bandwidth > 0 {
         return tcp_send_paced(sock, &buf, run);
@@ -224,7 +256,7 @@ fn tcp_send(mut sock: TcpStream, run: &Run<'_>) -> io::Result<()> {
 }
 
 /// `-b` over TCP: each block goes out in paced pieces (see `paced_piece`).
-fn tcp_send_paced(mut sock: TcpStream, buf: &[u8], run: &Run<'_>) -> io::Result<()> {
+fn tcp_send_paced(mut sock: impl Write, buf: &[u8], run: &Run<'_>) -> io::Result<()> {
     let (params, c, stop, budget) = (run.params, run.c, run.stop, run.budget);
     let piece = paced_piece(params);
     let mut pacer = run.pacer(piece);
@@ -465,6 +497,7 @@ pub fn buffers(socket: &DataSocket) -> Option<(u64, u64)> {
     let sock = match socket {
         DataSocket::Tcp(t) => SockRef::from(t),
         DataSocket::Udp(u) => SockRef::from(u),
+        DataSocket::Tls(t) => SockRef::from(t.tcp()),
     };
     Some((
         sock.send_buffer_size().ok()? as u64,

@@ -39,6 +39,9 @@ pub struct ClientConfig {
     pub auth: Option<crate::wire::iperf::auth::Credentials>,
     /// `-F`: send this file's bytes, or write what arrives into it.
     pub file: Option<std::path::PathBuf>,
+    /// TLS data streams to a sonde server (asked for in the parameters),
+    /// verifying it as this says.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientConfig {
@@ -57,6 +60,7 @@ impl ClientConfig {
             local: LocalOptions::default(),
             auth: None,
             file: None,
+            tls: None,
         }
     }
 }

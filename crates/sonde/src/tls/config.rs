@@ -85,8 +85,14 @@ impl std::fmt::Debug for ClientTls {
     }
 }
 
+/// ring's suites with AES-128-GCM first: with AES instructions it is the
+/// fastest, and as strong as the need (Go's crypto/tls prefers it too).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
 }
 
 /// A fingerprint as given (any case, colons or not), as 64 hex digits.
@@ -137,6 +143,30 @@ pub fn server(options: &ServerOptions) -> Result<ServerTls, TlsError> {
         }
         _ => return Err(TlsError::Usage("--cert and --key go together".into())),
     };
+    build_server(certs, key, generated, options)
+}
+
+/// A server's configuration with a self-signed certificate made now and
+/// kept nowhere: `perf --tls` against its embedded server, whose client
+/// pins the fingerprint.
+///
+/// # Errors
+/// When the certificate cannot be made.
+pub fn ephemeral() -> Result<ServerTls, TlsError> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .map_err(|e| TlsError::Usage(format!("making a certificate: {e}")))?;
+    let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
+        .map_err(|e| TlsError::Usage(format!("making a certificate: {e}")))?;
+    let certs = vec![made.cert.der().clone()];
+    build_server(certs, key, None, &ServerOptions::default())
+}
+
+fn build_server(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    generated: Option<PathBuf>,
+    options: &ServerOptions,
+) -> Result<ServerTls, TlsError> {
     let fingerprint = fingerprint(&certs[0]);
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

@@ -212,6 +212,37 @@ pub fn connect_stream(
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
+/// Runs the client's handshake on `tcp` and returns the session, for a
+/// thread that then moves data through it itself (perf's data streams).
+///
+/// # Errors
+/// [`TlsError::Handshake`] saying why, as [`connect`].
+pub(crate) fn client_session(
+    tcp: &mut TcpStream,
+    tls: &ClientTls,
+    peer: &str,
+) -> Result<rustls::Connection, TlsError> {
+    let mut conn = rustls::ClientConnection::new(Arc::clone(&tls.config), tls.name.clone())
+        .map_err(TlsError::Rustls)?;
+    handshake(tcp, &mut conn, peer)?;
+    Ok(rustls::Connection::Client(conn))
+}
+
+/// Runs the server's handshake on `tcp` and returns the session.
+///
+/// # Errors
+/// [`TlsError::Handshake`] saying why.
+pub(crate) fn server_session(
+    tcp: &mut TcpStream,
+    tls: &ServerTls,
+    peer: &str,
+) -> Result<rustls::Connection, TlsError> {
+    let mut conn =
+        rustls::ServerConnection::new(Arc::clone(&tls.config)).map_err(TlsError::Rustls)?;
+    handshake(tcp, &mut conn, peer)?;
+    Ok(rustls::Connection::Server(conn))
+}
+
 /// Completes a handshake within [`HANDSHAKE_TIMEOUT`]; the socket is left
 /// without timeouts.
 fn handshake<C, D>(tcp: &mut TcpStream, conn: &mut C, peer: &str) -> Result<(), TlsError>

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub file: Option<std::path::PathBuf>,
     /// Who may connect (a refused client hears iperf3's access denied).
     pub rules: door::access::Rules,
+    /// With a certificate, the server agrees to TLS data streams when a
+    /// sonde client asks.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             auth: None,
             file: None,
             rules: door::access::Rules::default(),
+            tls: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::perf::running::Running;
 use crate::perf::session::Expect;
 use crate::perf::session::server::{Action, End, ServerLimits, ServerSession};
 use crate::perf::stream::{self, Counters, DataSocket, Stream};
+use crate::perf::tls_data::TlsSocket;
 use crate::perf::{ConnectedStream, CpuClock, Observer, StreamInterval};
 use crate::wire::iperf::codec;
 use crate::wire::iperf::params::{Params, Protocol};
@@ -95,6 +96,7 @@ impl<'a> Test<'a> {
             max_duration: config.max_duration,
             bitrate_limit: config.bitrate_limit,
             auth: config.auth.clone(),
+            tls: config.tls.is_some(),
         };
         let peer = self.control.peer().to_string();
         let now = Instant::now();
@@ -338,7 +340,15 @@ impl<'a> Test<'a> {
             self.permits.push(permit);
             stream::apply_tcp_options(&stream, params)
                 .map_err(|e| Error::io("setting data stream options", e))?;
-            sockets.push(DataSocket::Tcp(stream));
+            // In the order the client connected them, as it handshakes.
+            let socket = match self.shared.config.tls.as_ref().filter(|_| params.tls) {
+                Some(tls) => {
+                    let peer = self.control.peer().to_string();
+                    DataSocket::Tls(TlsSocket::server(stream, tls, &peer)?)
+                }
+                None => DataSocket::Tcp(stream),
+            };
+            sockets.push(socket);
         }
         Ok(Some(sockets))
     }
@@ -419,10 +429,10 @@ impl<'a> Test<'a> {
             } else {
                 i64::from(params.protocol == Protocol::Tcp)
             },
-            congestion_used: running.streams.iter().find_map(|s| match &s.socket {
-                DataSocket::Tcp(t) => stream::congestion(t),
-                DataSocket::Udp(_) => None,
-            }),
+            congestion_used: running
+                .streams
+                .iter()
+                .find_map(|s| s.socket.tcp().and_then(stream::congestion)),
             streams: local,
             ..Results::default()
         };

@@ -68,6 +68,10 @@ pub struct ClientSession {
     phase: Phase,
     deadline: Option<Instant>,
     actions: VecDeque<Action>,
+    /// The parameters ask for TLS data streams (sonde's `sonde_tls`)...
+    tls_asked: bool,
+    /// ...and the server agreed (`SONDE_TLS` before `CREATE_STREAMS`).
+    tls_agreed: bool,
 }
 
 impl ClientSession {
@@ -80,6 +84,8 @@ impl ClientSession {
         message_timeout: Duration,
     ) -> Self {
         Self {
+            tls_asked: params.get("sonde_tls").is_some(),
+            tls_agreed: false,
             params,
             peer: peer.into(),
             message_timeout,
@@ -129,6 +135,13 @@ impl ClientSession {
             (Phase::Setup, TestState::ParamExchange) => {
                 self.actions
                     .push_back(Action::SendJson(self.params.clone()));
+            }
+            (Phase::Setup, TestState::SondeTls) if self.tls_asked => self.tls_agreed = true,
+            (Phase::Setup, TestState::CreateStreams) if self.tls_asked && !self.tls_agreed => {
+                self.fail(Error::Ended(format!(
+                    "{} did not agree to TLS: a sonde `perf -s` agrees when started with --tls, a stock iperf3 has no TLS (run without --tls)",
+                    self.peer
+                )));
             }
             (Phase::Setup, TestState::CreateStreams) => {
                 self.actions.push_back(Action::ConnectStreams);
@@ -296,6 +309,31 @@ mod tests {
         s.handle_state(t0, TestState::ExchangeResults);
         drain(&mut s);
         s
+    }
+
+    #[test]
+    fn tls_asked_for_needs_the_servers_agreement_before_the_streams() {
+        let t0 = Instant::now();
+        let asked = || ClientSession::new(t0, "server", json!({"tcp": true, "sonde_tls": 1}), WAIT);
+        let mut agreed = asked();
+        for state in [
+            TestState::ParamExchange,
+            TestState::SondeTls,
+            TestState::CreateStreams,
+        ] {
+            agreed.handle_state(t0, state);
+        }
+        assert_eq!(drain(&mut agreed), ["params", "connect"]);
+        let mut stock = asked();
+        for state in [TestState::ParamExchange, TestState::CreateStreams] {
+            stock.handle_state(t0, state);
+        }
+        let actions = drain(&mut stock);
+        assert!(actions[1].contains("did not agree to TLS"), "{actions:?}");
+        // A client that did not ask never takes the agreement.
+        let mut plain = at(At::Setup, t0);
+        plain.handle_state(t0, TestState::SondeTls);
+        assert!(drain(&mut plain)[0].starts_with("failed"));
     }
 
     #[test]

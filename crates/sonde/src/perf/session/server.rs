@@ -36,6 +36,10 @@ pub struct ServerLimits {
     /// iperf3's authentication: a test whose token this does not accept
     /// is refused.
     pub auth: Option<Arc<Verifier>>,
+    /// This server has a certificate and agrees to TLS data streams when
+    /// a sonde client asks (`sonde_tls`); without one it does not answer
+    /// the request, and the client says so.
+    pub tls: bool,
 }
 
 /// What the driver does next.
@@ -197,6 +201,11 @@ impl ServerSession {
             self.actions.push_back(Action::SendError(code));
             return self.fail(error);
         }
+        let mut params = params;
+        if params.tls && self.limits.tls {
+            self.actions.push_back(Action::Send(TestState::SondeTls));
+        }
+        params.tls &= self.limits.tls;
         self.params = Some(params);
         self.phase = Phase::Streams;
         self.deadline = Some(now + self.limits.setup_timeout);

@@ -12,6 +12,7 @@ fn limits() -> ServerLimits {
         max_duration: None,
         bitrate_limit: None,
         auth: None,
+        tls: false,
     }
 }
 
@@ -283,5 +284,33 @@ fn closing_means_gone_during_the_test_and_done_after_it() {
         let mut s = at(phase, t0);
         s.handle_closed();
         assert_eq!(drain(&mut s), [want], "{phase:?}");
+    }
+}
+
+#[test]
+fn tls_is_agreed_only_when_asked_and_the_server_has_a_certificate() {
+    let t0 = Instant::now();
+    let with_cert = ServerLimits {
+        tls: true,
+        ..limits()
+    };
+    for (limits, asked, agreed) in [
+        (with_cert.clone(), true, true),
+        (with_cert, false, false),
+        (limits(), true, false),
+    ] {
+        let mut s = ServerSession::new(t0, "client", limits);
+        drain(&mut s);
+        let extra = if asked {
+            json!({"sonde_tls": 1})
+        } else {
+            json!({})
+        };
+        s.handle_json(t0, Ok(params(extra)));
+        let actions = drain(&mut s);
+        let told = actions.iter().any(|a| a == "send SondeTls");
+        assert_eq!(told, agreed, "{actions:?}");
+        assert_eq!(s.params().map(|p| p.tls), Some(agreed));
+        assert_eq!(actions.last().map(String::as_str), Some("create streams"));
     }
 }

@@ -83,6 +83,9 @@ pub struct Params {
     /// The client's credentials, encrypted for the server
     /// ([`super::auth::token`]).
     pub authtoken: Option<String>,
+    /// sonde's extension (`sonde_tls`): the client asks for TLS data
+    /// streams. Sent only when asked, so a stock iperf3 never sees it.
+    pub tls: bool,
 }
 
 impl Default for Params {
@@ -118,6 +121,7 @@ impl Default for Params {
             flowlabel: 0,
             dont_fragment: false,
             authtoken: None,
+            tls: false,
         }
     }
 }
@@ -204,6 +208,7 @@ impl Params {
             ("zerocopy", self.zerocopy),
             ("skip_rx_copy", self.skip_rx_copy),
             ("dont_fragment", self.dont_fragment),
+            ("sonde_tls", self.tls),
         ] {
             if on {
                 put(key, json!(1));
@@ -265,6 +270,7 @@ impl Params {
             flowlabel: small(map, "flowlabel", 0),
             dont_fragment: on("dont_fragment"),
             authtoken: text(map, "authtoken"),
+            tls: on("sonde_tls"),
         })
     }
 

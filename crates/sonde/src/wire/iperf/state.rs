@@ -31,6 +31,9 @@ pub enum TestState {
     AccessDenied,
     /// -2: a server error; two big-endian i32 follow (code, errno).
     ServerError,
+    /// 64, sonde's own: the server agrees to the TLS data streams the
+    /// client asked for (`sonde_tls`); sent only to a client that asked.
+    SondeTls,
 }
 
 impl TestState {
@@ -65,6 +68,7 @@ impl TestState {
             Self::IperfDone => 16,
             Self::AccessDenied => -1,
             Self::ServerError => -2,
+            Self::SondeTls => 64,
         };
         value.to_be_bytes()[0]
     }
@@ -88,6 +92,7 @@ impl TestState {
             16 => Self::IperfDone,
             -1 => Self::AccessDenied,
             -2 => Self::ServerError,
+            64 => Self::SondeTls,
             other => return Err(ProtocolError::UnknownState(other)),
         })
     }
@@ -108,6 +113,7 @@ impl fmt::Display for TestState {
             Self::IperfDone => "IPERF_DONE",
             Self::AccessDenied => "ACCESS_DENIED",
             Self::ServerError => "SERVER_ERROR",
+            Self::SondeTls => "SONDE_TLS",
         };
         write!(f, "{name}({})", i8::from_be_bytes([self.to_wire()]))
     }
