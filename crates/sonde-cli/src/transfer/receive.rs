@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use sonde::net::{self, Family};
 use sonde::transfer::serve::{ReceiveEvent, ServeOptions, serve};
-use sonde::transfer::{self, ReceiveOptions, ReceiveSecurity};
+use sonde::transfer::{self, ReceiveOptions, ReceiveSecurity, code};
 
 use super::progress::Display;
 use super::{CommonArgs, finish};
@@ -43,6 +43,12 @@ pub(crate) struct ReceiveArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    /// Take only senders that know a code phrase (printed here: a number and three words), or the CODE given; the transfer is then encrypted, no certificates needed.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) code: Option<String>,
+    /// With --code: senders with a wrong code, at most, before the receiver gives up.
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "code")]
+    pub(crate) code_attempts: usize,
     /// TLS for every transfer (`--cert/--key`, else a certificate made once for this user, its fingerprint printed for `send --pin`).
     #[command(flatten)]
     pub(crate) tls: crate::tls::TlsArgs,
@@ -67,10 +73,7 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     if !meta.is_dir() {
         return Err(UsageError(format!("{} is not a directory", dir.display())).into());
     }
-    let security = match args.tls.server(args.common.quiet)? {
-        Some(tls) => ReceiveSecurity::Tls(tls),
-        None => ReceiveSecurity::Plain,
-    };
+    let security = security(&args)?;
     let addr: SocketAddr = net::local_addrs(args.bind.as_deref(), args.port, Family::Any)?[0];
     let listener = net::listen_tcp(addr, false)?;
     sonde::door::raise_fd_limit();
@@ -98,6 +101,7 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     options.max_connections = args.access.max_connections(options.max_connections);
     options.rules = args.access.rules();
     options.security = security;
+    options.code_attempts = args.code_attempts.max(1);
     let common = args.common;
     if args.keep_open {
         serve_many(listener, options, common, &watch)?;
@@ -126,6 +130,11 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+        ReceiveEvent::WrongCode {
+            peer,
+            attempt,
+            limit,
+        } => wrong_code(peer, attempt, limit),
     })?;
     let result = outcome
         .lock()
@@ -133,6 +142,31 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         .and_then(|mut r| r.take())
         .context("the receiver ended without a transfer")?;
     finish(result, &common, "received", "from")
+}
+
+/// How transfers are protected: a code (printed, for the sender, before
+/// the banner), TLS, or neither.
+fn security(args: &ReceiveArgs) -> anyhow::Result<ReceiveSecurity> {
+    let Some(given) = &args.code else {
+        return Ok(match args.tls.server(args.common.quiet)? {
+            Some(tls) => ReceiveSecurity::Tls(tls),
+            None => ReceiveSecurity::Plain,
+        });
+    };
+    if args.tls.on() {
+        return Err(UsageError("--code and --tls are alternatives: use one".into()).into());
+    }
+    let code = if given.is_empty() {
+        let mut random = [0u8; 32];
+        rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
+            .context("drawing a code")?;
+        code::generate(&random).context("drawing a code: too few random bytes")?
+    } else {
+        code::normalise(given).map_err(|e| UsageError(format!("--code: {e}")))?
+    };
+    // Shown even with --quiet: without it nobody can send.
+    eprintln!("sonde: code {code} (on the sending side: sonde send PATH... HOST --code {code})");
+    Ok(ReceiveSecurity::Code(code))
 }
 
 /// `receive --keep-open`: several transfers at once, each reported as it
@@ -165,8 +199,20 @@ fn serve_many(
             }
         }
         ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+        ReceiveEvent::WrongCode {
+            peer,
+            attempt,
+            limit,
+        } => wrong_code(peer, attempt, limit),
     })?;
     Ok(())
+}
+
+/// Said even with --quiet: someone may be guessing.
+fn wrong_code(peer: SocketAddr, attempt: usize, limit: usize) {
+    eprintln!(
+        "sonde receive: the code did not match: {peer} gave another (nothing was written; wrong code {attempt} of {limit} before the receiver gives up)"
+    );
 }
 
 fn turned_away(peer: SocketAddr, quiet: bool) {

@@ -41,6 +41,9 @@ pub(crate) struct SendArgs {
     pub(crate) connect_timeout: Option<Duration>,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+    /// The code phrase a `receive --code` printed (or SONDE_CODE, which keeps it off the command line): the transfer is encrypted under it.
+    #[arg(long, value_name = "CODE", env = "SONDE_CODE", hide_env_values = true)]
+    pub(crate) code: Option<String>,
     /// TLS to a `receive --tls`: verified against the system's roots, or --ca, or --pin (the fingerprint it printed).
     #[command(flatten)]
     pub(crate) tls: crate::tls::TlsArgs,
@@ -67,9 +70,16 @@ fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
         source: None,
         timeout: args.connect_timeout,
     };
-    let security = match args.tls.client(&host)? {
-        Some(tls) => SendSecurity::Tls(tls),
-        None => SendSecurity::Plain,
+    let security = match (&args.code, args.tls.client(&host)?) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError("--code and --tls are alternatives: use one".into()).into());
+        }
+        (Some(code), None) => SendSecurity::Code(
+            sonde::transfer::code::normalise(code)
+                .map_err(|e| UsageError(format!("--code: {e}")))?,
+        ),
+        (None, Some(tls)) => SendSecurity::Tls(tls),
+        (None, None) => SendSecurity::Plain,
     };
     let (stream, peer) = net::connect_tcp(&host, port, &options)?;
     let progress = std::sync::Arc::new(Progress::default());

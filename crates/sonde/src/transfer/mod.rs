@@ -18,14 +18,17 @@ mod arrive;
 mod batch;
 mod carrier;
 mod claims;
+pub mod code;
 mod commit;
 mod conn;
+mod pake;
 pub mod path;
 mod pipeline;
 mod place;
 pub mod plan;
 mod receive;
 mod resume;
+mod sealed;
 mod secure;
 mod send;
 pub mod serve;
@@ -107,13 +110,24 @@ pub enum TransferError {
     /// The connection's TLS failed (the handshake, or the session).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The code phrases of the two ends differ (or the receiver took no
+    /// code): nothing was sent.
+    #[error("{0}")]
+    Code(String),
+    /// Data under the code phrase's encryption failed authentication: it
+    /// was changed on the way.
+    #[error("{0}")]
+    Tampered(String),
 }
 
 impl TransferError {
-    /// The process exit code for this failure: 4 for a refusal, else 1.
+    /// The process exit code for this failure: 4 for a refusal, 3 for data
+    /// changed on the way, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
             TransferError::Refused { .. } | TransferError::Refusing { .. } => 4,
+            // As a file whose hash does not match: the bytes were changed.
+            TransferError::Tampered(_) => 3,
             _ => 1,
         }
     }

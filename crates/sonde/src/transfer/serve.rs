@@ -14,11 +14,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::carrier::Carrier;
 use super::claims::Claims;
+use super::pake;
 use super::receive::receive_greeted;
 use super::secure::{self, Layer, ReceiveSecurity};
 use super::wire::{self, HELLO_LEN, Message};
 use super::{Progress, ReceiveOptions, Report, TransferError};
 use crate::door::{self, Accepted, Door, DoorConfig, Refusal, Unidentified};
+use crate::tls::ServerTls;
 
 /// How a receiving server behaves.
 #[derive(Clone, Debug)]
@@ -37,6 +39,9 @@ pub struct ServeOptions {
     pub rules: door::access::Rules,
     /// How connections are protected.
     pub security: ReceiveSecurity,
+    /// With a code: senders with a wrong one, at most, before the
+    /// receiver gives up (each is a guess an attacker gets).
+    pub code_attempts: usize,
 }
 
 impl ServeOptions {
@@ -51,6 +56,7 @@ impl ServeOptions {
             identify_timeout: door::IDENTIFY_TIMEOUT,
             rules: door::access::Rules::default(),
             security: ReceiveSecurity::Plain,
+            code_attempts: 3,
         }
     }
 }
@@ -74,6 +80,15 @@ pub enum ReceiveEvent {
     },
     /// A sender was turned away: the receiver was busy.
     Busy(SocketAddr),
+    /// A sender's code did not match.
+    WrongCode {
+        /// The sender.
+        peer: SocketAddr,
+        /// Wrong codes so far, this one included...
+        attempt: usize,
+        /// ...of the most the receiver takes.
+        limit: usize,
+    },
 }
 
 type Notify = Arc<dyn Fn(ReceiveEvent) + Send + Sync>;
@@ -84,6 +99,8 @@ struct Shared {
     sessions: AtomicUsize,
     claims: Claims,
     door: Door,
+    /// Senders whose code did not match.
+    wrong_codes: AtomicUsize,
     /// Signalled when a session ends.
     ended: (Mutex<()>, Condvar),
 }
@@ -112,6 +129,7 @@ pub fn serve(
         sessions: AtomicUsize::new(0),
         claims: Claims::default(),
         door: door.clone(),
+        wrong_codes: AtomicUsize::new(0),
         ended: (Mutex::new(()), Condvar::new()),
     });
     let fail = |e| TransferError::io("serving senders", e);
@@ -128,6 +146,12 @@ pub fn serve(
     while shared.sessions.load(Ordering::Acquire) > 0 {
         ended = shared.ended.1.wait(ended).map_err(|_| poisoned())?;
     }
+    let limit = shared.options.code_attempts.max(1);
+    if shared.wrong_codes.load(Ordering::Acquire) >= limit {
+        return Err(TransferError::Code(format!(
+            "the code did not match {limit} times: the receiver gave up (run it again for a new code)"
+        )));
+    }
     Ok(())
 }
 
@@ -136,6 +160,20 @@ fn poisoned() -> TransferError {
 }
 
 impl Shared {
+    /// Counts a sender's wrong code; at the limit, nobody else is let in.
+    fn wrong_code(&self, peer: SocketAddr) {
+        let limit = self.options.code_attempts.max(1);
+        let attempt = self.wrong_codes.fetch_add(1, Ordering::AcqRel) + 1;
+        (self.notify)(ReceiveEvent::WrongCode {
+            peer,
+            attempt,
+            limit,
+        });
+        if attempt >= limit {
+            self.door.shutdown();
+        }
+    }
+
     /// Counts a session's end and wakes [`serve`]'s wait.
     fn session_ended(&self) {
         let _guard = self.ended.0.lock();
@@ -143,6 +181,10 @@ impl Shared {
         self.ended.1.notify_all();
     }
 }
+
+/// What a plain sender hears from a receiver that takes a code.
+const PLAIN_TO_CODE: &str =
+    "this receiver takes a code: send with --code CODE (the code it printed)";
 
 /// What a plain sender hears from a receiver that takes TLS only.
 const PLAIN_TO_TLS: &str =
@@ -241,9 +283,9 @@ async fn identify(
     shared: &Shared,
 ) -> Option<Greeted> {
     let limit = shared.options.identify_timeout;
-    let mut hello = [0u8; HELLO_LEN];
     match &shared.options.security {
         ReceiveSecurity::Plain => {
+            let mut hello = [0u8; HELLO_LEN];
             let read = tokio::time::timeout(limit, stream.read_exact(&mut hello));
             if !matches!(read.await, Ok(Ok(_))) {
                 return None;
@@ -255,32 +297,92 @@ async fn identify(
                 hello,
             })
         }
-        ReceiveSecurity::Tls(config) => {
-            // A plain sender speaks first, its hello: answer it in its own
-            // words rather than fail a handshake it cannot read.
-            let mut first = [0u8; 1];
-            let peeked = tokio::time::timeout(limit, stream.peek(&mut first)).await;
-            if !matches!(peeked, Ok(Ok(1))) {
-                return None;
-            }
-            if first[0] == wire::hello()[0] {
-                let _ = stream.write_all(&refuse_reply(PLAIN_TO_TLS)).await;
-                return None;
-            }
-            let stream = door::to_blocking(stream).ok()?;
-            let config = config.clone();
-            let handshake = move || {
-                let (carrier, layer) = secure::server(stream, peer, &config).ok()?;
-                carrier.set_read_timeout(Some(limit)).ok()?;
-                std::io::Read::read_exact(&mut &carrier, &mut hello).ok()?;
-                Some(Greeted {
-                    carrier,
-                    layer,
-                    hello,
-                })
-            };
-            tokio::task::spawn_blocking(handshake).await.ok().flatten()
+        ReceiveSecurity::Tls(config) => identify_tls(stream, peer, config, limit).await,
+        ReceiveSecurity::Code(code) => identify_code(stream, peer, code, shared).await,
+    }
+}
+
+/// The TLS handshake, then the hello over it.
+async fn identify_tls(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    config: &ServerTls,
+    limit: Duration,
+) -> Option<Greeted> {
+    let mut hello = [0u8; HELLO_LEN];
+    // A plain sender speaks first, its hello: answer it in its own
+    // words rather than fail a handshake it cannot read.
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(limit, stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1))) {
+        return None;
+    }
+    if first[0] == wire::hello()[0] {
+        let _ = stream.write_all(&refuse_reply(PLAIN_TO_TLS)).await;
+        return None;
+    }
+    let stream = door::to_blocking(stream).ok()?;
+    let config = config.clone();
+    let handshake = move || {
+        let (carrier, layer) = secure::server(stream, peer, &config).ok()?;
+        carrier.set_read_timeout(Some(limit)).ok()?;
+        std::io::Read::read_exact(&mut &carrier, &mut hello).ok()?;
+        Some(Greeted {
+            carrier,
+            layer,
+            hello,
+        })
+    };
+    tokio::task::spawn_blocking(handshake).await.ok().flatten()
+}
+
+/// The code handshake (a plain sender is told to use one), then the hello
+/// over the sealed channel; a sender with the wrong code spends a guess.
+async fn identify_code(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    code: &str,
+    shared: &Shared,
+) -> Option<Greeted> {
+    let limit = shared.options.identify_timeout;
+    let mut opening = [0u8; pake::OPENING_LEN];
+    let (head, rest) = opening.split_at_mut(HELLO_LEN);
+    let read = tokio::time::timeout(limit, stream.read_exact(head)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        return None;
+    }
+    if head[..wire::MAGIC.len()] == wire::MAGIC {
+        let _ = stream.write_all(&refuse_reply(PLAIN_TO_CODE)).await;
+        return None;
+    }
+    let read = tokio::time::timeout(limit, stream.read_exact(rest)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        return None;
+    }
+    let stream = door::to_blocking(stream).ok()?;
+    let code = code.to_string();
+    let handshake = move || {
+        let (carrier, layer) = secure::code_server(stream, peer, &code, &opening, limit)?;
+        let mut hello = [0u8; HELLO_LEN];
+        let read = carrier
+            .set_read_timeout(Some(limit))
+            .and_then(|()| std::io::Read::read_exact(&mut &carrier, &mut hello));
+        match read {
+            Ok(()) => Ok(Greeted {
+                carrier,
+                layer,
+                hello,
+            }),
+            Err(e) => Err((false, TransferError::io("reading the hello", e))),
         }
+    };
+    match tokio::task::spawn_blocking(handshake).await {
+        Ok(Ok(greeted)) => Some(greeted),
+        Ok(Err((true, _))) => {
+            shared.wrong_code(peer);
+            None
+        }
+        _ => None,
     }
 }
 
