@@ -8,11 +8,14 @@ the client verifying it: sonde and socat against it as their CA, ncat with
 --ssl-verify --ssl-trustfile). Interleaved rounds, median of --rounds;
 throughput from the sender's start to the receiver's exit, CPU time as
 user + system of both ends. Prints the ratios the issue names: sonde's
-throughput against ncat's and socat's, sonde's CPU against socat's.
+throughput against ncat's and socat's, sonde's CPU against socat's. Then
+`sonde perf --tls` against plain `sonde perf` (one stream, the embedded
+loopback server, --perf-secs each), interleaved, median of --rounds.
 
-Usage: python3 bench/tls.py [--size-mib 2048] [--rounds 3]
+Usage: python3 bench/tls.py [--size-mib 2048] [--rounds 3] [--perf-secs 5] [--perf-only]
 """
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -79,7 +82,35 @@ def main():
     ap.add_argument("--size-mib", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sonde", default="target/release/sonde")
+    ap.add_argument("--perf-secs", type=int, default=5)
+    ap.add_argument("--perf-only", action="store_true")
     args = ap.parse_args()
+    if not args.perf_only:
+        streams(args)
+    perf(args)
+
+
+def perf_rate(sonde, secs, tls):
+    cmd = [sonde, "perf", "-t", str(secs), "-J"] + (["--tls"] if tls else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"]
+
+
+def perf(args):
+    rates = {"plain": [], "tls": []}
+    for rnd in range(args.rounds):
+        for kind in rates:
+            rate = perf_rate(args.sonde, args.perf_secs, kind == "tls")
+            rates[kind].append(rate)
+            print(f"round {rnd + 1}: perf {kind} {rate / 1e9:.2f} Gbit/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"\nperf one stream, {args.perf_secs} s, median of {args.rounds}")
+    for kind, rate in med.items():
+        print(f"{kind:6s} {rate / 1e9:8.2f} Gbit/s")
+    print(f"\nperf --tls / plain {med['tls'] / med['plain']:.2f} (goal >= 0.5)")
+
+
+def streams(args):
     for tool in ("ncat", "socat", "openssl"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is needed (apt-get install -y {tool})")
