@@ -188,16 +188,10 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
         if args.udp {
             return usage(crate::tls::NO_DTLS.into());
         }
-        if kind == ServiceKind::Sockperf || args.busy_poll || args.blocking {
-            return usage(format!(
-                "--tls works with echo, discard, chargen and chat, not {}{}: the sockperf and threaded echo reflectors measure latency on the bare socket",
-                kind.name(),
-                if args.busy_poll || args.blocking {
-                    " with --blocking or --busy-poll"
-                } else {
-                    ""
-                }
-            ));
+        if args.busy_poll || args.blocking {
+            return usage(
+                "--tls does not go with --blocking or --busy-poll: the threaded echo measures the bare socket; without them, echo --tls runs on the async service".into(),
+            );
         }
     }
     Ok(())

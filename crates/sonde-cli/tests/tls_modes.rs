@@ -1,5 +1,5 @@
 //! TLS on the modes beyond connect and listen: every task service of
-//! `serve` (echo, discard, chargen, chat) with sonde and openssl as
+//! `serve` (echo, discard, chargen, chat, sockperf) with sonde and openssl as
 //! clients, `rtt --tls` against `serve echo --tls`, a plaintext client
 //! against a TLS server said plainly, and the services that refuse TLS as
 //! usage errors.
@@ -176,10 +176,58 @@ fn rtt_over_tls_against_serve_echo_tls() {
 }
 
 #[test]
+fn sockperf_ping_pong_over_tls() {
+    let config = TempDir::new("tls-sockperf");
+    let server = tls_service(&config.0, "sockperf", &[]);
+    let to = format!("127.0.0.1:{}", server.port);
+    let pin = printed_fingerprint(&server);
+    let mut cmd = sonde();
+    cmd.args([
+        "rtt",
+        &to,
+        "--sockperf",
+        "--tcp",
+        "--tls",
+        "--pin",
+        &pin,
+        "-n",
+        "300",
+        "-m",
+        "64K",
+        "--json",
+    ]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let doc: serde_json::Value = serde_json::from_slice(&done.stdout).expect("JSON");
+    assert_eq!(doc["rtt_ns"]["count"], 300, "{doc}");
+    // A TLS echo is not a sockperf server: what comes back is checked.
+    let echo = tls_service(&config.0, "echo", &[]);
+    let to = format!("127.0.0.1:{}", echo.port);
+    let pin = printed_fingerprint(&echo);
+    let mut cmd = sonde();
+    cmd.args([
+        "rtt",
+        &to,
+        "--sockperf",
+        "--tcp",
+        "--tls",
+        "--pin",
+        &pin,
+        "-n",
+        "5",
+    ]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(1), "{}", done.stderr);
+    assert_contains(&done.stderr, "is not a sockperf server");
+    drop((server, echo));
+}
+
+#[test]
 fn services_without_tls_say_so_as_usage_errors() {
     for args in [
-        &["serve", "sockperf", "--tls"][..],
-        &["serve", "echo", "--blocking", "--tls"],
+        &["serve", "echo", "--blocking", "--tls"][..],
+        &["serve", "echo", "--busy-poll", "--tls"],
+        &["serve", "sockperf", "--udp", "--tls"],
         &["serve", "echo", "--udp", "--tls"],
         &["rtt", "127.0.0.1", "-u", "--tls"],
         &["rtt", "--tls"],

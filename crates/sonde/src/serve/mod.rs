@@ -182,7 +182,9 @@ pub async fn run(
     door: Door,
     stats: Arc<Stats>,
 ) -> Arc<Stats> {
-    if kind == ServiceKind::Sockperf {
+    // Over TLS the session, not the bare socket, is what is measured: the
+    // async services carry it like the others'.
+    if kind == ServiceKind::Sockperf && config.tls.is_none() {
         let reflect = reflector::ReflectConfig {
             reflect: reflector::Reflect::Sockperf,
             mode: reflector::Mode::Blocking,
@@ -239,7 +241,7 @@ fn spawn_service(kind: ServiceKind, accepted: Accepted, ctx: Arc<Ctx>, room: &Ar
                 services::discard(stream, &ctx).await;
             })
         }
-        // `run` hands sockperf to the reflector's threads.
+        // `run` hands plain sockperf to the reflector's threads.
         ServiceKind::Sockperf => return,
         ServiceKind::Chargen => tokio::spawn(async move {
             let _permit = permit;

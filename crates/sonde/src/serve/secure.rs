@@ -1,4 +1,4 @@
-//! The byte services and chat over TLS (tokio-rustls): each connection's
+//! The byte services, sockperf's ping-pong and chat over TLS (tokio-rustls): each connection's
 //! handshake runs in its own task with its deadline, marked as not yet
 //! identified (so when the cap is full a newcomer takes the place of a
 //! silent one, as with plain connections), then the service runs over
@@ -51,8 +51,7 @@ pub(super) fn spawn(
             ServiceKind::Discard => Box::pin(services::answer_stream(tls, false, &ctx)).await,
             ServiceKind::Chargen => Box::pin(services::chargen(tls, &ctx)).await,
             ServiceKind::Chat => Box::pin(room.join_stream(tls, peer, &ctx)).await,
-            // `sonde serve` refuses --tls for the sockperf reflector.
-            ServiceKind::Sockperf => {}
+            ServiceKind::Sockperf => Box::pin(services::sockperf_stream(tls, &ctx)).await,
         }
     });
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use super::Ctx;
 use super::readers::Answering;
+use crate::wire::sockperf;
 
 /// The most read at once. Each burst's buffer is allocated without being
 /// zeroed, so a large one costs a request/response client nothing, and a
@@ -150,6 +151,39 @@ where
             }
             ctx.stats.add_out(n);
         }
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// sockperf's ping-pong over any stream (TLS): answers each whole
+/// message that asks for a pong, keeps the start of one still arriving.
+/// A header with an impossible length ends the connection, so what is
+/// kept never passes [`sockperf::MAX_MESSAGE`].
+pub(crate) async fn sockperf_stream<S>(mut stream: S, ctx: &Ctx)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pending = Vec::new();
+    let mut replies = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    while let Some(n) = read_some(&mut stream, &mut buf, ctx).await {
+        pending.extend_from_slice(&buf[..n]);
+        replies.clear();
+        let Some(used) = sockperf::answer_stream(&mut pending, &mut replies) else {
+            break;
+        };
+        pending.drain(..used);
+        if replies.is_empty() {
+            continue;
+        }
+        let sent = async {
+            stream.write_all(&replies).await?;
+            stream.flush().await
+        };
+        if sent.await.is_err() {
+            return;
+        }
+        ctx.stats.add_out(replies.len());
     }
     let _ = stream.shutdown().await;
 }

@@ -25,7 +25,7 @@ pub enum SendSecurity {
     Plain,
     /// TLS, verifying the receiver as `ClientTls` says.
     Tls(ClientTls),
-    /// The receiver's code phrase (as [`code::normalise`] spells it).
+    /// The receiver's code phrase (as [`super::code::normalise`] spells it).
     Code(String),
 }
 
