@@ -473,6 +473,7 @@ fn file(path: &str, size: i64) -> Vec<u8> {
         mode: 0o644,
         size,
         mtime: None,
+        head: None,
     })
 }
 
@@ -580,7 +581,7 @@ fn a_version_mismatch_is_a_clear_error() {
     assert_eq!(sent.code(), Some(1));
     assert!(
         sent.stderr
-            .contains("version mismatch: this sonde speaks 2, the peer speaks 99"),
+            .contains("version mismatch: this sonde speaks 3, the peer speaks 99"),
         "{}",
         sent.stderr
     );

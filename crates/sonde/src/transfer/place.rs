@@ -186,6 +186,9 @@ pub(crate) enum Held {
     Partial(u64, Box<blake3::Hasher>),
     /// The target itself: its length and hash.
     Complete(u64, blake3::Hash),
+    /// A target the sender did not show it holds: replaced only with
+    /// --overwrite, and nothing of it told.
+    Differs,
 }
 
 impl Target {
@@ -234,21 +237,33 @@ impl Target {
         self.found[0]
     }
 
-    /// A partial file first (an interrupted transfer to resume), else the
-    /// target, hashed.
-    pub(crate) fn held(&self) -> Result<Held, PlaceError> {
+    /// What is held for a sender of `size` bytes whose first bytes hash
+    /// to `proof`: a partial file first (an interrupted transfer to
+    /// resume), else the target, each only when it proves the same.
+    pub(crate) fn held(
+        &self,
+        size: Option<u64>,
+        proof: Option<blake3::Hash>,
+    ) -> Result<Held, PlaceError> {
+        let unproven = if self.found[0] {
+            Held::Differs
+        } else {
+            Held::Nothing
+        };
+        let (Some(size), Some(proof)) = (size, proof) else {
+            return Ok(unproven);
+        };
         if self.found[1]
-            && let Some((len, hasher)) = hash_file(&self.partial)?
+            && let Some((len, hasher)) = hash_proven(&self.partial, size, false, &proof)?
         {
             return Ok(Held::Partial(len, Box::new(hasher)));
         }
-        if !self.found[0] {
-            return Ok(Held::Nothing);
+        if self.found[0]
+            && let Some((len, hasher)) = hash_proven(&self.path, size, true, &proof)?
+        {
+            return Ok(Held::Complete(len, hasher.finalize()));
         }
-        Ok(match hash_file(&self.path)? {
-            Some((len, hasher)) => Held::Complete(len, hasher.finalize()),
-            None => Held::Nothing,
-        })
+        Ok(unproven)
     }
 
     /// Opens the partial file for data from `offset` on (0: from scratch).
@@ -326,22 +341,52 @@ pub(crate) fn symlink(at: &Path, target: &str) -> Result<(), PlaceError> {
 }
 
 /// A regular file's length and hasher, or `None` when there is none.
-fn hash_file(path: &Path) -> Result<Option<(u64, blake3::Hasher)>, PlaceError> {
-    let mut file = match OpenOptions::new()
+/// Hashes the file at `path` when its length fits a `size`-byte file
+/// (`complete`: the same length; else a prefix covering the proof) and its
+/// first bytes hash to `proof`; `None` otherwise, read no further than
+/// needed to tell.
+fn hash_proven(
+    path: &Path,
+    size: u64,
+    complete: bool,
+    proof: &blake3::Hash,
+) -> Result<Option<(u64, blake3::Hasher)>, PlaceError> {
+    let Some(mut file) = open_held(path)? else {
+        return Ok(None);
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| io_err("reading the size of", path, e))?
+        .len();
+    if !super::resume::fits(len, complete, size) {
+        return Ok(None);
+    }
+    let head = super::wire::proof_len(size);
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(io::Read::take(&mut file, head))
+        .map_err(|e| io_err("reading", path, e))?;
+    // blake3's Hash compares in constant time.
+    if hasher.count() != head || hasher.finalize() != *proof {
+        return Ok(None);
+    }
+    hasher
+        .update_reader(&mut file)
+        .map_err(|e| io_err("reading", path, e))?;
+    Ok(Some((hasher.count(), hasher)))
+}
+
+/// Opens a held file to read, never through a symlink (`None`: gone).
+fn open_held(path: &Path) -> Result<Option<File>, PlaceError> {
+    match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
     {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("opening", path, e)),
-    };
-    let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(&mut file)
-        .map_err(|e| io_err("reading", path, e))?;
-    let len = hasher.count();
-    Ok(Some((len, hasher)))
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("opening", path, e)),
+    }
 }
 
 /// A path as the sender named it (relative to the receiving directory).

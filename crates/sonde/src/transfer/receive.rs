@@ -211,9 +211,12 @@ impl<'a> State<'a> {
                     mode,
                     size,
                     mtime,
+                    head,
                 } => {
                     let size = u64::try_from(size).ok();
-                    self.offer(conn, path, mode, size, mtime)?;
+                    // A proof that is not a hash proves nothing.
+                    let proof = head.and_then(|h| blake3::Hash::from_hex(h).ok());
+                    self.offer(conn, path, mode, (size, proof), mtime)?;
                 }
                 Message::Skip => self.skip(conn)?,
                 Message::Leave => self.leave(conn)?,
@@ -355,13 +358,14 @@ impl<'a> State<'a> {
         }
     }
 
-    /// Answers a file announced: what is held of it, or a refusal of it.
+    /// Answers a file announced: what is held of it (as far as the
+    /// sender's proof shows it holds the same), or a refusal of it.
     fn offer(
         &mut self,
         conn: &mut Conn,
         path: String,
         mode: u32,
-        size: Option<u64>,
+        (size, proof): (Option<u64>, Option<blake3::Hash>),
         mtime: Option<i64>,
     ) -> Result<(), TransferError> {
         self.count_file(conn, &path)?;
@@ -370,7 +374,13 @@ impl<'a> State<'a> {
             let reason = format!("files larger than the {} bytes offered", self.offered_bytes);
             return Err(refuse(conn, &path, reason));
         }
-        match self.admit(&path) {
+        match self.admit(&path, size, proof) {
+            Ok((_, _, Held::Differs)) if !self.options.overwrite => {
+                let reason = "it exists and differs (use --overwrite to replace it)".to_string();
+                self.decline(&path, size, reason.clone());
+                conn.queue(&Message::Decline { reason });
+                Ok(())
+            }
             Ok((target, claim, held)) => {
                 conn.queue(&have(&held, self.options.overwrite));
                 self.pending.push_back(Pending {
@@ -393,7 +403,12 @@ impl<'a> State<'a> {
         }
     }
 
-    fn admit(&mut self, path: &str) -> Result<(Target, Claim<'a>, Held), PlaceError> {
+    fn admit(
+        &mut self,
+        path: &str,
+        size: Option<u64>,
+        proof: Option<blake3::Hash>,
+    ) -> Result<(Target, Claim<'a>, Held), PlaceError> {
         let parts = components(path).map_err(|e| PlaceError::Refuse(e.to_string()))?;
         let alone = self.presence.alone();
         let target = Target::new(&self.options.dir, &parts, &mut self.checked, alone)?;
@@ -401,7 +416,7 @@ impl<'a> State<'a> {
         let claim = claims.claim(&target.path).ok_or_else(|| {
             PlaceError::Refuse("another transfer to this receiver is writing it now".into())
         })?;
-        let held = target.held()?;
+        let held = target.held(size, proof)?;
         Ok((target, claim, held))
     }
 
@@ -465,7 +480,7 @@ impl<'a> State<'a> {
 
 fn have(held: &Held, overwrite: bool) -> Message {
     match held {
-        Held::Nothing => Message::Have {
+        Held::Nothing | Held::Differs => Message::Have {
             len: 0,
             blake3: None,
             complete: false,

@@ -16,7 +16,7 @@ use super::carrier::Carrier;
 use super::conn::Conn;
 use super::pipeline::{send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
-use super::resume::{Held, Resume, hash_prefix, prefix_hash, resume_point};
+use super::resume::{Held, Resume, hash_prefix, head_of, head_of_file, prefix_hash, resume_point};
 use super::secure::{self, SendSecurity};
 use super::wire::{MAX_CHUNK, MAX_PACK, Message, WireError};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
@@ -45,6 +45,8 @@ const WINDOW: usize = 256;
 const WINDOW_BYTES: usize = 32 * 1024 * 1024;
 /// Files this small travel packed, read and hashed ahead.
 pub(crate) const SMALL: u64 = 1024 * 1024;
+// A small file's proof is its whole hash (see `announce`).
+const _: () = assert!(SMALL <= super::wire::PROOF_LEN);
 
 /// Sends `plan` over a connected stream. Mismatched and refused files are
 /// reported, not errors: the caller checks [`Report::mismatches`] and
@@ -223,15 +225,28 @@ impl Sender<'_> {
                 None
             }
             Kind::File {
-                mode, size, mtime, ..
+                source,
+                mode,
+                size,
+                mtime,
             } => {
+                let ready = (*size <= SMALL).then(|| ahead.next());
+                let head = match &ready {
+                    // A small file's proof is its whole hash, made ahead.
+                    Some(ready) if ready.error.is_none() && ready.data.len() as u64 == *size => {
+                        Some(hex(&ready.hash))
+                    }
+                    Some(ready) if ready.error.is_none() => head_of(&ready.data, *size),
+                    Some(_) => None,
+                    None => head_of_file(source, *size),
+                };
                 self.conn.queue(&Message::File {
                     path,
                     mode: *mode,
                     size: *size as i64,
                     mtime: Some(*mtime),
+                    head,
                 });
-                let ready = (*size <= SMALL).then(|| ahead.next());
                 Some(Offered { entry, ready })
             }
             Kind::Stdin => {
@@ -240,6 +255,7 @@ impl Sender<'_> {
                     mode: 0o644,
                     size: -1,
                     mtime: None,
+                    head: None,
                 });
                 Some(Offered { entry, ready: None })
             }

@@ -18,6 +18,15 @@
 //! each into place only once verified. Directories and symlinks need no
 //! answer; one refused is reported with `Note`.
 //!
+//! The sender proves what it holds before the receiver says anything of
+//! its own: each `File` carries `head`, the BLAKE3 of the file's first
+//! [`proof_len`] bytes, and the receiver shows a partial file (to resume)
+//! or the file in place (to skip) in `Have` only when its own first bytes
+//! hash the same and its length fits the size announced. To any other
+//! sender it answers as for a name it does not hold (or, for a file in
+//! place it may not replace, declines it), so a stranger learns neither
+//! lengths nor hashes of what it never sent.
+//!
 //! ```text
 //! sender                              receiver
 //! hello                       ->
@@ -26,7 +35,7 @@
 //!                             <-      Accept | Refuse
 //! Dir{path,mode,mtime}        ->      (made; a refusal is a Note)
 //! Link{path,target}           ->      (made; a refusal is a Note)
-//! File{path,mode,size,mtime}  ->
+//! File{path,mode,size,mtime,head} ->
 //!                             <-      Have{len,blake3,complete} | Decline
 //! Skip | Leave | Start{offset} chunks.. 0 Digest{blake3}
 //!      | Pack{sizes,blake3} chunk  ->
@@ -42,7 +51,7 @@ use serde::{Deserialize, Serialize};
 /// The first bytes each side sends.
 pub const MAGIC: [u8; 8] = *b"sondexfr";
 /// This build's protocol version.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The hello's length: magic and version.
 pub const HELLO_LEN: usize = 10;
 /// The largest control frame accepted (a path is at most 4,096 bytes).
@@ -57,6 +66,15 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_PACK: usize = 1024;
 /// The most entries one transfer may announce.
 pub const MAX_ENTRIES: i64 = 10_000_000;
+/// The most of a file's first bytes a sender proves it holds (`File`'s
+/// `head`): all of a small file, the first MiB of a larger one.
+pub const PROOF_LEN: u64 = 1024 * 1024;
+
+/// How many of a `size`-byte file's first bytes `head` covers.
+pub fn proof_len(size: u64) -> u64 {
+    size.min(PROOF_LEN)
+}
+
 /// The largest size a file or a transfer may announce (2^60 bytes).
 pub const MAX_SIZE: i64 = 1 << 60;
 
@@ -158,8 +176,14 @@ pub enum Message {
         /// Modification time, nanoseconds since the epoch.
         #[serde(default)]
         mtime: Option<i64>,
+        /// BLAKE3 (hex) of the file's first [`proof_len`] bytes: what the
+        /// receiver asks before it shows anything it holds. None when the
+        /// size is not known ahead (stdin) or the bytes could not be read.
+        #[serde(default)]
+        head: Option<String>,
     },
-    /// Receiver: what it already holds of the file announced.
+    /// Receiver: what it already holds of the file announced, shown only
+    /// to a sender whose `head` matched (else `len` 0).
     Have {
         /// Bytes held (0: nothing).
         len: i64,
@@ -407,6 +431,7 @@ mod tests {
             mode: 0o644,
             size: -1,
             mtime: Some(1_700_000_000_123_456_789),
+            head: Some("ab".into()),
         });
         roundtrip(Message::Pack {
             sizes: vec![0, 5],
@@ -430,7 +455,10 @@ mod tests {
         assert_eq!(check_hello(&hello()), Ok(()));
         assert_eq!(
             check_hello(&hello_with(7)),
-            Err(WireError::Version { ours: 2, theirs: 7 })
+            Err(WireError::Version {
+                ours: VERSION,
+                theirs: 7
+            })
         );
         let mut other = hello();
         other[0] = b'X';
