@@ -6,7 +6,7 @@
 //! No bridge, no extra copy; no sendfile, splice or zero-copy either
 //! (the kernel sees only ciphertext).
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,10 +127,11 @@ impl Write for Buffered {
     }
 }
 
-/// Reads and writes: a TLS session over its connection.
-pub(crate) trait Duplex: Read + Write {}
+/// Reads (buffered: the session holds what it decrypted) and writes: a
+/// TLS session over its connection.
+pub(crate) trait Duplex: BufRead + Write {}
 
-impl<T: Read + Write> Duplex for T {}
+impl<T: BufRead + Write> Duplex for T {}
 
 /// Receives through the session until the end, a failure or `stop`.
 pub(crate) fn recv(
@@ -148,13 +149,15 @@ fn recv_from(
     c: &Counters,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    // rustls hands out at most what it has decrypted (a few records):
-    // a larger buffer saves nothing.
-    let mut buf = vec![0u8; len.clamp(64 * 1024, 1 << 20)];
+    // The decrypted bytes are counted where rustls holds them (`fill_buf`),
+    // not copied out: a perf receiver has no use for them.
+    let _ = len;
     while !stop.load(Ordering::Relaxed) {
-        match stream.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
+        match stream.fill_buf() {
+            Ok([]) => return Ok(()),
+            Ok(got) => {
+                let n = got.len();
+                stream.consume(n);
                 c.bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
