@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
+mod greet;
 mod test;
+
+pub use greet::PARAMS_TIMEOUT;
 
 use test::Test;
 
@@ -19,10 +22,10 @@ use super::control::Control;
 use super::measure::StreamEnd;
 use crate::door::{self, Accepted, Door, DoorConfig, Permit, Refusal, Unidentified};
 use crate::error::{Error, Result};
-use crate::wire::iperf::COOKIE_LEN;
 use crate::wire::iperf::cookie::Cookie;
 use crate::wire::iperf::params::Params;
 use crate::wire::iperf::state::TestState;
+use crate::wire::iperf::{COOKIE_LEN, ProtocolError};
 
 /// How a server behaves.
 #[derive(Clone, Debug)]
@@ -33,6 +36,8 @@ pub struct ServerConfig {
     pub setup_timeout: Duration,
     /// Time a new connection has to send its cookie.
     pub identify_timeout: Duration,
+    /// Time a new test's client has to send its parameters once asked.
+    pub params_timeout: Duration,
     /// Connections open at once (control and data, and those still to
     /// send a cookie); past this a client gets iperf3's busy reply.
     pub max_connections: usize,
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             max_tests: 8,
             setup_timeout: Duration::from_secs(10),
             identify_timeout: door::IDENTIFY_TIMEOUT,
+            params_timeout: PARAMS_TIMEOUT,
             max_connections: 2048,
             grace: Duration::from_secs(40),
             rcv_timeout: Duration::from_secs(120),
@@ -240,7 +246,9 @@ async fn watch(door: &Door, shared: &Shared, shutdown: &AtomicBool) {
 }
 
 /// Reads a new connection's cookie, in a task, then hands it on: a data
-/// stream to its running test, a control connection to a test thread.
+/// stream to its running test; for a new test's control connection, asks
+/// for the parameters (still in the task: see `greet`) and only then
+/// gives it a thread and a test slot.
 async fn identify(conn: Accepted, waiting: Unidentified, order: u64, shared: Arc<Shared>) {
     let Accepted {
         mut stream,
@@ -264,44 +272,61 @@ async fn identify(conn: Accepted, waiting: Unidentified, order: u64, shared: Arc
             after: limit,
         }),
     };
-    drop(waiting);
     if let Some(error) = error {
         return (shared.notify)(ServerEvent::Failed { peer, error });
     }
-    match door::to_blocking(stream) {
-        Ok(stream) => dispatch(stream, peer, order, cookie, permit, &shared),
-        Err(e) => (shared.notify)(ServerEvent::Failed {
-            peer,
-            error: Error::io("taking over a connection", e),
-        }),
-    }
-}
-
-/// A connection that sent its cookie: a data stream of a running test,
-/// or the control connection of a new one (refused when the server runs
-/// as many tests as it allows).
-fn dispatch(
-    stream: TcpStream,
-    peer: SocketAddr,
-    order: u64,
-    cookie: Cookie,
-    permit: Permit,
-    shared: &Arc<Shared>,
-) {
     let known = shared
         .tests
         .lock()
         .ok()
         .and_then(|t| t.get(&cookie).cloned());
-    if let Some(test) = known {
-        // A closed test just drops it.
-        let _ = test.send(Arrived {
-            order,
-            stream,
-            permit,
-        });
-        return;
+    let params = match known {
+        Some(_) => None,
+        None => match greet::greet(&mut stream, peer, &waiting, shared.config.params_timeout).await
+        {
+            greet::Greeted::Params(params) => Some(params),
+            greet::Greeted::Gone(error) => {
+                if let Some(error) = error {
+                    (shared.notify)(ServerEvent::Failed { peer, error });
+                }
+                return;
+            }
+        },
+    };
+    drop(waiting);
+    let stream = match door::to_blocking(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            return (shared.notify)(ServerEvent::Failed {
+                peer,
+                error: Error::io("taking over a connection", e),
+            });
+        }
+    };
+    match (known, params) {
+        (Some(test), _) => {
+            // A closed test just drops it.
+            let _ = test.send(Arrived {
+                order,
+                stream,
+                permit,
+            });
+        }
+        (None, Some(params)) => start_test(stream, peer, cookie, permit, params, &shared),
+        (None, None) => {}
     }
+}
+
+/// A new test's control connection whose parameters are in: refused when
+/// the server runs as many tests as it allows, else run on a thread.
+fn start_test(
+    stream: TcpStream,
+    peer: SocketAddr,
+    cookie: Cookie,
+    permit: Permit,
+    params: Result<Vec<u8>, ProtocolError>,
+    shared: &Arc<Shared>,
+) {
     let Ok(mut control) = Control::new(stream) else {
         return;
     };
@@ -314,7 +339,7 @@ fn dispatch(
     let test_shared = Arc::clone(shared);
     let work = move || {
         let _slot = slot;
-        run_test(control, peer, cookie, running, &test_shared);
+        run_test(control, peer, cookie, params, running, &test_shared);
     };
     if let Err(e) = permit.spawn_thread("sonde-perf-test", work) {
         (shared.notify)(ServerEvent::Failed {
@@ -325,7 +350,14 @@ fn dispatch(
 }
 
 /// Runs one client's test on its thread and reports how it ended.
-fn run_test(control: Control, peer: SocketAddr, cookie: Cookie, running: usize, shared: &Shared) {
+fn run_test(
+    control: Control,
+    peer: SocketAddr,
+    cookie: Cookie,
+    params: Result<Vec<u8>, ProtocolError>,
+    running: usize,
+    shared: &Shared,
+) {
     let (tx, rx) = mpsc::channel();
     if let Ok(mut tests) = shared.tests.lock() {
         tests.insert(cookie, tx);
@@ -349,6 +381,7 @@ fn run_test(control: Control, peer: SocketAddr, cookie: Cookie, running: usize, 
         stopped: None,
         finished: None,
         params: None,
+        asked: Some(params),
     };
     let mut counts = true;
     match test.run() {

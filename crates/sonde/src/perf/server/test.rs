@@ -54,6 +54,9 @@ pub(super) struct Test<'a> {
     pub(super) finished: Option<Finished>,
     /// The test's parameters once it starts, shared with its events.
     pub(super) params: Option<Arc<Params>>,
+    /// The parameters' frame, read before the test had a thread (see
+    /// `greet`), until the session takes it.
+    pub(super) asked: Option<std::result::Result<Vec<u8>, crate::wire::iperf::ProtocolError>>,
 }
 
 /// Hands each interval of a test to the server's events.
@@ -125,6 +128,8 @@ impl<'a> Test<'a> {
     fn act(&mut self, action: Action, session: &mut ServerSession) -> Result<()> {
         let params = session.params().cloned().unwrap_or_default();
         match action {
+            // Sent by `greet`, before the test had a thread.
+            Action::Send(TestState::ParamExchange) => {}
             Action::Send(state) => {
                 tracing::debug!("perf: sending {state} to {}", self.control.peer());
                 if state == TestState::TestStart {
@@ -201,6 +206,14 @@ impl<'a> Test<'a> {
     fn wait(&mut self, session: &mut ServerSession) {
         let deadline = session.poll_timeout();
         match session.poll_read() {
+            Expect::Json { .. } if self.asked.is_some() => {
+                let json = match self.asked.take() {
+                    Some(Ok(body)) => codec::decode_json(&body),
+                    Some(Err(e)) => Err(e),
+                    None => return,
+                };
+                session.handle_json(Instant::now(), json);
+            }
             Expect::Json { max } => {
                 match self
                     .control

@@ -1,0 +1,91 @@
+//! `perf -s` against clients that start a test and then stay silent: they
+//! hold no test slot (a good client, sonde's and a stock iperf3's, runs
+//! its test while they wait), and each is closed when the parameters'
+//! deadline passes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{have_peer, perf_program, run, sonde, spawn_ready};
+
+/// iperf3's PARAM_EXCHANGE state byte.
+const PARAM_EXCHANGE: u8 = 9;
+
+/// `sonde perf -s` on loopback with `extra`; the server, its reaper and
+/// its port.
+fn perf_server(extra: &[&str]) -> (std::process::Child, common::Reaper, String) {
+    let mut cmd = sonde();
+    cmd.args(["perf", "-s", "-B", "127.0.0.1", "-p", "0"])
+        .args(extra);
+    let (server, reaper, line) = spawn_ready(cmd, |l| l.starts_with("Server listening on "));
+    let line = line.expect("perf -s reports its port");
+    let port = line
+        .trim_start_matches("Server listening on ")
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (server, reaper, port)
+}
+
+/// A control connection that sends a cookie, reads the server's first
+/// state byte, and says nothing more.
+fn silent_client(port: &str, n: usize) -> TcpStream {
+    let mut conn = TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    let cookie = format!("silentclientsilentclientsilent{n:06}\0");
+    assert_eq!(cookie.len(), 37);
+    conn.write_all(cookie.as_bytes()).expect("cookie");
+    conn.set_read_timeout(Some(common::DEADLINE))
+        .expect("timeout");
+    let mut state = [0u8];
+    conn.read_exact(&mut state).expect("the first state");
+    assert_eq!(state[0], PARAM_EXCHANGE);
+    conn
+}
+
+fn good_test(client: Command) {
+    let done = run(client, b"");
+    assert_eq!(
+        done.code(),
+        Some(0),
+        "{}{}",
+        done.stdout_text(),
+        done.stderr
+    );
+}
+
+#[test]
+fn silent_clients_hold_no_test_slot_and_are_closed_by_the_deadline() {
+    let (mut server, mut reaper, port) = perf_server(&["--max-tests", "2"]);
+    // Twice the slots, all asked for their parameters.
+    let start = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..4).map(|n| silent_client(&port, n)).collect();
+    let mut client = sonde();
+    client.args(["perf", "-c", "127.0.0.1", "-p", &port, "-t", "1"]);
+    good_test(client);
+    if have_peer("iperf3", "iperf3") {
+        let mut iperf3 = perf_program("iperf3");
+        iperf3.args(["-c", "127.0.0.1", "-p", &port, "-t", "1"]);
+        good_test(iperf3);
+    }
+    // Each silent one is closed by the server (an end of stream, not our
+    // read timeout), about when the 3 s deadline passes.
+    for conn in &mut silent {
+        let mut rest = Vec::new();
+        let got = conn.read_to_end(&mut rest);
+        assert!(got.is_ok(), "closed by the server, not timed out: {got:?}");
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "closed after {waited:?}, before the deadline"
+    );
+    assert!(waited < Duration::from_secs(30), "closed after {waited:?}");
+    let _ = server.kill();
+    let _ = server.wait();
+    reaper.disarm();
+}
