@@ -481,6 +481,14 @@ fn end() -> Vec<u8> {
     wire::encode(&Message::End)
 }
 
+/// `Start` at byte 0 and one data chunk of `data`.
+fn data(data: &[u8]) -> Vec<u8> {
+    let mut out = wire::encode(&Message::Start { offset: 0 });
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 #[test]
 fn hostile_headers_are_refused_with_nothing_written() {
     let outside = TempDir::new("xfer-outside");
@@ -531,6 +539,20 @@ fn hostile_headers_are_refused_with_nothing_written() {
             "symlink escape",
             vec![offer(), file("link/evil", 10), end()],
             "symlink",
+        ),
+        (
+            "a chunk length of 0xFFFFFFFF",
+            vec![offer(), file("a", 10), {
+                let mut start = wire::encode(&Message::Start { offset: 0 });
+                start.extend_from_slice(&u32::MAX.to_be_bytes());
+                start
+            }],
+            "over the limit",
+        ),
+        (
+            "more data than announced",
+            vec![offer(), file("a", 10), data(&[7; 20])],
+            "more",
         ),
     ];
     for (name, frames, why) in cases {

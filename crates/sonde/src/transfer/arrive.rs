@@ -2,6 +2,8 @@
 //! file streamed from an offset; hashed as it comes, checked against the
 //! sender's digest, and handed to the batch to be committed.
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use super::batch::finish;
 use super::claims::Claim;
 use super::commit::Placed;
@@ -168,21 +170,42 @@ impl<'a> State<'a> {
         let (hasher, moved) = match got {
             Ok(got) => got,
             Err(err) => {
-                if let TransferError::Refusing { reason, .. } = &err {
-                    // Over --max-size: keep nothing.
+                // Refused (over --max-size) or a broken protocol: keep
+                // nothing this sender wrote. Cut short: the partial file
+                // stays, to be resumed.
+                if matches!(
+                    err,
+                    TransferError::Refusing { .. } | TransferError::Wire { .. }
+                ) {
                     drop(file);
-                    let _ = std::fs::remove_file(&target.partial);
+                    forget_partial(&target.partial, offset);
+                }
+                if let TransferError::Refusing { reason, .. } = &err {
                     let _ = conn.send(&Message::Refuse {
                         reason: reason.clone(),
                     });
                     conn.drain_and_close();
                 }
-                // Cut short: the partial file stays, to be resumed.
                 return Err(err);
             }
         };
         finish(&file, &target.partial, Some(head.mode), head.mtime)?;
         Ok((hasher.finalize(), moved))
+    }
+}
+
+/// Takes back what a refused sender wrote to a partial file: all of it
+/// when it started the file, else what it added after `offset` (the
+/// bytes an earlier transfer left stay, to be resumed).
+fn forget_partial(partial: &std::path::Path, offset: u64) {
+    if offset == 0 {
+        let _ = std::fs::remove_file(partial);
+    } else if let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(partial)
+    {
+        let _ = file.set_len(offset);
     }
 }
 
