@@ -91,6 +91,10 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let listener = net::listen_tcp(addr, v6_only)?;
+    // Before the banner, so a signal right after it finds the handler.
+    if args.keep_open {
+        stop_on_signal(args.quiet);
+    }
     report(format!("listening on {}", local(listener.local_addr())));
     let interactive = std::io::stdin().is_terminal();
     let mut opts = relay_options(&args.talk, interactive);
@@ -114,6 +118,24 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let tls = tls.map(Secure::Server);
     relay_over(stream, peer, tls.as_ref(), input, opts)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `listen -k` is a server: SIGINT or SIGTERM stops it, exit 0 (its
+/// clients' streams have no end to wait for; what they sent is out).
+fn stop_on_signal(quiet: bool) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            if !quiet {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "sonde listen: stopped");
+            }
+            std::process::exit(0);
+        }
+    });
 }
 
 fn serve_many(

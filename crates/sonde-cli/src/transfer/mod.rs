@@ -35,10 +35,11 @@ pub(crate) struct CommonArgs {
     pub(crate) json: bool,
 }
 
-/// On Ctrl-C or SIGTERM: says what was going on (`doing()`), that the
+/// On Ctrl-C or SIGTERM: says what was cut short (`doing()`), that the
 /// same command resumes, and exits as a shell shows the signal (130 for
-/// SIGINT, 143 for SIGTERM).
-pub(super) fn on_interrupt(doing: impl Fn() -> String + Send + 'static) {
+/// SIGINT, 143 for SIGTERM). With nothing cut short (`None`: a `receive
+/// -k` between transfers), a server stopped as asked: exit 0.
+pub(super) fn on_interrupt(doing: impl Fn() -> Option<String> + Send + 'static) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return;
@@ -48,8 +49,19 @@ pub(super) fn on_interrupt(doing: impl Fn() -> String + Send + 'static) {
             // Not eprintln!: with stderr gone (a closed pipe) it would
             // panic this thread, and the process would not exit.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "\nsonde: interrupted {}", doing());
-            std::process::exit(128 + signal);
+            match doing() {
+                Some(doing) => {
+                    let _ = writeln!(std::io::stderr(), "\nsonde: interrupted {doing}");
+                    std::process::exit(128 + signal);
+                }
+                None => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\nsonde: stopped, no transfer in progress"
+                    );
+                    std::process::exit(0);
+                }
+            }
         }
     });
 }

@@ -230,16 +230,18 @@ struct Watch {
 }
 
 impl Watch {
-    fn describe(&self, keep_open: bool, local: SocketAddr) -> String {
+    /// What a signal cuts short; `None` for a `-k` receiver between
+    /// transfers, which stops as any server does.
+    fn describe(&self, keep_open: bool, local: SocketAddr) -> Option<String> {
         if keep_open {
             let n = self.active.load(std::sync::atomic::Ordering::Relaxed);
-            return format!(
-                "with {n} transfer(s) in progress; each resumes when its sender runs again"
-            );
+            return (n > 0).then(|| {
+                format!("with {n} transfer(s) in progress; each resumes when its sender runs again")
+            });
         }
-        match self.current.lock().ok().and_then(|p| p.clone()) {
+        Some(match self.current.lock().ok().and_then(|p| p.clone()) {
             Some(progress) => super::interrupted_at(&progress, "receiving"),
             None => format!("while waiting for a sender on {local}"),
-        }
+        })
     }
 }

@@ -84,7 +84,7 @@ fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
     let (stream, peer) = net::connect_tcp(&host, port, &options)?;
     let progress = std::sync::Arc::new(Progress::default());
     let shown = std::sync::Arc::clone(&progress);
-    super::on_interrupt(move || super::interrupted_at(&shown, "sending"));
+    super::on_interrupt(move || Some(super::interrupted_at(&shown, "sending")));
     let display = Display::start(&progress, "sending", args.common.quiet || args.common.json);
     let result = transfer::send(
         stream,
