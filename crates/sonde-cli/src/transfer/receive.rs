@@ -39,6 +39,9 @@ pub(crate) struct ReceiveArgs {
     /// Refuse a transfer of more than SIZE bytes (K, M, G, T: 1024-based).
     #[arg(long, value_name = "SIZE", value_parser = crate::usage::parse_size)]
     pub(crate) max_size: Option<u64>,
+    /// Drop a sender that brings fewer than RATE bytes a second over a whole --timeout (K, M: 1024-based; 0: never), so a sender dripping a byte now and then cannot hold a place.
+    #[arg(long, value_name = "RATE", value_parser = crate::usage::parse_size, default_value = "1K")]
+    pub(crate) min_rate: u64,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
     #[command(flatten)]
@@ -95,6 +98,7 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         overwrite: args.overwrite,
         max_size: args.max_size,
         timeout: args.common.timeout,
+        min_rate: args.min_rate,
     };
     let mut options = ServeOptions::new(receive, args.keep_open);
     options.max_transfers = args.max_transfers.max(1);

@@ -14,12 +14,13 @@ use std::os::fd::AsFd;
 
 use super::TransferError;
 use super::carrier::Carrier;
+use super::floor::{Floored, RateFloor};
 use super::wire::{self, HELLO_LEN, Message, WireError};
 use crate::sys::retry;
 
 /// One side of a transfer connection.
 pub(crate) struct Conn {
-    reader: BufReader<Carrier>,
+    reader: BufReader<Floored<Carrier>>,
     writer: Carrier,
     /// Frames queued to go out together.
     queued: Vec<u8>,
@@ -35,6 +36,17 @@ impl Conn {
         peer: SocketAddr,
         timeout: Duration,
     ) -> Result<Self, TransferError> {
+        Self::floored(stream, peer, timeout, 0)
+    }
+
+    /// As `new`, and reads fail when fewer than `min_rate` bytes a second
+    /// arrive over a window of `timeout` (0: no floor).
+    pub(crate) fn floored(
+        stream: Carrier,
+        peer: SocketAddr,
+        timeout: Duration,
+        min_rate: u64,
+    ) -> Result<Self, TransferError> {
         let what = || format!("configuring the connection to {peer}");
         stream
             .set_nodelay()
@@ -49,8 +61,15 @@ impl Conn {
         let writer = stream
             .try_clone()
             .map_err(|e| TransferError::io(what(), e))?;
+        let floor = RateFloor::new(min_rate, timeout, std::time::Instant::now());
         Ok(Conn {
-            reader: BufReader::with_capacity(256 * 1024, stream),
+            reader: BufReader::with_capacity(
+                256 * 1024,
+                Floored {
+                    inner: stream,
+                    floor,
+                },
+            ),
             writer,
             queued: Vec::new(),
             peer,
@@ -70,8 +89,15 @@ impl Conn {
         let writer = stream
             .try_clone()
             .map_err(|e| TransferError::io(what(), e))?;
+        let floor = self.reader.get_ref().floor.clone();
         Ok(Conn {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(
+                64 * 1024,
+                Floored {
+                    inner: stream,
+                    floor,
+                },
+            ),
             writer,
             queued: Vec::new(),
             peer: self.peer,

@@ -21,6 +21,7 @@ mod claims;
 pub mod code;
 mod commit;
 mod conn;
+mod floor;
 mod pake;
 pub mod path;
 mod pipeline;

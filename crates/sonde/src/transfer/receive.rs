@@ -30,6 +30,9 @@ pub struct ReceiveOptions {
     pub max_size: Option<u64>,
     /// Give up when the sender is silent this long.
     pub timeout: Duration,
+    /// Drop a sender that brings fewer bytes a second than this over a
+    /// whole `timeout` (0: no floor).
+    pub min_rate: u64,
 }
 
 /// What one transfer has brought so far, against what was offered.
@@ -83,7 +86,12 @@ pub fn receive(
     options: &ReceiveOptions,
     progress: &Progress,
 ) -> Result<Report, TransferError> {
-    let mut conn = Conn::new(Carrier::Tcp(stream), peer, options.timeout)?;
+    let mut conn = Conn::floored(
+        Carrier::Tcp(stream),
+        peer,
+        options.timeout,
+        options.min_rate,
+    )?;
     conn.hello()?;
     session(conn, peer, options, progress, &Claims::default())
 }
@@ -98,7 +106,7 @@ pub(crate) fn receive_greeted(
     progress: &Progress,
     claims: &Claims,
 ) -> Result<Report, TransferError> {
-    let mut conn = Conn::new(stream, peer, options.timeout)?;
+    let mut conn = Conn::floored(stream, peer, options.timeout, options.min_rate)?;
     conn.write_all(&super::wire::hello(), "sending the hello")?;
     session(conn, peer, options, progress, claims)
 }

@@ -1,0 +1,97 @@
+//! `receive -k` against a sender that drips: never silent for the
+//! `--timeout`, it is still dropped when a window closes under
+//! `--min-rate`, and a good sender then gets the place it held.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, run, sonde, start_sonde};
+use sonde::transfer::wire;
+
+/// Whether the receiver has closed (or reset) the connection, without
+/// waiting: anything it said first is read past.
+fn closed_by_peer(conn: &mut TcpStream) -> bool {
+    conn.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    conn.set_nonblocking(false).expect("blocking");
+    closed
+}
+
+#[test]
+fn a_dripping_sender_is_dropped_under_the_min_rate() {
+    let dst = TempDir::new("drip-dst");
+    let dir = dst.0.to_str().expect("utf-8").to_string();
+    let recv = start_sonde(
+        &[
+            "receive",
+            &dir,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "-k",
+            "--max-transfers",
+            "1",
+            "--timeout",
+            "2",
+            "--min-rate",
+            "1K",
+        ],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut drip = TcpStream::connect(("127.0.0.1", recv.port)).expect("connect");
+    drip.write_all(&wire::hello()).expect("hello");
+    let mut theirs = [0; wire::HELLO_LEN];
+    drip.read_exact(&mut theirs).expect("their hello");
+    // An offer, one byte every 300 ms: never 2 s of silence.
+    let offer = wire::encode(&wire::Message::Offer {
+        files: 1,
+        dirs: 0,
+        bytes: 1,
+    });
+    let start = Instant::now();
+    let mut dropped = false;
+    for byte in offer.iter().cycle().take(200) {
+        if drip.write_all(&[*byte]).is_err() {
+            dropped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if closed_by_peer(&mut drip) {
+            dropped = true;
+            break;
+        }
+    }
+    let took = start.elapsed();
+    assert!(dropped, "the dripping sender was never dropped");
+    assert!(took >= Duration::from_secs(2), "dropped after {took:?}");
+    // The place is free again: a good sender gets through.
+    let src = TempDir::new("drip-src");
+    let file = src.join("good.bin");
+    std::fs::write(&file, common::random_bytes(1 << 20, 5)).expect("source");
+    let mut cmd = sonde();
+    cmd.args(["send", file.to_str().expect("utf-8")])
+        .arg(format!("127.0.0.1:{}", recv.port));
+    let sent = run(cmd, b"");
+    assert_eq!(sent.code(), Some(0), "{}", sent.stderr);
+    let pid = rustix::process::Pid::from_raw(recv.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
+    let done = recv.finish();
+    common::assert_contains(&done.stderr, "under --min-rate");
+    assert!(
+        std::fs::read(dst.join("good.bin")).expect("arrived") == std::fs::read(&file).expect("src")
+    );
+}
