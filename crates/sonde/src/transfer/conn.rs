@@ -61,7 +61,7 @@ impl Conn {
         let writer = stream
             .try_clone()
             .map_err(|e| TransferError::io(what(), e))?;
-        let floor = RateFloor::new(min_rate, timeout, std::time::Instant::now());
+        let floor = RateFloor::new(min_rate, timeout);
         Ok(Conn {
             reader: BufReader::with_capacity(
                 256 * 1024,
