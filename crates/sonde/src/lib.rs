@@ -30,6 +30,8 @@
 
 pub mod door;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod net;
 pub mod perf;
 pub mod rtt;

@@ -1,0 +1,231 @@
+//! Entry points for the fuzz targets (`fuzz/`) and for the replay of
+//! their corpora in `cargo test`: each takes any bytes, hands them to a
+//! parser or state machine that reads peer input, and must return without
+//! a panic whatever they are. The state machines are driven by a script
+//! read from the bytes (one byte picks the event, the next ones its
+//! argument), so that a fuzzer reaches every phase instead of stopping at
+//! the first check. Not part of the library's API.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::perf::session::client::ClientSession;
+use crate::perf::session::server::{ServerLimits, ServerSession};
+use crate::wire::iperf::datagram::{UdpHeader, UdpRecvStats};
+use crate::wire::iperf::params::Params;
+use crate::wire::iperf::results::Results;
+use crate::wire::iperf::state::TestState;
+use crate::wire::iperf::{MAX_PARAMS_LEN, codec};
+
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets by name, for the corpus replay.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("iperf_json", iperf_json),
+    ("iperf_udp", iperf_udp),
+    ("sockperf", sockperf),
+    ("transfer_wire", transfer_wire),
+    ("text", text),
+    ("perf_server_session", perf_server_session),
+    ("perf_client_session", perf_client_session),
+    ("rtt_replies", rtt_replies),
+];
+
+/// iperf3's control messages: a length prefix, then parameters or results
+/// JSON, parsed and checked as a server and a client do.
+pub fn iperf_json(data: &[u8]) {
+    if let Some(prefix) = data.get(..4) {
+        let prefix = [prefix[0], prefix[1], prefix[2], prefix[3]];
+        let _ = codec::decode_len(prefix, MAX_PARAMS_LEN);
+    }
+    let Ok(json) = codec::decode_json(data) else {
+        return;
+    };
+    if let Ok(params) = Params::from_json(&json) {
+        let _ = params.validate();
+        let _ = params.total_streams();
+        let _ = params.to_json();
+    }
+    if let Ok(results) = Results::from_json(&json) {
+        let _ = results.to_json();
+    }
+}
+
+/// iperf3's UDP test datagrams, both counter widths, through the
+/// receiver's statistics; the first byte also as a state byte.
+pub fn iperf_udp(data: &[u8]) {
+    if let Some(byte) = data.first() {
+        let _ = TestState::from_wire(*byte);
+    }
+    let mut stats = UdpRecvStats::default();
+    for wide in [false, true] {
+        for (i, piece) in data.chunks(UdpHeader::len(wide).max(1)).enumerate() {
+            if let Ok(header) = UdpHeader::read(piece, wide) {
+                stats.record(&header, piece.len(), i as f64 * 0.001);
+            }
+        }
+    }
+}
+
+/// sockperf's messages, one datagram and a TCP stream of them.
+pub fn sockperf(data: &[u8]) {
+    use crate::wire::sockperf;
+    let _ = sockperf::Header::read(data);
+    let mut datagram = data.to_vec();
+    let _ = sockperf::reflect(&mut datagram);
+    let mut stream = data.to_vec();
+    let mut out = Vec::new();
+    let _ = sockperf::answer_stream(&mut stream, &mut out);
+}
+
+/// The transfer protocol: the hello, a frame's JSON, a chunk header, and
+/// the paths and link targets a receiver checks.
+pub fn transfer_wire(data: &[u8]) {
+    use crate::transfer::{path, wire};
+    if let Some(hello) = data.get(..wire::HELLO_LEN) {
+        let mut bytes = [0u8; wire::HELLO_LEN];
+        bytes.copy_from_slice(hello);
+        let _ = wire::check_hello(&bytes);
+    }
+    if let Some(header) = data.get(..4) {
+        let _ = wire::chunk_len([header[0], header[1], header[2], header[3]]);
+    }
+    let _ = wire::decode(data);
+    let text = String::from_utf8_lossy(data);
+    let (name, target) = text.split_once('\n').unwrap_or((&text, "."));
+    if let Ok(parts) = path::components(name) {
+        let _ = path::check_link(&parts, target);
+        if let Some(last) = parts.last() {
+            let _ = path::partial_name(last);
+        }
+    }
+}
+
+/// Text a peer supplies: chat lines as the room cleans them, and the
+/// netcat transforms (CRLF, hex dump both ways).
+pub fn text(data: &[u8]) {
+    use crate::talk::transform::{Crlf, Direction, HexDump};
+    let _ = crate::serve::chat::sanitize(data);
+    let mut crlf = Crlf::default();
+    let mut out = Vec::new();
+    for piece in data.chunks(7) {
+        crlf.convert(piece, &mut out);
+    }
+    for direction in [Direction::Sent, Direction::Received] {
+        let mut dump = HexDump::new(direction);
+        let mut shown = String::new();
+        for piece in data.chunks(13) {
+            dump.dump(piece, &mut shown);
+        }
+    }
+}
+
+/// A script's steps: `(event, argument bytes)`; the clock moves by the
+/// argument's first byte in tenths of a second.
+fn steps(data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    data.split(|&b| b == 0xFF)
+        .filter_map(|step| step.split_first().map(|(e, rest)| (*e, rest)))
+}
+
+fn json_of(bytes: &[u8]) -> Result<Value, crate::wire::iperf::ProtocolError> {
+    codec::decode_json(bytes)
+}
+
+/// The perf server's session, driven by a script of client events:
+/// parameters, states, streams ready, progress, time passing, a close.
+pub fn perf_server_session(data: &[u8]) {
+    let limits = ServerLimits {
+        message_timeout: Duration::from_secs(30),
+        setup_timeout: Duration::from_secs(10),
+        grace: Duration::from_secs(40),
+        rcv_timeout: Duration::from_secs(120),
+        max_duration: Some(Duration::from_secs(3600)),
+        bitrate_limit: Some(1 << 40),
+        auth: None,
+        tls: data.first().is_some_and(|b| b & 1 == 1),
+    };
+    let mut now = Instant::now();
+    let mut session = ServerSession::new(now, "fuzz", limits);
+    for (event, arg) in steps(data) {
+        while session.poll_action().is_some() {}
+        let _ = session.poll_read();
+        let _ = session.poll_timeout();
+        now += Duration::from_millis(100 * u64::from(arg.first().copied().unwrap_or(0)));
+        match event % 7 {
+            0 => session.handle_json(now, json_of(arg)),
+            1 => match arg.first().map(|b| TestState::from_wire(*b)) {
+                Some(Ok(state)) => session.handle_state(now, state),
+                _ => session.handle_timeout(now),
+            },
+            2 => session.handle_streams_ready(now),
+            3 => session.handle_progress(now, u64::from(arg.len() as u32) << 20),
+            4 => session.handle_timeout(now),
+            5 => session.handle_closed(),
+            _ => session.handle_failure(crate::error::Error::Ended("fuzz".into())),
+        }
+    }
+    while session.poll_action().is_some() {}
+}
+
+/// The perf client's session, driven by a script of server events.
+pub fn perf_client_session(data: &[u8]) {
+    let mut now = Instant::now();
+    let params = serde_json::json!({"tcp": true, "time": 1, "parallel": 1, "len": 1024});
+    let mut session = ClientSession::new(now, "fuzz", params, Duration::from_secs(30));
+    for (event, arg) in steps(data) {
+        while session.poll_action().is_some() {}
+        let _ = session.poll_read();
+        let _ = session.poll_timeout();
+        let _ = session.is_running();
+        now += Duration::from_millis(100 * u64::from(arg.first().copied().unwrap_or(0)));
+        let word = |at: usize| {
+            let mut b = [0u8; 4];
+            for (i, out) in b.iter_mut().enumerate() {
+                *out = arg.get(at + i).copied().unwrap_or(0);
+            }
+            i32::from_be_bytes(b)
+        };
+        match event % 7 {
+            0 => session.handle_json(now, json_of(arg)),
+            1 => match arg.first() {
+                Some(byte) => match TestState::from_wire(*byte) {
+                    Ok(state) => session.handle_state(now, state),
+                    Err(source) => session.handle_unknown_state(
+                        *byte,
+                        crate::error::Error::Protocol {
+                            what: "reading a state".into(),
+                            source,
+                        },
+                    ),
+                },
+                None => session.handle_timeout(now),
+            },
+            2 => session.handle_test_over(now, arg.first().is_some_and(|b| b & 1 == 1)),
+            3 => session.handle_server_error(word(0), word(4)),
+            4 => session.handle_timeout(now),
+            5 => session.handle_closed(),
+            _ => session.handle_failure(crate::error::Error::Ended("fuzz".into())),
+        }
+    }
+    while session.poll_action().is_some() {}
+}
+
+/// rtt's bookkeeping of replies: sequence numbers as a peer may echo
+/// them (duplicated, late, from the future), 8 bytes each.
+pub fn rtt_replies(data: &[u8]) {
+    let mut track = crate::rtt::seq::SeqTrack::with_capacity(64);
+    let mut current = 0u64;
+    for word in data.chunks(8) {
+        let mut b = [0u8; 8];
+        b[..word.len()].copy_from_slice(word);
+        let seq = u64::from_be_bytes(b);
+        if seq & 1 == 0 {
+            track.sent(current);
+            current += 1;
+        }
+        let _ = track.reply(seq >> 1, current);
+    }
+    let _ = track.lost();
+}
