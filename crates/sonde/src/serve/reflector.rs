@@ -11,7 +11,10 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, poll};
 
 use tokio::net::TcpListener;
 
@@ -69,14 +72,51 @@ const REFLECT_READ: usize = 64 * 1024;
 /// How often a blocked client thread looks at shutdown and its idle time.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How long a busy-polling client spins without data before it sleeps
+/// until data comes: round trips back to back never leave a gap that long,
+/// and an idle or slow client stops burning a CPU.
+const SPIN_HOT: Duration = Duration::from_millis(5);
+
+/// The places to spin in (`--busy-poll`): one CPU left free for the rest,
+/// so spinning clients can never take the whole machine; a client without
+/// a place sleeps in `poll` as a blocking one does.
+#[derive(Debug)]
+pub(crate) struct Spinners {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl Spinners {
+    fn new() -> Arc<Self> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Arc::new(Self {
+            held: AtomicUsize::new(0),
+            max: cpus.saturating_sub(1).max(1),
+        })
+    }
+
+    fn try_take(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give(&self) {
+        self.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves `config` on `listener` through `door` until the door shuts,
 /// then waits for the clients' threads, at most the drain time.
 pub async fn serve(listener: TcpListener, config: ReflectConfig, door: Door, stats: Arc<Stats>) {
+    let spinners = Spinners::new();
     door.serve(listener, |accepted| {
         tokio::spawn(hand_over(
             accepted,
             config,
-            door.clone(),
+            (door.clone(), Arc::clone(&spinners)),
             Arc::clone(&stats),
         ));
     })
@@ -85,7 +125,12 @@ pub async fn serve(listener: TcpListener, config: ReflectConfig, door: Door, sta
 }
 
 /// Waits, in a task, for the client's first bytes, then gives it a thread.
-async fn hand_over(accepted: Accepted, config: ReflectConfig, door: Door, stats: Arc<Stats>) {
+async fn hand_over(
+    accepted: Accepted,
+    config: ReflectConfig,
+    (door, spinners): (Door, Arc<Spinners>),
+    stats: Arc<Stats>,
+) {
     let Accepted {
         stream,
         peer,
@@ -115,7 +160,7 @@ async fn hand_over(accepted: Accepted, config: ReflectConfig, door: Door, stats:
     if setup.is_err() {
         return;
     }
-    let work = move || Client::new(conn, config, &door).run(&stats);
+    let work = move || Client::new(conn, config, &door, spinners).run(&stats);
     if let Err(err) = permit.spawn_thread("sonde-reflect", work) {
         tracing::warn!("reflector: starting a thread for {peer}: {err}");
     }
@@ -133,10 +178,27 @@ struct Client<'a> {
     pending: Vec<u8>,
     /// sockperf: the replies to one read's messages.
     replies: Vec<u8>,
+    spinners: Arc<Spinners>,
+    /// Busy-polling: whether this client holds a place to spin in.
+    spinning: bool,
+}
+
+impl Drop for Client<'_> {
+    fn drop(&mut self) {
+        if self.spinning {
+            self.spinners.give();
+        }
+    }
 }
 
 impl<'a> Client<'a> {
-    fn new(conn: TcpStream, config: ReflectConfig, door: &'a Door) -> Self {
+    fn new(
+        conn: TcpStream,
+        config: ReflectConfig,
+        door: &'a Door,
+        spinners: Arc<Spinners>,
+    ) -> Self {
+        let spinning = config.mode == Mode::BusyPoll && spinners.try_take();
         Self {
             conn,
             config,
@@ -145,6 +207,8 @@ impl<'a> Client<'a> {
             spins: 0,
             pending: Vec::new(),
             replies: Vec::new(),
+            spinners,
+            spinning,
         }
     }
 
@@ -155,7 +219,7 @@ impl<'a> Client<'a> {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(e) if crate::sys::timed_out(&e) => {
-                    if self.gave_up() {
+                    if self.gave_up(PollFlags::IN) {
                         return;
                     }
                     continue;
@@ -194,15 +258,34 @@ impl<'a> Client<'a> {
     }
 
     /// Whether to stop: shutdown began or the client was idle too long.
-    /// Spinning, the clock is read only every thousand turns.
-    fn gave_up(&mut self) -> bool {
+    /// Spinning, the clock is read only every thousand turns; a
+    /// busy-polling client without a place to spin, or whose data stopped
+    /// for `SPIN_HOT`, sleeps until the socket is ready for `want`.
+    fn gave_up(&mut self, want: PollFlags) -> bool {
         if self.config.mode == Mode::BusyPoll {
             self.spins += 1;
-            if self.spins < 1024 {
+            if self.spinning && self.spins < 1024 {
                 std::hint::spin_loop();
                 return false;
             }
             self.spins = 0;
+            if !self.spinning || self.last.elapsed() >= SPIN_HOT {
+                if self.spinning {
+                    self.spinners.give();
+                    self.spinning = false;
+                }
+                let mut fds = [PollFd::new(&self.conn, want)];
+                let tick = rustix::time::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: TICK.as_nanos() as i64,
+                };
+                if matches!(crate::sys::retry(|| poll(&mut fds, Some(&tick))), Ok(1..)) {
+                    self.spinning = self.spinners.try_take();
+                    // Data is there: a cold start of spinning, not idleness.
+                    self.last = Instant::now();
+                    return false;
+                }
+            }
         }
         self.door.is_shut()
             || self
@@ -222,7 +305,7 @@ impl<'a> Client<'a> {
                     self.last = Instant::now();
                 }
                 Err(e) if crate::sys::timed_out(&e) => {
-                    if self.gave_up() {
+                    if self.gave_up(PollFlags::OUT) {
                         return None;
                     }
                 }
