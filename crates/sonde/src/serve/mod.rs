@@ -244,6 +244,7 @@ fn spawn_service(kind: ServiceKind, accepted: Accepted, ctx: Arc<Ctx>, room: &Ar
         // `run` hands plain sockperf to the reflector's threads.
         ServiceKind::Sockperf => return,
         ServiceKind::Chargen => tokio::spawn(async move {
+            services::cap_send_buffer(&stream);
             let _permit = permit;
             Box::pin(services::chargen(stream, &ctx)).await;
         }),

@@ -30,6 +30,9 @@ pub(super) fn spawn(
             permit,
         } = accepted;
         let _ = stream.set_nodelay(true);
+        if kind == ServiceKind::Chargen {
+            services::cap_send_buffer(&stream);
+        }
         let waiting = permit.unidentified();
         let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
         let tls = tokio::select! {

@@ -200,6 +200,18 @@ pub fn chargen_line(index: usize) -> [u8; 74] {
     line
 }
 
+/// The kernel's send buffer for a chargen connection. Left to autotune,
+/// loopback grows it to megabytes, which a client that never reads fills
+/// at once: 2,000 such clients made the server write gigabytes, burn two
+/// CPUs for seconds and a good client wait a second for 512 KiB. 128 KiB
+/// still streams at gigabits to a client that reads.
+const CHARGEN_SNDBUF: usize = 128 * 1024;
+
+/// Caps a chargen connection's send buffer (see [`CHARGEN_SNDBUF`]).
+pub(crate) fn cap_send_buffer(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_send_buffer_size(CHARGEN_SNDBUF);
+}
+
 /// RFC 864 chargen: sends until the client closes, stops reading for the
 /// idle time, or the server stops (chargen is closed at once on shutdown).
 pub(crate) async fn chargen(mut stream: impl AsyncWrite + Unpin, ctx: &Ctx) {
