@@ -1,7 +1,8 @@
 //! `perf -s` against clients that start a test and then stay silent: they
 //! hold no test slot (a good client, sonde's and a stock iperf3's, runs
 //! its test while they wait), and each is closed when the parameters'
-//! deadline passes.
+//! deadline passes; and against tests that ask for more data streams
+//! than the server allows across its tests: busy, as iperf3 says it.
 
 mod common;
 
@@ -85,6 +86,57 @@ fn silent_clients_hold_no_test_slot_and_are_closed_by_the_deadline() {
         "closed after {waited:?}, before the deadline"
     );
     assert!(waited < Duration::from_secs(30), "closed after {waited:?}");
+    let _ = server.kill();
+    let _ = server.wait();
+    reaper.disarm();
+}
+
+#[test]
+fn tests_past_the_servers_stream_cap_hear_busy() {
+    let (mut server, mut reaper, port) = perf_server(&["--max-streams", "4"]);
+    // Four streams fit; six do not, and the client hears iperf3's busy.
+    let mut fits = sonde();
+    fits.args([
+        "perf",
+        "-c",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "1",
+        "-P",
+        "2",
+        "--bidir",
+    ]);
+    good_test(fits);
+    let mut over = sonde();
+    over.args([
+        "perf",
+        "-c",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "1",
+        "-P",
+        "3",
+        "--bidir",
+    ]);
+    let done = run(over, b"");
+    assert_eq!(done.code(), Some(1), "{}", done.stdout_text());
+    common::assert_contains(&done.stderr, "busy");
+    if have_peer("iperf3", "iperf3") {
+        let mut iperf3 = perf_program("iperf3");
+        iperf3.args(["-c", "127.0.0.1", "-p", &port, "-t", "1", "-P", "5"]);
+        let done = run(iperf3, b"");
+        assert_ne!(done.code(), Some(0));
+        let said = format!("{}{}", done.stdout_text(), done.stderr);
+        common::assert_contains(&said, "the server is busy running a test");
+    }
+    // The places came back: four streams run again.
+    let mut again = sonde();
+    again.args(["perf", "-c", "127.0.0.1", "-p", &port, "-t", "1", "-P", "4"]);
+    good_test(again);
     let _ = server.kill();
     let _ = server.wait();
     reaper.disarm();

@@ -130,6 +130,9 @@ pub(crate) struct PerfArgs {
     /// Server: tests run at once (past it, iperf3's busy reply).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) max_tests: usize,
+    /// Server: data streams across all running tests (each a thread and its buffers); a test past it gets iperf3's busy reply.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub(crate) max_streams: usize,
     /// Ask the server for its output.
     #[arg(long)]
     pub(crate) get_server_output: bool,

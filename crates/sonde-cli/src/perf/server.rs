@@ -52,6 +52,7 @@ pub(super) fn serve(
     };
     let config = ServerConfig {
         max_tests: args.max_tests.max(1),
+        max_streams: args.max_streams.max(1),
         rcv_timeout: Duration::from_millis(args.rcv_timeout.max(100)),
         max_duration: args.server_max_duration,
         bitrate_limit,

@@ -32,6 +32,9 @@ use crate::wire::iperf::{COOKIE_LEN, ProtocolError};
 pub struct ServerConfig {
     /// Tests run at once; past this a client gets iperf3's busy reply.
     pub max_tests: usize,
+    /// Data streams across every running test (each is a thread and its
+    /// buffers); a test that would pass it gets iperf3's busy reply.
+    pub max_streams: usize,
     /// Time allowed for each set-up message (parameters, streams).
     pub setup_timeout: Duration,
     /// Time a new connection has to send its cookie.
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_tests: 8,
+            max_streams: 256,
             setup_timeout: Duration::from_secs(10),
             identify_timeout: door::IDENTIFY_TIMEOUT,
             params_timeout: PARAMS_TIMEOUT,
@@ -165,6 +169,8 @@ struct Shared {
     local: SocketAddr,
     tests: Mutex<HashMap<Cookie, mpsc::Sender<Arrived>>>,
     active: AtomicUsize,
+    /// Data streams held by running tests.
+    streams: AtomicUsize,
     /// UDP hellos carry no cookie: one test at a time sets up UDP streams.
     udp_setup: Mutex<()>,
     notify: Notify,
@@ -197,6 +203,7 @@ pub fn serve(
         local,
         tests: Mutex::default(),
         active: AtomicUsize::new(0),
+        streams: AtomicUsize::new(0),
         udp_setup: Mutex::new(()),
         notify: Arc::new(notify),
         finished: AtomicUsize::new(0),
@@ -382,6 +389,7 @@ fn run_test(
         finished: None,
         params: None,
         asked: Some(params),
+        places: StreamPlaces { shared, held: 0 },
     };
     let mut counts = true;
     match test.run() {
@@ -413,6 +421,37 @@ struct Arrived {
     order: u64,
     stream: TcpStream,
     permit: Permit,
+}
+
+/// A test's places among the server's data streams, given back when the
+/// test ends.
+struct StreamPlaces<'a> {
+    shared: &'a Shared,
+    held: usize,
+}
+
+impl StreamPlaces<'_> {
+    /// Takes `n` places, if that many are free.
+    fn take(&mut self, n: usize) -> bool {
+        let max = self.shared.config.max_streams;
+        let taken = self
+            .shared
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + n <= max).then_some(held + n)
+            })
+            .is_ok();
+        if taken {
+            self.held += n;
+        }
+        taken
+    }
+}
+
+impl Drop for StreamPlaces<'_> {
+    fn drop(&mut self) {
+        self.shared.streams.fetch_sub(self.held, Ordering::AcqRel);
+    }
 }
 
 /// Holds one place among the running tests.

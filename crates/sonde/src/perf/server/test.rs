@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Arrived, ServerEvent, Shared, bind_udp};
+use super::{Arrived, ServerEvent, Shared, StreamPlaces, bind_udp};
 use crate::door::Permit;
 use crate::error::{Error, Result};
 use crate::perf::client::{ClientReport, describe};
@@ -57,6 +57,8 @@ pub(super) struct Test<'a> {
     /// The parameters' frame, read before the test had a thread (see
     /// `greet`), until the session takes it.
     pub(super) asked: Option<std::result::Result<Vec<u8>, crate::wire::iperf::ProtocolError>>,
+    /// Its places among the server's data streams.
+    pub(super) places: StreamPlaces<'a>,
 }
 
 /// Hands each interval of a test to the server's events.
@@ -142,6 +144,15 @@ impl<'a> Test<'a> {
                 let _ = self.control.write_all(&frame, "sending an error");
             }
             Action::CreateStreams => {
+                // Past the server's streams: busy, as past its tests.
+                if !self.places.take(params.total_streams()) {
+                    let _ = self.control.write_state(TestState::AccessDenied);
+                    return Err(Error::Ended(format!(
+                        "refused a test of {} streams: over --max-streams {} across the running tests",
+                        params.total_streams(),
+                        self.shared.config.max_streams
+                    )));
+                }
                 let deadline = session.poll_timeout();
                 match self.create_streams(&params, deadline)? {
                     true => session.handle_streams_ready(Instant::now()),
