@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod hostile;
+
 /// Every process a test starts must finish within this, or the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -19,6 +19,8 @@
 
 mod accept;
 pub mod access;
+mod memory;
+pub use memory::give_back as give_memory_back;
 mod permit;
 
 use std::fmt;

@@ -28,6 +28,8 @@ pub(super) struct Inner {
     pub(super) gate: Gate,
     /// Refusals since the last report, and when that was.
     pub(super) refusals: Mutex<(Instant, RefusalLog)>,
+    /// Memory to give back when a crowd of connections has left.
+    trim: super::memory::Trim,
 }
 
 #[derive(Default)]
@@ -47,6 +49,7 @@ impl std::fmt::Debug for Inner {
 
 impl Inner {
     pub(super) fn new(config: DoorConfig) -> Self {
+        super::memory::few_arenas();
         Self {
             gate: Gate::new(config.rules.clone()),
             refusals: Mutex::new((Instant::now(), RefusalLog::default())),
@@ -56,6 +59,7 @@ impl Inner {
             all_closed: tokio::sync::Notify::new(),
             waiting: Mutex::default(),
             failures: Mutex::new((None, 0)),
+            trim: super::memory::Trim::default(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Inner {
             match active.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
                     self.counters.peak.fetch_max(now + 1, Ordering::Relaxed);
+                    self.trim.saw(now + 1);
                     return true;
                 }
                 Err(seen) => now = seen,
@@ -122,9 +127,11 @@ impl Inner {
     }
 
     fn release(&self) {
-        if self.counters.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let was = self.counters.active.fetch_sub(1, Ordering::AcqRel);
+        if was == 1 {
             self.all_closed.notify_waiters();
         }
+        self.trim.left(was - 1);
     }
 
     pub(super) async fn drained(&self, limit: Duration) -> bool {

@@ -68,6 +68,7 @@ impl Conn {
                 Floored {
                     inner: stream,
                     floor,
+                    early: io::Cursor::default(),
                 },
             ),
             writer,
@@ -96,6 +97,7 @@ impl Conn {
                 Floored {
                     inner: stream,
                     floor,
+                    early: io::Cursor::default(),
                 },
             ),
             writer,
@@ -124,6 +126,11 @@ impl Conn {
             }
         }
         let _ = self.writer.set_read_timeout(Some(self.timeout));
+    }
+
+    /// Bytes the front door read ahead (the sender's offer), read first.
+    pub(crate) fn read_first(&mut self, early: Vec<u8>) {
+        self.reader.get_mut().early = io::Cursor::new(early);
     }
 
     /// Ends the connection both ways (a reading thread's read returns).

@@ -54,14 +54,19 @@ impl RateFloor {
     }
 }
 
-/// A reader under a floor (none: as it is).
+/// A reader under a floor (none: as it is), which first hands out the
+/// bytes read before it existed (`early`: the offer the front door read).
 pub(crate) struct Floored<R> {
     pub(crate) inner: R,
     pub(crate) floor: Option<RateFloor>,
+    pub(crate) early: io::Cursor<Vec<u8>>,
 }
 
 impl<R: Read> Read for Floored<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.early.position() as usize) < self.early.get_ref().len() {
+            return self.early.read(buf);
+        }
         let start = Instant::now();
         let n = self.inner.read(buf)?;
         if let Some(floor) = &mut self.floor {

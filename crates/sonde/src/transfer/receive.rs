@@ -99,15 +99,20 @@ pub fn receive(
 /// Receives one transfer whose sender's hello was already read and found
 /// good (the front door reads it); files another session is writing are
 /// refused.
+/// `early`: the front door already answered the hello and read the
+/// sender's offer frame (these bytes), which the session reads first.
 pub(crate) fn receive_greeted(
     stream: Carrier,
     peer: SocketAddr,
     options: &ReceiveOptions,
     progress: &Progress,
-    claims: &Claims,
+    (claims, early): (&Claims, Option<Vec<u8>>),
 ) -> Result<Report, TransferError> {
     let mut conn = Conn::floored(stream, peer, options.timeout, options.min_rate)?;
-    conn.write_all(&super::wire::hello(), "sending the hello")?;
+    match early {
+        Some(early) => conn.read_first(early),
+        None => conn.write_all(&super::wire::hello(), "sending the hello")?,
+    }
     session(conn, peer, options, progress, claims)
 }
 

@@ -209,6 +209,8 @@ struct Greeted {
     carrier: Carrier,
     layer: Layer,
     hello: [u8; HELLO_LEN],
+    /// Plain TCP: the hello answered and the offer frame read, in the task.
+    early: Option<Vec<u8>>,
 }
 
 /// Reads the sender's hello in a task (after the TLS handshake, when
@@ -229,6 +231,7 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
         carrier,
         layer,
         hello,
+        early,
     }) = greeted
     else {
         return;
@@ -262,7 +265,7 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
         let result = match wire::check_hello(&hello) {
             Ok(()) => {
                 let options = &session.options.receive;
-                receive_greeted(carrier, peer, options, &progress, &session.claims)
+                receive_greeted(carrier, peer, options, &progress, (&session.claims, early))
             }
             Err(source) => Err(refuse_hello(carrier, peer, source)),
         };
@@ -273,6 +276,25 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
     if permit.spawn_thread("sonde-receive", work).is_err() {
         shared.session_ended();
     }
+}
+
+/// Answers a good hello and reads the sender's first frame (its offer),
+/// whole, within `limit`; `None` when it does not come in time.
+async fn offer_frame(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncWriteExt;
+    let exchange = async {
+        stream.write_all(&wire::hello()).await?;
+        let mut frame = vec![0u8; 4];
+        stream.read_exact(&mut frame).await?;
+        let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        // An oversized frame is the session's to refuse, with its reason.
+        if len <= wire::MAX_FRAME {
+            frame.resize(4 + len, 0);
+            stream.read_exact(&mut frame[4..]).await?;
+        }
+        Ok::<_, std::io::Error>(frame)
+    };
+    tokio::time::timeout(limit, exchange).await.ok()?.ok()
 }
 
 /// The hello of a new connection, read within the identify timeout (the
@@ -290,11 +312,18 @@ async fn identify(
             if !matches!(read.await, Ok(Ok(_))) {
                 return None;
             }
+            // A sonde sender's offer too, before it takes a transfer's
+            // place: one that says hello and then nothing holds none.
+            let early = match wire::check_hello(&hello) {
+                Ok(()) => Some(offer_frame(&mut stream, limit).await?),
+                Err(_) => None,
+            };
             let stream = door::to_blocking(stream).ok()?;
             Some(Greeted {
                 carrier: Carrier::Tcp(stream),
                 layer: Layer::default(),
                 hello,
+                early,
             })
         }
         ReceiveSecurity::Tls(config) => identify_tls(stream, peer, config, limit).await,
@@ -331,6 +360,7 @@ async fn identify_tls(
             carrier,
             layer,
             hello,
+            early: None,
         })
     };
     tokio::task::spawn_blocking(handshake).await.ok().flatten()
@@ -372,6 +402,7 @@ async fn identify_code(
                 carrier,
                 layer,
                 hello,
+                early: None,
             }),
             Err(e) => Err((false, TransferError::io("reading the hello", e))),
         }

@@ -2,7 +2,10 @@
 //! server asks for the parameters and reads them in the connection's
 //! small task, with a deadline of its own and still evictable at the
 //! door, so a client that sends a cookie and then stays silent holds
-//! neither a test slot nor a thread, and is gone by the deadline.
+//! neither a test slot nor a thread, and is gone by the deadline. The
+//! session judges them there too ([`refusal`]): parameters it refuses
+//! (garbage, a test too long) are answered from the task, so they never
+//! cost a thread either.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::door::Unidentified;
 use crate::error::Error;
+use crate::perf::session::server::{Action, End, ServerLimits, ServerSession};
 use crate::wire::iperf::state::TestState;
 use crate::wire::iperf::{MAX_PARAMS_LEN, ProtocolError, codec};
 
@@ -65,4 +69,44 @@ pub(super) async fn greet(
             after: limit,
         })),
     }
+}
+
+/// The parameters' frame when the session would take it, else the frames
+/// to answer with (iperf3's error, when it has one) and why. iperf3's
+/// credentials are left to the test's thread, which checks them once.
+pub(super) fn judged(
+    params: Result<Vec<u8>, ProtocolError>,
+    mut limits: ServerLimits,
+    peer: SocketAddr,
+) -> Result<Vec<u8>, (Vec<u8>, Error)> {
+    limits.auth = None;
+    let now = std::time::Instant::now();
+    let mut session = ServerSession::new(now, peer.to_string(), limits);
+    // Its first action, asking for the parameters, is done.
+    while session.poll_action().is_some() {}
+    let (json, body) = match params {
+        Ok(body) => (codec::decode_json(&body), body),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    session.handle_json(now, json);
+    let mut frames = Vec::new();
+    let mut failed = None;
+    while let Some(action) = session.poll_action() {
+        match action {
+            Action::SendError(code) => {
+                frames.extend_from_slice(&codec::encode_server_error(code, 0))
+            }
+            Action::Finish(End::Failed(error)) => failed = Some(error),
+            _ => {}
+        }
+    }
+    match failed {
+        Some(error) => Err((frames, error)),
+        None => Ok(body),
+    }
+}
+
+/// Sends a refusal's frames (bounded by `limit`) and closes.
+pub(super) async fn refuse(stream: &mut TcpStream, frames: &[u8], limit: Duration) {
+    let _ = tokio::time::timeout(limit, stream.write_all(frames)).await;
 }

@@ -291,7 +291,16 @@ async fn identify(conn: Accepted, waiting: Unidentified, order: u64, shared: Arc
         Some(_) => None,
         None => match greet::greet(&mut stream, peer, &waiting, shared.config.params_timeout).await
         {
-            greet::Greeted::Params(params) => Some(params),
+            greet::Greeted::Params(params) => {
+                let limits = test::limits(&shared.config);
+                match greet::judged(params, limits, peer) {
+                    Ok(body) => Some(Ok(body)),
+                    Err((frames, error)) => {
+                        greet::refuse(&mut stream, &frames, shared.config.params_timeout).await;
+                        return (shared.notify)(ServerEvent::Failed { peer, error });
+                    }
+                }
+            }
             greet::Greeted::Gone(error) => {
                 if let Some(error) = error {
                     (shared.notify)(ServerEvent::Failed { peer, error });
@@ -413,6 +422,9 @@ fn run_test(
     if counts {
         shared.finished.fetch_add(1, Ordering::SeqCst);
     }
+    // Its streams' buffers are free now: give them back rather than keep
+    // the peak of every test.
+    door::give_memory_back();
 }
 
 /// A data stream handed to its test, with its place at the door.

@@ -88,21 +88,25 @@ pub(super) struct Stopped {
     samples: Vec<crate::perf::measure::Sample>,
 }
 
+/// The session's limits from the server's configuration.
+pub(super) fn limits(config: &super::ServerConfig) -> ServerLimits {
+    ServerLimits {
+        message_timeout: crate::perf::control::MESSAGE_TIMEOUT,
+        setup_timeout: config.setup_timeout,
+        grace: config.grace,
+        rcv_timeout: config.rcv_timeout,
+        max_duration: config.max_duration,
+        bitrate_limit: config.bitrate_limit,
+        auth: config.auth.clone(),
+        tls: config.tls.is_some(),
+    }
+}
+
 impl<'a> Test<'a> {
     /// Runs the session to its end: `Some` for a test that ran, `None`
     /// when the client went during it.
     pub(super) fn run(&mut self) -> Result<Option<Finished>> {
-        let config = &self.shared.config;
-        let limits = ServerLimits {
-            message_timeout: crate::perf::control::MESSAGE_TIMEOUT,
-            setup_timeout: config.setup_timeout,
-            grace: config.grace,
-            rcv_timeout: config.rcv_timeout,
-            max_duration: config.max_duration,
-            bitrate_limit: config.bitrate_limit,
-            auth: config.auth.clone(),
-            tls: config.tls.is_some(),
-        };
+        let limits = limits(&self.shared.config);
         let peer = self.control.peer().to_string();
         let now = Instant::now();
         let mut session =
