@@ -208,7 +208,17 @@ fn a_full_server_answers_busy_and_tests_run_side_by_side() {
             max_tests: 1,
             ..quick()
         });
-        let _holding = control(server.addr);
+        // A test holds the one place once its parameters are in (a client
+        // that sent only its cookie holds none).
+        let mut holding = control(server.addr);
+        let params = br#"{"tcp":true,"time":5,"parallel":1,"len":1024}"#;
+        holding
+            .write_all(&(params.len() as u32).to_be_bytes())
+            .expect("len");
+        holding.write_all(params).expect("params");
+        let mut state = [0u8; 1];
+        holding.read_exact(&mut state).expect("create streams");
+        assert_eq!(state[0], 10);
         match client_test(server.addr) {
             Err(Error::Busy) => {}
             other => panic!("expected busy, got {:?}", other.map(|_| ())),
