@@ -56,15 +56,25 @@ fn a_dripping_sender_is_dropped_under_the_min_rate() {
     drip.write_all(&wire::hello()).expect("hello");
     let mut theirs = [0; wire::HELLO_LEN];
     drip.read_exact(&mut theirs).expect("their hello");
-    // An offer, one byte every 300 ms: never 2 s of silence.
+    // Its offer whole (the front door reads that before the transfer
+    // takes its place), then a directory's frame one byte every 300 ms:
+    // never 2 s of silence.
     let offer = wire::encode(&wire::Message::Offer {
-        files: 1,
-        dirs: 0,
-        bytes: 1,
+        files: 0,
+        dirs: 1,
+        bytes: 0,
+    });
+    drip.write_all(&offer).expect("the offer");
+    let mut accept = [0u8; 64];
+    let _ = drip.read(&mut accept).expect("the receiver's accept");
+    let dir = wire::encode(&wire::Message::Dir {
+        path: "d".repeat(200),
+        mode: 0o755,
+        mtime: None,
     });
     let start = Instant::now();
     let mut dropped = false;
-    for byte in offer.iter().cycle().take(200) {
+    for byte in dir.iter().take(200) {
         if drip.write_all(&[*byte]).is_err() {
             dropped = true;
             break;
