@@ -119,40 +119,7 @@ impl Error {
     }
 }
 
-/// Describes an I/O error in a few lowercase words ("connection refused"),
-/// without the "(os error 111)" suffix the standard library adds.
-pub fn describe(err: &io::Error) -> String {
-    use io::ErrorKind as K;
-    let short = match err.kind() {
-        K::ConnectionRefused => "connection refused",
-        K::ConnectionReset => "connection reset by peer",
-        K::ConnectionAborted => "connection aborted",
-        K::BrokenPipe => "broken pipe (the peer closed the connection)",
-        K::AddrInUse => "address already in use",
-        K::AddrNotAvailable => "address not available",
-        K::PermissionDenied => "permission denied",
-        K::TimedOut | K::WouldBlock => "timed out",
-        K::HostUnreachable => "host unreachable",
-        K::NetworkUnreachable => "network unreachable",
-        _ => "",
-    };
-    if !short.is_empty() {
-        return short.to_string();
-    }
-    let text = err.to_string();
-    let text = text
-        .strip_prefix("failed to lookup address information: ")
-        .unwrap_or(&text);
-    let text = match text.find(" (os error") {
-        Some(at) => &text[..at],
-        None => text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => "unknown error".to_string(),
-    }
-}
+pub use crate::sys::describe;
 
 fn list_failures(failures: &[(SocketAddr, io::Error)]) -> String {
     match failures {

@@ -1,6 +1,6 @@
 //! System calls as every subsystem uses them: retried when a signal
 //! interrupts them (EINTR), in one place, for rustix's calls and the
-//! standard library's alike.
+//! standard library's alike; and their errors in plain words.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -45,4 +45,39 @@ pub(crate) fn sendfile(
     len: usize,
 ) -> Result<usize, Errno> {
     retry(|| rustix::fs::sendfile(sock, file, offset.as_deref_mut(), len))
+}
+
+/// Describes an I/O error in a few lowercase words ("connection refused"),
+/// without the "(os error 111)" suffix the standard library adds.
+pub fn describe(err: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let short = match err.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset by peer",
+        K::ConnectionAborted => "connection aborted",
+        K::BrokenPipe => "broken pipe (the peer closed the connection)",
+        K::AddrInUse => "address already in use",
+        K::AddrNotAvailable => "address not available",
+        K::PermissionDenied => "permission denied",
+        K::TimedOut | K::WouldBlock => "timed out",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        _ => "",
+    };
+    if !short.is_empty() {
+        return short.to_string();
+    }
+    let text = err.to_string();
+    let text = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown error".to_string(),
+    }
 }

@@ -32,7 +32,7 @@ const HELD: usize = 256 * 1024;
 #[non_exhaustive]
 pub enum TlsError {
     /// A certificate, key or CA file could not be used.
-    #[error("{what} {}: {}", path.display(), crate::error::describe(cause))]
+    #[error("{what} {}: {}", path.display(), crate::sys::describe(cause))]
     File {
         /// What was being done.
         what: &'static str,
@@ -328,7 +328,7 @@ fn describe_io(err: &io::Error) -> String {
                 HANDSHAKE_TIMEOUT.as_secs_f64()
             )
         }
-        _ => crate::error::describe(err),
+        _ => crate::sys::describe(err),
     }
 }
 
