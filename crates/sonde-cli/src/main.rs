@@ -89,16 +89,15 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(level)
         .without_time();
-    if level <= LevelFilter::WARN {
-        // Warnings alone read as the rest of sonde's messages do.
-        fmt.event_format(output::Plain).init();
-    } else {
-        fmt.init();
-    }
+    // Warnings alone read as the rest of sonde's messages do.
+    let detailed = level > LevelFilter::WARN;
+    fmt.event_format(output::Plain { detailed }).init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sonde: {}", usage::describe(&err));
+            // An error's chain may quote a peer: escaped, its lines kept.
+            let text = usage::describe(&err);
+            eprintln!("sonde: {}", sonde::shown::escaped(&text, true));
             if err.downcast_ref::<usage::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -36,9 +36,14 @@ macro_rules! out {
     };
 }
 
-/// The library's warnings on stderr as `sonde: MESSAGE`, like the rest of
-/// sonde's messages (the level and target only add noise there).
-pub(crate) struct Plain;
+/// The library's events on stderr as `sonde: MESSAGE` (warnings, like
+/// the rest of sonde's messages: the level and target only add noise
+/// there) or `LEVEL target: MESSAGE` (`SONDE_LOG=debug` and finer). Either
+/// way the message is escaped: it may carry what a peer sent.
+pub(crate) struct Plain {
+    /// Whether the level and target are shown.
+    pub(crate) detailed: bool,
+}
 
 impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
 where
@@ -51,8 +56,15 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        write!(writer, "sonde: ")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let mut message = String::new();
+        let fields = tracing_subscriber::fmt::format::Writer::new(&mut message);
+        ctx.field_format().format_fields(fields, event)?;
+        let message = sonde::shown::escaped(&message, false);
+        if self.detailed {
+            let meta = event.metadata();
+            writeln!(writer, "{:>5} {}: {message}", meta.level(), meta.target())
+        } else {
+            writeln!(writer, "sonde: {message}")
+        }
     }
 }

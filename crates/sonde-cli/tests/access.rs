@@ -202,15 +202,8 @@ fn perf_refuses_with_iperf3s_access_denied() {
         "--deny",
         "127.0.0.1",
     ]);
-    let (mut server, mut reaper, line) =
-        common::spawn_ready(cmd, |l| l.starts_with("Server listening on "));
-    let line = line.expect("perf -s reports its port");
-    let port = line
-        .trim_start_matches("Server listening on ")
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let server = common::start_perf_server(cmd);
+    let port = server.port.to_string();
     let mut client = sonde();
     client.args(["perf", "-c", "127.0.0.1", "-p", &port, "-t", "1"]);
     let done = run(client, b"");
@@ -224,9 +217,7 @@ fn perf_refuses_with_iperf3s_access_denied() {
         let said = format!("{}{}", done.stdout_text(), done.stderr);
         common::assert_contains(&said, "the server is busy running a test");
     }
-    let _ = server.kill();
-    let _ = server.wait();
-    reaper.disarm();
+    server.stop();
 }
 
 #[test]

@@ -7,9 +7,9 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -193,36 +193,11 @@ fn a_flood_of_idle_clients_leaves_listen_k_bounded() {
     stop(server);
 }
 
-/// Reads a perf server's stdout until it names its port.
-fn start_perf_server() -> (Child, u16) {
-    let mut child = sonde()
-        .args(["perf", "-s", "-B", "127.0.0.1", "-p", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("perf -s");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .and_then(Result::ok)
-            .expect("perf -s reports its port");
-        if let Some(rest) = line.strip_prefix("Server listening on ") {
-            let port = rest.split_whitespace().next().unwrap_or_default();
-            break port.parse().expect("a port number");
-        }
-    };
-    thread::spawn(move || for _ in lines {});
-    (child, port)
-}
-
 #[test]
 fn a_flood_of_silent_connections_leaves_perf_s_bounded() {
     raise_fd_limit();
-    let (mut child, port) = start_perf_server();
-    let pid = child.id();
-    let mut reaper = common::Reaper::new(pid);
+    let server = common::perf_server(&[]);
+    let (pid, port) = (server.child.id(), server.port);
     let (threads, fds) = counts(pid);
     let held = flood(port, FLOOD);
     let client = sonde()
@@ -246,22 +221,7 @@ fn a_flood_of_silent_connections_leaves_perf_s_bounded() {
     // A thread is spent only on a connection that sent a cookie.
     assert_bounded(pid, threads, fds + FLOOD + 8, "perf -s");
     drop(held);
-    let _ = child.kill();
-    let _ = child.wait();
-    reaper.disarm();
-}
-
-fn receiver(dir: &TempDir, extra: &[&str]) -> Listener {
-    let mut args = vec![
-        "receive",
-        dir.0.to_str().expect("utf-8 path"),
-        "--bind",
-        "127.0.0.1",
-        "-p",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    start_sonde(&args, Stdio::null(), Stdio::piped())
+    server.stop();
 }
 
 fn send_file(port: u16, path: &std::path::Path) -> common::Finished {
@@ -279,7 +239,7 @@ fn a_flood_of_silent_connections_leaves_receive_k_bounded() {
     let dst = TempDir::new("door-dst");
     let path = src.join("good.bin");
     fs::write(&path, random_bytes(1 << 20, 3)).expect("source");
-    let server = receiver(&dst, &["--keep-open"]);
+    let server = common::receiver(&dst, &["--keep-open"]);
     let pid = server.child.id();
     let (threads, fds) = counts(pid);
     // Past its cap of 256, each newcomer takes the place of the oldest
@@ -303,7 +263,7 @@ fn a_silent_sender_does_not_hold_up_a_good_one() {
     let path = src.join("big.bin");
     let data = random_bytes(32 << 20, 9);
     fs::write(&path, &data).expect("source");
-    let server = receiver(&dst, &["--keep-open", "--timeout", "2"]);
+    let server = common::receiver(&dst, &["--keep-open", "--timeout", "2"]);
     // Says hello, then nothing: the network went dark before its offer.
     let mut silent = TcpStream::connect(("127.0.0.1", server.port)).expect("silent sender");
     silent

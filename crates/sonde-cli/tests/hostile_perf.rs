@@ -11,26 +11,16 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{have_peer, perf_program, run, sonde, spawn_ready};
+use common::{have_peer, perf_program, run, sonde};
 
 /// iperf3's PARAM_EXCHANGE state byte.
 const PARAM_EXCHANGE: u8 = 9;
 
-/// `sonde perf -s` on loopback with `extra`; the server, its reaper and
-/// its port.
-fn perf_server(extra: &[&str]) -> (std::process::Child, common::Reaper, String) {
-    let mut cmd = sonde();
-    cmd.args(["perf", "-s", "-B", "127.0.0.1", "-p", "0"])
-        .args(extra);
-    let (server, reaper, line) = spawn_ready(cmd, |l| l.starts_with("Server listening on "));
-    let line = line.expect("perf -s reports its port");
-    let port = line
-        .trim_start_matches("Server listening on ")
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    (server, reaper, port)
+/// `sonde perf -s` on loopback with `extra`; the server and its port.
+fn perf_server(extra: &[&str]) -> (common::Listener, String) {
+    let server = common::perf_server(extra);
+    let port = server.port.to_string();
+    (server, port)
 }
 
 /// A control connection that sends a cookie, reads the server's first
@@ -61,7 +51,7 @@ fn good_test(client: Command) {
 
 #[test]
 fn silent_clients_hold_no_test_slot_and_are_closed_by_the_deadline() {
-    let (mut server, mut reaper, port) = perf_server(&["--max-tests", "2"]);
+    let (server, port) = perf_server(&["--max-tests", "2"]);
     // Twice the slots, all asked for their parameters.
     let start = Instant::now();
     let mut silent: Vec<TcpStream> = (0..4).map(|n| silent_client(&port, n)).collect();
@@ -86,14 +76,12 @@ fn silent_clients_hold_no_test_slot_and_are_closed_by_the_deadline() {
         "closed after {waited:?}, before the deadline"
     );
     assert!(waited < Duration::from_secs(30), "closed after {waited:?}");
-    let _ = server.kill();
-    let _ = server.wait();
-    reaper.disarm();
+    server.stop();
 }
 
 #[test]
 fn tests_past_the_servers_stream_cap_hear_busy() {
-    let (mut server, mut reaper, port) = perf_server(&["--max-streams", "4"]);
+    let (server, port) = perf_server(&["--max-streams", "4"]);
     // Four streams fit; six do not, and the client hears iperf3's busy.
     let mut fits = sonde();
     fits.args([
@@ -137,7 +125,5 @@ fn tests_past_the_servers_stream_cap_hear_busy() {
     let mut again = sonde();
     again.args(["perf", "-c", "127.0.0.1", "-p", &port, "-t", "1", "-P", "4"]);
     good_test(again);
-    let _ = server.kill();
-    let _ = server.wait();
-    reaper.disarm();
+    server.stop();
 }

@@ -6,10 +6,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, run, sonde, start_sonde};
+use common::{TempDir, run, sonde};
 use sonde::transfer::wire;
 
 /// Whether the receiver has closed (or reset) the connection, without
@@ -32,15 +31,9 @@ fn closed_by_peer(conn: &mut TcpStream) -> bool {
 #[test]
 fn a_dripping_sender_is_dropped_under_the_min_rate() {
     let dst = TempDir::new("drip-dst");
-    let dir = dst.0.to_str().expect("utf-8").to_string();
-    let recv = start_sonde(
+    let recv = common::receiver(
+        &dst,
         &[
-            "receive",
-            &dir,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
             "-k",
             "--max-transfers",
             "1",
@@ -49,8 +42,6 @@ fn a_dripping_sender_is_dropped_under_the_min_rate() {
             "--min-rate",
             "1K",
         ],
-        Stdio::null(),
-        Stdio::null(),
     );
     let mut drip = TcpStream::connect(("127.0.0.1", recv.port)).expect("connect");
     drip.write_all(&wire::hello()).expect("hello");

@@ -8,27 +8,19 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 use common::{Reaper, TempDir, assert_contains, certificate, have_peer, run, sonde};
 
-/// `sonde perf -s -B 127.0.0.1 -p 0 ARGS...`, once it listens: its port.
-fn perf_server(args: &[&str]) -> (Child, Reaper, u16) {
-    let mut cmd = sonde();
-    cmd.args(["perf", "-s", "-B", "127.0.0.1", "-p", "0"])
-        .args(args);
-    let (child, reaper, line) = common::spawn_ready(cmd, |l| l.starts_with("Server listening on "));
-    let line = line.expect("perf -s reports its port");
-    let port = line
-        .trim_start_matches("Server listening on ")
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port");
-    (child, reaper, port)
+/// `sonde perf -s -B 127.0.0.1 -p 0 ARGS...`, once it listens, and its
+/// port.
+fn perf_server(args: &[&str]) -> (common::Listener, u16) {
+    let server = common::perf_server(args);
+    let port = server.port;
+    (server, port)
 }
 
 /// Forwards every connection to `to`, counting in what clients send the
@@ -102,7 +94,7 @@ fn received(done: &common::Finished) -> u64 {
 fn perf_tls_runs_forward_reverse_and_two_streams_encrypted() {
     let dir = TempDir::new("perf-tls");
     let (cert, key) = certificate(&dir, "server", 2020, 2100);
-    let (_server, _reaper, port) = perf_server(&["--tls", "--cert", &cert, "--key", &key]);
+    let (_server, port) = perf_server(&["--tls", "--cert", &cert, "--key", &key]);
     let wire = tap(port);
     let plain = client(wire.port, &[]);
     assert_eq!(plain.code(), Some(0), "plain: {}", plain.stderr);
@@ -128,7 +120,7 @@ fn perf_tls_runs_forward_reverse_and_two_streams_encrypted() {
 
 #[test]
 fn a_server_that_does_not_agree_to_tls_is_named() {
-    let (_server, _reaper, port) = perf_server(&[]);
+    let (_server, port) = perf_server(&[]);
     let done = client(port, &["--tls", "--insecure"]);
     assert_eq!(done.code(), Some(1), "{}", done.stderr);
     assert_contains(&done.stderr, "did not agree to TLS");

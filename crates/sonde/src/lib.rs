@@ -36,6 +36,7 @@ pub mod net;
 pub mod perf;
 pub mod rtt;
 pub mod serve;
+pub mod shown;
 mod sys;
 pub mod talk;
 pub mod tls;

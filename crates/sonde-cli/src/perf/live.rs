@@ -207,6 +207,9 @@ fn print_report(args: &PerfArgs, config: &ClientConfig, report: &ClientReport, l
         .as_ref()
         .and_then(|r| r.server_output_text.clone())
     {
+        // The server's own words: kept to its lines, nothing that could
+        // drive a terminal.
+        let text = sonde::shown::escaped(&text, true);
         live.write(&format!("\nServer output:\n{text}"));
     }
     live.write("\niperf Done.\n");

@@ -154,6 +154,20 @@ pub fn start_sonde(args: &[&str], stdin: Stdio, stdout: Stdio) -> Listener {
     start_command(cmd)
 }
 
+/// `sonde receive DIR --bind 127.0.0.1 -p 0 EXTRA...`, once it listens.
+pub fn receiver(dir: &TempDir, extra: &[&str]) -> Listener {
+    let mut args = vec![
+        "receive",
+        dir.0.to_str().expect("utf-8 path"),
+        "--bind",
+        "127.0.0.1",
+        "-p",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    start_sonde(&args, Stdio::null(), Stdio::piped())
+}
+
 /// Starts `cmd` (a server bound to port 0 that reports its address at
 /// the end of its first stderr line) and learns the port.
 pub fn start_command(mut cmd: Command) -> Listener {
@@ -207,6 +221,14 @@ impl Listener {
             let _ = tx.send(text.join("\n").into_bytes());
         });
         finish(self.child, self.stdout, rx)
+    }
+
+    /// Kills the server and waits for it (a server that has no
+    /// graceful end to test).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaper.disarm();
     }
 
     /// The next stderr line, within the deadline.
@@ -345,10 +367,17 @@ pub fn await_stdout_line(child: &mut Child, needle: &str, who: &str) {
 /// deadline) for a line on either that `ready` accepts; the child, its
 /// reaper, and that line (`None` if the output ended or the deadline
 /// passed first). Both pipes are drained on threads from then on.
-pub fn spawn_ready(
+pub fn spawn_ready(cmd: Command, ready: impl Fn(&str) -> bool) -> (Child, Reaper, Option<String>) {
+    let (child, reaper, line, rest) = spawn_lines(cmd, ready);
+    thread::spawn(move || for _ in rest {});
+    (child, reaper, line)
+}
+
+/// As [`spawn_ready`], and the lines after that one, from both pipes.
+pub fn spawn_lines(
     mut cmd: Command,
     ready: impl Fn(&str) -> bool,
-) -> (Child, Reaper, Option<String>) {
+) -> (Child, Reaper, Option<String>, mpsc::Receiver<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -384,7 +413,37 @@ pub fn spawn_ready(
             Err(_) => break None,
         }
     };
-    (child, reaper, line)
+    (child, reaper, line, rx)
+}
+
+/// Starts `cmd`, a `sonde perf -s` (or an iperf3 -s with --forceflush)
+/// bound to port 0, and learns its port from "Server listening on PORT".
+/// Its stdout and stderr lines after that come on `stderr_lines`.
+pub fn start_perf_server(cmd: Command) -> Listener {
+    let (child, reaper, line, rest) = spawn_lines(cmd, |l| l.starts_with("Server listening on "));
+    let port = line
+        .as_deref()
+        .and_then(|l| l.strip_prefix("Server listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("perf -s reports no port: {line:?}"));
+    let (_, stdout) = mpsc::channel();
+    Listener {
+        reaper,
+        child,
+        port,
+        stdout,
+        stderr_lines: rest,
+        before: Vec::new(),
+    }
+}
+
+/// `sonde perf -s` on 127.0.0.1, port 0, with `extra` flags.
+pub fn perf_server(extra: &[&str]) -> Listener {
+    let mut cmd = sonde();
+    cmd.args(["perf", "-s", "-B", "127.0.0.1", "-p", "0"])
+        .args(extra);
+    start_perf_server(cmd)
 }
 
 /// A one-connection proxy: counts the bytes from client to server, and can

@@ -212,7 +212,7 @@ impl Conn {
         match self.recv()? {
             Message::Refuse { reason } => Err(TransferError::Refused {
                 what: what.to_string(),
-                reason,
+                reason: crate::shown::escaped(&reason, false).into_owned(),
             }),
             other => Ok(other),
         }

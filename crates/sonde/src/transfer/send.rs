@@ -20,6 +20,7 @@ use super::resume::{Held, Resume, hash_prefix, head_of, head_of_file, prefix_has
 use super::secure::{self, SendSecurity};
 use super::wire::{MAX_CHUNK, MAX_PACK, Message, WireError};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
+use crate::shown::escaped;
 
 /// How the sender behaves.
 #[derive(Clone, Debug)]
@@ -284,11 +285,11 @@ impl Sender<'_> {
             };
             match got {
                 Message::Committed { files, mismatched } => self.committed(files, &mismatched)?,
-                Message::Note { path, reason } => self.report.notes.push((path, reason)),
+                Message::Note { path, reason } => self.report.notes.push(said(path, reason)),
                 Message::Refuse { reason } => {
                     return Err(TransferError::Refused {
                         what: what.to_string(),
-                        reason,
+                        reason: escaped(&reason, false).into_owned(),
                     });
                 }
                 other => return Ok(other),
@@ -413,12 +414,12 @@ impl Sender<'_> {
         match word {
             Message::Committed { files, mismatched } => self.committed(files, &mismatched),
             Message::Note { path, reason } => {
-                self.report.notes.push((path, reason));
+                self.report.notes.push(said(path, reason));
                 Ok(())
             }
             Message::Refuse { reason } => Err(TransferError::Refused {
                 what: "the transfer".into(),
-                reason,
+                reason: escaped(&reason, false).into_owned(),
             }),
             other => Err(self.conn.unexpected("have or decline", &other)),
         }
@@ -609,4 +610,12 @@ fn entry_size(entry: &Entry) -> u64 {
 /// Whether a small file goes in a pack: read well, and nothing of it held.
 fn packable(held: &Held, ready: &Ready) -> bool {
     ready.error.is_none() && held.len == 0 && !held.complete
+}
+
+/// A receiver's note on a file, both its strings made safe to print.
+fn said(path: String, reason: String) -> (String, String) {
+    (
+        escaped(&path, false).into_owned(),
+        escaped(&reason, false).into_owned(),
+    )
 }
