@@ -182,6 +182,7 @@ class Server:
     def __init__(self, name, proc, port, op, udp=False):
         self.name, self.proc, self.port, self.op, self.udp = name, proc, port, op, udp
         self.alone, self.loaded, self.failures = [], [], 0
+        self.first_failure = None
         self.start = self.end = None
         self.peak = (0, 0, 0)
 
@@ -192,8 +193,10 @@ class Server:
                 self.op(self.port)
                 took = time.perf_counter() - began
                 (self.loaded if LOADED.is_set() else self.alone).append(took)
-            except Exception:
+            except Exception as err:
                 self.failures += 1
+                if self.first_failure is None:
+                    self.first_failure = repr(err)[:300]
                 time.sleep(0.05)
 
     def sample(self):
@@ -280,6 +283,9 @@ def main():
         print(f"{s.name:16} {len(s.loaded):8d} {s.failures:5d} {p50a:8.2f}ms {p50:7.2f}ms {p50/p50a:5.1f}x"
               f" {p99a:8.2f}ms {p99:7.2f}ms {p99/p99a:5.1f}x"
               f" {th:>23} {fd:>19} {rss:>23} {code}")
+    for s in servers:
+        if s.first_failure:
+            print(f"{s.name}: first failure: {s.first_failure}")
     sys.stdout.flush()
 
 

@@ -1,8 +1,7 @@
 //! Exhaustion (issue 18, item 3): each server, run with its descriptor
 //! limit lowered to 48 (prlimit) and flooded with 80 held connections,
 //! keeps its listener, logs the failed accepts at most once a second,
-//! and serves a good client again as soon as descriptors free. (`serve
-//! echo` has the same test in front_door.rs.)
+//! and serves a good client again as soon as descriptors free.
 
 mod common;
 
@@ -68,6 +67,13 @@ fn serve(args: &[&str]) -> Option<Listener> {
     all.extend_from_slice(args);
     all.extend_from_slice(&["--bind", "127.0.0.1", "--port", "0"]);
     limited(&all).map(common::start_command)
+}
+
+#[test]
+fn serve_echo_recovers_from_exhaustion() {
+    if let Some(server) = serve(&["echo"]) {
+        exhausts(server, rtt_works(&[]));
+    }
 }
 
 #[test]
