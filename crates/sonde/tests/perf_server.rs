@@ -243,3 +243,74 @@ fn a_full_server_answers_busy_and_tests_run_side_by_side() {
         );
     });
 }
+
+/// A control connection whose one-stream test has started: the data
+/// stream is connected and TEST_START and TEST_RUNNING are read.
+fn started(addr: SocketAddr) -> (TcpStream, TcpStream) {
+    let mut s = control(addr);
+    let params = br#"{"tcp":true,"time":1,"parallel":1,"len":1024}"#;
+    s.write_all(&(params.len() as u32).to_be_bytes())
+        .expect("len");
+    s.write_all(params).expect("params");
+    let mut state = [0u8; 1];
+    s.read_exact(&mut state).expect("create streams");
+    assert_eq!(state[0], 10, "CREATE_STREAMS");
+    let mut data = TcpStream::connect(addr).expect("data");
+    data.write_all(COOKIE).expect("data cookie");
+    for want in [1, 2] {
+        s.read_exact(&mut state).expect("test start, running");
+        assert_eq!(state[0], want, "TEST_START, TEST_RUNNING");
+    }
+    (s, data)
+}
+
+/// The server's Failed event, and how long after `from` it came.
+fn failure_after(server: &Server, from: std::time::Instant) -> (String, Duration) {
+    let e = outcome(server);
+    (e, from.elapsed())
+}
+
+#[test]
+fn a_client_silent_once_the_test_runs_is_ended_by_each_deadline() {
+    within(|| {
+        // The test's length (1 s) and the grace (1 s) pass with no
+        // TEST_END: the server says the test expired, and goes on.
+        let server = start(ServerConfig {
+            grace: Duration::from_secs(1),
+            message_timeout: Duration::from_secs(1),
+            ..quick()
+        });
+        let from = std::time::Instant::now();
+        let (mut s, _data) = started(server.addr);
+        let (e, after) = failure_after(&server, from);
+        assert!(
+            e.contains("waiting for the client to end the test") && e.contains("timed out"),
+            "{e}"
+        );
+        assert!(after >= Duration::from_secs(2), "after {after:?}");
+        let mut reply = [0u8; 5];
+        s.read_exact(&mut reply).expect("server error");
+        assert_eq!(reply[0], 0xFE, "SERVER_ERROR");
+        assert_eq!(
+            i32::from_be_bytes([reply[1], reply[2], reply[3], reply[4]]),
+            sonde::wire::iperf::codec::errors::IESERVERTESTDURATIONEXPIRED,
+            "IESERVERTESTDURATIONEXPIRED"
+        );
+        still_serves(&server);
+
+        // TEST_END, and then no results: the results' read times out.
+        let (mut s, _data) = started(server.addr);
+        s.write_all(&[4]).expect("TEST_END");
+        let mut state = [0u8; 1];
+        s.read_exact(&mut state).expect("exchange results");
+        assert_eq!(state[0], 13, "EXCHANGE_RESULTS");
+        let from = std::time::Instant::now();
+        let (e, after) = failure_after(&server, from);
+        assert!(
+            e.contains("reading the client's results") && e.contains("timed out"),
+            "{e}"
+        );
+        assert!(after >= Duration::from_millis(900), "after {after:?}");
+        still_serves(&server);
+    });
+}

@@ -250,10 +250,19 @@ where
     C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
     D: rustls::SideData,
 {
-    let _ = tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
+    // One deadline for the whole handshake: a peer that sends a byte
+    // within each read's timeout must not hold it open for ever.
+    let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
     while conn.is_handshaking() {
-        if let Err(err) = conn.complete_io(tcp) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let step = if left.is_zero() {
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        } else {
+            let _ = tcp.set_read_timeout(Some(left));
+            let _ = tcp.set_write_timeout(Some(left));
+            conn.complete_io(tcp).map(|_| ())
+        };
+        if let Err(err) = step {
             return Err(TlsError::Handshake {
                 peer: peer.to_string(),
                 why: describe_io(&err),

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub max_streams: usize,
     /// Time allowed for each set-up message (parameters, streams).
     pub setup_timeout: Duration,
+    /// Time allowed for each control message once the test is set up (the
+    /// client's results).
+    pub message_timeout: Duration,
     /// Time a new connection has to send its cookie.
     pub identify_timeout: Duration,
     /// Time a new test's client has to send its parameters once asked.
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             max_tests: 8,
             max_streams: 256,
             setup_timeout: Duration::from_secs(10),
+            message_timeout: crate::perf::control::MESSAGE_TIMEOUT,
             identify_timeout: door::IDENTIFY_TIMEOUT,
             params_timeout: PARAMS_TIMEOUT,
             max_connections: 2048,

@@ -91,7 +91,7 @@ pub(super) struct Stopped {
 /// The session's limits from the server's configuration.
 pub(super) fn limits(config: &super::ServerConfig) -> ServerLimits {
     ServerLimits {
-        message_timeout: crate::perf::control::MESSAGE_TIMEOUT,
+        message_timeout: config.message_timeout,
         setup_timeout: config.setup_timeout,
         grace: config.grace,
         rcv_timeout: config.rcv_timeout,

@@ -1,0 +1,247 @@
+//! Every phase a server waits in has a deadline, and each fires: a peer
+//! that goes silent at that phase is closed by the server when its limit
+//! passes (not before, and not long after). One case per row of the
+//! README's table of timeouts; the cases run side by side.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Listener, TempDir, sonde, start_command};
+use sonde::transfer::wire;
+
+/// How late after its limit a server may close a silent peer.
+const SLACK: Duration = Duration::from_secs(4);
+
+/// One phase: a server, what a peer sends before it goes silent, and the
+/// limit the server must close it by.
+struct Case {
+    phase: &'static str,
+    port: u16,
+    opening: Vec<u8>,
+    limit: Duration,
+    /// After the opening, a byte this often (a slow drip, never silent
+    /// long enough for a read's timeout).
+    drip: Option<Duration>,
+}
+
+/// Connects, sends the opening, reads until the server closes, and says
+/// how long that took after the opening went out.
+fn closed_after(case: &Case) -> Result<Duration, String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", case.port)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(case.limit + SLACK + SLACK))
+        .map_err(|e| e.to_string())?;
+    conn.write_all(&case.opening).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    if let Some(every) = case.drip {
+        let mut tap = conn.try_clone().map_err(|e| e.to_string())?;
+        let until = case.limit + SLACK + SLACK;
+        thread::spawn(move || {
+            while start.elapsed() < until && tap.write_all(&[0x01]).is_ok() {
+                thread::sleep(every);
+            }
+        });
+    }
+    let mut rest = Vec::new();
+    match conn.read_to_end(&mut rest) {
+        Ok(_) => Ok(start.elapsed()),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(start.elapsed()),
+        Err(e) => Err(format!("still open after {:?}: {e}", start.elapsed())),
+    }
+}
+
+/// `sonde ARGS...` on loopback with its own config directory (where a
+/// TLS server makes its certificate).
+fn server(config: &TempDir, args: &[&str]) -> Listener {
+    let mut cmd = sonde();
+    cmd.env("XDG_CONFIG_HOME", &config.0)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    start_command(cmd)
+}
+
+/// A 37-byte iperf3 cookie.
+const COOKIE: &[u8; 37] = b"phasetimeoutsphasetimeoutsphasetimeo\0";
+
+/// The first bytes of a TLS record header (a handshake, TLS 1.0 on the
+/// record layer, as every ClientHello starts), and then nothing more.
+const TLS_START: &[u8] = &[0x16, 0x03, 0x01];
+
+/// The cookie and a one-stream test's parameters.
+fn cookie_and_params() -> Vec<u8> {
+    let params = br#"{"tcp":true,"time":1,"parallel":1,"len":1024}"#;
+    let mut bytes = COOKIE.to_vec();
+    bytes.extend_from_slice(&(params.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(params);
+    bytes
+}
+
+/// The sender's hello and an offer of one empty directory, which the
+/// receiver accepts.
+fn hello_and_offer() -> Vec<u8> {
+    let mut bytes = wire::hello().to_vec();
+    bytes.extend(wire::encode(&wire::Message::Offer {
+        files: 0,
+        dirs: 1,
+        bytes: 0,
+    }));
+    bytes
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
+    let config = TempDir::new("phase-config");
+    let dst = TempDir::new("phase-dst");
+    let dir = dst.0.to_str().expect("utf-8 path");
+    let perf = common::perf_server(&[]);
+    let receive = server(&config, &["receive", dir, "--bind", "127.0.0.1", "-p", "0"]);
+    let receive_k = server(
+        &config,
+        &[
+            "receive",
+            dir,
+            "--bind",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-k",
+            "--timeout",
+            "2",
+        ],
+    );
+    let receive_tls = server(
+        &config,
+        &["receive", dir, "--bind", "127.0.0.1", "-p", "0", "--tls"],
+    );
+    let echo = ["serve", "echo", "--bind", "127.0.0.1", "--port", "0"];
+    let echo_idle = server(&config, &[&echo[..], &["--idle-timeout", "2"]].concat());
+    let echo_tls = server(&config, &[&echo[..], &["--tls"]].concat());
+    let chat = ["serve", "chat", "--bind", "127.0.0.1", "--port", "0"];
+    let chat_idle = server(&config, &[&chat[..], &["--idle-timeout", "2"]].concat());
+    let listen_idle = server(
+        &config,
+        &["listen", "127.0.0.1:0", "-k", "--idle-timeout", "2"],
+    );
+    let listen_tls = server(&config, &["listen", "127.0.0.1:0", "-k", "--tls"]);
+
+    let cases = [
+        ("perf -s: the cookie", perf.port, vec![], secs(5)),
+        (
+            "perf -s: the parameters",
+            perf.port,
+            COOKIE.to_vec(),
+            secs(3),
+        ),
+        (
+            "perf -s: the data streams",
+            perf.port,
+            cookie_and_params(),
+            secs(10),
+        ),
+        ("receive: the hello", receive.port, vec![], secs(5)),
+        (
+            "receive: the offer",
+            receive.port,
+            wire::hello().to_vec(),
+            secs(5),
+        ),
+        (
+            "receive -k --timeout 2: silence",
+            receive_k.port,
+            hello_and_offer(),
+            secs(2),
+        ),
+        (
+            "receive --tls: the first byte",
+            receive_tls.port,
+            vec![],
+            secs(5),
+        ),
+        (
+            "receive --tls: the handshake",
+            receive_tls.port,
+            TLS_START.to_vec(),
+            secs(10),
+        ),
+        (
+            "serve echo --idle-timeout 2",
+            echo_idle.port,
+            b"hi".to_vec(),
+            secs(2),
+        ),
+        (
+            "serve echo --tls: the handshake",
+            echo_tls.port,
+            TLS_START.to_vec(),
+            secs(10),
+        ),
+        (
+            "serve chat --idle-timeout 2",
+            chat_idle.port,
+            b"hi\n".to_vec(),
+            secs(2),
+        ),
+        (
+            "listen -k --idle-timeout 2",
+            listen_idle.port,
+            b"hi\n".to_vec(),
+            secs(2),
+        ),
+        (
+            "listen -k --tls: the handshake",
+            listen_tls.port,
+            vec![],
+            secs(10),
+        ),
+    ];
+    let running: Vec<_> = cases
+        .into_iter()
+        .map(|(phase, port, opening, limit)| {
+            let drip = phase.contains("drip").then_some(Duration::from_secs(1));
+            let case = Case {
+                phase,
+                port,
+                opening,
+                limit,
+                drip,
+            };
+            thread::spawn(move || (closed_after(&case), case))
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for handle in running {
+        let (took, case) = handle.join().expect("a case's thread");
+        let early = case.limit.saturating_sub(Duration::from_millis(100));
+        match took {
+            Ok(t) if t >= early && t <= case.limit + SLACK => {}
+            Ok(t) => wrong.push(format!(
+                "{}: closed after {t:?}, limit {:?}",
+                case.phase, case.limit
+            )),
+            Err(e) => wrong.push(format!("{}: {e}", case.phase)),
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for server in [
+        perf,
+        receive,
+        receive_k,
+        receive_tls,
+        echo_idle,
+        echo_tls,
+        chat_idle,
+        listen_idle,
+        listen_tls,
+    ] {
+        server.stop();
+    }
+}
