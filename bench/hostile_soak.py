@@ -216,6 +216,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--alone", type=float, default=5, help="seconds of good clients alone first")
     ap.add_argument("--sonde", default="target/release/sonde")
+    ap.add_argument("--only", action="append", default=[],
+                    help="soak only the servers whose names hold this (repeatable)")
     a = ap.parse_args()
     S = a.sonde
     tmp = tempfile.mkdtemp(prefix="sonde-soak-")
@@ -248,6 +250,12 @@ def main():
                Server("perf -s", *start([S, "perf", "-s", "-B", "127.0.0.1", "-p", "0"], perf=True), op_perf),
                Server("receive -k", *start([S, "receive", into, "--bind", "127.0.0.1", "-p", "0", "-k", "--overwrite"]), op_send),
                Server("listen -k", *start([S, "listen", "-k", "127.0.0.1:0", "--max-conns", "500"]), op_listen)]
+    if a.only:
+        for s in servers:
+            if not any(o in s.name for o in a.only):
+                s.proc.terminate()
+                s.proc.wait()
+        servers = [s for s in servers if any(o in s.name for o in a.only)]
     for s in servers:
         s.start = usage(s.proc.pid)
     goods = [threading.Thread(target=s.good_loop, daemon=True) for s in servers]
@@ -283,6 +291,9 @@ def main():
         print(f"{s.name:16} {len(s.loaded):8d} {s.failures:5d} {p50a:8.2f}ms {p50:7.2f}ms {p50/p50a:5.1f}x"
               f" {p99a:8.2f}ms {p99:7.2f}ms {p99/p99a:5.1f}x"
               f" {th:>23} {fd:>19} {rss:>23} {code}")
+    print(f"{'server':16} {'busy s':>7} {'max op':>8}  (time the good client spent in operations while loaded, its longest)")
+    for s in servers:
+        print(f"{s.name:16} {sum(s.loaded):7.1f} {max(s.loaded, default=0):7.2f}s")
     for s in servers:
         if s.first_failure:
             print(f"{s.name}: first failure: {s.first_failure}")
