@@ -18,9 +18,13 @@ use super::pipeline::{send_file_stream, send_stream};
 use super::plan::{Entry, Kind, Plan};
 use super::resume::{Held, Resume, hash_prefix, head_of, head_of_file, prefix_hash, resume_point};
 use super::secure::{self, SendSecurity};
-use super::wire::{MAX_CHUNK, MAX_PACK, Message, WireError};
+use super::wire::{Message, WireError};
 use super::{FileReport, Outcome, Progress, Report, TransferError, hex};
 use crate::shown::escaped;
+
+mod pack;
+
+use pack::packable;
 
 /// How the sender behaves.
 #[derive(Clone, Debug)]
@@ -352,64 +356,6 @@ impl Sender<'_> {
         });
     }
 
-    /// Small files that start afresh, sent as one frame and one chunk.
-    fn pack(
-        &mut self,
-        first: &Entry,
-        ready: Ready,
-        offered: &mut VecDeque<Offered>,
-    ) -> Result<(), TransferError> {
-        let mut members = vec![(first, ready)];
-        let mut bytes = members[0].1.data.len();
-        while members.len() < MAX_PACK {
-            let next = offered.front().and_then(|o| o.ready.as_ref());
-            if next.is_none_or(|r| bytes + r.data.len() > MAX_CHUNK) {
-                break;
-            }
-            // Only answers already here: the pack never waits for one.
-            let Ok(word) = self.words.try_recv() else {
-                break;
-            };
-            let Some(head) = offered.pop_front() else {
-                break;
-            };
-            let ready = head.ready.unwrap_or_default();
-            match word? {
-                Message::Have {
-                    len,
-                    blake3,
-                    complete,
-                    overwrite,
-                } => {
-                    let held = Held {
-                        len: len as u64,
-                        hash: blake3,
-                        complete,
-                        overwrite,
-                    };
-                    if packable(&held, &ready) {
-                        bytes += ready.data.len();
-                        members.push((head.entry, ready));
-                    } else {
-                        self.send_pack(&members)?;
-                        return self.file(head.entry, &held, Some(ready));
-                    }
-                }
-                Message::Decline { reason } => self.refused(head.entry, reason, 0),
-                other => {
-                    // A batch or a note: dealt with, and the file waits
-                    // for its answer in the ordinary way.
-                    offered.push_front(Offered {
-                        entry: head.entry,
-                        ready: Some(ready),
-                    });
-                    self.aside(other)?;
-                }
-            }
-        }
-        self.send_pack(&members)
-    }
-
     fn aside(&mut self, word: Message) -> Result<(), TransferError> {
         match word {
             Message::Committed { files, mismatched } => self.committed(files, &mismatched),
@@ -423,29 +369,6 @@ impl Sender<'_> {
             }),
             other => Err(self.conn.unexpected("have or decline", &other)),
         }
-    }
-
-    fn send_pack(&mut self, members: &[(&Entry, Ready)]) -> Result<(), TransferError> {
-        let sizes = members.iter().map(|(_, r)| r.data.len() as u64).collect();
-        let blake3 = members.iter().map(|(_, r)| hex(&r.hash)).collect();
-        self.conn.queue(&Message::Pack { sizes, blake3 });
-        let total: usize = members.iter().map(|(_, r)| r.data.len()).sum();
-        self.conn.queue_bytes(&(total as u32).to_be_bytes());
-        for (entry, ready) in members {
-            self.conn.queue_bytes(&ready.data);
-            self.progress.add(ready.data.len() as u64);
-            self.settling.push_back(FileReport {
-                path: entry.path.clone(),
-                size: ready.data.len() as u64,
-                resumed_from: 0,
-                moved: ready.data.len() as u64,
-                outcome: Outcome::Verified,
-                blake3: hex(&ready.hash),
-                reason: None,
-            });
-        }
-        self.report.moved += total as u64;
-        Ok(())
     }
 
     /// One file on its own: skipped, left, or sent from where to resume.
@@ -605,11 +528,6 @@ fn entry_size(entry: &Entry) -> u64 {
         Kind::File { size, .. } => *size,
         _ => 0,
     }
-}
-
-/// Whether a small file goes in a pack: read well, and nothing of it held.
-fn packable(held: &Held, ready: &Ready) -> bool {
-    ready.error.is_none() && held.len == 0 && !held.complete
 }
 
 /// A receiver's note on a file, both its strings made safe to print.
