@@ -34,6 +34,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod net;
 pub mod perf;
+pub mod report;
 pub mod rtt;
 pub mod serve;
 pub mod shown;

@@ -1,5 +1,6 @@
 //! Latency statistics from an HDR histogram (nanoseconds): min, mean,
-//! stdev, percentiles, max, and a text histogram. Pure.
+//! stdev, percentiles, max, a text histogram, and the buckets and the
+//! latency over time a report draws. Pure.
 
 use hdrhistogram::Histogram;
 
@@ -83,6 +84,25 @@ impl Latency {
         }
     }
 
+    /// Buckets ten to a decade, (low ns, high ns, count), from the one
+    /// holding the fastest round trip to the one holding the slowest.
+    pub fn buckets(&self) -> Vec<(u64, u64, u64)> {
+        let h = &self.hist;
+        if h.is_empty() {
+            return Vec::new();
+        }
+        let step = 10f64.powf(0.1);
+        let mut low = 10f64.powf((h.min() as f64).log10().floor());
+        let mut out = Vec::new();
+        while low <= h.max() as f64 {
+            let high = low * step;
+            let (lo, hi) = (low.round() as u64, (high.round() as u64).max(low.round() as u64 + 1));
+            out.push((lo, hi, h.count_between(lo, hi - 1)));
+            low = high;
+        }
+        out
+    }
+
     /// A text histogram: one line per power-of-two bucket of the round
     /// trip, with its count and a bar scaled to `width`.
     pub fn text_histogram(&self, width: usize) -> String {
@@ -114,6 +134,22 @@ impl Latency {
     }
 }
 
+/// Round trips in order (ns) as at most `points` points of (seconds
+/// since the first was sent, ns): each point the slowest of its stretch,
+/// so a stall shows however many are drawn. One round trip follows
+/// another, so the time of each is the sum of those before it.
+pub fn over_time(samples: &[u64], points: usize) -> Vec<(f64, u64)> {
+    let per = samples.len().div_ceil(points.max(1)).max(1);
+    let mut at = 0u64;
+    samples
+        .chunks(per)
+        .map(|stretch| {
+            at += stretch.iter().sum::<u64>();
+            (at as f64 / 1e9, stretch.iter().copied().max().unwrap_or(0))
+        })
+        .collect()
+}
+
 /// Nanoseconds as microseconds with a unit ("12.3 us").
 pub fn micros(nanos: u64) -> String {
     format!("{:.1} us", nanos as f64 / 1000.0)
@@ -122,6 +158,32 @@ pub fn micros(nanos: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_cover_every_round_trip_ten_a_decade() {
+        let mut l = Latency::new();
+        for v in [15_000u64, 20_000, 20_000, 90_000, 1_200_000] {
+            l.record(v);
+        }
+        let b = l.buckets();
+        assert_eq!(b.first().map(|x| x.0), Some(10_000));
+        assert!(b.last().is_some_and(|x| x.1 > 1_200_000));
+        assert_eq!(b.len(), 21, "10 us to 1.26 ms: two decades and one bucket");
+        let total: u64 = b.iter().map(|x| x.2).sum();
+        assert_eq!(total, 5);
+        assert!(b.windows(2).all(|w| w[0].1 == w[1].0), "no gaps");
+    }
+
+    #[test]
+    fn over_time_keeps_each_stretchs_slowest_at_its_end() {
+        let samples = [1_000_000_000u64, 1, 1, 2_000_000_000, 1, 1];
+        assert_eq!(
+            over_time(&samples, 2),
+            vec![(1.000000002, 1_000_000_000), (3.000000004, 2_000_000_000)]
+        );
+        assert_eq!(over_time(&samples, 100).len(), 6);
+        assert!(over_time(&[], 10).is_empty());
+    }
 
     #[test]
     fn percentiles_of_known_samples() {
