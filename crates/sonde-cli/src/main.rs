@@ -12,6 +12,7 @@ mod output;
 
 mod access;
 mod perf;
+mod report;
 mod rtt;
 mod serve;
 mod talk;
@@ -57,6 +58,9 @@ enum Command {
     /// Receive files from `sonde send` into a directory (one transfer, or
     /// many with --keep-open).
     Receive(crate::transfer::receive::ReceiveArgs),
+    /// Draw saved results (sonde's JSON, iperf3's -J or --json-stream) as one
+    /// self-contained HTML page of charts; several are overlaid.
+    Report(crate::report::ReportArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rtt(args) => rtt::rtt(args),
         Command::Send(args) => transfer::send::send(args),
         Command::Receive(args) => transfer::receive::receive(args),
+        Command::Report(args) => report::run(args).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {
             // Made whole first, then written as any output is: a reader
             // that goes early (`| head -c 1`) ends it quietly.

@@ -73,6 +73,14 @@ pub(crate) struct PerfArgs {
     /// --json-stream's events, then the whole -J document on one line (iperf3 3.20).
     #[arg(long)]
     pub(crate) json_stream_full_output: bool,
+    /// Also write the test as a self-contained HTML page of charts (the
+    /// client; with -R it asks a server run with -J for its side too).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) report: Option<std::path::PathBuf>,
+    /// The server: write each test's HTML report into this directory
+    /// (needs -J's document, which the server then builds for each test).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) report_dir: Option<std::path::PathBuf>,
     /// Zero-copy sending (sendfile).
     #[arg(short = 'Z', long)]
     pub(crate) zerocopy: bool,

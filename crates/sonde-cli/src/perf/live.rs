@@ -167,6 +167,15 @@ pub(super) fn run_client(
         Err(err) => return Err(err.into()),
     };
     print_report(args, config, &report, &live);
+    if let Some(path) = &args.report {
+        let host = Host::now(env!("CARGO_PKG_VERSION"));
+        let doc = sonde::perf::json::json_report(&report, &config.host, &host);
+        let title = match &args.client {
+            Some(_) => format!("sonde perf to {}:{}", config.host, config.port),
+            None => "sonde perf: an embedded loopback test".to_string(),
+        };
+        crate::report::write_one(path, title, "this test", doc)?;
+    }
     // Cut short by Ctrl-C: the summary so far is printed, but the test failed.
     Ok(if report.interrupted {
         eprintln!("sonde: interrupt - the client has terminated (the server was told)");
@@ -202,10 +211,13 @@ fn print_report(args: &PerfArgs, config: &ClientConfig, report: &ClientReport, l
         summary.push_str(&verbose_end(report));
     }
     live.write(&summary);
+    // Asked for by --report -R, not by the user: not shown.
+    let asked = args.get_server_output;
     if let Some(text) = report
         .remote
         .as_ref()
         .and_then(|r| r.server_output_text.clone())
+        .filter(|_| asked)
     {
         // The server's own words: kept to its lines, nothing that could
         // drive a terminal.

@@ -97,7 +97,9 @@ fn params(args: &PerfArgs, embedded: bool) -> anyhow::Result<Params> {
         title: args.title.clone(),
         extra_data: args.extra_data.clone(),
         congestion: args.congestion.clone(),
-        get_server_output: args.get_server_output,
+        // A report of a reverse test draws the sender's TCP_INFO, which
+        // only the server has.
+        get_server_output: args.get_server_output || (args.report.is_some() && args.reverse),
         udp_counters_64bit: args.udp_counters_64bit,
         repeating_payload: args.repeating_payload,
         zerocopy: args.zerocopy,

@@ -37,6 +37,12 @@ pub(super) fn serve(
     out: &Out,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = args.report_dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(usage(format!(
+            "--report-dir {}: not a directory",
+            dir.display()
+        )));
+    }
     let fam = crate::usage::family(args.v4, args.v6);
     let host = args.bind.as_deref().map(|b| super::split_device(b).0);
     let addr = net::local_addrs(host.as_deref(), args.port, fam)?[0];
@@ -58,7 +64,8 @@ pub(super) fn serve(
         bitrate_limit,
         one_off: args.one_off,
         idle_timeout: args.idle_timeout,
-        json: args.json,
+        // --report-dir draws each test from its -J document.
+        json: args.json || args.report_dir.is_some(),
         auth: args.auth.verifier()?,
         file: args.file.clone(),
         max_connections: args
@@ -92,10 +99,22 @@ pub(super) fn serve(
         counts: Arc::default(),
     };
     let counts = Arc::clone(&text_out.counts);
+    let reports = args.report_dir.clone();
     server::serve(
         listener,
         config,
         move |event| {
+            if let (
+                Some(dir),
+                ServerEvent::Done {
+                    peer,
+                    json: Some(doc),
+                    ..
+                },
+            ) = (&reports, &event)
+            {
+                test_report(dir, *peer, doc);
+            }
             let text = if json {
                 describe_json(event)
             } else {
@@ -118,6 +137,22 @@ pub(super) fn serve(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One test's report in `dir`, named by when and whose it was; a failure
+/// is a warning, and the server goes on.
+fn test_report(dir: &std::path::Path, peer: std::net::SocketAddr, doc: &serde_json::Value) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let who = peer.ip().to_string().replace(':', "-");
+    let path = dir.join(format!("perf-{secs}-{who}-{}.html", peer.port()));
+    let title = format!("sonde perf -s: a test from {peer}");
+    let facts = crate::report::facts_now(title);
+    let made = crate::report::write(&path, facts, &[("this test".to_string(), doc.clone())]);
+    if let Err(e) = made {
+        tracing::warn!("{e:#}");
+    }
 }
 
 /// A server event under -J: each test's document, or its error.

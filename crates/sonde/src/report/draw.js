@@ -11,6 +11,13 @@
 
   function axisName(a) { return a.label + " (" + a.unit + ")"; }
 
+  // Linear axes start at zero (a time axis at the test's start, a rate
+  // at nothing) and end a little past the largest value.
+  function fromZero(u, min, max) {
+    var top = max > 0 ? max * 1.05 : 1;
+    return [Math.min(0, min), top];
+  }
+
   function widthOf(el) { return Math.max(240, el.clientWidth); }
 
   function draw(chart) {
@@ -33,23 +40,34 @@
       width: widthOf(el),
       height: Math.round(Math.min(420, Math.max(220, widthOf(el) * 0.45))),
       scales: {
-        x: { time: false, distr: chart.x.log ? 3 : 1 },
-        y: { distr: chart.y.log ? 3 : 1 }
+        x: { time: false, distr: chart.x.log ? 3 : 1, range: chart.x.log ? undefined : fromZero },
+        y: { distr: chart.y.log ? 3 : 1, range: chart.y.log ? undefined : fromZero }
       },
-      axes: [{ label: axisName(chart.x) }, { label: axisName(chart.y) }],
+      axes: [{ label: axisName(chart.x) }, { label: axisName(chart.y), size: 80 }],
       series: series,
       legend: { live: true }
     };
     var plot = new uPlot(opts, data, el);
-    drawn.push({ el: el, plot: plot });
-    var canvas = el.querySelector("canvas");
-    check.charts.push({
-      id: chart.id,
-      series: plot.series.length - 1,
-      expected: chart.series.length,
-      width: canvas ? canvas.width : 0,
-      height: canvas ? canvas.height : 0
+    drawn.push({ el: el, plot: plot, chart: chart });
+  }
+
+  // Measured once uPlot has sized its canvases (after this task).
+  function report() {
+    drawn.forEach(function (d) {
+      var canvas = d.el.querySelector("canvas");
+      var box = canvas ? canvas.getBoundingClientRect() : { width: 0, height: 0 };
+      check.charts.push({
+        id: d.chart.id,
+        series: d.plot.series.length - 1,
+        expected: d.chart.series.length,
+        points: d.plot.data.length > 0 ? d.plot.data[0].length : 0,
+        width: Math.round(box.width),
+        height: Math.round(box.height)
+      });
     });
+    check.expected = page.charts.length;
+    check.requests = performance.getEntriesByType("resource").length;
+    document.getElementById("sonde-check").textContent = JSON.stringify(check);
   }
 
   page.charts.forEach(function (chart) {
@@ -67,6 +85,5 @@
     }, 100);
   });
 
-  check.requests = performance.getEntriesByType("resource").length;
-  document.getElementById("sonde-check").textContent = JSON.stringify(check);
+  setTimeout(report, 50);
 })();

@@ -126,13 +126,23 @@ mod tests {
     fn the_page_embeds_everything_and_no_text_escapes_its_element() {
         let mut page = Page::default();
         page.facts.title = "a <b> & 'c'".into();
-        let mut chart = Chart::new("t", "</script>", Axis::linear("t", "s"), Axis::linear("y", "u"));
-        chart.series.push(Series::line("</script><x>", vec![(1.0, 2.0)]));
+        let mut chart = Chart::new(
+            "t",
+            "</script>",
+            Axis::linear("t", "s"),
+            Axis::linear("y", "u"),
+        );
+        chart
+            .series
+            .push(Series::line("</script><x>", vec![(1.0, 2.0)]));
         page.chart(chart);
         let html = render(&page, &[serde_json::json!({"x": "</script>"})]);
         assert_eq!(html.matches("</script>").count(), 5, "only the page's own");
         assert!(html.contains("<h1>a &lt;b&gt; &amp; &#39;c&#39;</h1>"));
-        assert!(!html.contains(" src="), "nothing loaded from a file or host");
+        assert!(
+            !html.contains(" src="),
+            "nothing loaded from a file or host"
+        );
         assert!(html.contains("uPlot"));
     }
 }

@@ -68,7 +68,8 @@ pub(super) fn facts(page: &mut Page, doc: &Value) {
         facts.date = s(start, &["timestamp", "time"]).to_string();
     }
     let version = s(start, &["version"]);
-    if facts.version.is_empty() && !version.is_empty() {
+    // The tool that made the result, over the one drawing it.
+    if !version.is_empty() {
         facts.version = format!("{version} ({})", s(start, &["system_info"]));
     }
     let peer = s(doc, &["server_output_json", "start", "version"]);
@@ -124,17 +125,51 @@ impl Lines {
 /// draws each stream and the total; several draw each run's total.
 pub(super) fn charts(page: &mut Page, runs: &[Run<'_>]) {
     let time = || Axis::linear("time", "s");
-    let mut rate = Chart::new("throughput", "Throughput", time(), Axis::linear("throughput", "Mbit/s"));
-    let mut retr = Chart::new("retransmits", "Retransmits per interval", time(), Axis::linear("retransmits", "segments"));
-    let mut cwnd = Chart::new("cwnd", "Congestion window (sender)", time(), Axis::linear("cwnd", "KiB"));
-    let mut rtt = Chart::new("rtt", "Round-trip time (sender's TCP_INFO)", time(), Axis::linear("RTT", "ms"));
-    let mut lost = Chart::new("loss", "UDP loss per interval", time(), Axis::linear("lost", "%"));
+    let mut rate = Chart::new(
+        "throughput",
+        "Throughput",
+        time(),
+        Axis::linear("throughput", "Mbit/s"),
+    );
+    let mut retr = Chart::new(
+        "retransmits",
+        "Retransmits per interval",
+        time(),
+        Axis::linear("retransmits", "segments"),
+    );
+    let mut cwnd = Chart::new(
+        "cwnd",
+        "Congestion window (sender)",
+        time(),
+        Axis::linear("cwnd", "KiB"),
+    );
+    let mut rtt = Chart::new(
+        "rtt",
+        "Round-trip time (sender's TCP_INFO)",
+        time(),
+        Axis::linear("RTT", "ms"),
+    );
+    let mut lost = Chart::new(
+        "loss",
+        "UDP loss per interval",
+        time(),
+        Axis::linear("lost", "%"),
+    );
     let mut jitter = Chart::new("jitter", "UDP jitter", time(), Axis::linear("jitter", "ms"));
-    let mut ooo = Chart::new("ooo", "UDP out-of-order packets per interval", time(), Axis::linear("out of order", "packets"));
+    let mut ooo = Chart::new(
+        "ooo",
+        "UDP out-of-order packets per interval",
+        time(),
+        Axis::linear("out of order", "packets"),
+    );
     let many = runs.len() > 1;
     for run in runs {
         let doc = run.doc;
-        let prefix = if many { format!("{}: ", run.label) } else { String::new() };
+        let prefix = if many {
+            format!("{}: ", run.label)
+        } else {
+            String::new()
+        };
         let bidir = doc["start"]["test_start"]["bidir"].as_i64().unwrap_or(0) != 0;
         let mut per = [Lines::new(), Lines::new(), Lines::new(), Lines::new()];
         let mut totals = Lines::new();
@@ -148,6 +183,10 @@ pub(super) fn charts(page: &mut Page, runs: &[Run<'_>]) {
             for iv in intervals.as_array().into_iter().flatten() {
                 if which == 0 {
                     interval(iv, bidir, &mut per, &mut totals);
+                } else {
+                    // The server's side (`--get-server-output` from a
+                    // server run with -J): what it sent, with -R.
+                    sender_figures(iv, "server ", bidir, &mut per);
                 }
                 udp_interval(iv, &mut udp);
             }
@@ -181,19 +220,8 @@ fn interval(iv: &Value, bidir: bool, per: &mut [Lines; 4], totals: &mut Lines) {
         if let Some(bps) = f(st, "bits_per_second") {
             per[0].push(label.clone(), (t, bps / 1e6));
         }
-        if st["sender"].as_bool() == Some(false) {
-            continue;
-        }
-        if let Some(n) = f(st, "retransmits") {
-            per[1].push(label.clone(), (t, n));
-        }
-        if let Some(c) = f(st, "snd_cwnd") {
-            per[2].push(label.clone(), (t, c / 1024.0));
-        }
-        if let Some(us) = f(st, "rtt") {
-            per[3].push(label, (t, us / 1000.0));
-        }
     }
+    sender_figures(iv, "", bidir, per);
     for (key, name) in [("sum", "total"), ("sum_bidir_reverse", "total (reverse)")] {
         let sum = &iv[key];
         if let (Some(t), Some(bps)) = (f(sum, "end"), f(sum, "bits_per_second")) {
@@ -203,6 +231,27 @@ fn interval(iv: &Value, bidir: bool, per: &mut [Lines; 4], totals: &mut Lines) {
                 _ => name,
             };
             totals.push(name.to_string(), (t, bps / 1e6));
+        }
+    }
+}
+
+/// What a sending stream's TCP_INFO said: retransmits, cwnd, RTT.
+fn sender_figures(iv: &Value, who: &str, bidir: bool, per: &mut [Lines; 4]) {
+    for st in iv["streams"].as_array().into_iter().flatten() {
+        if st["omitted"].as_bool() == Some(true) || st["sender"].as_bool() == Some(false) {
+            continue;
+        }
+        let (Some(t), label) = (f(st, "end"), format!("{who}{}", stream_label(st, bidir))) else {
+            continue;
+        };
+        if let Some(n) = f(st, "retransmits") {
+            per[1].push(label.clone(), (t, n));
+        }
+        if let Some(c) = f(st, "snd_cwnd") {
+            per[2].push(label.clone(), (t, c / 1024.0));
+        }
+        if let Some(us) = f(st, "rtt") {
+            per[3].push(label, (t, us / 1000.0));
         }
     }
 }
@@ -237,9 +286,22 @@ fn mbytes(v: &Value) -> String {
 pub(super) fn tables(page: &mut Page, runs: &[Run<'_>]) {
     let mut summary = Table::new(
         "Summary",
-        &["run", "stream", "side", "seconds", "MB", "Mbit/s", "retransmits", "jitter ms", "lost / total"],
+        &[
+            "run",
+            "stream",
+            "side",
+            "seconds",
+            "MB",
+            "Mbit/s",
+            "retransmits",
+            "jitter ms",
+            "lost / total",
+        ],
     );
-    let mut fairness = Table::new("Fairness (Jain's index: 1 is equal shares)", &["over", "of", "index"]);
+    let mut fairness = Table::new(
+        "Fairness (Jain's index: 1 is equal shares)",
+        &["over", "of", "index"],
+    );
     let mut totals = Vec::new();
     for run in runs {
         let end = &run.doc["end"];
@@ -270,14 +332,24 @@ pub(super) fn tables(page: &mut Page, runs: &[Run<'_>]) {
             }
         }
         if let Some(j) = jain(&shares) {
-            fairness.rows.push(vec!["streams".into(), run.label.to_string(), format!("{j:.3}")]);
+            fairness.rows.push(vec![
+                "streams".into(),
+                run.label.to_string(),
+                format!("{j:.3}"),
+            ]);
         }
-        totals.extend(f(&end["sum_received"], "bits_per_second").or(f(&end["sum"], "bits_per_second")));
+        totals.extend(
+            f(&end["sum_received"], "bits_per_second").or(f(&end["sum"], "bits_per_second")),
+        );
     }
     if runs.len() > 1
         && let Some(j) = jain(&totals)
     {
-        fairness.rows.push(vec!["runs".into(), format!("{} runs", runs.len()), format!("{j:.3}")]);
+        fairness.rows.push(vec![
+            "runs".into(),
+            format!("{} runs", runs.len()),
+            format!("{j:.3}"),
+        ]);
     }
     page.table(summary);
     page.table(fairness);

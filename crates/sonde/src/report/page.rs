@@ -199,7 +199,12 @@ mod tests {
     #[test]
     fn empty_charts_and_tables_are_left_out() {
         let mut page = Page::default();
-        page.chart(Chart::new("a", "A", Axis::linear("t", "s"), Axis::linear("y", "u")));
+        page.chart(Chart::new(
+            "a",
+            "A",
+            Axis::linear("t", "s"),
+            Axis::linear("y", "u"),
+        ));
         page.table(Table::new("T", &["x"]));
         assert!(page.charts.is_empty() && page.tables.is_empty());
     }

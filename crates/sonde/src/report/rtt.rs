@@ -52,10 +52,17 @@ fn cdf(histogram: &Value, summary: &Value) -> Vec<(f64, f64)> {
         }
         return points;
     }
-    [("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999), ("max", 1.0)]
-        .iter()
-        .filter_map(|(k, q)| Some((us(summary.get(*k)?.as_f64()?), *q)))
-        .collect()
+    [
+        ("min", 0.0),
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p99", 0.99),
+        ("p99_9", 0.999),
+        ("max", 1.0),
+    ]
+    .iter()
+    .filter_map(|(k, q)| Some((us(summary.get(*k)?.as_f64()?), *q)))
+    .collect()
 }
 
 fn marks(summary: &Value) -> Vec<(f64, f64)> {
@@ -98,9 +105,24 @@ fn latency() -> Axis {
 
 /// Plain runs: histogram, CDF, over time, percentiles.
 pub(super) fn plain(page: &mut Page, runs: &[Run<'_>]) {
-    let mut hist = Chart::new("histogram", "Latency histogram", latency(), Axis::linear("round trips", "count"));
-    let mut dist = Chart::new("cdf", "Latency CDF (p50, p99, p99.9 marked)", latency(), Axis::linear("fraction", "of round trips"));
-    let mut time = Chart::new("over-time", "Latency over time (each point the slowest of its stretch)", Axis::linear("time", "s"), latency());
+    let mut hist = Chart::new(
+        "histogram",
+        "Latency histogram",
+        latency(),
+        Axis::linear("round trips", "count"),
+    );
+    let mut dist = Chart::new(
+        "cdf",
+        "Latency CDF (p50, p99, p99.9 marked)",
+        latency(),
+        Axis::linear("fraction", "of round trips"),
+    );
+    let mut time = Chart::new(
+        "over-time",
+        "Latency over time (each point the slowest of its stretch)",
+        Axis::linear("time", "s"),
+        latency(),
+    );
     let mut table = percentile_table();
     for run in runs {
         let (doc, label) = (run.doc, run.label);
@@ -110,8 +132,15 @@ pub(super) fn plain(page: &mut Page, runs: &[Run<'_>]) {
             Style::Steps,
             b.iter().map(|(lo, _, n)| (us(*lo), *n)).collect(),
         ));
-        dist.series.push(Series::line(label, cdf(&doc["histogram_ns"], &doc["rtt_ns"])));
-        dist.series.push(Series::styled(format!("{label} p50/p99/p99.9"), Style::Points, marks(&doc["rtt_ns"])));
+        dist.series.push(Series::line(
+            label,
+            cdf(&doc["histogram_ns"], &doc["rtt_ns"]),
+        ));
+        dist.series.push(Series::styled(
+            format!("{label} p50/p99/p99.9"),
+            Style::Points,
+            marks(&doc["rtt_ns"]),
+        ));
         let samples: Vec<(f64, f64)> = doc["samples"]
             .as_array()
             .into_iter()
@@ -131,8 +160,24 @@ pub(super) fn plain(page: &mut Page, runs: &[Run<'_>]) {
 
 /// Sweeps: each size's fastest round trip and the fitted line.
 pub(super) fn sweep(page: &mut Page, runs: &[Run<'_>]) {
-    let mut chart = Chart::new("sweep", "Round trip by message size, and the fit", Axis::log("message size", "bytes"), Axis::linear("fastest round trip", "µs"));
-    let mut table = Table::new("The fit", &["run", "model", "formula", "base µs", "bandwidth Mbit/s", "r²", "knee bytes"]);
+    let mut chart = Chart::new(
+        "sweep",
+        "Round trip by message size, and the fit",
+        Axis::log("message size", "bytes"),
+        Axis::linear("fastest round trip", "µs"),
+    );
+    let mut table = Table::new(
+        "The fit",
+        &[
+            "run",
+            "model",
+            "formula",
+            "base µs",
+            "bandwidth Mbit/s",
+            "r²",
+            "knee bytes",
+        ],
+    );
     let mut sizes = Table::new("Each size (µs)", &["run", "size", "min", "p50", "p99"]);
     for run in runs {
         let fit = &run.doc["fit"];
@@ -154,17 +199,37 @@ pub(super) fn sweep(page: &mut Page, runs: &[Run<'_>]) {
             if let Some(res) = residual(size) {
                 fitted.push((size, us(min - res)));
             }
-            let cell = |k: &str| r["rtt_ns"][k].as_f64().map_or_else(String::new, |v| format!("{:.1}", us(v)));
-            sizes.rows.push(vec![run.label.into(), size.to_string(), cell("min"), cell("p50"), cell("p99")]);
+            let cell = |k: &str| {
+                r["rtt_ns"][k]
+                    .as_f64()
+                    .map_or_else(String::new, |v| format!("{:.1}", us(v)))
+            };
+            sizes.rows.push(vec![
+                run.label.into(),
+                size.to_string(),
+                cell("min"),
+                cell("p50"),
+                cell("p99"),
+            ]);
         }
-        chart.series.push(Series::styled(format!("{} measured", run.label), Style::Points, measured));
-        chart.series.push(Series::line(format!("{} fit", run.label), fitted));
+        chart.series.push(Series::styled(
+            format!("{} measured", run.label),
+            Style::Points,
+            measured,
+        ));
+        chart
+            .series
+            .push(Series::line(format!("{} fit", run.label), fitted));
         let text = |k: &str| fit[k].as_str().unwrap_or("").to_string();
         let num = |k: &str, scale: f64, digits: usize| {
-            fit[k].as_f64().map_or_else(String::new, |v| format!("{:.*}", digits, v * scale))
+            fit[k]
+                .as_f64()
+                .map_or_else(String::new, |v| format!("{:.*}", digits, v * scale))
         };
         if let Some(e) = fit["error"].as_str() {
-            table.rows.push(vec![run.label.into(), format!("no fit: {e}")]);
+            table
+                .rows
+                .push(vec![run.label.into(), format!("no fit: {e}")]);
         } else {
             table.rows.push(vec![
                 run.label.into(),
@@ -185,9 +250,17 @@ pub(super) fn sweep(page: &mut Page, runs: &[Run<'_>]) {
 
 /// Under load: idle and loaded on one CDF, and the ratio.
 pub(super) fn under_load(page: &mut Page, runs: &[Run<'_>]) {
-    let mut dist = Chart::new("cdf", "Latency CDF, idle and under load", latency(), Axis::linear("fraction", "of round trips"));
+    let mut dist = Chart::new(
+        "cdf",
+        "Latency CDF, idle and under load",
+        latency(),
+        Axis::linear("fraction", "of round trips"),
+    );
     let mut table = percentile_table();
-    let mut ratio = Table::new("Under load / idle", &["run", "p50 ratio", "p99 ratio", "load Mbit/s"]);
+    let mut ratio = Table::new(
+        "Under load / idle",
+        &["run", "p50 ratio", "p99 ratio", "load Mbit/s"],
+    );
     for run in runs {
         let doc = run.doc;
         for (which, hist, summary) in [
@@ -195,11 +268,21 @@ pub(super) fn under_load(page: &mut Page, runs: &[Run<'_>]) {
             ("loaded", "loaded_histogram_ns", "loaded_rtt_ns"),
         ] {
             let label = format!("{} {which}", run.label);
-            dist.series.push(Series::line(label.clone(), cdf(&doc[hist], &doc[summary])));
+            dist.series
+                .push(Series::line(label.clone(), cdf(&doc[hist], &doc[summary])));
             percentiles(&mut table, &label, &doc[summary]);
         }
-        let num = |k: &str, scale: f64| doc[k].as_f64().map_or_else(String::new, |v| format!("{:.2}", v * scale));
-        ratio.rows.push(vec![run.label.into(), num("ratio_p50", 1.0), num("ratio_p99", 1.0), num("load_bits_per_second", 1e-6)]);
+        let num = |k: &str, scale: f64| {
+            doc[k]
+                .as_f64()
+                .map_or_else(String::new, |v| format!("{:.2}", v * scale))
+        };
+        ratio.rows.push(vec![
+            run.label.into(),
+            num("ratio_p50", 1.0),
+            num("ratio_p99", 1.0),
+            num("load_bits_per_second", 1e-6),
+        ]);
     }
     page.chart(dist);
     page.table(table);

@@ -29,20 +29,59 @@ fn rates(intervals: &Value) -> Vec<(f64, f64)> {
 
 /// Charts and tables of every transfer.
 pub(super) fn transfers(page: &mut Page, runs: &[Run<'_>]) {
-    let mut rate = Chart::new("rate", "Transfer rate", Axis::linear("time", "s"), Axis::linear("rate", "Mbit/s"));
+    let mut rate = Chart::new(
+        "rate",
+        "Transfer rate",
+        Axis::linear("time", "s"),
+        Axis::linear("rate", "Mbit/s"),
+    );
     let mut whole = Table::new(
         "Transfers",
-        &["run", "peer", "files", "verified", "skipped", "mismatched", "refused", "MB", "moved MB", "seconds", "Mbit/s"],
+        &[
+            "run",
+            "peer",
+            "files",
+            "verified",
+            "skipped",
+            "mismatched",
+            "refused",
+            "MB",
+            "moved MB",
+            "seconds",
+            "Mbit/s",
+        ],
     );
-    let mut files = Table::new("Files", &["run", "path", "size", "resumed from", "moved", "outcome", "BLAKE3", "reason"]);
+    let mut files = Table::new(
+        "Files",
+        &[
+            "run",
+            "path",
+            "size",
+            "resumed from",
+            "moved",
+            "outcome",
+            "BLAKE3",
+            "reason",
+        ],
+    );
     for run in runs {
         let doc = run.doc;
-        rate.series.push(Series::line(run.label, rates(&doc["intervals"])));
+        rate.series
+            .push(Series::line(run.label, rates(&doc["intervals"])));
         let list = doc["files"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        let count = |o: &str| list.iter().filter(|f| f["outcome"] == o).count().to_string();
+        let count = |o: &str| {
+            list.iter()
+                .filter(|f| f["outcome"] == o)
+                .count()
+                .to_string()
+        };
         let num = |k: &str| doc[k].as_f64().unwrap_or(0.0);
         let secs = num("seconds");
-        let mbit = if secs > 0.0 { num("moved") * 8.0 / secs / 1e6 } else { 0.0 };
+        let mbit = if secs > 0.0 {
+            num("moved") * 8.0 / secs / 1e6
+        } else {
+            0.0
+        };
         whole.rows.push(vec![
             run.label.into(),
             doc["peer"].as_str().unwrap_or("").into(),

@@ -96,7 +96,10 @@ impl Latency {
         let mut out = Vec::new();
         while low <= h.max() as f64 {
             let high = low * step;
-            let (lo, hi) = (low.round() as u64, (high.round() as u64).max(low.round() as u64 + 1));
+            let (lo, hi) = (
+                low.round() as u64,
+                (high.round() as u64).max(low.round() as u64 + 1),
+            );
             out.push((lo, hi, h.count_between(lo, hi - 1)));
             low = high;
         }
