@@ -59,6 +59,10 @@ pub(crate) struct RttArgs {
     /// Write every round trip to FILE as CSV (size,index,rtt_ns), after the run.
     #[arg(long, value_name = "FILE")]
     pub(crate) csv: Option<std::path::PathBuf>,
+    /// Also write the run as a self-contained HTML page of charts
+    /// (histogram, CDF, latency over time; a sweep's fit; idle and loaded).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) report: Option<std::path::PathBuf>,
     /// Open loop: N messages per second, several in flight, each latency
     /// counted from when its message was due (no coordinated omission).
     #[arg(long, value_name = "N", conflicts_with = "sweep")]
@@ -193,7 +197,8 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         warmup_time: args.warmup.1,
         timeout: args.timeout,
         busy_poll: args.busy_poll,
-        keep_samples: args.csv.is_some(),
+        // The JSON and the report draw latency over time.
+        keep_samples: args.csv.is_some() || args.json || args.report.is_some(),
         sockperf: args.sockperf,
         pace,
         tls,
@@ -204,7 +209,7 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         let port = args
             .load_port
             .or(args.host.as_ref().map(|_| sonde::wire::iperf::DEFAULT_PORT));
-        under_load::run(&config, port, args.load_congestion.as_deref(), args.json)?;
+        under_load::run(&config, port, &args)?;
         return Ok(ExitCode::SUCCESS);
     } else {
         vec![match args.rate {
@@ -217,9 +222,18 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         write_csv(path, &reports)?;
     }
     if args.sweep.is_some() {
-        print_sweep(&args, addr, &reports);
+        let doc = sweep_json(&args, addr, &reports);
+        print_sweep(&args, addr, &reports, &doc);
+        if let Some(path) = &args.report {
+            let title = format!("sonde rtt --sweep: {} to {addr}", proto(&args));
+            crate::report::write_one(path, title, "sweep", doc)?;
+        }
     } else if let Some(report) = reports.first() {
         print_one(&args, addr, report);
+        if let Some(path) = &args.report {
+            let title = format!("sonde rtt: {} {} B to {addr}", proto(&args), report.size);
+            crate::report::write_one(path, title, "this run", report_json(&args, addr, report))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -294,10 +308,31 @@ fn summary_json(s: &Summary) -> serde_json::Value {
            "p99": s.p99, "p99_9": s.p999, "p99_99": s.p9999, "max": s.max})
 }
 
+/// The buckets a report draws: `[low ns, high ns, count]`, ten a decade.
+pub(super) fn histogram_json(latency: &sonde::rtt::stats::Latency) -> serde_json::Value {
+    let buckets: Vec<[u64; 3]> = latency
+        .buckets()
+        .into_iter()
+        .map(|(a, b, n)| [a, b, n])
+        .collect();
+    json!(buckets)
+}
+
+/// Latency over time: `[seconds, ns]`, at most 2,000 points, each the
+/// slowest of its stretch.
+fn samples_json(samples: &[u64]) -> serde_json::Value {
+    let points: Vec<(f64, u64)> = sonde::rtt::stats::over_time(samples, 2000);
+    json!(points)
+}
+
 fn report_json(args: &RttArgs, addr: SocketAddr, r: &RttReport) -> serde_json::Value {
     let s = r.latency.summary();
     let mut v = json!({"protocol": proto(args), "server": addr.to_string(), "size": r.size,
-        "warmup_discarded": r.warmup, "seconds": r.elapsed.as_secs_f64(), "rtt_ns": summary_json(&s)});
+        "warmup_discarded": r.warmup, "seconds": r.elapsed.as_secs_f64(), "rtt_ns": summary_json(&s),
+        "histogram_ns": histogram_json(&r.latency)});
+    if !r.samples.is_empty() {
+        v["samples"] = samples_json(&r.samples);
+    }
     if args.udp {
         v["sent"] = json!(r.seq.sent);
         v["received"] = json!(r.seq.received);
@@ -359,7 +394,8 @@ fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
     out!("{}", r.latency.text_histogram(40));
 }
 
-fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
+/// Each size's fastest round trip, and the line fitted through them.
+fn sweep_fit(args: &RttArgs, reports: &[RttReport]) -> (Vec<(u64, f64)>, FitResult) {
     // Each size's fastest round trip, as pathchar takes it: what the link
     // costs never varies, and everything that does (a queue, a scheduler,
     // a stalled host) only adds, so the minimum of many is the link's.
@@ -375,23 +411,32 @@ fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) {
         fit::Model::Streaming
     };
     let fitted = fit::fit_knee(&points, model);
+    (points, fitted)
+}
+
+type FitResult = Result<fit::Fit, fit::FitError>;
+
+/// A sweep's JSON: each size's run and the fit.
+fn sweep_json(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) -> serde_json::Value {
+    let (_, fitted) = sweep_fit(args, reports);
+    let runs: Vec<serde_json::Value> = reports.iter().map(|r| report_json(args, addr, r)).collect();
+    let model = match &fitted {
+        Ok(f) => {
+            json!({"model": f.model.name(), "formula": f.model.formula(), "base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,
+            "bandwidth_bits_per_sec": f.bytes_per_sec * 8.0, "r_squared": f.r_squared, "knee_bytes": f.knee,
+            "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()})
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    json!({"runs": runs, "fit": model})
+}
+
+fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport], doc: &serde_json::Value) {
     if args.json {
-        let runs: Vec<serde_json::Value> =
-            reports.iter().map(|r| report_json(args, addr, r)).collect();
-        let model = match &fitted {
-            Ok(f) => {
-                json!({"model": f.model.name(), "formula": f.model.formula(), "base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,
-                "bandwidth_bits_per_sec": f.bytes_per_sec * 8.0, "r_squared": f.r_squared, "knee_bytes": f.knee,
-                "residuals_ns": f.residuals.iter().map(|r| json!({"size": r.0, "residual": r.1})).collect::<Vec<_>>()})
-            }
-            Err(e) => json!({"error": e.to_string()}),
-        };
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"runs": runs, "fit": model})).unwrap_or_default()
-        );
+        outln!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
         return;
     }
+    let (points, fitted) = sweep_fit(args, reports);
     outln!(
         "sonde rtt --sweep: {} to {addr}, the fit through each size's fastest round trip",
         proto(args)

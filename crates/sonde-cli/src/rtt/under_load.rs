@@ -10,30 +10,48 @@ use sonde::rtt::stats::{Summary, micros};
 pub(crate) fn run(
     config: &RttConfig,
     load_port: Option<u16>,
-    congestion: Option<&str>,
-    json_out: bool,
+    args: &super::RttArgs,
 ) -> anyhow::Result<()> {
+    let congestion = args.load_congestion.as_deref();
     let result = sonde::rtt::under_load::run(config, load_port, congestion)?;
-    print(
-        &result.idle.latency.summary(),
-        &result.loaded.latency.summary(),
+    let (idle, loaded) = (&result.idle.latency, &result.loaded.latency);
+    let doc = document(
+        &idle.summary(),
+        &loaded.summary(),
         result.load_bits_per_second,
-        json_out,
     );
+    let mut doc = doc;
+    doc["idle_histogram_ns"] = super::histogram_json(idle);
+    doc["loaded_histogram_ns"] = super::histogram_json(loaded);
+    print(
+        &idle.summary(),
+        &loaded.summary(),
+        result.load_bits_per_second,
+        args.json,
+        &doc,
+    );
+    if let Some(path) = &args.report {
+        let title = format!("sonde rtt --under-load: {}", config.addr);
+        crate::report::write_one(path, title, "under load", doc)?;
+    }
     Ok(())
+}
+
+/// The figures as JSON.
+fn document(idle: &Summary, loaded: &Summary, load_bps: f64) -> serde_json::Value {
+    let s = |x: &Summary| json!({"count": x.count, "min": x.min, "p50": x.p50, "p90": x.p90, "p99": x.p99, "max": x.max});
+    json!({"idle_rtt_ns": s(idle), "loaded_rtt_ns": s(loaded),
+        "ratio_p50": ratio(loaded.p50, idle.p50), "ratio_p99": ratio(loaded.p99, idle.p99),
+        "load_bits_per_second": load_bps})
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-fn print(idle: &Summary, loaded: &Summary, load_bps: f64, json_out: bool) {
+fn print(idle: &Summary, loaded: &Summary, load_bps: f64, json_out: bool, doc: &serde_json::Value) {
     if json_out {
-        let s = |x: &Summary| json!({"count": x.count, "min": x.min, "p50": x.p50, "p90": x.p90, "p99": x.p99, "max": x.max});
-        let doc = json!({"idle_rtt_ns": s(idle), "loaded_rtt_ns": s(loaded),
-            "ratio_p50": ratio(loaded.p50, idle.p50), "ratio_p99": ratio(loaded.p99, idle.p99),
-            "load_bits_per_second": load_bps});
-        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
         return;
     }
     outln!(

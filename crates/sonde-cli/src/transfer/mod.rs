@@ -33,6 +33,17 @@ pub(crate) struct CommonArgs {
     /// Print the result as JSON on stdout instead of the summary.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write the transfer as a self-contained HTML page (its rate
+    /// over time, each file and its verification).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) report: Option<std::path::PathBuf>,
+}
+
+impl CommonArgs {
+    /// Whether the progress is sampled (for the JSON and the report).
+    pub(crate) fn samples(&self) -> bool {
+        self.json || self.report.is_some()
+    }
 }
 
 /// On Ctrl-C or SIGTERM: says what was cut short (`doing()`), that the
@@ -113,6 +124,7 @@ pub(super) fn finish(
     common: &CommonArgs,
     verb: &str,
     preposition: &str,
+    samples: Vec<[f64; 3]>,
 ) -> anyhow::Result<ExitCode> {
     let report = match result {
         Ok(report) => report,
@@ -131,8 +143,16 @@ pub(super) fn finish(
             return Ok(ExitCode::from(code));
         }
     };
+    let mut doc = serde_json::to_value(&report)?;
+    if !samples.is_empty() {
+        doc["intervals"] = serde_json::json!(samples);
+    }
+    if let Some(path) = &common.report {
+        let title = format!("sonde: {} {preposition} {}", verb, report.peer);
+        crate::report::write_one(path, title, verb, doc.clone())?;
+    }
     if common.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else if !common.quiet {
         outln!("{}", summary(&report, verb, preposition));
     }

@@ -133,3 +133,60 @@ fn files(p: &Progress) -> Option<String> {
         )
     })
 }
+
+/// The transfer's progress sampled on a thread for --json and --report:
+/// `[seconds, bytes done, files done]` every 100 ms, thinned (every other
+/// kept, the period doubled) whenever 4,000 are held, so an hour's
+/// transfer keeps a few thousand.
+pub(crate) struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<[f64; 3]>>>,
+}
+
+impl Sampler {
+    /// Starts sampling `progress` (nothing unless `wanted`).
+    pub(crate) fn start(progress: &Arc<Progress>, wanted: bool) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = wanted.then(|| {
+            let (stop, p) = (Arc::clone(&stop), Arc::clone(progress));
+            thread::spawn(move || {
+                let started = Instant::now();
+                let mut period = Duration::from_millis(100);
+                let mut points = Vec::new();
+                let sample = |points: &mut Vec<[f64; 3]>| {
+                    points.push([
+                        started.elapsed().as_secs_f64(),
+                        p.done.load(Ordering::Relaxed) as f64,
+                        p.files_done.load(Ordering::Relaxed) as f64,
+                    ]);
+                };
+                sample(&mut points);
+                let mut next = period;
+                while !stop.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(20));
+                    if started.elapsed() < next {
+                        continue;
+                    }
+                    sample(&mut points);
+                    next += period;
+                    if points.len() >= 4000 {
+                        points = points.into_iter().step_by(2).collect();
+                        period *= 2;
+                    }
+                }
+                sample(&mut points);
+                points
+            })
+        });
+        Sampler { stop, thread }
+    }
+
+    /// Stops sampling; what was sampled.
+    pub(crate) fn finish(mut self) -> Vec<[f64; 3]> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}

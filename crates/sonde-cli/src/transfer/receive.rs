@@ -64,6 +64,12 @@ pub(crate) fn receive(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+    if args.keep_open && args.common.report.is_some() {
+        return Err(UsageError(
+            "--report draws one transfer; with --keep-open, save each sender's --json and run sonde report".into(),
+        )
+        .into());
+    }
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     // A directory that is not there yet is made, as `mkdir -p` would.
     let created = std::fs::symlink_metadata(&dir).is_err();
@@ -114,6 +120,9 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let quiet = common.quiet || common.json;
     let outcome = Arc::new(Mutex::new(None));
     let display: Mutex<Option<Display>> = Mutex::new(None);
+    let sampler: Arc<Mutex<Option<super::progress::Sampler>>> = Arc::default();
+    let sampling = Arc::clone(&sampler);
+    let wanted = common.samples();
     let slot = Arc::clone(&outcome);
     let current = Arc::clone(&watch);
     serve(listener, options, move |event| match event {
@@ -123,6 +132,9 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
             }
             if let Ok(mut shown) = display.lock() {
                 *shown = Some(Display::start(&progress, "receiving", quiet));
+            }
+            if let Ok(mut s) = sampling.lock() {
+                *s = Some(super::progress::Sampler::start(&progress, wanted));
             }
         }
         ReceiveEvent::Finished { result, .. } => {
@@ -145,7 +157,11 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|mut r| r.take())
         .context("the receiver ended without a transfer")?;
-    finish(result, &common, "received", "from")
+    let taken = sampler.lock().ok().and_then(|mut s| s.take());
+    let samples = taken
+        .map(super::progress::Sampler::finish)
+        .unwrap_or_default();
+    finish(result, &common, "received", "from", samples)
 }
 
 /// How transfers are protected: a code (printed, for the sender, before
@@ -198,7 +214,7 @@ fn serve_many(
             let _ = watch
                 .active
                 .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
-            if let Err(err) = finish(result, &common, "received", "from") {
+            if let Err(err) = finish(result, &common, "received", "from", Vec::new()) {
                 eprintln!("sonde: {err:#}");
             }
         }

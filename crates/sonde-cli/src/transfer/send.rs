@@ -86,6 +86,7 @@ fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
     let shown = std::sync::Arc::clone(&progress);
     super::on_interrupt(move || Some(super::interrupted_at(&shown, "sending")));
     let display = Display::start(&progress, "sending", args.common.quiet || args.common.json);
+    let sampler = super::progress::Sampler::start(&progress, args.common.samples());
     let result = transfer::send(
         stream,
         peer,
@@ -97,7 +98,9 @@ fn send_to(args: SendArgs) -> anyhow::Result<ExitCode> {
         },
     );
     display.finish();
-    finish(result, &args.common, "sent", "to").map_err(|err| receiver_gone(err, &progress, peer))
+    let samples = sampler.finish();
+    finish(result, &args.common, "sent", "to", samples)
+        .map_err(|err| receiver_gone(err, &progress, peer))
 }
 
 /// A connection the receiver closed or reset mid-transfer, said as such.
