@@ -100,11 +100,8 @@ pub(crate) fn run(args: ReportArgs) -> anyhow::Result<()> {
         1 => format!("sonde report: {}", docs[0].0),
         n => format!("sonde report: {n} results"),
     });
-    let mut facts = facts_now(title);
-    // The run's own date, hosts and versions come from the first result;
-    // the page says when it was drawn in its command and title.
-    facts.date.clear();
-    write(&args.output, facts, &docs)?;
+    // An iperf3 result's own date, hosts and versions replace these.
+    write(&args.output, facts_now(title), &docs)?;
     eprintln!("sonde: report written to {}", args.output.display());
     Ok(())
 }

@@ -419,7 +419,17 @@ type FitResult = Result<fit::Fit, fit::FitError>;
 /// A sweep's JSON: each size's run and the fit.
 fn sweep_json(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) -> serde_json::Value {
     let (_, fitted) = sweep_fit(args, reports);
-    let runs: Vec<serde_json::Value> = reports.iter().map(|r| report_json(args, addr, r)).collect();
+    // Each size's figures; latency over time is a plain run's.
+    let runs: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| {
+            let mut run = report_json(args, addr, r);
+            if let Some(map) = run.as_object_mut() {
+                map.remove("samples");
+            }
+            run
+        })
+        .collect();
     let model = match &fitted {
         Ok(f) => {
             json!({"model": f.model.name(), "formula": f.model.formula(), "base_ns": f.base_ns, "bandwidth_bytes_per_sec": f.bytes_per_sec,

@@ -121,6 +121,27 @@ fn table_html(table: &Table) -> String {
 mod tests {
     use super::*;
     use crate::report::page::{Axis, Chart, Series};
+    use sha2::Digest;
+
+    #[test]
+    fn the_embedded_uplot_is_the_npm_packages() {
+        // SHA-256 of dist/uPlot.iife.min.js and dist/uPlot.min.css in
+        // uplot-1.6.32.tgz (vendor/uplot/fetch.sh checks the tarball's).
+        let hex = |text: &str| {
+            sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(
+            hex(UPLOT_JS),
+            "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f"
+        );
+        assert_eq!(
+            hex(UPLOT_CSS),
+            "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04"
+        );
+    }
 
     #[test]
     fn the_page_embeds_everything_and_no_text_escapes_its_element() {

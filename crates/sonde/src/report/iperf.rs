@@ -64,8 +64,10 @@ pub(super) fn facts(page: &mut Page, doc: &Value) {
         facts.local = side(s(conn, &["local_host"]), &conn["local_port"]);
         facts.remote = side(s(conn, &["remote_host"]), &conn["remote_port"]);
     }
-    if facts.date.is_empty() {
-        facts.date = s(start, &["timestamp", "time"]).to_string();
+    // The test's own date, over the day it was drawn.
+    let date = s(start, &["timestamp", "time"]);
+    if !date.is_empty() {
+        facts.date = date.to_string();
     }
     let version = s(start, &["version"]);
     // The tool that made the result, over the one drawing it.
@@ -170,7 +172,10 @@ pub(super) fn charts(page: &mut Page, runs: &[Run<'_>]) {
         } else {
             String::new()
         };
-        let bidir = doc["start"]["test_start"]["bidir"].as_i64().unwrap_or(0) != 0;
+        // iperf3 3.12 does not say bidir in test_start; its sums do.
+        let bidir = doc["start"]["test_start"]["bidir"].as_i64().unwrap_or(0) != 0
+            || doc["intervals"][0].get("sum_bidir_reverse").is_some()
+            || doc["end"].get("sum_sent_bidir_reverse").is_some();
         let mut per = [Lines::new(), Lines::new(), Lines::new(), Lines::new()];
         let mut totals = Lines::new();
         let mut udp = [Lines::new(), Lines::new(), Lines::new()];

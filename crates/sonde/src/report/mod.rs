@@ -175,9 +175,11 @@ pub fn build(runs: &[Run<'_>], facts: Facts) -> Result<Page, ReportError> {
         Kind::Transfer => transfer::transfers(&mut page, runs),
     }
     if page.facts.remote.is_empty() {
-        let peer = ["server", "peer"]
-            .iter()
-            .find_map(|k| first.doc.get(*k).and_then(Value::as_str));
+        let peer = ["server", "peer"].iter().find_map(|k| {
+            let top = first.doc.get(*k);
+            top.or_else(|| first.doc["runs"][0].get(*k))
+                .and_then(Value::as_str)
+        });
         page.facts.remote = peer.unwrap_or("").into();
     }
     Ok(page)
