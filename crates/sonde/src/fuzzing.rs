@@ -31,7 +31,32 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("perf_server_session", perf_server_session),
     ("perf_client_session", perf_client_session),
     ("rtt_replies", rtt_replies),
+    ("report", report),
 ];
+
+/// A result file as `sonde report` reads it (JSON, or JSON lines), drawn
+/// alone and beside itself, and written as HTML.
+pub fn report(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(doc) = crate::report::parse("fuzz", &text) else {
+        return;
+    };
+    let runs = [
+        crate::report::Run {
+            label: "a",
+            doc: &doc,
+        },
+        crate::report::Run {
+            label: "b",
+            doc: &doc,
+        },
+    ];
+    for n in [1, 2] {
+        if let Ok(page) = crate::report::build(&runs[..n], crate::report::Facts::default()) {
+            let _ = crate::report::html::render(&page, std::slice::from_ref(&doc));
+        }
+    }
+}
 
 /// iperf3's control messages: a length prefix, then parameters or results
 /// JSON, parsed and checked as a server and a client do.

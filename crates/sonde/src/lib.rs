@@ -27,6 +27,8 @@
 //! - [`rtt`]: round-trip latency, the delay and bandwidth fit, latency
 //!   under load.
 //! - [`transfer`]: verified, resumable file transfer (`send`/`receive`).
+//! - [`report`]: results (sonde's and iperf3's JSON) drawn as one
+//!   self-contained HTML page.
 
 pub mod door;
 pub mod error;
