@@ -55,6 +55,11 @@ pub(crate) fn facts_now(title: String) -> Facts {
         command: command_line(),
         date: sonde::perf::json::http_date(secs),
         version: format!("sonde {}", env!("CARGO_PKG_VERSION")),
+        // This machine, where the result does not name its address.
+        local: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
         ..Facts::default()
     }
 }

@@ -60,8 +60,10 @@ pub(super) fn facts(page: &mut Page, doc: &Value) {
         _ => host.to_string(),
     };
     let facts = &mut page.facts;
-    if facts.local.is_empty() {
-        facts.local = side(s(conn, &["local_host"]), &conn["local_port"]);
+    // The test's own addresses, over the name of the machine drawing it.
+    let local = side(s(conn, &["local_host"]), &conn["local_port"]);
+    if !local.is_empty() {
+        facts.local = local;
         facts.remote = side(s(conn, &["remote_host"]), &conn["remote_port"]);
     }
     // The test's own date, over the day it was drawn.
