@@ -68,6 +68,10 @@ fn server(config: &TempDir, args: &[&str]) -> Listener {
 /// A 37-byte iperf3 cookie.
 const COOKIE: &[u8; 37] = b"phasetimeoutsphasetimeoutsphasetimeo\0";
 
+/// Another test's cookie: were the two cases to share one, the one whose
+/// test starts first would take the other's connection as its stream.
+const OTHER_COOKIE: &[u8; 37] = b"phasetimeoutsphasetimeoutsstreamsone\0";
+
 /// The first bytes of a TLS record header (a handshake, TLS 1.0 on the
 /// record layer, as every ClientHello starts), and then nothing more.
 const TLS_START: &[u8] = &[0x16, 0x03, 0x01];
@@ -75,7 +79,7 @@ const TLS_START: &[u8] = &[0x16, 0x03, 0x01];
 /// The cookie and a one-stream test's parameters.
 fn cookie_and_params() -> Vec<u8> {
     let params = br#"{"tcp":true,"time":1,"parallel":1,"len":1024}"#;
-    let mut bytes = COOKIE.to_vec();
+    let mut bytes = OTHER_COOKIE.to_vec();
     bytes.extend_from_slice(&(params.len() as u32).to_be_bytes());
     bytes.extend_from_slice(params);
     bytes

@@ -16,17 +16,29 @@ use crate::usage::{UsageError, parse_port, parse_secs, parse_source};
 pub(crate) struct ConnectArgs {
     /// Host name or address (`::1`, or `HOST:PORT` / `[::1]:PORT` with no PORT argument).
     pub(crate) host: String,
-    /// Port number.
-    #[arg(value_parser = parse_port)]
-    pub(crate) port: Option<u16>,
+    /// Port number; with -z a list, as nc takes it (`22`, `20-25`,
+    /// `22,80,8000-8010`, or `22 80 443`).
+    #[arg(value_name = "PORT")]
+    pub(crate) ports: Vec<String>,
+    /// Only check whether each port is open (nc's -z): no data sent.
+    /// Exit 0 when every port named is open, 1 otherwise.
+    #[arg(short = 'z', long = "zero-io")]
+    pub(crate) zero_io: bool,
+    /// Say what happened at each port (-v, as nc; with -z, a line per port).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// With -z: every port's state and the time it took, as JSON on stdout.
+    #[arg(long, requires = "zero_io")]
+    pub(crate) json: bool,
     /// Send TEXT instead of stdin, half-close, and print the reply.
     #[arg(long, value_name = "TEXT", conflicts_with = "recv_only")]
     pub(crate) message: Option<String>,
     /// Local address to connect from: ADDR or ADDR:PORT ([V6]:PORT) (-s is nc's; in perf it is iperf3's server).
     #[arg(short = 's', long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
     pub(crate) source: Option<std::net::SocketAddr>,
-    /// Give up connecting to each address after SECS.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// Give up connecting to each address (with -z, each port) after SECS
+    /// (nc's -w).
+    #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) connect_timeout: Option<Duration>,
     #[command(flatten)]
     pub(crate) talk: TalkArgs,
@@ -36,8 +48,14 @@ pub(crate) struct ConnectArgs {
 
 /// `sonde connect HOST PORT`.
 pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let (host, port) = match args.port {
-        Some(port) => (args.host.clone(), port),
+    if args.zero_io {
+        return super::zero::check(&args);
+    }
+    if args.ports.len() > 1 {
+        return Err(UsageError("one PORT (a list of ports needs -z)".into()).into());
+    }
+    let (host, port) = match args.ports.first() {
+        Some(port) => (args.host.clone(), parse_port(port).map_err(UsageError)?),
         None => net::split_host_port(&args.host)
             .map_err(|e| UsageError(format!("{e} (or give the port as a second argument)")))?,
     };

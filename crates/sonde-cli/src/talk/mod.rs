@@ -3,6 +3,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod listen;
+mod zero;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};

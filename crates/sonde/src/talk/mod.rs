@@ -7,5 +7,6 @@
 pub mod many;
 pub mod pump;
 pub mod relay;
+pub mod scan;
 pub mod transform;
 pub mod udp;
