@@ -96,3 +96,38 @@ fn a_dripping_sender_is_dropped_under_the_min_rate() {
         std::fs::read(dst.join("good.bin")).expect("arrived") == std::fs::read(&file).expect("src")
     );
 }
+
+/// A sender turned away while every transfer place is taken hears why,
+/// after the one hello it is owed (the soak once saw a second hello read
+/// as a frame of 1,936,682,596 bytes: "sond").
+#[test]
+fn a_sender_past_max_transfers_is_told_the_receiver_is_busy() {
+    let dst = TempDir::new("busy-dst");
+    let recv = common::receiver(&dst, &["-k", "--max-transfers", "1", "--timeout", "20"]);
+    let mut held = TcpStream::connect(("127.0.0.1", recv.port)).expect("connect");
+    held.write_all(&wire::hello()).expect("hello");
+    let mut theirs = [0; wire::HELLO_LEN];
+    held.read_exact(&mut theirs).expect("their hello");
+    held.write_all(&wire::encode(&wire::Message::Offer {
+        files: 0,
+        dirs: 1,
+        bytes: 0,
+    }))
+    .expect("the offer");
+    // The accept says the session has its place.
+    let mut accept = [0u8; 64];
+    let _ = held.read(&mut accept).expect("the receiver's accept");
+    let src = TempDir::new("busy-src");
+    let file = src.join("turned-away.bin");
+    std::fs::write(&file, b"not now").expect("source");
+    let mut cmd = sonde();
+    cmd.args(["send", file.to_str().expect("utf-8")])
+        .arg(format!("127.0.0.1:{}", recv.port));
+    let sent = run(cmd, b"");
+    assert_eq!(sent.code(), Some(4), "refused: {}", sent.stderr);
+    common::assert_contains(&sent.stderr, "busy with other transfers");
+    drop(held);
+    let pid = rustix::process::Pid::from_raw(recv.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
+    recv.finish();
+}

@@ -190,9 +190,19 @@ const PLAIN_TO_CODE: &str =
 const PLAIN_TO_TLS: &str =
     "this receiver takes TLS only: send with --tls (and --pin the fingerprint it printed, or --ca)";
 
+/// Why a sender past the limits is turned away.
+const BUSY: &str = "the receiver is busy with other transfers; try again later";
+
 /// Our hello and a refusal: what a sender past the limits hears.
 fn busy_reply() -> Vec<u8> {
-    refuse_reply("the receiver is busy with other transfers; try again later")
+    refuse_reply(BUSY)
+}
+
+/// The refusal alone, for a sender that has had our hello.
+fn busy_frame() -> Vec<u8> {
+    wire::encode(&Message::Refuse {
+        reason: BUSY.into(),
+    })
 }
 
 /// The hello and a refusal, as a sender reads them.
@@ -244,8 +254,14 @@ async fn greet(conn: Accepted, waiting: Unidentified, shared: Arc<Shared>) {
     let running = shared.sessions.fetch_add(1, Ordering::AcqRel);
     if running >= most || (!shared.options.keep_open && shared.door.is_shut()) {
         shared.sessions.fetch_sub(1, Ordering::AcqRel);
+        // A plain sender whose offer was read early has had our hello
+        // already: a second would be read as a frame's length.
+        let reply = match early {
+            Some(_) => busy_frame(),
+            None => busy_reply(),
+        };
         tokio::task::spawn_blocking(move || {
-            let _ = std::io::Write::write_all(&mut &carrier, &busy_reply());
+            let _ = std::io::Write::write_all(&mut &carrier, &reply);
             drop(carrier);
             let _ = layer.close();
         });
