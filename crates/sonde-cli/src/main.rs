@@ -12,6 +12,7 @@ mod output;
 
 mod access;
 mod perf;
+mod relay;
 mod report;
 mod rtt;
 mod serve;
@@ -61,6 +62,8 @@ enum Command {
     /// Draw saved results (sonde's JSON, iperf3's -J or --json-stream) as one
     /// self-contained HTML page of charts; several are overlaid.
     Report(crate::report::ReportArgs),
+    /// Relay FROM to TO: tcp-listen:8080 tcp:host:80, udp, unix, tls, stdio or exec ends (like socat).
+    Relay(crate::relay::RelayArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => transfer::send::send(args),
         Command::Receive(args) => transfer::receive::receive(args),
         Command::Report(args) => report::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Relay(args) => relay::run(args),
         Command::Completions { shell } => {
             // Made whole first, then written as any output is: a reader
             // that goes early (`| head -c 1`) ends it quietly.

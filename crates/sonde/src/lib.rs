@@ -18,7 +18,10 @@
 //!   mode over TLS.
 //! - [`door`]: the front door every server accepts through: the cap on
 //!   open connections, refusals, failed accepts, counters and shutdown.
-//! - [`talk`]: the netcat subsystem (`connect`, `listen`, `listen -k`).
+//! - [`talk`]: the netcat subsystem (`connect`, `listen`, `listen -k`,
+//!   port checks, `--exec`).
+//! - [`forward`]: `sonde relay FROM TO`, socat's staple, built on
+//!   [`talk`]'s pumps and processes.
 //! - [`serve`]: echo, discard, chargen, chat and sockperf services, and
 //!   the thread reflector for the lowest latency.
 //! - [`perf`]: iperf3-compatible throughput tests (client, server, the
@@ -33,6 +36,7 @@
 pub mod door;
 pub mod error;
 #[doc(hidden)]
+pub mod forward;
 pub mod fuzzing;
 pub mod net;
 pub mod perf;

@@ -8,7 +8,7 @@ use clap::Args;
 use sonde::net::{self, ConnectOptions};
 use sonde::talk::udp;
 
-use super::{Secure, TalkArgs, input, relay_options, relay_over, stdout_fd, udp_options};
+use super::{Job, Secure, TalkArgs, input, relay_options, relay_over, stdout_fd, udp_options};
 use crate::tls::TlsArgs;
 use crate::usage::{UsageError, parse_port, parse_secs, parse_source};
 
@@ -65,20 +65,27 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         source: args.source,
         timeout: args.connect_timeout,
     };
-    let interactive = args.message.is_none() && std::io::stdin().is_terminal();
-    let input = input(&args.talk, args.message.as_deref())?;
+    let program = super::exec::program(&args.talk)?;
+    if program.is_some() && args.message.is_some() {
+        return Err(UsageError("--exec's process does the talking: no --message".into()).into());
+    }
+    let interactive = program.is_none() && args.message.is_none() && std::io::stdin().is_terminal();
     if args.talk.udp && args.tls.on() {
         return Err(UsageError(crate::tls::NO_DTLS.into()).into());
     }
     let tls = args.tls.client(&host)?;
     if args.talk.udp {
+        let input = input(&args.talk, args.message.as_deref())?;
         let sock = net::connect_udp(&host, port, &opts)?;
         udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let job = match program {
+        Some((program, stderr)) => Job::Exec(program, stderr),
+        None => Job::Relay(input(&args.talk, args.message.as_deref())?),
+    };
     let (stream, peer) = net::connect_tcp(&host, port, &opts)?;
     let relay_opts = relay_options(&args.talk, interactive);
     let tls = tls.map(Secure::Client);
-    relay_over(stream, peer, tls.as_ref(), input, relay_opts)?;
-    Ok(ExitCode::SUCCESS)
+    relay_over(stream, peer, tls.as_ref(), job, relay_opts)
 }

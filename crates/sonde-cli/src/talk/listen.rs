@@ -13,7 +13,9 @@ use sonde::talk::many::{self as multi, ClientEvent};
 use sonde::talk::relay::{Input, RelayOptions};
 use sonde::talk::udp;
 
-use super::{Secure, TalkArgs, input, local, relay_options, relay_over, stdout_fd, udp_options};
+use super::{
+    Job, Secure, TalkArgs, input, local, relay_options, relay_over, stdout_fd, udp_options,
+};
 use crate::tls::TlsArgs;
 use crate::usage::UsageError;
 
@@ -71,9 +73,10 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     if args.talk.udp && args.tls.on() {
         return Err(UsageError(crate::tls::NO_DTLS.into()).into());
     }
+    let program = super::exec::program(&args.talk)?;
     let tls = args.tls.server(args.quiet)?;
-    let input = input(&args.talk, None)?;
     if args.talk.udp {
+        let input = input(&args.talk, None)?;
         let sock = net::bind_udp(addr, v6_only)?;
         report(format!("listening on udp {}", local(sock.local_addr())));
         let quiet = args.quiet;
@@ -96,7 +99,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         stop_on_signal(args.quiet);
     }
     report(format!("listening on {}", local(listener.local_addr())));
-    let interactive = std::io::stdin().is_terminal();
+    let interactive = program.is_none() && std::io::stdin().is_terminal();
     let mut opts = relay_options(&args.talk, interactive);
     opts.greeting = args.greet.map(String::into_bytes);
     if args.keep_open {
@@ -104,9 +107,25 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
         let mut door = DoorConfig::new("listen", max);
         door.rules = args.access.rules();
-        serve_many(listener, input, opts, door, args.quiet, tls)?;
+        match program {
+            Some(program) => {
+                super::exec::serve_many(listener, program, opts, door, tls, args.quiet)?
+            }
+            None => serve_many(
+                listener,
+                input(&args.talk, None)?,
+                opts,
+                door,
+                args.quiet,
+                tls,
+            )?,
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    let job = match program {
+        Some((program, stderr)) => Job::Exec(program, stderr),
+        None => Job::Relay(input(&args.talk, None)?),
+    };
     let on = local(listener.local_addr());
     let mut door = DoorConfig::new("listen", 1);
     door.rules = args.access.rules();
@@ -116,8 +135,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("accepting a client on {on}"))?;
     report(format!("connection from {peer}"));
     let tls = tls.map(Secure::Server);
-    relay_over(stream, peer, tls.as_ref(), input, opts)?;
-    Ok(ExitCode::SUCCESS)
+    relay_over(stream, peer, tls.as_ref(), job, opts)
 }
 
 /// `listen -k` is a server: SIGINT or SIGTERM stops it, exit 0 (its

@@ -2,6 +2,7 @@
 //! share and the library options built from them.
 
 pub(crate) mod connect;
+mod exec;
 pub(crate) mod listen;
 mod zero;
 
@@ -13,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use sonde::net::Family;
 use sonde::talk::pump::HexSink;
-use sonde::talk::relay::{Input, RelayOptions};
+use sonde::talk::relay::{Duplex, Input, RelayOptions, relay};
 use sonde::talk::udp::UdpOptions;
 
 use crate::usage::parse_secs;
@@ -51,6 +52,8 @@ pub(crate) struct TalkArgs {
     /// Only receive: never read stdin.
     #[arg(long)]
     pub(crate) recv_only: bool,
+    #[command(flatten)]
+    pub(crate) exec: exec::ExecArgs,
 }
 
 impl TalkArgs {
@@ -98,6 +101,7 @@ pub(super) fn relay_options(talk: &TalkArgs, interactive: bool) -> RelayOptions 
         hex: hex_sink(talk),
         greeting: None,
         interactive,
+        output_may_close: false,
     }
 }
 
@@ -119,27 +123,48 @@ pub(crate) enum Secure {
     Server(sonde::tls::ServerTls),
 }
 
-/// Relays over `stream`, plain or through a TLS bridge.
+/// What a connection is joined to: the input and stdout, or a process.
+pub(crate) enum Job {
+    Relay(Input),
+    Exec(sonde::talk::exec::Program, bool),
+}
+
+/// Runs `job` over `stream`, plain or through a TLS bridge; the exit code
+/// is the process's outcome with `--exec`.
 pub(crate) fn relay_over(
     stream: std::net::TcpStream,
     peer: std::net::SocketAddr,
     tls: Option<&Secure>,
-    input: sonde::talk::relay::Input,
-    opts: sonde::talk::relay::RelayOptions,
-) -> anyhow::Result<()> {
-    use sonde::talk::relay::relay;
+    job: Job,
+    opts: RelayOptions,
+) -> anyhow::Result<std::process::ExitCode> {
     let Some(tls) = tls else {
-        relay(stream, peer, input, stdout_fd()?, opts)?;
-        return Ok(());
+        return run_job(stream, peer, job, opts);
     };
     let name = peer.to_string();
     let (plain, bridge) = match tls {
         Secure::Client(tls) => sonde::tls::connect(stream, tls, &name)?,
         Secure::Server(tls) => sonde::tls::accept(stream, tls, &name)?,
     };
-    let relayed = relay(plain, peer, input, stdout_fd()?, opts);
+    let done = run_job(plain, peer, job, opts);
     // A broken session first: it is why the relay ended.
     bridge.finish()?;
-    relayed?;
-    Ok(())
+    done
+}
+
+fn run_job<S: Duplex>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    job: Job,
+    opts: RelayOptions,
+) -> anyhow::Result<std::process::ExitCode> {
+    match job {
+        Job::Relay(input) => {
+            relay(stream, peer, input, stdout_fd()?, opts)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Job::Exec(program, stderr_to_peer) => {
+            exec::run(stream, peer, &program, opts, stderr_to_peer)
+        }
+    }
 }

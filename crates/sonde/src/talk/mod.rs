@@ -2,8 +2,11 @@
 //! to an input and an output with careful end-of-input rules
 //! ([`relay`]), moved as cheaply as the kernel allows ([`pump`]); many
 //! clients at once for `listen -k` ([`many`]); line-per-datagram UDP
-//! ([`udp`]); and the byte transforms both use ([`transform`]).
+//! ([`udp`]); the byte transforms both use ([`transform`]); port checks
+//! (`connect -z`, [`scan`]); and a connection joined to a process
+//! (`--exec`, [`exec`]).
 
+pub mod exec;
 pub mod many;
 pub mod pump;
 pub mod relay;

@@ -9,7 +9,7 @@
 //!   left to wait for;
 //! - a failed write or a reset ends it early with an error.
 
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
 use std::thread;
@@ -31,7 +31,7 @@ pub enum Input {
 }
 
 /// How a relay behaves; the defaults are netcat's with safe end-of-input.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct RelayOptions {
     /// Keep the write side open at the end of the input.
     pub no_shutdown: bool,
@@ -50,6 +50,10 @@ pub struct RelayOptions {
     /// The input is a person at a terminal: when the peer finishes
     /// sending, end without waiting for more input.
     pub interactive: bool,
+    /// The output may stop reading (a process that has read all it
+    /// wants): that ends the downlink only, and the input still goes out.
+    /// Otherwise a closed output (`| head`) ends the relay quietly.
+    pub output_may_close: bool,
 }
 
 impl RelayOptions {
@@ -111,7 +115,7 @@ impl Duplex for std::os::unix::net::UnixStream {
 /// closed connection), [`Error::IdleTimeout`].
 pub fn relay<S: Duplex>(
     stream: S,
-    peer: SocketAddr,
+    peer: impl std::fmt::Display,
     input: Input,
     output: OwnedFd,
     opts: RelayOptions,
@@ -149,14 +153,19 @@ pub fn relay<S: Duplex>(
                 stats.received = n;
                 down_done = true;
             }
-            Ok(Event::Up(Err(e))) => return Err(up_error(peer, e)),
+            Ok(Event::Up(Err(e))) => return Err(up_error(&peer, e)),
+            Ok(Event::Down(Err(PumpError::Write(e))))
+                if e.kind() == std::io::ErrorKind::BrokenPipe && opts.output_may_close =>
+            {
+                down_done = true;
+            }
             Ok(Event::Down(Err(PumpError::Write(e))))
                 if e.kind() == std::io::ErrorKind::BrokenPipe =>
             {
                 // Whoever read our output has gone (`| head`): stop quietly.
                 break;
             }
-            Ok(Event::Down(Err(e))) => return Err(down_error(peer, e)),
+            Ok(Event::Down(Err(e))) => return Err(down_error(&peer, e)),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(limit) = opts.idle_timeout
                     && activity.last().elapsed() >= limit
@@ -192,14 +201,14 @@ fn next_deadline(
     }
 }
 
-fn up_error(peer: SocketAddr, err: PumpError) -> Error {
+fn up_error(peer: &dyn std::fmt::Display, err: PumpError) -> Error {
     match err {
         PumpError::Read(e) => Error::io("reading the input", e),
         PumpError::Write(e) => Error::io(format!("sending to {peer}"), e),
     }
 }
 
-fn down_error(peer: SocketAddr, err: PumpError) -> Error {
+fn down_error(peer: &dyn std::fmt::Display, err: PumpError) -> Error {
     match err {
         PumpError::Read(e) => Error::io(format!("receiving from {peer}"), e),
         PumpError::Write(e) => Error::io("writing the output", e),

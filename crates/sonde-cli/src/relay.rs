@@ -1,0 +1,96 @@
+//! `sonde relay FROM TO`: the flags, the TLS each end needs, and the
+//! report of each client on stderr.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use sonde::forward::spec::{self, End};
+use sonde::forward::{self, Event, Options};
+
+use crate::tls::TlsArgs;
+use crate::usage::{UsageError, parse_secs};
+
+/// Clients at once on a listening FROM, unless --max-conns says.
+const DEFAULT_MAX: usize = 100;
+
+#[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    /// Where clients come from: tcp-listen:[ADDR:]PORT, udp-listen:[ADDR:]PORT, tls-listen:[ADDR:]PORT, or a connecting end (socat's spellings too: TCP-LISTEN:8080,fork).
+    #[arg(value_name = "FROM")]
+    pub(crate) from: String,
+    /// Where each goes: tcp:HOST:PORT, udp:HOST:PORT, unix:PATH (@NAME: abstract), tls:HOST:PORT, stdio, exec:CMD, system:LINE.
+    #[arg(value_name = "TO")]
+    pub(crate) to: String,
+    /// Close a relay (UDP: forget a session) after SECS with nothing moving either way (UDP default 60).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Give up connecting TO after SECS.
+    #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) connect_timeout: Option<Duration>,
+    /// Say nothing on stderr but failures.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+    #[command(flatten)]
+    pub(crate) access: crate::access::AccessArgs,
+}
+
+/// `sonde relay FROM TO`.
+pub(crate) fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
+    let from = spec::parse(&args.from).map_err(|e| UsageError(e.to_string()))?;
+    let to = spec::parse(&args.to).map_err(|e| UsageError(e.to_string()))?;
+    forward::check(&from, &to).map_err(|e| UsageError(e.to_string()))?;
+    let max = from
+        .max_children
+        .unwrap_or_else(|| args.access.max_connections(DEFAULT_MAX));
+    if from.end.listens() {
+        sonde::door::raise_fd_limit();
+    }
+    let opts = Options {
+        max_connections: max,
+        idle_timeout: args.idle_timeout,
+        connect_timeout: args.connect_timeout,
+        server_tls: server_tls(&args.tls, &from.end, args.quiet)?,
+        client_tls: client_tls(&args.tls, &to.end)?,
+        rules: args.access.rules(),
+    };
+    let quiet = args.quiet;
+    forward::run(&from, &to, &opts, move |event| match event {
+        Event::Listening(on) => eprintln!("listening on {on}"),
+        Event::Connected(client) if !quiet => eprintln!("connection from {client}"),
+        Event::Closed(client, moved) if !quiet => eprintln!("{client} closed: {moved}"),
+        Event::Failed(client, e) => eprintln!("sonde: relay for {client}: {e}"),
+        _ => {}
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The certificate a tls-listen FROM shows (the server's flags only).
+fn server_tls(
+    flags: &TlsArgs,
+    from: &End,
+    quiet: bool,
+) -> anyhow::Result<Option<sonde::tls::ServerTls>> {
+    if !matches!(from, End::TlsListen { .. }) {
+        return Ok(None);
+    }
+    let mut own = flags.clone();
+    own.tls = true;
+    (own.ca, own.pin, own.insecure, own.sni) = (None, None, false, None);
+    own.server(quiet)
+}
+
+/// How a tls TO checks its server (the client's flags only).
+fn client_tls(flags: &TlsArgs, to: &End) -> anyhow::Result<Option<sonde::tls::ClientTls>> {
+    let End::Tls { host, .. } = to else {
+        return Ok(None);
+    };
+    let mut own = flags.clone();
+    own.tls = true;
+    own.client_ca = None;
+    // A server's --cert is not this end's client certificate.
+    (own.cert, own.key) = (None, None);
+    own.client(host)
+}
