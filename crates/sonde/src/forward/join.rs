@@ -61,40 +61,79 @@ enum Done {
     Back(Result<u64, PumpError>),
 }
 
-/// Moves bytes both ways between `a` (FROM) and `b` (TO) until each
-/// direction has ended and been passed on as a half-close.
+/// Runs a piece of blocking work on a thread: a new one, or one of a
+/// pool's (a server relaying many short connections reuses its threads).
+pub type Spawn = dyn Fn(Box<dyn FnOnce() + Send + 'static>) -> std::io::Result<()> + Sync;
+
+/// Runs `work` on a new thread.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn new_thread(work: Box<dyn FnOnce() + Send + 'static>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sonde-relay-pump".into())
+        .spawn(work)
+        .map(drop)
+}
+
+/// Moves bytes both ways between `a` (FROM) and `b` (TO), each direction
+/// on a thread from `spawn`, until each has ended and been passed on as a
+/// half-close.
 ///
 /// # Errors
 /// [`Error::Io`] naming the direction that failed, [`Error::IdleTimeout`].
-pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>) -> Result<Moved> {
+pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>, spawn: &Spawn) -> Result<Moved> {
     let activity = Activity::new();
     let (tx, rx) = mpsc::channel();
     let start = |src: &Sock, dst: &Sock, forward: bool| -> Result<()> {
         let (src, dst) = (copy(src)?, copy(dst)?);
         let (tx, activity) = (tx.clone(), activity.clone());
-        std::thread::Builder::new()
-            .name("sonde-relay-pump".into())
-            .spawn(move || {
-                let moved =
-                    pump::pump(src.as_fd(), dst.as_fd(), &mut Filters::default(), &activity);
+        spawn(Box::new(move || {
+            let moved = pump::pump(src.as_fd(), dst.as_fd(), &mut Filters::default(), &activity);
+            if moved.is_ok() {
                 // Passed on: the far side learns this direction is over.
                 let _ = dst.shut(Shutdown::Write);
-                let _ = tx.send(if forward {
-                    Done::Forward(moved)
-                } else {
-                    Done::Back(moved)
-                });
-            })
-            .map(drop)
-            .map_err(|e| Error::io("starting a relay thread", e))
+            } else {
+                // Cut: the other direction, blocked reading, ends too.
+                let _ = src.shut(Shutdown::Both);
+                let _ = dst.shut(Shutdown::Both);
+            }
+            let _ = tx.send(if forward {
+                Done::Forward(moved)
+            } else {
+                Done::Back(moved)
+            });
+        }))
+        .map_err(|e| Error::io("starting a relay thread", e))
     };
-    start(&a, &b, true)?;
-    start(&b, &a, false)?;
-    drop(tx);
     let cut = |a: &Sock, b: &Sock| {
         let _ = a.shut(Shutdown::Both);
         let _ = b.shut(Shutdown::Both);
     };
+    start(&b, &a, false)?;
+    if idle.is_none() {
+        // Nothing to watch: this thread moves the forward direction
+        // itself (one thread and one wake-up fewer per client).
+        drop(tx);
+        let forward = pump::pump(a.as_fd(), b.as_fd(), &mut Filters::default(), &activity);
+        match forward {
+            Ok(_) => {
+                let _ = b.shut(Shutdown::Write);
+            }
+            Err(_) => cut(&a, &b),
+        }
+        let back = match rx.recv() {
+            Ok(Done::Back(back)) => back,
+            _ => Ok(0),
+        };
+        cut(&a, &b);
+        return match (forward, back) {
+            (Ok(forward), Ok(back)) => Ok(Moved { forward, back }),
+            (Err(e), _) | (_, Err(e)) => Err(pump_error(name, e)),
+        };
+    }
+    start(&a, &b, true)?;
+    drop(tx);
     let mut moved = Moved::default();
     let mut left = 2;
     while left > 0 {
@@ -110,10 +149,7 @@ pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>) -> Result<Move
             Ok(Done::Back(Ok(n))) => moved.back = n,
             Ok(Done::Forward(Err(e)) | Done::Back(Err(e))) => {
                 cut(&a, &b);
-                let e = match e {
-                    PumpError::Read(e) | PumpError::Write(e) => e,
-                };
-                return Err(Error::io(format!("relaying for {name}"), e));
+                return Err(pump_error(name, e));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(limit) = idle
@@ -138,4 +174,11 @@ pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>) -> Result<Move
 fn copy(sock: &Sock) -> Result<Sock> {
     sock.duplicate()
         .map_err(|e| Error::io("duplicating a socket", e))
+}
+
+fn pump_error(name: &str, e: PumpError) -> Error {
+    let e = match e {
+        PumpError::Read(e) | PumpError::Write(e) => e,
+    };
+    Error::io(format!("relaying for {name}"), e)
 }

@@ -119,7 +119,7 @@ pub fn run(
             let a = open(from, opts)?;
             let b = open(to, opts)?;
             let name = from.end.to_string();
-            let moved = pair(a, b, &name, opts)?;
+            let moved = pair(a, b, &name, opts, &join::new_thread)?;
             notify(Event::Closed(name, moved));
             Ok(())
         }
@@ -154,36 +154,56 @@ fn serve_tcp(
         (true, Some(t)) => Some(t.clone()),
         (false, _) => None,
     };
-    let mut config = DoorConfig::new("relay", opts.max_connections.max(1));
+    let max = opts.max_connections.max(1);
+    let mut config = DoorConfig::new("relay", max);
     config.rules = opts.rules.clone();
     let door = Door::new(config);
+    // Each client is three pieces of blocking work (its relay and its two
+    // directions) on a pool's threads: kept, not made anew per client,
+    // and enough of them that no client waits for another's.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(3 * max + 8)
+        .thread_name("sonde-relay")
+        .build()
+        .map_err(|e| Error::io("starting the runtime", e))?;
     let shared = Arc::new((to.clone(), opts.clone(), server_tls, notify));
-    let served = door.serve_blocking(listener, |conn| {
-        let Accepted {
-            stream,
-            peer,
-            permit,
-        } = conn;
-        let shared = Arc::clone(&shared);
-        let work = move || {
-            let (to, opts, tls, notify) = &*shared;
-            let client = peer.to_string();
-            let done = crate::door::to_blocking(stream)
-                .map_err(|e| Error::io("taking over a connection", e))
-                .and_then(|s| client_side(s, peer, tls.as_ref()))
-                .and_then(|a| {
-                    let b = open(to, opts)?;
-                    notify(Event::Connected(client.clone()));
-                    pair(a, b, &client, opts)
+    runtime.block_on(async {
+        let listener = crate::door::to_tokio(listener)
+            .map_err(|e| Error::io("registering the listener", e))?;
+        door.serve(listener, |conn| {
+            let Accepted {
+                stream,
+                peer,
+                permit,
+            } = conn;
+            let shared = Arc::clone(&shared);
+            let pool = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let spawn = move |work: Box<dyn FnOnce() + Send>| {
+                    drop(pool.spawn_blocking(work));
+                    Ok(())
+                };
+                let (to, opts, tls, notify) = &*shared;
+                let client = peer.to_string();
+                let done = crate::door::to_blocking(stream)
+                    .map_err(|e| Error::io("taking over a connection", e))
+                    .and_then(|s| client_side(s, peer, tls.as_ref()))
+                    .and_then(|a| {
+                        let b = open(to, opts)?;
+                        notify(Event::Connected(client.clone()));
+                        pair(a, b, &client, opts, &spawn)
+                    });
+                notify(match done {
+                    Ok(moved) => Event::Closed(client, moved),
+                    Err(e) => Event::Failed(client, e),
                 });
-            notify(match done {
-                Ok(moved) => Event::Closed(client, moved),
-                Err(e) => Event::Failed(client, e),
             });
-        };
-        let _ = permit.spawn_thread("sonde-relay", work);
-    });
-    served.map_err(|e| Error::io("serving clients", e))
+        })
+        .await;
+        Ok(())
+    })
 }
 
 /// An accepted client as a socket to join: the connection itself, or the
@@ -285,7 +305,7 @@ pub fn connect_unix(path: &UnixPath) -> Result<UnixStream> {
 
 /// Joins two opened ends until both directions are done; a TLS session
 /// that broke is the relay's failure.
-fn pair(a: Opened, b: Opened, name: &str, opts: &Options) -> Result<Moved> {
+fn pair(a: Opened, b: Opened, name: &str, opts: &Options, spawn: &join::Spawn) -> Result<Moved> {
     let relay = RelayOptions {
         idle_timeout: opts.idle_timeout,
         ..RelayOptions::default()
@@ -294,7 +314,7 @@ fn pair(a: Opened, b: Opened, name: &str, opts: &Options) -> Result<Moved> {
     let moved = match (a, b) {
         (Opened::Sock(a, ta), Opened::Sock(b, tb)) => {
             bridges.extend(ta.into_iter().chain(tb));
-            join::join(a, b, name, opts.idle_timeout)
+            join::join(a, b, name, opts.idle_timeout, spawn)
         }
         (Opened::Sock(s, t), Opened::Exec(program, stderr))
         | (Opened::Exec(program, stderr), Opened::Sock(s, t)) => {

@@ -197,6 +197,16 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
     for option in options.split(',').filter(|o| !o.is_empty()) {
         apply(&mut spec, option).map_err(fail)?;
     }
+    // On a listening end socat's bind= is the address listened on.
+    if let End::TcpListen { addr, .. } | End::UdpListen { addr, .. } | End::TlsListen { addr, .. } =
+        &mut spec.end
+        && let Some(bind) = spec.bind.take()
+    {
+        if addr.is_some() {
+            return Err(fail("both an address and bind= to listen on".into()));
+        }
+        *addr = Some(bind);
+    }
     Ok(spec)
 }
 
@@ -398,6 +408,13 @@ mod tests {
             }
         );
         assert_eq!(spec.max_children, Some(5));
+        assert_eq!(
+            end_of("TCP-LISTEN:80,bind=127.0.0.1"),
+            End::TcpListen {
+                addr: Some("127.0.0.1".into()),
+                port: 80
+            }
+        );
         assert_eq!(parse("TCP4:host:80").expect("tcp4").family, Family::V4);
         assert_eq!(
             end_of("UNIX-CONNECT:/run/x"),
