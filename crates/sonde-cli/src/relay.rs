@@ -47,6 +47,11 @@ pub(crate) fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| args.access.max_connections(DEFAULT_MAX));
     if from.end.listens() {
         sonde::door::raise_fd_limit();
+        let socket_file = match &from.end {
+            End::UnixListen(spec::UnixPath::File(path)) => Some(path.clone()),
+            _ => None,
+        };
+        stop_on_signal(socket_file, args.quiet);
     }
     let opts = Options {
         max_connections: max,
@@ -93,4 +98,24 @@ fn client_tls(flags: &TlsArgs, to: &End) -> anyhow::Result<Option<sonde::tls::Cl
     // A server's --cert is not this end's client certificate.
     (own.cert, own.key) = (None, None);
     own.client(host)
+}
+
+/// A listening relay is a server: SIGINT or SIGTERM stops it, exit 0, its
+/// Unix socket file (when it made one) removed first.
+fn stop_on_signal(socket_file: Option<std::path::PathBuf>, quiet: bool) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            if let Some(path) = socket_file {
+                let _ = std::fs::remove_file(path);
+            }
+            if !quiet {
+                eprintln!("sonde relay: stopped");
+            }
+            std::process::exit(0);
+        }
+    });
 }

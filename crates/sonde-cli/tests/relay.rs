@@ -234,17 +234,10 @@ fn unix_sockets_with_socat_a_file_and_an_abstract_name() {
             .spawn()
             .expect("socat");
         let _reap = Reaper::new(child.id());
+        let shown = connect.trim_start_matches("unix:");
+        common::wait_unix_listening(shown);
         let r = relay("tcp-listen:127.0.0.1:0", &connect, &[]);
-        // socat listens soon; the relay's TO is opened per client, so a
-        // client retries until one is answered.
-        let mut reply = Vec::new();
-        for _ in 0..200 {
-            reply = exchange(r.port, b"through a unix socket\n");
-            if !reply.is_empty() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
+        let reply = exchange(r.port, b"through a unix socket\n");
         assert_eq!(reply, b"through a unix socket\n", "{connect}");
         r.stop();
         let _ = child.kill();

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 /// `somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+pub mod unix;
+
 /// Which address families to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Family {

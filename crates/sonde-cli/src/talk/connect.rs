@@ -51,6 +51,9 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.zero_io {
         return super::zero::check(&args);
     }
+    if args.talk.unix {
+        return connect_unix(&args);
+    }
     if args.ports.len() > 1 {
         return Err(UsageError("one PORT (a list of ports needs -z)".into()).into());
     }
@@ -88,4 +91,28 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let relay_opts = relay_options(&args.talk, interactive);
     let tls = tls.map(Secure::Client);
     relay_over(stream, peer, tls.as_ref(), job, relay_opts)
+}
+
+/// `sonde connect -U PATH`.
+fn connect_unix(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    if !args.ports.is_empty() {
+        return Err(UsageError("-U takes a socket path and no port".into()).into());
+    }
+    if args.tls.on() {
+        return Err(UsageError("--tls is for TCP: not with -U".into()).into());
+    }
+    let path = args.talk.unix_path(&args.host)?;
+    let program = super::exec::program(&args.talk)?;
+    let interactive = program.is_none() && args.message.is_none() && std::io::stdin().is_terminal();
+    let job = match program {
+        Some((program, stderr)) => Job::Exec(program, stderr),
+        None => Job::Relay(input(&args.talk, args.message.as_deref())?),
+    };
+    let stream = net::unix::connect(&path)?;
+    super::run_job(
+        stream,
+        format!("unix:{path}"),
+        job,
+        relay_options(&args.talk, interactive),
+    )
 }

@@ -1,7 +1,6 @@
 //! `--exec`, `--sh-exec` and `--stderr-to-peer` on `connect` and
 //! `listen`: the flags, their checks, and how a process's end is told.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -60,7 +59,7 @@ pub(super) fn program(talk: &TalkArgs) -> anyhow::Result<Option<(Program, bool)>
 /// the process did not exit 0 by itself.
 pub(super) fn run<S: Duplex>(
     stream: S,
-    peer: SocketAddr,
+    peer: impl std::fmt::Display,
     program: &Program,
     relay: RelayOptions,
     stderr_to_peer: bool,

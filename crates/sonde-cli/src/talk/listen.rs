@@ -28,9 +28,9 @@ pub(crate) struct ListenOn {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
-    /// PORT, or ADDR:PORT ([V6]:PORT); with no address, IPv4 and IPv6 both.
-    #[arg(value_name = "[ADDR:]PORT", value_parser = parse_listen_on)]
-    pub(crate) on: ListenOn,
+    /// PORT, or ADDR:PORT ([V6]:PORT); with no address, IPv4 and IPv6 both; with -U a socket path.
+    #[arg(value_name = "[ADDR:]PORT")]
+    pub(crate) on: String,
     /// Send TEXT to each client as soon as it connects.
     #[arg(long, value_name = "TEXT")]
     pub(crate) greet: Option<String>,
@@ -61,8 +61,12 @@ fn parse_listen_on(text: &str) -> Result<ListenOn, String> {
 
 /// `sonde listen [ADDR:]PORT`.
 pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    if args.talk.unix {
+        return listen_unix(&args);
+    }
+    let on = parse_listen_on(&args.on).map_err(UsageError)?;
     let fam = args.talk.family();
-    let addrs = net::local_addrs(args.on.host.as_deref(), args.on.port, fam)?;
+    let addrs = net::local_addrs(on.host.as_deref(), on.port, fam)?;
     let addr = addrs[0];
     let v6_only = fam == Family::V6;
     let report = |text: String| {
@@ -136,6 +140,90 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     report(format!("connection from {peer}"));
     let tls = tls.map(Secure::Server);
     relay_over(stream, peer, tls.as_ref(), job, opts)
+}
+
+/// `sonde listen -U PATH`: one client on a Unix stream socket, the
+/// socket file removed when it is done (or on SIGINT/SIGTERM).
+fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
+    if args.keep_open {
+        return Err(UsageError(
+            "listen -k -U is not built yet: `sonde relay unix-listen:PATH ...` serves many".into(),
+        )
+        .into());
+    }
+    if args.tls.on() {
+        return Err(UsageError("--tls is for TCP: not with -U".into()).into());
+    }
+    let path = args.talk.unix_path(&args.on)?;
+    let program = super::exec::program(&args.talk)?;
+    let listener = net::unix::bind(&path)?;
+    let file = match &path {
+        net::unix::UnixPath::File(file) => Some(file.clone()),
+        net::unix::UnixPath::Abstract(_) => None,
+    };
+    let _remove = RemoveOnDrop(file.clone());
+    remove_on_signal(file);
+    if !args.quiet {
+        eprintln!("listening on unix:{path}");
+    }
+    let interactive = program.is_none() && std::io::stdin().is_terminal();
+    let mut opts = relay_options(&args.talk, interactive);
+    opts.greeting = args.greet.clone().map(String::into_bytes);
+    let job = match program {
+        Some((program, stderr)) => Job::Exec(program, stderr),
+        None => Job::Relay(input(&args.talk, None)?),
+    };
+    let mut door = DoorConfig::new("listen", 1);
+    door.rules = args.access.rules();
+    let door = Door::new(door);
+    let mut first = None;
+    door.serve_unix_blocking(listener, |accepted| {
+        if first.is_none() {
+            first = Some(accepted);
+            door.shutdown();
+        }
+    })
+    .with_context(|| format!("accepting a client on unix:{path}"))?;
+    let Some(accepted) = first else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let stream = accepted
+        .stream
+        .into_std()
+        .and_then(|s| s.set_nonblocking(false).map(|()| s))
+        .context("taking over the connection")?;
+    if !args.quiet {
+        eprintln!("connection on unix:{path}");
+    }
+    let _place = accepted.permit;
+    super::run_job(stream, format!("unix:{path}"), job, opts)
+}
+
+/// Removes a socket file when dropped.
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// SIGINT or SIGTERM: the socket file removed, exit 0.
+fn remove_on_signal(file: Option<std::path::PathBuf>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            if let Some(path) = file {
+                let _ = std::fs::remove_file(path);
+            }
+            std::process::exit(0);
+        }
+    });
 }
 
 /// `listen -k` is a server: SIGINT or SIGTERM stops it, exit 0 (its

@@ -17,7 +17,7 @@ use sonde::talk::pump::HexSink;
 use sonde::talk::relay::{Duplex, Input, RelayOptions, relay};
 use sonde::talk::udp::UdpOptions;
 
-use crate::usage::parse_secs;
+use crate::usage::{UsageError, parse_secs};
 
 /// Flags shared by `connect` and `listen`.
 #[derive(Debug, Args)]
@@ -25,6 +25,9 @@ pub(crate) struct TalkArgs {
     /// Use UDP instead of TCP: each input line is one datagram.
     #[arg(short = 'u', long)]
     pub(crate) udp: bool,
+    /// The address is a Unix stream socket's path (@NAME: Linux's abstract namespace) (nc's -U).
+    #[arg(short = 'U', long)]
+    pub(crate) unix: bool,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     pub(crate) ipv4: bool,
@@ -57,6 +60,22 @@ pub(crate) struct TalkArgs {
 }
 
 impl TalkArgs {
+    /// The Unix socket of `-U`, refused with what it cannot go with.
+    pub(super) fn unix_path(&self, text: &str) -> anyhow::Result<sonde::net::unix::UnixPath> {
+        use sonde::net::unix::UnixPath;
+        if self.udp {
+            return Err(UsageError(
+                "-U with -u: Unix datagram sockets are not built yet (stream sockets are)".into(),
+            )
+            .into());
+        }
+        Ok(match text.strip_prefix('@') {
+            Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
+            _ if text.is_empty() => return Err(UsageError("-U needs a socket path".into()).into()),
+            _ => UnixPath::File(text.into()),
+        })
+    }
+
     /// The address family of `-4` and `-6`.
     pub(super) fn family(&self) -> Family {
         crate::usage::family(self.ipv4, self.ipv6)
@@ -152,9 +171,9 @@ pub(crate) fn relay_over(
     done
 }
 
-fn run_job<S: Duplex>(
+pub(super) fn run_job<S: Duplex>(
     stream: S,
-    peer: std::net::SocketAddr,
+    peer: impl std::fmt::Display,
     job: Job,
     opts: RelayOptions,
 ) -> anyhow::Result<std::process::ExitCode> {

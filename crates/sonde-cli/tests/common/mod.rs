@@ -331,6 +331,27 @@ pub fn wait_tcp_listening(port: u16) {
     }
 }
 
+/// Waits (polling /proc/net/unix, within the deadline) until a Unix
+/// stream socket listens at `path` (`@NAME` for an abstract name): for
+/// peers that print nothing when ready, as socat does.
+pub fn wait_unix_listening(path: &str) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        // Columns: Num RefCount Protocol Flags Type St Inode Path; the
+        // flag 00010000 is a listening socket.
+        let listening = text.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 7 && cols[3] == "00010000" && cols[7] == path
+        });
+        if listening {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "nothing listens on unix:{path}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Asserts that `text` contains `needle`, showing `text` when it does not.
 #[track_caller]
 pub fn assert_contains(text: &str, needle: &str) {

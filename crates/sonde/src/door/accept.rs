@@ -35,7 +35,23 @@ impl Door {
     /// in to `handler` (which spawns its task or thread). Clients past
     /// the cap, or not admitted, get the door's [`Refusal`].
     pub async fn serve(&self, listener: TcpListener, mut handler: impl FnMut(Accepted)) {
-        let local = listener.local_addr().ok();
+        self.accept_loop(&listener, |(stream, peer)| {
+            if let Some(accepted) = self.let_in(stream, peer) {
+                handler(accepted);
+            }
+        })
+        .await;
+    }
+
+    /// The loop every listener's accepts run in, until shutdown: each new
+    /// connection to `take`, a failed accept backed off and logged, the
+    /// refusals reported every so often.
+    pub(super) async fn accept_loop<L: Listening>(
+        &self,
+        listener: &L,
+        mut take: impl FnMut(L::Conn),
+    ) {
+        let on = listener.describe();
         let mut backoff = MIN_BACKOFF;
         let every = self
             .inner
@@ -53,17 +69,15 @@ impl Door {
                     self.inner.report_refusals();
                     continue;
                 }
-                accepted = listener.accept() => accepted,
+                accepted = listener.accept_next() => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => {
+                Ok(conn) => {
                     backoff = MIN_BACKOFF;
-                    if let Some(accepted) = self.let_in(stream, peer) {
-                        handler(accepted);
-                    }
+                    take(conn);
                 }
                 Err(err) => {
-                    self.failed(local, &err);
+                    self.failed(&on, &err);
                     tokio::select! {
                         () = self.inner.shutdown.cancelled() => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -143,7 +157,7 @@ impl Door {
     }
 
     /// Counts a failed accept and logs it, at most once per interval.
-    fn failed(&self, local: Option<SocketAddr>, err: &std::io::Error) {
+    fn failed(&self, on: &str, err: &std::io::Error) {
         self.inner.counters.failed.fetch_add(1, Ordering::Relaxed);
         let Ok(mut log) = self.inner.failures.lock() else {
             return;
@@ -153,13 +167,12 @@ impl Door {
             *quiet += 1;
             return;
         }
-        let on = local.map_or_else(String::new, |a| format!(" on {a}"));
         let since = match *quiet {
             0 => String::new(),
             n => format!("; {n} more since the last report"),
         };
         tracing::warn!(
-            "{}: accepting a connection{on}: {} (the server goes on{since})",
+            "{}: accepting a connection on {on}: {} (the server goes on{since})",
             self.inner.config.name,
             describe(err)
         );
@@ -184,6 +197,27 @@ impl Door {
             self.serve(listener, handler).await;
             Ok(())
         })
+    }
+}
+
+/// A listener the door accepts on: TCP, or a Unix stream socket.
+pub(super) trait Listening {
+    /// What an accept gives.
+    type Conn;
+    /// The next connection.
+    fn accept_next(&self) -> impl std::future::Future<Output = std::io::Result<Self::Conn>>;
+    /// Where it listens, for a log line.
+    fn describe(&self) -> String;
+}
+
+impl Listening for TcpListener {
+    type Conn = (TcpStream, SocketAddr);
+    fn accept_next(&self) -> impl std::future::Future<Output = std::io::Result<Self::Conn>> {
+        self.accept()
+    }
+    fn describe(&self) -> String {
+        self.local_addr()
+            .map_or_else(|_| "a TCP socket".into(), |a| a.to_string())
     }
 }
 

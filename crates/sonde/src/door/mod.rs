@@ -22,6 +22,7 @@ pub mod access;
 mod memory;
 pub use memory::give_back as give_memory_back;
 mod permit;
+mod unix;
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use accept::{Accepted, runtime, to_blocking, to_tokio};
 pub use permit::{Permit, Unidentified};
+pub use unix::UnixAccepted;
 
 /// How long a connection that has not yet said who it is (no cookie, no
 /// hello) may take to do so: a client writes these at once, so seconds are

@@ -10,17 +10,15 @@
 
 pub mod datagram;
 pub mod join;
+mod listen;
 pub mod spec;
 
 use std::fmt;
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use self::join::{Moved, Sock};
-use self::spec::{End, Spec, UnixPath};
-use crate::door::{Accepted, Door, DoorConfig};
+use self::spec::{End, Spec};
 use crate::error::{Error, Result};
 use crate::net::{self, ConnectOptions};
 use crate::talk::exec::{ExecOptions, Program};
@@ -112,9 +110,13 @@ pub fn run(
             let tls = matches!(from.end, End::TlsListen { .. });
             let listener = listen_tcp(addr.as_deref(), *port, from)?;
             notify(Event::Listening(local(listener.local_addr())));
-            serve_tcp(listener, tls, to, opts, notify)
+            listen::serve(listen::Listener::Tcp(listener, tls), to, opts, notify)
         }
-        End::UnixListen(_) => Err(refuse(from, to, "unix-listen is not built yet")),
+        End::UnixListen(path) => {
+            let listener = net::unix::bind(path)?;
+            notify(Event::Listening(format!("unix:{path}")));
+            listen::serve(listen::Listener::Unix(listener), to, opts, notify)
+        }
         _ => {
             let a = open(from, opts)?;
             let b = open(to, opts)?;
@@ -140,91 +142,8 @@ fn bind_udp(addr: Option<&str>, port: u16, spec: &Spec) -> Result<std::net::UdpS
     net::bind_udp(addrs[0], spec.family == net::Family::V6)
 }
 
-/// Each client of `listener` (after its TLS handshake, for `tls`) joined
-/// to its own TO, on a thread, at most the door's cap at once.
-fn serve_tcp(
-    listener: std::net::TcpListener,
-    tls: bool,
-    to: &Spec,
-    opts: &Options,
-    notify: impl Fn(Event) + Send + Sync + 'static,
-) -> Result<()> {
-    let server_tls = match (tls, &opts.server_tls) {
-        (true, None) => return Err(Error::Invalid("tls-listen needs a certificate".into())),
-        (true, Some(t)) => Some(t.clone()),
-        (false, _) => None,
-    };
-    let max = opts.max_connections.max(1);
-    let mut config = DoorConfig::new("relay", max);
-    config.rules = opts.rules.clone();
-    let door = Door::new(config);
-    // Each client is three pieces of blocking work (its relay and its two
-    // directions) on a pool's threads: kept, not made anew per client,
-    // and enough of them that no client waits for another's.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(3 * max + 8)
-        .thread_name("sonde-relay")
-        .build()
-        .map_err(|e| Error::io("starting the runtime", e))?;
-    let shared = Arc::new((to.clone(), opts.clone(), server_tls, notify));
-    runtime.block_on(async {
-        let listener = crate::door::to_tokio(listener)
-            .map_err(|e| Error::io("registering the listener", e))?;
-        door.serve(listener, |conn| {
-            let Accepted {
-                stream,
-                peer,
-                permit,
-            } = conn;
-            let shared = Arc::clone(&shared);
-            let pool = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let spawn = move |work: Box<dyn FnOnce() + Send>| {
-                    drop(pool.spawn_blocking(work));
-                    Ok(())
-                };
-                let (to, opts, tls, notify) = &*shared;
-                let client = peer.to_string();
-                let done = crate::door::to_blocking(stream)
-                    .map_err(|e| Error::io("taking over a connection", e))
-                    .and_then(|s| client_side(s, peer, tls.as_ref()))
-                    .and_then(|a| {
-                        let b = open(to, opts)?;
-                        notify(Event::Connected(client.clone()));
-                        pair(a, b, &client, opts, &spawn)
-                    });
-                notify(match done {
-                    Ok(moved) => Event::Closed(client, moved),
-                    Err(e) => Event::Failed(client, e),
-                });
-            });
-        })
-        .await;
-        Ok(())
-    })
-}
-
-/// An accepted client as a socket to join: the connection itself, or the
-/// plaintext end of the TLS session accepted on it.
-fn client_side(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<&crate::tls::ServerTls>,
-) -> Result<Opened> {
-    let _ = stream.set_nodelay(true);
-    match tls {
-        None => Ok(Opened::Sock(Sock::Tcp(stream), None)),
-        Some(tls) => {
-            let (plain, bridge) = crate::tls::accept(stream, tls, &peer.to_string())?;
-            Ok(Opened::Sock(Sock::Unix(plain), Some(bridge)))
-        }
-    }
-}
-
 /// An end, opened.
-enum Opened {
+pub(crate) enum Opened {
     /// A connected socket, with the TLS session it is the plaintext of.
     Sock(Sock, Option<crate::tls::Bridge>),
     /// A process to start for the other end.
@@ -234,7 +153,7 @@ enum Opened {
 }
 
 /// Opens a connecting end (a listening one is served, not opened).
-fn open(spec: &Spec, opts: &Options) -> Result<Opened> {
+pub(crate) fn open(spec: &Spec, opts: &Options) -> Result<Opened> {
     let connect = ConnectOptions {
         device: None,
         family: spec.family,
@@ -261,7 +180,7 @@ fn open(spec: &Spec, opts: &Options) -> Result<Opened> {
             let (plain, bridge) = crate::tls::connect(stream, tls, &peer.to_string())?;
             Opened::Sock(Sock::Unix(plain), Some(bridge))
         }
-        End::Unix(path) => Opened::Sock(Sock::Unix(connect_unix(path)?), None),
+        End::Unix(path) => Opened::Sock(Sock::Unix(net::unix::connect(path)?), None),
         End::Stdio => Opened::Stdio,
         End::Exec { command, shell } => {
             let program = if *shell {
@@ -289,23 +208,15 @@ fn bind_addr(text: &str) -> Result<SocketAddr> {
         .map_err(|_| Error::Invalid(format!("bind={text}: not an address (ADDR or ADDR:PORT)")))
 }
 
-/// Connects to a Unix stream socket, a file or an abstract name.
-pub fn connect_unix(path: &UnixPath) -> Result<UnixStream> {
-    let what = || format!("connecting to unix:{path}");
-    match path {
-        UnixPath::File(file) => UnixStream::connect(file).map_err(|e| Error::io(what(), e)),
-        UnixPath::Abstract(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-                .map_err(|e| Error::io(what(), e))?;
-            UnixStream::connect_addr(&addr).map_err(|e| Error::io(what(), e))
-        }
-    }
-}
-
 /// Joins two opened ends until both directions are done; a TLS session
 /// that broke is the relay's failure.
-fn pair(a: Opened, b: Opened, name: &str, opts: &Options, spawn: &join::Spawn) -> Result<Moved> {
+pub(crate) fn pair(
+    a: Opened,
+    b: Opened,
+    name: &str,
+    opts: &Options,
+    spawn: &join::Spawn,
+) -> Result<Moved> {
     let relay = RelayOptions {
         idle_timeout: opts.idle_timeout,
         ..RelayOptions::default()

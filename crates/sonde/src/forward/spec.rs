@@ -8,24 +8,7 @@
 use std::fmt;
 
 use crate::net::Family;
-
-/// Where a Unix socket lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UnixPath {
-    /// A file in the file system.
-    File(std::path::PathBuf),
-    /// A name in Linux's abstract namespace (`@name`).
-    Abstract(String),
-}
-
-impl fmt::Display for UnixPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File(path) => write!(f, "{}", path.display()),
-            Self::Abstract(name) => write!(f, "@{name}"),
-        }
-    }
-}
+pub use crate::net::unix::UnixPath;
 
 /// One end of a relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
