@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 /// `somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+pub mod proxy;
 pub mod unix;
 
 /// Which address families to use.

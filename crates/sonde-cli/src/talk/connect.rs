@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use sonde::net::{self, ConnectOptions};
+use sonde::net::{self, ConnectOptions, proxy};
 use sonde::talk::udp;
 
 use super::{Job, Secure, TalkArgs, input, relay_options, relay_over, stdout_fd, udp_options};
@@ -41,9 +41,70 @@ pub(crate) struct ConnectArgs {
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) connect_timeout: Option<Duration>,
     #[command(flatten)]
+    pub(crate) proxy: ProxyArgs,
+    #[command(flatten)]
     pub(crate) talk: TalkArgs,
     #[command(flatten)]
     pub(crate) tls: TlsArgs,
+}
+
+/// ncat's proxy flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// Connect through the proxy at HOST[:PORT] (default port 1080 for SOCKS, 3128 for HTTP) (ncat's).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) proxy: Option<String>,
+    /// The proxy's protocol: http (CONNECT), socks4 or socks5 (default http, as ncat).
+    #[arg(long, value_name = "TYPE", requires = "proxy", value_parser = ["http", "socks4", "socks5"])]
+    pub(crate) proxy_type: Option<String>,
+    /// USER:PASS for the proxy (SOCKS4: USER), or set SONDE_PROXY_AUTH, which keeps it out of process lists.
+    #[arg(long, value_name = "USER[:PASS]", requires = "proxy")]
+    pub(crate) proxy_auth: Option<String>,
+    /// Where the target's name is resolved: remote (by the proxy, the default), local, both, none.
+    #[arg(long, value_name = "TYPE", requires = "proxy", value_parser = ["local", "remote", "both", "none"])]
+    pub(crate) proxy_dns: Option<String>,
+}
+
+impl ProxyArgs {
+    /// The proxy to go through, if any.
+    fn proxy(&self) -> anyhow::Result<Option<proxy::Proxy>> {
+        let Some(at) = &self.proxy else {
+            return Ok(None);
+        };
+        let kind = match self.proxy_type.as_deref() {
+            Some("socks5") => proxy::Kind::Socks5,
+            Some("socks4") => proxy::Kind::Socks4,
+            _ => proxy::Kind::Http,
+        };
+        let (host, port) = match net::split_host_port(at) {
+            Ok(hp) => hp,
+            Err(_) if !at.contains(':') || at.parse::<std::net::Ipv6Addr>().is_ok() => {
+                (at.clone(), kind.default_port())
+            }
+            Err(e) => return Err(UsageError(format!("--proxy {at}: {e}")).into()),
+        };
+        let auth = self
+            .proxy_auth
+            .clone()
+            .or_else(|| std::env::var("SONDE_PROXY_AUTH").ok())
+            .map(|a| match a.split_once(':') {
+                Some((user, pass)) => (user.to_string(), pass.to_string()),
+                None => (a, String::new()),
+            });
+        let dns = match self.proxy_dns.as_deref() {
+            Some("local") => proxy::Dns::Local,
+            Some("both") => proxy::Dns::Both,
+            Some("none") => proxy::Dns::None,
+            _ => proxy::Dns::Remote,
+        };
+        Ok(Some(proxy::Proxy {
+            host,
+            port,
+            kind,
+            auth,
+            dns,
+        }))
+    }
 }
 
 /// `sonde connect HOST PORT`.
@@ -77,6 +138,9 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         return Err(UsageError(crate::tls::NO_DTLS.into()).into());
     }
     let tls = args.tls.client(&host)?;
+    if args.talk.udp && args.proxy.proxy.is_some() {
+        return Err(UsageError("--proxy is for TCP: not with -u".into()).into());
+    }
     if args.talk.udp {
         let input = input(&args.talk, args.message.as_deref())?;
         let sock = net::connect_udp(&host, port, &opts)?;
@@ -87,7 +151,10 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         Some((program, stderr)) => Job::Exec(program, stderr),
         None => Job::Relay(input(&args.talk, args.message.as_deref())?),
     };
-    let (stream, peer) = net::connect_tcp(&host, port, &opts)?;
+    let (stream, peer) = match args.proxy.proxy()? {
+        Some(through) => net::proxy::connect(&through, &host, port, &opts)?,
+        None => net::connect_tcp(&host, port, &opts)?,
+    };
     let relay_opts = relay_options(&args.talk, interactive);
     let tls = tls.map(Secure::Client);
     relay_over(stream, peer, tls.as_ref(), job, relay_opts)
