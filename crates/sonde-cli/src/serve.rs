@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sonde::door::Door;
 use sonde::net::{self, Family};
+use sonde::serve::proxy::{self, ProxyConfig};
 use sonde::serve::reflector::{self, Mode, Reflect, ReflectConfig};
 use sonde::serve::{self, ServeConfig, ServiceKind, Stats};
 
@@ -31,6 +32,10 @@ pub(crate) enum Service {
     Chat,
     /// Reflects sockperf ping-pong messages, for a stock `sockperf ping-pong` (TCP or UDP).
     Sockperf,
+    /// A SOCKS5 proxy: CONNECT and UDP ASSOCIATE, to --allow-dest only (loopback unless told).
+    Socks5,
+    /// An HTTP proxy, CONNECT only, to --allow-dest only (loopback unless told).
+    HttpProxy,
 }
 
 #[derive(Debug, Args)]
@@ -40,7 +45,7 @@ pub(crate) struct ServeArgs {
     /// Address to bind (default: every interface, IPv4 and IPv6).
     #[arg(long, value_name = "ADDR")]
     pub(crate) bind: Option<String>,
-    /// Port (default per service: echo 7007, discard 7009, chargen 7019, chat 7070, sockperf 11111).
+    /// Port (default per service: echo 7007, discard 7009, chargen 7019, chat 7070, sockperf 11111, socks5 1080, http-proxy 3128).
     #[arg(long, short = 'p')]
     pub(crate) port: Option<u16>,
     /// UDP instead of TCP (echo, discard and sockperf).
@@ -68,6 +73,12 @@ pub(crate) struct ServeArgs {
     /// for thousands of clients).
     #[arg(long, conflicts_with = "busy_poll")]
     pub(crate) blocking: bool,
+    /// socks5 and http-proxy: destinations they may reach (repeat; default 127.0.0.0/8 and ::1 only, so never an open proxy by accident).
+    #[arg(long, value_name = "CIDR", value_parser = sonde::door::access::parse_block)]
+    pub(crate) allow_dest: Vec<sonde::door::access::IpNet>,
+    /// socks5 and http-proxy: ask for a user and password, from FILE (USER:PASSWORD a line).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) auth_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
     /// TLS on echo, discard, chargen and chat (`--cert`/`--key`, or a certificate made once for this user).
@@ -85,6 +96,8 @@ fn kind(service: Service) -> ServiceKind {
         Service::Chargen => ServiceKind::Chargen,
         Service::Chat => ServiceKind::Chat,
         Service::Sockperf => ServiceKind::Sockperf,
+        Service::Socks5 => ServiceKind::Socks5,
+        Service::HttpProxy => ServiceKind::HttpProxy,
     }
 }
 
@@ -112,6 +125,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         drain: args.drain_timeout,
         rules: args.access.rules(),
         tls: args.tls.server(args.quiet)?,
+        proxy: Arc::new(proxy_config(&args)?),
     };
     let door = config.door(kind);
     let stats = Arc::new(Stats::default());
@@ -162,6 +176,25 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The proxies' egress rules and users.
+fn proxy_config(args: &ServeArgs) -> anyhow::Result<ProxyConfig> {
+    let users = match &args.auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the auth file {}", path.display()))?;
+            proxy::parse_users(&text)
+                .map_err(|e| crate::usage::UsageError(format!("{}: {e}", path.display())))?
+        }
+        None => Default::default(),
+    };
+    let allow_dest = if args.allow_dest.is_empty() {
+        proxy::loopback()
+    } else {
+        args.allow_dest.clone()
+    };
+    Ok(ProxyConfig { allow_dest, users })
+}
+
 /// The flags that only some services take.
 fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
     let usage = |text: String| Err(crate::usage::UsageError(text).into());
@@ -173,6 +206,19 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
     {
         return usage(format!(
             "--udp works with echo, discard and sockperf, not {}",
+            kind.name()
+        ));
+    }
+    let proxy = matches!(kind, ServiceKind::Socks5 | ServiceKind::HttpProxy);
+    if !proxy && (!args.allow_dest.is_empty() || args.auth_file.is_some()) {
+        return usage(format!(
+            "--allow-dest and --auth-file are the proxies' (socks5, http-proxy), not {}'s",
+            kind.name()
+        ));
+    }
+    if proxy && args.tls.on() {
+        return usage(format!(
+            "{} takes no --tls: its clients speak plain SOCKS or HTTP",
             kind.name()
         ));
     }

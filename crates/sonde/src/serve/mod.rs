@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod datagram;
+pub mod proxy;
 mod readers;
 pub mod reflector;
 mod secure;
@@ -34,6 +35,10 @@ pub enum ServiceKind {
     Chat,
     /// Reflects sockperf's ping-pong messages (TCP or UDP).
     Sockperf,
+    /// A SOCKS5 proxy (CONNECT and UDP ASSOCIATE), within its egress rules.
+    Socks5,
+    /// An HTTP proxy (CONNECT only), within its egress rules.
+    HttpProxy,
 }
 
 impl ServiceKind {
@@ -45,6 +50,8 @@ impl ServiceKind {
             Self::Chargen => 7019,
             Self::Chat => 7070,
             Self::Sockperf => crate::wire::sockperf::DEFAULT_PORT,
+            Self::Socks5 => 1080,
+            Self::HttpProxy => 3128,
         }
     }
 
@@ -56,6 +63,8 @@ impl ServiceKind {
             Self::Chargen => "serve chargen",
             Self::Chat => "serve chat",
             Self::Sockperf => "serve sockperf",
+            Self::Socks5 => "serve socks5",
+            Self::HttpProxy => "serve http-proxy",
         }
     }
 
@@ -67,6 +76,8 @@ impl ServiceKind {
             Self::Chargen => "chargen",
             Self::Chat => "chat",
             Self::Sockperf => "sockperf",
+            Self::Socks5 => "socks5",
+            Self::HttpProxy => "http-proxy",
         }
     }
 }
@@ -84,6 +95,8 @@ pub struct ServeConfig {
     pub rules: crate::door::access::Rules,
     /// Serve over TLS (echo, discard, chargen and chat).
     pub tls: Option<crate::tls::ServerTls>,
+    /// What the proxies let through, and whom.
+    pub proxy: Arc<proxy::ProxyConfig>,
 }
 
 /// How long a connection may move nothing before it is closed, unless
@@ -104,6 +117,7 @@ impl Default for ServeConfig {
             drain: Duration::from_secs(5),
             rules: crate::door::access::Rules::default(),
             tls: None,
+            proxy: Arc::default(),
         }
     }
 }
@@ -170,6 +184,8 @@ pub(crate) struct Ctx {
     /// The sockets of the services that only answer: shut for reading at
     /// shutdown.
     pub(crate) readers: Arc<readers::Readers>,
+    /// The proxies' rules.
+    pub(crate) proxy: Arc<proxy::ProxyConfig>,
 }
 
 /// Serves `kind` on `listener` through `door` until the door shuts, then
@@ -199,6 +215,7 @@ pub async fn run(
         idle: config.idle_timeout,
         shutdown: door.closing(),
         readers: Arc::default(),
+        proxy: Arc::clone(&config.proxy),
     });
     let acceptor = config
         .tls
@@ -255,6 +272,14 @@ fn spawn_service(kind: ServiceKind, accepted: Accepted, ctx: Arc<Ctx>, room: &Ar
                 Box::pin(room.join(stream, peer, &ctx)).await;
             })
         }
+        ServiceKind::Socks5 => tokio::spawn(async move {
+            let _permit = permit;
+            Box::pin(proxy::socks5(stream, ctx)).await;
+        }),
+        ServiceKind::HttpProxy => tokio::spawn(async move {
+            let _permit = permit;
+            Box::pin(proxy::http_connect(stream, ctx)).await;
+        }),
     };
 }
 
@@ -297,6 +322,7 @@ mod tests {
                 idle: Some(Duration::from_secs(300)),
                 shutdown: CancellationToken::new(),
                 readers: Arc::default(),
+                proxy: Arc::default(),
             });
             let door = Door::new(DoorConfig::new("test", 1));
             let permit = door.try_permit().expect("a free place");
