@@ -123,6 +123,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         None => net::split_host_port(&args.host)
             .map_err(|e| UsageError(format!("{e} (or give the port as a second argument)")))?,
     };
+    super::numeric(&args.talk, &host)?;
     let opts = ConnectOptions {
         device: None,
         family: args.talk.family(),
@@ -144,7 +145,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.talk.udp {
         let input = input(&args.talk, args.message.as_deref())?;
         let sock = net::connect_udp(&host, port, &opts)?;
-        udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk))?;
+        udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let job = match program {
@@ -155,7 +156,11 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         Some(through) => net::proxy::connect(&through, &host, port, &opts)?,
         None => net::connect_tcp(&host, port, &opts)?,
     };
-    let relay_opts = relay_options(&args.talk, interactive);
+    if args.verbose > 0 {
+        let name = super::zero::service_name(peer.port(), "tcp");
+        eprintln!("Connection to {host} {port} port [tcp/{name}] succeeded!");
+    }
+    let relay_opts = relay_options(&args.talk, interactive)?;
     let tls = tls.map(Secure::Client);
     relay_over(stream, peer, tls.as_ref(), job, relay_opts)
 }
@@ -180,6 +185,6 @@ fn connect_unix(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         stream,
         format!("unix:{path}"),
         job,
-        relay_options(&args.talk, interactive),
+        relay_options(&args.talk, interactive)?,
     )
 }

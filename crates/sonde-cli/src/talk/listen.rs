@@ -65,6 +65,9 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         return listen_unix(&args);
     }
     let on = parse_listen_on(&args.on).map_err(UsageError)?;
+    if let Some(host) = &on.host {
+        super::numeric(&args.talk, host)?;
+    }
     let fam = args.talk.family();
     let addrs = net::local_addrs(on.host.as_deref(), on.port, fam)?;
     let addr = addrs[0];
@@ -88,7 +91,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
             sock,
             input,
             stdout_fd()?,
-            udp_options(&args.talk),
+            udp_options(&args.talk)?,
             move |peer| {
                 if !quiet {
                     eprintln!("datagram from {peer}");
@@ -104,7 +107,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     }
     report(format!("listening on {}", local(listener.local_addr())));
     let interactive = program.is_none() && std::io::stdin().is_terminal();
-    let mut opts = relay_options(&args.talk, interactive);
+    let mut opts = relay_options(&args.talk, interactive)?;
     opts.greeting = args.greet.map(String::into_bytes);
     if args.keep_open {
         sonde::door::raise_fd_limit();
@@ -167,7 +170,7 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
         eprintln!("listening on unix:{path}");
     }
     let interactive = program.is_none() && std::io::stdin().is_terminal();
-    let mut opts = relay_options(&args.talk, interactive);
+    let mut opts = relay_options(&args.talk, interactive)?;
     opts.greeting = args.greet.clone().map(String::into_bytes);
     let job = match program {
         Some((program, stderr)) => Job::Exec(program, stderr),

@@ -46,6 +46,18 @@ pub(crate) struct TalkArgs {
     /// Dump the traffic in hex on stderr.
     #[arg(long)]
     pub(crate) hex: bool,
+    /// Dump the traffic in hex to FILE instead (ncat's -x).
+    #[arg(short = 'x', long, value_name = "FILE")]
+    pub(crate) hex_dump: Option<std::path::PathBuf>,
+    /// Copy the session, both ways as it is, to FILE (ncat's -o).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub(crate) output: Option<std::path::PathBuf>,
+    /// Send the input a line at a time, SECS apart (ncat's -d; -i is OpenBSD nc's).
+    #[arg(short = 'd', long, visible_short_alias = 'i', value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) delay: Option<Duration>,
+    /// No name look-ups: addresses only (nc's -n).
+    #[arg(short = 'n', long)]
+    pub(crate) numeric: bool,
     /// Keep the write side open at the end of the input (no half-close).
     #[arg(long)]
     pub(crate) no_shutdown: bool,
@@ -82,9 +94,30 @@ impl TalkArgs {
     }
 }
 
-pub(super) fn hex_sink(talk: &TalkArgs) -> Option<HexSink> {
-    talk.hex
-        .then(|| Arc::new(Mutex::new(std::io::stderr())) as HexSink)
+/// The hex dump's sink (a file with -x, stderr with --hex) and the
+/// session dump's (-o).
+pub(super) fn sinks(talk: &TalkArgs) -> anyhow::Result<(Option<HexSink>, Option<HexSink>)> {
+    let file = |path: &std::path::Path| -> anyhow::Result<HexSink> {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Arc::new(Mutex::new(file)) as HexSink)
+    };
+    let hex = match &talk.hex_dump {
+        Some(path) => Some(file(path)?),
+        None => talk
+            .hex
+            .then(|| Arc::new(Mutex::new(std::io::stderr())) as HexSink),
+    };
+    let session = talk.output.as_deref().map(file).transpose()?;
+    Ok((hex, session))
+}
+
+/// With -n, a host that is a name is refused (nothing is looked up).
+pub(super) fn numeric(talk: &TalkArgs, host: &str) -> anyhow::Result<()> {
+    if talk.numeric && host.parse::<std::net::IpAddr>().is_err() {
+        return Err(UsageError(format!("-n: {host:?} is a name, and -n looks nothing up")).into());
+    }
+    Ok(())
 }
 
 pub(super) fn stdin_fd() -> anyhow::Result<OwnedFd> {
@@ -101,35 +134,44 @@ pub(super) fn stdout_fd() -> anyhow::Result<OwnedFd> {
         .context("duplicating stdout")
 }
 
-/// What to send: the message, stdin, or nothing.
+/// What to send: the message, stdin, or nothing; a line at a time with
+/// -d.
 pub(super) fn input(talk: &TalkArgs, message: Option<&str>) -> anyhow::Result<Input> {
-    Ok(match message {
+    let input = match message {
         Some(text) => Input::Bytes(text.as_bytes().to_vec()),
         None if talk.recv_only => Input::Nothing,
         None => Input::Fd(stdin_fd()?),
-    })
+    };
+    match talk.delay {
+        Some(every) => input.paced(every).context("pacing the input"),
+        None => Ok(input),
+    }
 }
 
-pub(super) fn relay_options(talk: &TalkArgs, interactive: bool) -> RelayOptions {
-    RelayOptions {
+pub(super) fn relay_options(talk: &TalkArgs, interactive: bool) -> anyhow::Result<RelayOptions> {
+    let (hex, session) = sinks(talk)?;
+    Ok(RelayOptions {
         no_shutdown: talk.no_shutdown,
         send_only: talk.send_only,
         quit_after: talk.quit_after,
         idle_timeout: talk.idle_timeout,
         crlf: talk.crlf,
-        hex: hex_sink(talk),
+        hex,
+        session,
         greeting: None,
         interactive,
         output_may_close: false,
-    }
+    })
 }
 
-pub(super) fn udp_options(talk: &TalkArgs) -> UdpOptions {
-    UdpOptions {
+pub(super) fn udp_options(talk: &TalkArgs) -> anyhow::Result<UdpOptions> {
+    let (hex, session) = sinks(talk)?;
+    Ok(UdpOptions {
         quit_after: talk.quit_after,
         crlf: talk.crlf,
-        hex: hex_sink(talk),
-    }
+        hex,
+        session,
+    })
 }
 
 pub(super) fn local(addr: std::io::Result<std::net::SocketAddr>) -> String {

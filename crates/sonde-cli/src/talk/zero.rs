@@ -30,6 +30,7 @@ pub(crate) fn check(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
             UsageError("-z sends nothing: it takes neither --tls nor --message".into()).into(),
         );
     }
+    super::numeric(&args.talk, &host)?;
     let ports = scan::parse_ports(&list).map_err(|e| UsageError(e.to_string()))?;
     let udp = args.talk.udp;
     let ip = net::resolve(&host, 0, args.talk.family())?
@@ -78,4 +79,13 @@ pub(crate) fn check(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The /etc/services name of `port` for `proto` ("tcp" or "udp"), or `*`
+/// as nc says when there is none.
+pub(super) fn service_name(port: u16, proto: &str) -> String {
+    std::fs::read_to_string("/etc/services")
+        .ok()
+        .and_then(|t| scan::services(&t).remove(&(port, proto.to_string())))
+        .unwrap_or_else(|| "*".into())
 }

@@ -118,6 +118,8 @@ pub struct Filters {
     pub crlf: Option<Crlf>,
     /// Dump the bytes (after any CRLF expansion) to a sink.
     pub hex: Option<(HexDump, HexSink)>,
+    /// Copy the bytes as they are to a session dump (ncat's `-o`).
+    pub session: Option<HexSink>,
 }
 
 impl Filters {
@@ -127,11 +129,18 @@ impl Filters {
         Self {
             crlf: (crlf && direction == Direction::Sent).then(Crlf::default),
             hex: hex.map(|sink| (HexDump::new(direction), Arc::clone(sink))),
+            session: None,
         }
     }
 
+    /// These filters, copying both directions to `session` as well.
+    pub fn with_session(mut self, session: Option<&HexSink>) -> Self {
+        self.session = session.map(Arc::clone);
+        self
+    }
+
     fn active(&self) -> bool {
-        self.crlf.is_some() || self.hex.is_some()
+        self.crlf.is_some() || self.hex.is_some() || self.session.is_some()
     }
 }
 
@@ -371,8 +380,13 @@ impl Filters {
         out
     }
 
-    /// Sends `data` to the hex dump, if there is one.
+    /// Sends `data` to the hex dump and the session dump, if set.
     pub fn dump(&mut self, data: &[u8]) {
+        if let Some(sink) = &self.session
+            && let Ok(mut sink) = sink.lock()
+        {
+            let _ = sink.write_all(data);
+        }
         if let Some((dump, sink)) = self.hex.as_mut() {
             let mut text = String::new();
             dump.dump(data, &mut text);

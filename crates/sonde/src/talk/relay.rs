@@ -30,6 +30,45 @@ pub enum Input {
     Nothing,
 }
 
+impl Input {
+    /// The same input a line at a time, `every` apart (ncat's `--delay`,
+    /// OpenBSD nc's `-i`): a thread reads it and writes each line into a
+    /// pipe, which is the new input.
+    ///
+    /// # Errors
+    /// When the pipe or the thread cannot be made.
+    pub fn paced(self, every: Duration) -> std::io::Result<Self> {
+        use std::io::{BufRead, Write};
+        let mut lines: Box<dyn BufRead + Send> = match self {
+            Self::Nothing => return Ok(self),
+            Self::Fd(fd) => Box::new(std::io::BufReader::new(std::fs::File::from(fd))),
+            Self::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes)),
+        };
+        let (reader, mut writer) = std::io::pipe()?;
+        thread::Builder::new()
+            .name("sonde-pacer".into())
+            .spawn(move || {
+                let mut line = Vec::new();
+                let mut first = true;
+                loop {
+                    line.clear();
+                    match lines.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if !std::mem::take(&mut first) {
+                        thread::sleep(every);
+                    }
+                    // The relay stopped reading: nothing more to pace.
+                    if writer.write_all(&line).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self::Fd(reader.into()))
+    }
+}
+
 /// How a relay behaves; the defaults are netcat's with safe end-of-input.
 #[derive(Clone, Default)]
 pub struct RelayOptions {
@@ -45,6 +84,8 @@ pub struct RelayOptions {
     pub crlf: bool,
     /// Dump traffic in hex to this sink.
     pub hex: Option<HexSink>,
+    /// Copy traffic, both ways as it is, to this sink (ncat's `-o`).
+    pub session: Option<HexSink>,
     /// Bytes to send before the input (`listen --greet`).
     pub greeting: Option<Vec<u8>>,
     /// The input is a person at a terminal: when the peer finishes
@@ -60,6 +101,7 @@ impl RelayOptions {
     /// The filters for one direction.
     pub(crate) fn filters(&self, direction: Direction) -> Filters {
         Filters::for_direction(direction, self.crlf, self.hex.as_ref())
+            .with_session(self.session.as_ref())
     }
 }
 
@@ -256,9 +298,11 @@ pub(crate) fn send_all(
         let mut plain = Filters {
             crlf: None,
             hex: filters.hex.take(),
+            session: filters.session.take(),
         };
         plain.write(sock.as_fd(), &greeting)?;
         filters.hex = plain.hex.take();
+        filters.session = plain.session.take();
         sent += greeting.len() as u64;
     }
     sent += match input {

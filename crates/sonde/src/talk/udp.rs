@@ -32,11 +32,14 @@ pub struct UdpOptions {
     pub crlf: bool,
     /// Dump traffic in hex to this sink.
     pub hex: Option<HexSink>,
+    /// Copy traffic, both ways as it is, to this sink (ncat's `-o`).
+    pub session: Option<HexSink>,
 }
 
 impl UdpOptions {
     fn filters(&self, direction: Direction) -> Filters {
         Filters::for_direction(direction, self.crlf, self.hex.as_ref())
+            .with_session(self.session.as_ref())
     }
 }
 
