@@ -130,3 +130,68 @@ fn verbose_says_what_openbsd_nc_says_and_n_refuses_names() {
     assert_eq!(done.code(), Some(2), "{}", done.stderr);
     assert_contains(&done.stderr, "-n");
 }
+
+#[test]
+fn broker_passes_each_clients_bytes_to_the_others() {
+    let server = common::start_listener(
+        &["--broker", "127.0.0.1:0"],
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    );
+    let connect = || {
+        let conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        conn.set_read_timeout(Some(common::DEADLINE))
+            .expect("timeout");
+        conn
+    };
+    let (mut a, mut b) = (connect(), connect());
+    // Both are members before anyone speaks.
+    for _ in 0..2 {
+        assert_contains(&server.next_line(), "connection from");
+    }
+    std::io::Write::write_all(&mut a, b"from a\n").expect("a speaks");
+    let mut got = [0u8; 7];
+    b.read_exact(&mut got).expect("b hears a");
+    assert_eq!(&got, b"from a\n");
+    std::io::Write::write_all(&mut b, b"from b\n").expect("b speaks");
+    let mut got = [0u8; 7];
+    a.read_exact(&mut got).expect("a hears b, not itself");
+    assert_eq!(&got, b"from b\n");
+    server.stop();
+}
+
+#[test]
+fn telnet_negotiation_is_refused_with_t() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(common::DEADLINE))
+            .expect("timeout");
+        // IAC DO ECHO, then a prompt.
+        std::io::Write::write_all(&mut conn, &[255, 253, 1]).expect("negotiate");
+        std::io::Write::write_all(&mut conn, b"login: ").expect("prompt");
+        let mut answer = [0u8; 3];
+        conn.read_exact(&mut answer).expect("an answer");
+        answer
+    });
+    let mut cmd = sonde();
+    cmd.args([
+        "connect",
+        "-t",
+        "--recv-only",
+        "127.0.0.1",
+        &port.to_string(),
+    ]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    assert_eq!(
+        done.stdout, b"login: ",
+        "the negotiation kept out of the output"
+    );
+    assert_eq!(
+        server.join().expect("server"),
+        [255, 252, 1],
+        "IAC WON'T ECHO"
+    );
+}

@@ -7,10 +7,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::thread;
 
-use common::{Reaper, TempDir, assert_contains, free_port, have_peer, run, sonde};
+use common::{TempDir, assert_contains, free_port, have_peer, run, sonde};
 
 /// A server that answers `count` clients, each with "pong: LINE" for the
 /// line it sends, then closes.
@@ -30,20 +29,6 @@ fn pong_server(count: usize) -> (u16, thread::JoinHandle<()>) {
         }
     });
     (port, handle)
-}
-
-/// A peer proxy, started and listening on `port`.
-fn start_proxy(program: &str, args: &[&str], port: u16) -> (std::process::Child, Reaper) {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("a proxy");
-    let reaper = Reaper::new(child.id());
-    common::wait_tcp_listening(port);
-    (child, reaper)
 }
 
 /// `sonde connect --proxy ... HOST PORT`, a line sent (no half-close:
@@ -68,7 +53,8 @@ fn socks5_through_microsocks() {
     let (target, server) = pong_server(3);
     let p = free_port();
     let ps = p.to_string();
-    let (_open, _reap) = start_proxy("microsocks", &["-i", "127.0.0.1", "-p", &ps], p);
+    let (_open, _reap) =
+        common::start_peer_server("microsocks", &["-i", "127.0.0.1", "-p", &ps], p);
     let at = format!("127.0.0.1:{p}");
     let socks = ["--proxy", at.as_str(), "--proxy-type", "socks5"];
     let done = through(&socks, "127.0.0.1", target);
@@ -86,7 +72,7 @@ fn socks5_through_microsocks() {
     let q = free_port();
     let qs = q.to_string();
     let args = ["-i", "127.0.0.1", "-p", &qs, "-u", "user", "-P", "secret"];
-    let (_auth, _reap2) = start_proxy("microsocks", &args, q);
+    let (_auth, _reap2) = common::start_peer_server("microsocks", &args, q);
     let at = format!("127.0.0.1:{q}");
     let socks = ["--proxy", at.as_str(), "--proxy-type", "socks5"];
     let good = [&socks[..], &["--proxy-auth", "user:secret"]].concat();
@@ -120,7 +106,7 @@ fn http_connect_through_tinyproxy() {
     )
     .expect("config");
     let conf = conf.to_str().expect("utf-8");
-    let (_proxy, _reap) = start_proxy("tinyproxy", &["-d", "-c", conf], p);
+    let (_proxy, _reap) = common::start_peer_server("tinyproxy", &["-d", "-c", conf], p);
     let at = format!("127.0.0.1:{p}");
     // HTTP is the default type, as ncat's.
     let good = ["--proxy", at.as_str(), "--proxy-auth", "user:secret"];

@@ -56,21 +56,6 @@ fn payload(dir: &TempDir, size: usize) -> (std::path::PathBuf, String) {
     (path, format!("{:x}", Sha256::digest(&data)))
 }
 
-/// Starts a peer program that serves on `port` and waits until it takes
-/// connections.
-fn peer_server(program: &str, args: &[String], port: u16) -> (std::process::Child, Reaper) {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("a peer server");
-    let reaper = Reaper::new(child.id());
-    common::wait_tcp_listening(port);
-    (child, reaper)
-}
-
 /// A client program's stdout, given the payload on stdin.
 fn client_reply(mut cmd: Command, payload: &std::path::Path) -> String {
     let input = std::fs::File::open(payload).expect("payload");
@@ -107,7 +92,8 @@ fn tcp_relays_between_socat_ncat_and_python_are_byte_exact() {
         format!("TCP-LISTEN:{q},bind=127.0.0.1,reuseaddr"),
         "SYSTEM:sha256sum".into(),
     ];
-    let (_socat, _reap) = peer_server("socat", &args, q);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_socat, _reap) = common::start_peer_server("socat", &args, q);
     let r = relay(
         "TCP-LISTEN:0,bind=127.0.0.1,fork,reuseaddr",
         &format!("TCP4:127.0.0.1:{q}"),

@@ -37,6 +37,9 @@ pub(crate) struct ListenArgs {
     /// Serve many clients at once; stdin goes to all of them (-k is nc's; in perf it is iperf3's block count).
     #[arg(short = 'k', long)]
     pub(crate) keep_open: bool,
+    /// With -k: what each client sends goes to every other client too (ncat's --broker; it implies -k).
+    #[arg(long)]
+    pub(crate) broker: bool,
     /// Do not report addresses on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -102,14 +105,25 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     }
     let listener = net::listen_tcp(addr, v6_only)?;
     // Before the banner, so a signal right after it finds the handler.
-    if args.keep_open {
+    if args.keep_open || args.broker {
         stop_on_signal(args.quiet);
     }
     report(format!("listening on {}", local(listener.local_addr())));
     let interactive = program.is_none() && std::io::stdin().is_terminal();
     let mut opts = relay_options(&args.talk, interactive)?;
     opts.greeting = args.greet.map(String::into_bytes);
-    if args.keep_open {
+    opts.broker = args.broker;
+    if args.talk.telnet && (args.keep_open || args.broker) {
+        return Err(
+            UsageError("-t answers one telnet server: not with -k or --broker".into()).into(),
+        );
+    }
+    if args.broker && program.is_some() {
+        return Err(
+            UsageError("--broker joins clients to each other, not to --exec".into()).into(),
+        );
+    }
+    if args.keep_open || args.broker {
         sonde::door::raise_fd_limit();
         let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
         let mut door = DoorConfig::new("listen", max);
@@ -148,7 +162,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
 /// `sonde listen -U PATH`: one client on a Unix stream socket, the
 /// socket file removed when it is done (or on SIGINT/SIGTERM).
 fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
-    if args.keep_open {
+    if args.keep_open || args.broker {
         return Err(UsageError(
             "listen -k -U is not built yet: `sonde relay unix-listen:PATH ...` serves many".into(),
         )

@@ -58,6 +58,9 @@ pub(crate) struct TalkArgs {
     /// No name look-ups: addresses only (nc's -n).
     #[arg(short = 'n', long)]
     pub(crate) numeric: bool,
+    /// Answer a telnet server's DO with WON'T and WILL with DON'T, and keep the negotiation out of the output (OpenBSD nc's -t).
+    #[arg(short = 't', long)]
+    pub(crate) telnet: bool,
     /// Keep the write side open at the end of the input (no half-close).
     #[arg(long)]
     pub(crate) no_shutdown: bool,
@@ -161,6 +164,8 @@ pub(super) fn relay_options(talk: &TalkArgs, interactive: bool) -> anyhow::Resul
         greeting: None,
         interactive,
         output_may_close: false,
+        broker: false,
+        telnet: talk.telnet,
     })
 }
 

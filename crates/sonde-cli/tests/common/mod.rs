@@ -331,6 +331,21 @@ pub fn wait_tcp_listening(port: u16) {
     }
 }
 
+/// Starts a peer's server (`program ARGS...`, its output discarded) and
+/// waits until it listens on TCP `port`.
+pub fn start_peer_server(program: &str, args: &[&str], port: u16) -> (Child, Reaper) {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    let reaper = Reaper::new(child.id());
+    wait_tcp_listening(port);
+    (child, reaper)
+}
+
 /// Waits (polling /proc/net/unix, within the deadline) until a Unix
 /// stream socket listens at `path` (`@NAME` for an abstract name): for
 /// peers that print nothing when ready, as socat does.

@@ -146,11 +146,11 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
         let read = match shared.tls.clone() {
             None => {
                 let (reader, writer) = stream.into_split();
-                let read = read_client(reader, peer, &shared, &activity, &kick);
+                let read = read_client(reader, (peer, id), &shared, &activity, &kick);
                 let write = write_client(writer, rx, &shared.opts, &activity, &kick);
                 tokio::join!(read, write).0
             }
-            Some(tls) => over_tls(stream, peer, tls, rx, &shared, &activity, &kick).await,
+            Some(tls) => over_tls(stream, (peer, id), tls, rx, &shared, &activity, &kick).await,
         };
         // What it sent is out before it is reported gone.
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -178,7 +178,7 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
 /// plaintext end; a session that broke is the client's failure.
 async fn over_tls(
     stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    (peer, id): (SocketAddr, u64),
     tls: crate::tls::ServerTls,
     rx: mpsc::Receiver<Arc<[u8]>>,
     shared: &Shared,
@@ -211,7 +211,7 @@ async fn over_tls(
         .and_then(|()| tokio::net::UnixStream::from_std(plain))
         .map_err(|e| Error::io(format!("registering the TLS session of {peer}"), e))?;
     let (reader, writer) = plain.into_split();
-    let read = read_client(reader, peer, shared, activity, kick);
+    let read = read_client(reader, (peer, id), shared, activity, kick);
     let write = write_client(writer, rx, &shared.opts, activity, kick);
     let read = tokio::join!(read, write).0;
     let ended = tokio::task::spawn_blocking(move || bridge.finish()).await;
@@ -225,7 +225,7 @@ async fn over_tls(
 /// dropped, or (with an idle timeout) nothing moves either way for long.
 async fn read_client(
     mut reader: impl tokio::io::AsyncRead + Unpin,
-    peer: SocketAddr,
+    (peer, id): (SocketAddr, u64),
     shared: &Shared,
     activity: &Activity,
     kick: &CancellationToken,
@@ -254,6 +254,9 @@ async fn read_client(
         };
         activity.touch();
         dump.dump(&buf[..n]);
+        if shared.opts.broker {
+            deliver(&shared.members, &Arc::from(&buf[..n]), Some(id)).await;
+        }
         if shared
             .output
             .send(Out::Chunk(buf[..n].to_vec()))
@@ -370,27 +373,36 @@ fn spawn_input(input: Input, chunks: mpsc::Sender<Arc<[u8]>>, opts: &RelayOption
         .map_err(|e| Error::io("starting the input thread", e))
 }
 
-/// Queues each input chunk for every client. A full queue is waited on
-/// for at most [`STALL`]; then its client is unlisted and kicked (its
-/// task, finding itself unlisted, reports it dropped).
+/// Queues each input chunk for every client.
 async fn broadcast(mut chunks: mpsc::Receiver<Arc<[u8]>>, members: Members) {
     while let Some(chunk) = chunks.recv().await {
-        let listed: Vec<(u64, mpsc::Sender<Arc<[u8]>>)> = match members.lock() {
-            Ok(m) => m.iter().map(|(id, m)| (*id, m.queue.clone())).collect(),
-            Err(_) => return,
+        deliver(&members, &chunk, None).await;
+    }
+}
+
+/// Queues `chunk` for every client but `except`. A full queue is waited
+/// on for at most [`STALL`]; then its client is unlisted and kicked (its
+/// task, finding itself unlisted, reports it dropped).
+async fn deliver(members: &Members, chunk: &Arc<[u8]>, except: Option<u64>) {
+    let listed: Vec<(u64, mpsc::Sender<Arc<[u8]>>)> = match members.lock() {
+        Ok(m) => m
+            .iter()
+            .filter(|(id, _)| Some(**id) != except)
+            .map(|(id, m)| (*id, m.queue.clone()))
+            .collect(),
+        Err(_) => return,
+    };
+    for (id, queue) in listed {
+        let full = match queue.try_send(Arc::clone(chunk)) {
+            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+            // Sent, or its task is ending and unlists it itself.
+            _ => continue,
         };
-        for (id, queue) in listed {
-            let full = match queue.try_send(Arc::clone(&chunk)) {
-                Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
-                // Sent, or its task is ending and unlists it itself.
-                _ => continue,
-            };
-            let sent = queue.send_timeout(full, STALL).await;
-            if let Err(mpsc::error::SendTimeoutError::Timeout(_)) = sent
-                && let Some(member) = members.lock().ok().and_then(|mut m| m.remove(&id))
-            {
-                member.kick.cancel();
-            }
+        let sent = queue.send_timeout(full, STALL).await;
+        if let Err(mpsc::error::SendTimeoutError::Timeout(_)) = sent
+            && let Some(member) = members.lock().ok().and_then(|mut m| m.remove(&id))
+        {
+            member.kick.cancel();
         }
     }
 }

@@ -120,6 +120,9 @@ pub struct Filters {
     pub hex: Option<(HexDump, HexSink)>,
     /// Copy the bytes as they are to a session dump (ncat's `-o`).
     pub session: Option<HexSink>,
+    /// Refuse a telnet server's negotiation (received bytes only; the
+    /// answers go back on the socket they came from).
+    pub telnet: Option<super::transform::Telnet>,
 }
 
 impl Filters {
@@ -130,7 +133,14 @@ impl Filters {
             crlf: (crlf && direction == Direction::Sent).then(Crlf::default),
             hex: hex.map(|sink| (HexDump::new(direction), Arc::clone(sink))),
             session: None,
+            telnet: None,
         }
+    }
+
+    /// These filters, refusing telnet negotiation when `on`.
+    pub fn with_telnet(mut self, on: bool) -> Self {
+        self.telnet = on.then(super::transform::Telnet::default);
+        self
     }
 
     /// These filters, copying both directions to `session` as well.
@@ -140,7 +150,7 @@ impl Filters {
     }
 
     fn active(&self) -> bool {
-        self.crlf.is_some() || self.hex.is_some() || self.session.is_some()
+        self.crlf.is_some() || self.hex.is_some() || self.session.is_some() || self.telnet.is_some()
     }
 }
 
@@ -352,7 +362,18 @@ fn plain_copy(
         };
         moved += n as u64;
         activity.touch();
-        filters.write(dst, &buf[..n])?;
+        match filters.telnet.as_mut() {
+            Some(telnet) => {
+                let (mut data, mut reply) = (Vec::new(), Vec::new());
+                telnet.feed(&buf[..n], &mut data, &mut reply);
+                if !reply.is_empty() {
+                    // The answers go back to the peer that asked.
+                    write_all(src, &reply).map_err(|e| PumpError::Read(e.into_io()))?;
+                }
+                filters.write(dst, &data)?;
+            }
+            None => filters.write(dst, &buf[..n])?,
+        }
     }
 }
 

@@ -95,6 +95,11 @@ pub struct RelayOptions {
     /// wants): that ends the downlink only, and the input still goes out.
     /// Otherwise a closed output (`| head`) ends the relay quietly.
     pub output_may_close: bool,
+    /// `listen -k`: what each client sends goes to every other client
+    /// too (ncat's `--broker`).
+    pub broker: bool,
+    /// Refuse a telnet server's option negotiation (OpenBSD nc's `-t`).
+    pub telnet: bool,
 }
 
 impl RelayOptions {
@@ -102,6 +107,7 @@ impl RelayOptions {
     pub(crate) fn filters(&self, direction: Direction) -> Filters {
         Filters::for_direction(direction, self.crlf, self.hex.as_ref())
             .with_session(self.session.as_ref())
+            .with_telnet(self.telnet && direction == Direction::Received)
     }
 }
 
@@ -299,6 +305,7 @@ pub(crate) fn send_all(
             crlf: None,
             hex: filters.hex.take(),
             session: filters.session.take(),
+            telnet: None,
         };
         plain.write(sock.as_fd(), &greeting)?;
         filters.hex = plain.hex.take();

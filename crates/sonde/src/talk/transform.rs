@@ -1,5 +1,6 @@
 //! Pure byte transforms applied to traffic: LF to CRLF line endings
-//! (`--crlf`) and the hex dump of traffic (`--hex`). No I/O here.
+//! (`--crlf`), the hex dump of traffic (`--hex`), and refusing a telnet
+//! server's option negotiation (`-t`). No I/O here.
 
 use std::fmt::Write as _;
 
@@ -83,6 +84,71 @@ impl HexDump {
     }
 }
 
+const IAC: u8 = 255;
+const DONT: u8 = 254;
+const DO: u8 = 253;
+const WONT: u8 = 252;
+const WILL: u8 = 251;
+const SB: u8 = 250;
+const SE: u8 = 240;
+
+/// Where a telnet stream is between bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum TelnetState {
+    #[default]
+    Data,
+    Iac,
+    Verb(u8),
+    Sub,
+    SubIac,
+}
+
+/// OpenBSD nc's `-t`: every DO is answered WON'T and every WILL DON'T
+/// (RFC 854), and the negotiation is kept out of the output; an escaped
+/// 255 is data. State carries across reads, so a command split between
+/// two is still seen whole.
+#[derive(Debug, Default)]
+pub struct Telnet {
+    state: TelnetState,
+}
+
+impl Telnet {
+    /// Splits `input` into the data (appended to `data`) and the answers
+    /// to send back (appended to `reply`).
+    pub fn feed(&mut self, input: &[u8], data: &mut Vec<u8>, reply: &mut Vec<u8>) {
+        use TelnetState::*;
+        for &byte in input {
+            self.state = match (self.state, byte) {
+                (Data, IAC) => Iac,
+                (Data, b) => {
+                    data.push(b);
+                    Data
+                }
+                (Iac, IAC) => {
+                    data.push(IAC);
+                    Data
+                }
+                (Iac, WILL | WONT | DO | DONT) => Verb(byte),
+                (Iac, SB) => Sub,
+                // NOP, GA and the other bare commands.
+                (Iac, _) => Data,
+                (Verb(verb), option) => {
+                    match verb {
+                        DO => reply.extend_from_slice(&[IAC, WONT, option]),
+                        WILL => reply.extend_from_slice(&[IAC, DONT, option]),
+                        _ => {}
+                    }
+                    Data
+                }
+                (Sub, IAC) => SubIac,
+                (Sub, _) => Sub,
+                (SubIac, SE) => Data,
+                (SubIac, _) => Sub,
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +177,33 @@ mod tests {
         let lines: Vec<&str> = more.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[1].starts_with("< 00000010  00 "));
+    }
+
+    #[test]
+    fn telnet_negotiation_is_refused_and_kept_out_of_the_data() {
+        let mut telnet = Telnet::default();
+        let (mut data, mut reply) = (Vec::new(), Vec::new());
+        // DO ECHO, WILL SUPPRESS-GO-AHEAD, then text with an escaped 255.
+        telnet.feed(
+            &[IAC, DO, 1, IAC, WILL, 3, b'h', b'i', IAC, IAC],
+            &mut data,
+            &mut reply,
+        );
+        assert_eq!(data, [b'h', b'i', IAC]);
+        assert_eq!(reply, [IAC, WONT, 1, IAC, DONT, 3]);
+        // A command split across reads, and a subnegotiation skipped.
+        let (mut data, mut reply) = (Vec::new(), Vec::new());
+        telnet.feed(&[b'a', IAC], &mut data, &mut reply);
+        telnet.feed(
+            &[DO, 24, IAC, SB, 24, 1, IAC, SE, b'b'],
+            &mut data,
+            &mut reply,
+        );
+        assert_eq!(data, b"ab");
+        assert_eq!(reply, [IAC, WONT, 24]);
+        // WON'T and DON'T need no answer.
+        let (mut data, mut reply) = (Vec::new(), Vec::new());
+        telnet.feed(&[IAC, WONT, 1, IAC, DONT, 1], &mut data, &mut reply);
+        assert!(data.is_empty() && reply.is_empty());
     }
 }
