@@ -1,7 +1,7 @@
 //! `connect --proxy` through real proxies: Debian's microsocks (SOCKS5,
-//! with and without a password, names resolved by the proxy or here)
-//! and tinyproxy (HTTP CONNECT, with Basic authentication); a refusal is
-//! named with the proxy and the target.
+//! with and without a password, names resolved by the proxy or here),
+//! tinyproxy (HTTP CONNECT, with Basic authentication) and dante
+//! (SOCKS4); a refusal is named with the proxy and the target.
 
 mod common;
 
@@ -147,4 +147,40 @@ fn proxy_usage_errors() {
         let done = run(cmd, b"");
         assert_eq!(done.code(), Some(2), "{args:?}: {}", done.stderr);
     }
+}
+
+#[test]
+fn socks4_through_dante() {
+    if !have_peer("danted", "dante-server") {
+        return;
+    }
+    let (target, server) = pong_server(2);
+    let dir = TempDir::new("dante");
+    let p = free_port();
+    let conf = dir.join("danted.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "logoutput: stderr\ninternal: 127.0.0.1 port = {p}\nexternal: 127.0.0.1\n\
+             socksmethod: none\nclientmethod: none\n\
+             user.privileged: root\nuser.unprivileged: nobody\n\
+             client pass {{\n from: 127.0.0.0/8 to: 0.0.0.0/0\n}}\n\
+             socks pass {{\n from: 127.0.0.0/8 to: 127.0.0.0/8\n protocol: tcp\n}}\n"
+        ),
+    )
+    .expect("config");
+    let pid = dir.join("danted.pid");
+    let (conf, pid) = (conf.to_str().expect("utf-8"), pid.to_str().expect("utf-8"));
+    let (_proxy, _reap) =
+        common::start_peer_server("danted", &["-f", conf, "-p", pid, "-N", "1"], p);
+    let at = format!("127.0.0.1:{p}");
+    let socks4 = ["--proxy", at.as_str(), "--proxy-type", "socks4"];
+    let done = through(&socks4, "127.0.0.1", target);
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    assert_eq!(done.stdout_text(), "pong: ping\n");
+    // SOCKS4 carries an address: a name resolved here first.
+    let local = [&socks4[..], &["--proxy-dns", "local", "-4"]].concat();
+    let done = through(&local, "localhost", target);
+    assert_eq!(done.stdout_text(), "pong: ping\n", "{}", done.stderr);
+    server.join().expect("server");
 }
