@@ -32,7 +32,28 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("perf_client_session", perf_client_session),
     ("rtt_replies", rtt_replies),
     ("report", report),
+    ("talk_inputs", talk_inputs),
 ];
+
+/// The text the netcat wave reads from users and peers: a relay end as
+/// socat spells it, a port list, an HTTP proxy's CONNECT request and its
+/// auth file, and a telnet server's stream (fed whole, then split in two,
+/// since its state carries across reads).
+pub fn talk_inputs(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::forward::spec::parse(&text);
+    let _ = crate::talk::scan::parse_ports(&text);
+    let _ = crate::serve::proxy::parse_connect(data);
+    let _ = crate::serve::proxy::parse_users(&text);
+    let (mut whole, mut split) = (Vec::new(), Vec::new());
+    let mut reply = Vec::new();
+    crate::talk::transform::Telnet::default().feed(data, &mut whole, &mut reply);
+    let mut telnet = crate::talk::transform::Telnet::default();
+    let (a, b) = data.split_at(data.len() / 2);
+    telnet.feed(a, &mut split, &mut reply);
+    telnet.feed(b, &mut split, &mut reply);
+    assert_eq!(whole, split, "telnet data depends on where reads split");
+}
 
 /// A result file as `sonde report` reads it (JSON, or JSON lines), drawn
 /// alone and beside itself, and written as HTML.

@@ -326,7 +326,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 /// The target and the Proxy-Authorization of a CONNECT request, or the
 /// status to answer with.
-fn parse_connect(head: &[u8]) -> Result<(String, Option<String>), &'static str> {
+pub(crate) fn parse_connect(head: &[u8]) -> Result<(String, Option<String>), &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
