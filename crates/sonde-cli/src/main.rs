@@ -116,7 +116,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Connect(args) => talk::connect::connect(args),
+        Command::Connect(args) => talk::connect(args),
         Command::Listen(args) => talk::listen::listen(args),
         Command::Perf(args) => perf::perf(*args),
         Command::Serve(args) => serve::serve(args),

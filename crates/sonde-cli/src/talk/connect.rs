@@ -109,9 +109,6 @@ impl ProxyArgs {
 
 /// `sonde connect HOST PORT`.
 pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    if args.zero_io {
-        return super::zero::check(&args);
-    }
     if args.talk.unix {
         return connect_unix(&args);
     }
@@ -157,7 +154,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         None => net::connect_tcp(&host, port, &opts)?,
     };
     if args.verbose > 0 {
-        let name = super::zero::service_name(peer.port(), "tcp");
+        let name = super::service_name(peer.port(), "tcp");
         eprintln!("Connection to {host} {port} port [tcp/{name}] succeeded!");
     }
     let relay_opts = relay_options(&args.talk, interactive)?;

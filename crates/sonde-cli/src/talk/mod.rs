@@ -115,6 +115,23 @@ pub(super) fn sinks(talk: &TalkArgs) -> anyhow::Result<(Option<HexSink>, Option<
     Ok((hex, session))
 }
 
+/// `sonde connect`: a port check with -z, else a connection.
+pub(crate) fn connect(args: connect::ConnectArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.zero_io {
+        return zero::check(&args);
+    }
+    connect::connect(args)
+}
+
+/// The /etc/services name of `port` for `proto` ("tcp" or "udp"), or `*`
+/// as nc says when there is none.
+pub(super) fn service_name(port: u16, proto: &str) -> String {
+    std::fs::read_to_string("/etc/services")
+        .ok()
+        .and_then(|t| sonde::talk::scan::services(&t).remove(&(port, proto.to_string())))
+        .unwrap_or_else(|| "*".into())
+}
+
 /// With -n, a host that is a name is refused (nothing is looked up).
 pub(super) fn numeric(talk: &TalkArgs, host: &str) -> anyhow::Result<()> {
     if talk.numeric && host.parse::<std::net::IpAddr>().is_err() {

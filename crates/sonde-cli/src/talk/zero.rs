@@ -80,12 +80,3 @@ pub(crate) fn check(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
-
-/// The /etc/services name of `port` for `proto` ("tcp" or "udp"), or `*`
-/// as nc says when there is none.
-pub(super) fn service_name(port: u16, proto: &str) -> String {
-    std::fs::read_to_string("/etc/services")
-        .ok()
-        .and_then(|t| scan::services(&t).remove(&(port, proto.to_string())))
-        .unwrap_or_else(|| "*".into())
-}
