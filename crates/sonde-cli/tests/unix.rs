@@ -188,3 +188,51 @@ fn relay_unix_listen_serves_many_and_cleans_up() {
     assert!(!path.exists(), "the socket file is removed");
     echo.stop();
 }
+
+#[test]
+fn listen_k_u_takes_many_clients() {
+    let dir = TempDir::new("unix-many");
+    let path = dir.join("many.sock");
+    let p = path.to_str().expect("utf-8");
+    let out = dir.join("out");
+    let mut child = sonde()
+        .args(["listen", "-k", "-U", p])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sonde listen -k -U");
+    let reaper = common::Reaper::new(child.id());
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || lines.recv_timeout(DEADLINE).expect("a line from listen");
+    assert_contains(&next(), "listening on unix:");
+    for i in 0..3 {
+        let mut conn = UnixStream::connect(&path).expect("connect");
+        conn.write_all(format!("line {i}\n").as_bytes())
+            .expect("write");
+        drop(conn);
+        // Closed once what it sent is out.
+        loop {
+            if next().ends_with("closed") {
+                break;
+            }
+        }
+    }
+    let mut got: Vec<String> = std::fs::read_to_string(&out)
+        .expect("output")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    assert_eq!(got, ["line 0", "line 1", "line 2"]);
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
+    assert!(wait(child, reaper).success());
+    assert!(!path.exists(), "the socket file is removed");
+}

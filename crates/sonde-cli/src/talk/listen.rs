@@ -162,9 +162,10 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
 /// `sonde listen -U PATH`: one client on a Unix stream socket, the
 /// socket file removed when it is done (or on SIGINT/SIGTERM).
 fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
-    if args.keep_open || args.broker {
+    let many = args.keep_open || args.broker;
+    if many && (args.talk.exec.exec.is_some() || args.talk.exec.sh_exec.is_some()) {
         return Err(UsageError(
-            "listen -k -U is not built yet: `sonde relay unix-listen:PATH ...` serves many".into(),
+            "listen -k -U --exec is not built yet: `sonde relay unix-listen:PATH exec:CMD` runs one per client".into(),
         )
         .into());
     }
@@ -190,6 +191,20 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
         Some((program, stderr)) => Job::Exec(program, stderr),
         None => Job::Relay(input(&args.talk, None)?),
     };
+    if many {
+        opts.broker = args.broker;
+        let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
+        let mut door = DoorConfig::new("listen", max);
+        door.rules = args.access.rules();
+        let Job::Relay(input) = job else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let quiet = args.quiet;
+        multi::serve_many_unix(listener, input, stdout_fd()?, opts, door, move |event| {
+            report_client(event, quiet);
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut door = DoorConfig::new("listen", 1);
     door.rules = args.access.rules();
     let door = Door::new(door);
@@ -276,17 +291,22 @@ fn serve_many(
         opts,
         door,
         tls,
-        move |event| match event {
-            ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
-            ClientEvent::Closed(peer) if !quiet => eprintln!("{peer} closed"),
-            ClientEvent::Dropped(peer) => {
-                eprintln!("sonde: dropped {peer}: it stopped reading and its queue filled");
-            }
-            ClientEvent::Failed(peer, err) => eprintln!("sonde: client {peer}: {err}"),
-            _ => {}
-        },
+        move |event| report_client(event, quiet),
     )?;
     Ok(())
+}
+
+/// What `listen -k` says of its clients on stderr.
+fn report_client(event: ClientEvent, quiet: bool) {
+    match event {
+        ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
+        ClientEvent::Closed(peer) if !quiet => eprintln!("{peer} closed"),
+        ClientEvent::Dropped(peer) => {
+            eprintln!("sonde: dropped {peer}: it stopped reading and its queue filled");
+        }
+        ClientEvent::Failed(peer, err) => eprintln!("sonde: client {peer}: {err}"),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

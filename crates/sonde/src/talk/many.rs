@@ -36,17 +36,36 @@ pub const STALL: Duration = Duration::from_secs(1);
 /// ncat's default for `--max-conns`.
 pub const DEFAULT_MAX_CLIENTS: usize = 100;
 
+/// Who a client is: a TCP peer's address, or (a Unix socket's peers have
+/// none) the order it came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// The Nth client of a Unix socket.
+    Unix(u64),
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(n) => write!(f, "unix client {n}"),
+        }
+    }
+}
+
 /// Something that happened to one client, for the caller to report.
 #[derive(Debug)]
 pub enum ClientEvent {
     /// A client connected.
-    Connected(SocketAddr),
+    Connected(Client),
     /// A client finished sending and was closed.
-    Closed(SocketAddr),
+    Closed(Client),
     /// A client stopped reading and its queue filled: it was dropped.
-    Dropped(SocketAddr),
+    Dropped(Client),
     /// A client's connection failed; others go on.
-    Failed(SocketAddr, Error),
+    Failed(Client, Error),
 }
 
 type Notify = Arc<dyn Fn(ClientEvent) + Send + Sync>;
@@ -59,6 +78,9 @@ struct Member {
 }
 
 type Members = Arc<Mutex<HashMap<u64, Member>>>;
+
+/// The input's chunks, as they are read.
+type Chunks = mpsc::Receiver<Arc<[u8]>>;
 
 /// What goes to the output thread, in order.
 enum Out {
@@ -93,25 +115,13 @@ pub fn serve_many(
     tls: Option<crate::tls::ServerTls>,
     on_event: impl Fn(ClientEvent) + Send + Sync + 'static,
 ) -> Result<()> {
-    let notify: Notify = Arc::new(on_event);
-    let members: Members = Arc::default();
-    let (out_tx, out_rx) = mpsc::channel(QUEUE);
-    spawn_output(output, out_rx)?;
-    let (in_tx, in_rx) = mpsc::channel(4);
-    spawn_input(input, in_tx, &opts)?;
-    let shared = Arc::new(Shared {
-        members: Arc::clone(&members),
-        output: out_tx,
-        opts,
-        notify,
-        tls,
-    });
+    let (shared, in_rx) = setup(input, output, opts, tls, Arc::new(on_event))?;
     let door = Door::new(door);
     let runtime = crate::door::runtime().map_err(|e| Error::io("starting the runtime", e))?;
     runtime.block_on(async {
         let listener = crate::door::to_tokio(listener)
             .map_err(|e| Error::io("registering the listener", e))?;
-        tokio::spawn(broadcast(in_rx, members));
+        tokio::spawn(broadcast(in_rx, Arc::clone(&shared.members)));
         let mut next_id = 0u64;
         door.serve(listener, |accepted| {
             next_id += 1;
@@ -122,14 +132,77 @@ pub fn serve_many(
     })
 }
 
+/// As [`serve_many`], on a Unix stream socket (no TLS: a Unix socket
+/// does not leave the machine).
+///
+/// # Errors
+/// When a thread or the runtime cannot be started.
+pub fn serve_many_unix(
+    listener: std::os::unix::net::UnixListener,
+    input: Input,
+    output: OwnedFd,
+    opts: RelayOptions,
+    door: DoorConfig,
+    on_event: impl Fn(ClientEvent) + Send + Sync + 'static,
+) -> Result<()> {
+    let (shared, in_rx) = setup(input, output, opts, None, Arc::new(on_event))?;
+    let door = Door::new(door);
+    let runtime = crate::door::runtime().map_err(|e| Error::io("starting the runtime", e))?;
+    runtime.block_on(async {
+        let registering = |e| Error::io("registering the listener", e);
+        listener.set_nonblocking(true).map_err(registering)?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(registering)?;
+        tokio::spawn(broadcast(in_rx, Arc::clone(&shared.members)));
+        let mut next_id = 0u64;
+        door.serve_unix(listener, |conn| {
+            next_id += 1;
+            let (id, peer) = (next_id, Client::Unix(next_id));
+            let (rx, kick) = enlist(id, peer, &shared);
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let activity = Activity::new();
+                let (reader, writer) = conn.stream.into_split();
+                let read = read_client(reader, (peer, id), &shared, &activity, &kick);
+                let write = write_client(writer, rx, &shared.opts, &activity, &kick);
+                let read = tokio::join!(read, write).0;
+                leave(read, peer, id, &shared).await;
+                drop(conn.permit);
+            });
+        })
+        .await;
+        Ok(())
+    })
+}
+
+/// The output and input threads and what every client task shares.
+fn setup(
+    input: Input,
+    output: OwnedFd,
+    opts: RelayOptions,
+    tls: Option<crate::tls::ServerTls>,
+    notify: Notify,
+) -> Result<(Arc<Shared>, Chunks)> {
+    let (out_tx, out_rx) = mpsc::channel(QUEUE);
+    spawn_output(output, out_rx)?;
+    let (in_tx, in_rx) = mpsc::channel(4);
+    spawn_input(input, in_tx, &opts)?;
+    let shared = Arc::new(Shared {
+        members: Arc::default(),
+        output: out_tx,
+        opts,
+        notify,
+        tls,
+    });
+    Ok((shared, in_rx))
+}
+
 /// Lists a new client (before it is reported, so input typed after the
-/// report reaches it) and starts its task.
-fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
-    let Accepted {
-        stream,
-        peer,
-        permit,
-    } = accepted;
+/// report reaches it); its queue and its kick.
+fn enlist(
+    id: u64,
+    peer: Client,
+    shared: &Shared,
+) -> (mpsc::Receiver<Arc<[u8]>>, CancellationToken) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let kick = CancellationToken::new();
     if let Ok(mut members) = shared.members.lock() {
@@ -140,6 +213,38 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
         members.insert(id, member);
     }
     (shared.notify)(ClientEvent::Connected(peer));
+    (rx, kick)
+}
+
+/// A client's end: what it sent is out before it is reported gone.
+async fn leave(read: Result<()>, peer: Client, id: u64, shared: &Shared) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if shared.output.send(Out::Flushed(tx)).await.is_ok() {
+        let _ = rx.await;
+    }
+    let dropped = shared
+        .members
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(&id))
+        .is_none();
+    let event = match read {
+        _ if dropped => ClientEvent::Dropped(peer),
+        Ok(()) => ClientEvent::Closed(peer),
+        Err(e) => ClientEvent::Failed(peer, e),
+    };
+    (shared.notify)(event);
+}
+
+/// Lists a new TCP client and starts its task.
+fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+    } = accepted;
+    let peer = Client::Tcp(peer);
+    let (rx, kick) = enlist(id, peer, shared);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let activity = Activity::new();
@@ -152,23 +257,7 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
             }
             Some(tls) => over_tls(stream, (peer, id), tls, rx, &shared, &activity, &kick).await,
         };
-        // What it sent is out before it is reported gone.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if shared.output.send(Out::Flushed(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-        let dropped = shared
-            .members
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(&id))
-            .is_none();
-        let event = match read {
-            _ if dropped => ClientEvent::Dropped(peer),
-            Ok(()) => ClientEvent::Closed(peer),
-            Err(e) => ClientEvent::Failed(peer, e),
-        };
-        (shared.notify)(event);
+        leave(read, peer, id, &shared).await;
         drop(permit);
     });
 }
@@ -178,7 +267,7 @@ fn join(accepted: Accepted, id: u64, shared: &Arc<Shared>) {
 /// plaintext end; a session that broke is the client's failure.
 async fn over_tls(
     stream: tokio::net::TcpStream,
-    (peer, id): (SocketAddr, u64),
+    (peer, id): (Client, u64),
     tls: crate::tls::ServerTls,
     rx: mpsc::Receiver<Arc<[u8]>>,
     shared: &Shared,
@@ -225,7 +314,7 @@ async fn over_tls(
 /// dropped, or (with an idle timeout) nothing moves either way for long.
 async fn read_client(
     mut reader: impl tokio::io::AsyncRead + Unpin,
-    (peer, id): (SocketAddr, u64),
+    (peer, id): (Client, u64),
     shared: &Shared,
     activity: &Activity,
     kick: &CancellationToken,
