@@ -139,9 +139,26 @@ fn perf_counts_exactly_what_a_middlebox_does() {
             let way = if reverse { "from" } else { "to" };
             eprintln!("truth: perf -u {way} {server} through the relay: sent {sent}, {got}");
             assert!(sent >= 2001, "{way} {server}: sent {sent}");
-            assert_eq!(got["lost_packets"], lost, "{way} {server}: {got}");
             assert_eq!(got["packets"], highest, "{way} {server}: {got}");
-            assert_eq!(got["bytes"], arrived * 1000, "{way} {server}: {got}");
+            let n = |key: &str| got[key].as_u64().unwrap_or(u64::MAX);
+            if server == "iperf3" && !reverse {
+                // iperf3 3.12's server stops counting at the client's
+                // TEST_END; a datagram of the tail still in the relay's
+                // queue then is not counted (seen once in CI: 1,840 of
+                // 1,841, 159 lost of 160). sonde's client sends TEST_END
+                // as iperf3's does, so that count may miss one.
+                assert!(
+                    lost.abs_diff(n("lost_packets")) <= 1,
+                    "{way} {server}: {got}"
+                );
+                assert!(
+                    (arrived * 1000).abs_diff(n("bytes")) <= 1000,
+                    "{way} {server}: {got}"
+                );
+            } else {
+                assert_eq!(got["lost_packets"], lost, "{way} {server}: {got}");
+                assert_eq!(got["bytes"], arrived * 1000, "{way} {server}: {got}");
+            }
             if reverse {
                 // The receiver is sonde's client: its own out-of-order count.
                 let udp = &end["streams"][0]["udp"];
