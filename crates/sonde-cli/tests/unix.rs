@@ -118,8 +118,15 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     let dir = TempDir::new("unix-stale");
     let path = dir.join("s.sock");
     let p = path.to_str().expect("utf-8");
-    // A server that went: its file stays, nobody answers.
-    drop(UnixListener::bind(&path).expect("bind"));
+    // A server that went: its file stays, nobody answers. Bound and never
+    // listening, so that a child another test forks meanwhile (which
+    // holds our descriptors until it execs) cannot answer for it.
+    let stale =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("a socket");
+    stale
+        .bind(&socket2::SockAddr::unix(&path).expect("an address"))
+        .expect("bind");
+    drop(stale);
     assert!(path.exists());
     let (child, reaper) = start(&["listen", "-U", p]);
     let mut conn = UnixStream::connect(&path).expect("the new listener answers");
