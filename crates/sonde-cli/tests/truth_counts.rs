@@ -155,6 +155,20 @@ fn perf_counts_exactly_what_a_middlebox_does() {
                     (arrived * 1000).abs_diff(n("bytes")) <= 1000,
                     "{way} {server}: {got}"
                 );
+            } else if server == "iperf3" {
+                // iperf3's server, sending, goes on until the client's
+                // TEST_END reaches it, and its count (which iperf3 reports
+                // as the packets) includes the datagrams still in the
+                // relay when its answer overtakes them (seen once in
+                // CI: 2 of 2,186). Gaps count as lost only ahead of an
+                // arrival, so the lost count stays exact; the bytes may
+                // miss that tail.
+                assert_eq!(got["lost_packets"], lost, "{way} {server}: {got}");
+                let short = (arrived * 1000).saturating_sub(n("bytes"));
+                assert!(
+                    short <= 4000 && n("bytes") <= arrived * 1000,
+                    "{way} {server}: {got}"
+                );
             } else {
                 assert_eq!(got["lost_packets"], lost, "{way} {server}: {got}");
                 assert_eq!(got["bytes"], arrived * 1000, "{way} {server}: {got}");
