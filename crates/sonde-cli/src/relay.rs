@@ -13,6 +13,10 @@ use crate::usage::{UsageError, parse_secs};
 
 /// Clients at once on a listening FROM, unless --max-conns says.
 const DEFAULT_MAX: usize = 100;
+/// How long a listening TCP relay's client may move nothing.
+const DEFAULT_IDLE: Duration = Duration::from_secs(3600);
+/// How long a listening relay waits for its TO to answer.
+const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Args)]
 pub(crate) struct RelayArgs {
@@ -22,10 +26,10 @@ pub(crate) struct RelayArgs {
     /// Where each goes: tcp:HOST:PORT, udp:HOST:PORT, unix:PATH (@NAME: abstract), tls:HOST:PORT, stdio, exec:CMD, system:LINE.
     #[arg(value_name = "TO")]
     pub(crate) to: String,
-    /// Close a relay (UDP: forget a session) after SECS with nothing moving either way (UDP default 60).
+    /// Close a relay (UDP: forget a session) after SECS with nothing moving either way (a listening FROM: TCP 3600, UDP 60; 0: no limit, TCP only).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) idle_timeout: Option<Duration>,
-    /// Give up connecting TO after SECS.
+    /// Give up connecting TO after SECS (a listening FROM: 10 by default).
     #[arg(short = 'w', long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) connect_timeout: Option<Duration>,
     /// Say nothing on stderr but failures.
@@ -53,10 +57,11 @@ pub(crate) fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         };
         stop_on_signal(socket_file, args.quiet);
     }
+    let (idle_timeout, connect_timeout) = deadlines(&args, &from.end)?;
     let opts = Options {
         max_connections: max,
-        idle_timeout: args.idle_timeout,
-        connect_timeout: args.connect_timeout,
+        idle_timeout,
+        connect_timeout,
         server_tls: server_tls(&args.tls, &from.end, args.quiet)?,
         client_tls: client_tls(&args.tls, &to.end)?,
         rules: args.access.rules(),
@@ -70,6 +75,35 @@ pub(crate) fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The idle and connect limits. A relay that serves clients is a server,
+/// and every phase of a server has a deadline: a client that goes quiet
+/// gives its place back after an hour (UDP: a session after a minute),
+/// and a TO that does not answer fails the client after 10 s. An hour
+/// keeps an idle ssh session through the relay alive for the length of a
+/// coffee; `--idle-timeout 0` lifts the limit, as socat has none.
+fn deadlines(args: &RelayArgs, from: &End) -> anyhow::Result<(Option<Duration>, Option<Duration>)> {
+    if !from.listens() {
+        return Ok((
+            args.idle_timeout.filter(|d| !d.is_zero()),
+            args.connect_timeout,
+        ));
+    }
+    let idle = match args.idle_timeout {
+        Some(d) if d.is_zero() && from.datagrams() => {
+            return Err(UsageError(
+                "--idle-timeout 0: a UDP session needs an idle limit to end".into(),
+            )
+            .into());
+        }
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None if from.datagrams() => None,
+        None => Some(DEFAULT_IDLE),
+    };
+    let connect = args.connect_timeout.or(Some(DEFAULT_CONNECT));
+    Ok((idle, connect))
 }
 
 /// The certificate a tls-listen FROM shows (the server's flags only).

@@ -138,19 +138,10 @@ fn passwords_from_the_auth_file() {
     http.stop();
 }
 
-#[test]
-fn udp_associate_relays_a_datagram_and_its_reply() {
-    let echo = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let echo_port = echo.local_addr().expect("addr").port();
-    let echoing = std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        let (n, from) = echo
-            .recv_from(&mut buf)
-            .expect("a datagram through the proxy");
-        echo.send_to(&buf[..n], from).expect("reply");
-    });
-    let socks = proxy("socks5", &[]);
-    let mut control = TcpStream::connect(("127.0.0.1", socks.port)).expect("connect");
+/// A SOCKS5 UDP ASSOCIATE without a password on the proxy at `port`: the
+/// control connection and the relay's port.
+fn associate(port: u16) -> (TcpStream, u16) {
+    let mut control = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     control
         .set_read_timeout(Some(common::DEADLINE))
         .expect("timeout");
@@ -165,7 +156,36 @@ fn udp_associate_relays_a_datagram_and_its_reply() {
     let mut reply = [0u8; 10];
     control.read_exact(&mut reply).expect("reply");
     assert_eq!(&reply[..4], &[5, 0, 0, 1], "{reply:?}");
-    let relay_port = u16::from_be_bytes([reply[8], reply[9]]);
+    (control, u16::from_be_bytes([reply[8], reply[9]]))
+}
+
+/// An association nothing moves on ends at the idle limit, its control
+/// connection closed by the proxy, though the client keeps it open.
+#[test]
+fn a_quiet_udp_association_ends_at_the_idle_limit() {
+    let socks = proxy("socks5", &["--idle-timeout", "0.5"]);
+    let (mut control, _) = associate(socks.port);
+    let since = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let n = control.read(&mut byte).expect("closed, not timed out");
+    assert_eq!(n, 0, "the proxy closes the control connection");
+    assert!(since.elapsed() >= std::time::Duration::from_millis(400));
+    socks.stop();
+}
+
+#[test]
+fn udp_associate_relays_a_datagram_and_its_reply() {
+    let echo = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let echo_port = echo.local_addr().expect("addr").port();
+    let echoing = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let (n, from) = echo
+            .recv_from(&mut buf)
+            .expect("a datagram through the proxy");
+        echo.send_to(&buf[..n], from).expect("reply");
+    });
+    let socks = proxy("socks5", &[]);
+    let (control, relay_port) = associate(socks.port);
     let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
     client
         .set_read_timeout(Some(common::DEADLINE))

@@ -336,9 +336,21 @@ fn what_sonde_cannot_do_is_refused_by_name() {
         ("tcp-listen:0", "tcp-listen:0", "TO must connect"),
         ("udp-listen:0", "tcp:127.0.0.1:9", "UDP relays only to UDP"),
         ("stdio", "exec:cat", "one end must be a socket"),
+        (
+            "udp-listen:0,idle-timeout=0",
+            "udp:127.0.0.1:9",
+            "a UDP session needs an idle limit",
+        ),
     ] {
         let mut cmd = sonde();
+        let (from, idle) = match from.split_once(",idle-timeout=") {
+            Some((from, secs)) => (from, Some(secs)),
+            None => (from, None),
+        };
         cmd.args(["relay", from, to]);
+        if let Some(secs) = idle {
+            cmd.args(["--idle-timeout", secs]);
+        }
         let done = run(cmd, b"");
         assert_eq!(done.code(), Some(2), "{from} {to}: {}", done.stderr);
         assert_contains(&done.stderr, says);
@@ -355,5 +367,26 @@ fn what_sonde_cannot_do_is_refused_by_name() {
     let line = r.next_line();
     assert_contains(&line, "connection refused");
     assert_eq!(exchange(r.port, b"again?"), b"");
+    r.stop();
+}
+
+/// A client and a TO that both go quiet give the place back at the idle
+/// limit: the relay closes the client.
+#[test]
+fn a_quiet_relay_ends_at_the_idle_limit() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let to = format!("tcp:{}", silent.local_addr().expect("addr"));
+    let holding = thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let r = relay("tcp-listen:127.0.0.1:0", &to, &["--idle-timeout", "0.4"]);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", r.port)).expect("connect");
+    client
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("timeout");
+    let since = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let n = std::io::Read::read(&mut client, &mut byte).expect("closed, not timed out");
+    assert_eq!(n, 0, "the relay closes a quiet client");
+    assert!(since.elapsed() >= std::time::Duration::from_millis(300));
+    drop(holding.join().expect("the TO was connected"));
     r.stop();
 }

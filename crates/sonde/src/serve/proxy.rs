@@ -149,7 +149,8 @@ pub(crate) async fn socks5(stream: TcpStream, ctx: Arc<Ctx>) {
         Socks5Command::UDPAssociate => {
             let reply_ip = ctx_local_ip(dest);
             let config = Arc::clone(&config);
-            let transfer = move |sock| datagrams(sock, config);
+            let idle = ctx.idle;
+            let transfer = move |sock| datagrams(sock, config, idle);
             let _ = run_udp_proxy_custom(proto, &target, None, reply_ip, transfer).await;
         }
         Socks5Command::TCPBind => {
@@ -171,10 +172,13 @@ fn ctx_local_ip(hint: SocketAddr) -> IpAddr {
 /// UDP ASSOCIATE's relay: each datagram from the client, its header
 /// read, to its destination when the rules allow it; each reply back
 /// with the header that names where it came from. Ends with the control
-/// connection (the caller's join).
+/// connection (the caller's join), or after `idle` with no datagram either
+/// way: a client that asked for an association and went quiet does not
+/// hold its place (and a socket) for as long as its control stays open.
 async fn datagrams<S: Into<std::net::UdpSocket>>(
     client: S,
     config: Arc<ProxyConfig>,
+    idle: Option<Duration>,
 ) -> Result<(), fast_socks5::server::SocksServerError> {
     use fast_socks5::server::SocksServerError as E;
     let client: std::net::UdpSocket = client.into();
@@ -188,9 +192,21 @@ async fn datagrams<S: Into<std::net::UdpSocket>>(
     let mut from_client = vec![0u8; 65_536];
     let mut from_dest = vec![0u8; 65_536];
     let mut client_addr = None;
+    let idle = idle.unwrap_or(super::default_idle_timeout(super::ServiceKind::Socks5));
+    let quiet = tokio::time::sleep(idle);
+    tokio::pin!(quiet);
     loop {
         tokio::select! {
+            // An error, so that the library's join ends the control
+            // connection too instead of waiting on it.
+            () = &mut quiet => {
+                return Err(E::Io {
+                    source: std::io::ErrorKind::TimedOut.into(),
+                    context: "waiting for a datagram",
+                });
+            }
             got = client.recv_from(&mut from_client) => {
+                quiet.as_mut().reset(tokio::time::Instant::now() + idle);
                 let Ok((n, addr)) = got else { continue };
                 client_addr = Some(addr);
                 let Ok((0, target, data)) = fast_socks5::parse_udp_request(&from_client[..n]).await else {
@@ -203,6 +219,7 @@ async fn datagrams<S: Into<std::net::UdpSocket>>(
                 }
             }
             got = out.recv_from(&mut from_dest) => {
+                quiet.as_mut().reset(tokio::time::Instant::now() + idle);
                 let (Ok((n, from)), Some(to)) = (got, client_addr) else { continue };
                 let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                 let Ok(mut datagram) = fast_socks5::new_udp_header(from) else { continue };
