@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// UDP instead of TCP (echo, discard and sockperf).
     #[arg(long, short = 'u')]
     pub(crate) udp: bool,
+    /// echo and sockperf: on a Unix stream socket at PATH (@NAME: abstract) instead of TCP, for `rtt -U`
+    /// (the file is removed on exit; a live server's is refused).
+    #[arg(long, short = 'U', value_name = "PATH", conflicts_with_all = ["udp", "bind", "port"])]
+    pub(crate) unix: Option<String>,
     /// Close a connection that moves nothing for SECS (default 300, chat 3600; 0: never).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) idle_timeout: Option<Duration>,
@@ -134,7 +138,9 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         print_stats_every(every, door.clone(), Arc::clone(&stats), args.udp);
     }
     let threaded = args.busy_poll || args.blocking;
-    if args.udp {
+    if let Some(path) = &args.unix {
+        serve_unix(&args, path, (kind, idle), &door, &stats)?;
+    } else if args.udp {
         let sock = net::bind_udp(addr, false)?;
         announce(&args, kind, &format!("udp {}", local(sock.local_addr())));
         serve::datagram::run(&sock, kind, args.busy_poll, &door, &stats);
@@ -174,6 +180,57 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("sonde: {}", stats.summary(&door, args.udp));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve echo|sockperf --unix PATH`: the thread reflector on a Unix
+/// stream socket, whose file goes when the server does.
+fn serve_unix(
+    args: &ServeArgs,
+    path: &str,
+    (kind, idle): (ServiceKind, Option<Duration>),
+    door: &Door,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<()> {
+    use sonde::net::unix::UnixPath;
+    let path = match path.strip_prefix('@') {
+        Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
+        _ if path.is_empty() => {
+            return Err(crate::usage::UsageError("--unix needs a socket path".into()).into());
+        }
+        _ => UnixPath::File(path.into()),
+    };
+    let listener = net::unix::bind(&path)?;
+    // Removed when serving ends (a signal shuts the door), and only then:
+    // a failure to bind leaves another server's file alone.
+    struct Remove(UnixPath);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            if let UnixPath::File(file) = &self.0 {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+    let _remove = Remove(path.clone());
+    announce(args, kind, &format!("unix:{path}"));
+    let reflect = ReflectConfig {
+        reflect: if kind == ServiceKind::Sockperf {
+            Reflect::Sockperf
+        } else {
+            Reflect::Echo
+        },
+        mode: Mode::spinning(args.busy_poll),
+        idle,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
+        reflector::serve_unix(listener, reflect, door.clone(), Arc::clone(stats)).await;
+        anyhow::Ok(())
+    })
 }
 
 /// The proxies' egress rules and users.
@@ -221,6 +278,15 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
             "{} takes no --tls: its clients speak plain SOCKS or HTTP",
             kind.name()
         ));
+    }
+    if args.unix.is_some() && !matches!(kind, ServiceKind::Echo | ServiceKind::Sockperf) {
+        return usage(format!(
+            "--unix works with echo and sockperf, not {}",
+            kind.name()
+        ));
+    }
+    if args.unix.is_some() && args.tls.on() {
+        return usage("--tls is for TCP: not with --unix".into());
     }
     if (args.busy_poll || args.blocking) && kind != ServiceKind::Echo {
         let flag = if args.busy_poll {

@@ -243,3 +243,39 @@ fn listen_k_u_takes_many_clients() {
     assert!(wait(child, reaper).success());
     assert!(!path.exists(), "the socket file is removed");
 }
+
+/// `listen -k -U --sh-exec`: each client of the Unix socket its own
+/// process, at once (two held open together get two pids).
+#[test]
+fn listen_k_u_exec_gives_each_client_its_own_process() {
+    let dir = TempDir::new("unix-exec");
+    let path = dir.join("exec.sock");
+    let p = path.to_str().expect("utf-8");
+    let (child, reaper) = start(&[
+        "listen",
+        "-k",
+        "-U",
+        p,
+        "--sh-exec",
+        "read l; echo \"$$ $l\"",
+    ]);
+    let mut conns: Vec<UnixStream> = (0..2)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let mut answers = Vec::new();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        conn.write_all(format!("client {i}\n").as_bytes())
+            .expect("write");
+        let mut got = String::new();
+        conn.read_to_string(&mut got).expect("the process's answer");
+        let (pid, line) = got.trim_end().split_once(' ').expect("pid and line");
+        assert_eq!(line, format!("client {i}"));
+        answers.push(pid.to_string());
+    }
+    assert_ne!(answers[0], answers[1], "a process each");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("stop");
+    assert!(wait(child, reaper).success());
+    assert!(!path.exists(), "the socket file is removed");
+}

@@ -72,8 +72,14 @@ pub(crate) struct RttArgs {
     pub(crate) poisson: bool,
     /// Speak sockperf's ping-pong format, to measure a stock `sockperf server`
     /// (default port 11111; messages of at least 14 bytes).
-    #[arg(long, requires = "host", conflicts_with = "rate")]
+    #[arg(long, conflicts_with = "rate")]
     pub(crate) sockperf: bool,
+    /// Over a Unix stream socket instead of TCP: to `sonde serve echo --unix PATH`
+    /// (or sockperf), the kernel's round trip without the network stack; -U alone:
+    /// an echo server inside the process on one.
+    #[arg(short = 'U', long = "unix", value_name = "PATH", num_args = 0..=1, default_missing_value = "",
+          conflicts_with_all = ["host", "udp", "under_load"])]
+    pub(crate) unix: Option<String>,
     /// Messages per second, still one round trip at a time (sockperf's --mps).
     #[arg(long, value_name = "N", conflicts_with = "rate")]
     pub(crate) mps: Option<f64>,
@@ -109,13 +115,46 @@ fn parse_warmup(text: &str) -> Result<(u64, Duration), String> {
     }
 }
 
-fn target(
+/// An embedded echo server, held for the run (it stops when dropped).
+type Embedded = Box<dyn std::any::Any>;
+
+/// The Unix socket of `-U`, and the embedded echo server on it when no
+/// path was given.
+fn unix_target(
     args: &RttArgs,
-) -> anyhow::Result<(SocketAddr, Option<sonde::serve::reflector::Reflector>)> {
+    path: &str,
+) -> anyhow::Result<(sonde::net::unix::UnixPath, Option<Embedded>)> {
+    use sonde::net::unix::UnixPath;
+    if path.is_empty() {
+        if args.sockperf {
+            return Err(UsageError(
+                "--sockperf -U needs a PATH (a `sonde serve sockperf --unix PATH`)".into(),
+            )
+            .into());
+        }
+        let reflector = sonde::serve::reflector::start_unix(args.busy_poll)?;
+        return Ok((
+            reflector.path.clone(),
+            Some(Box::new(reflector) as Embedded),
+        ));
+    }
+    let path = match path.strip_prefix('@') {
+        Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
+        _ => UnixPath::File(path.into()),
+    };
+    Ok((path, None))
+}
+
+fn target(args: &RttArgs) -> anyhow::Result<(SocketAddr, Option<Embedded>)> {
+    if args.sockperf && args.host.is_none() {
+        return Err(
+            UsageError("--sockperf needs a HOST (a sockperf server) or -U PATH".into()).into(),
+        );
+    }
     match &args.host {
         None => {
             let reflector = sonde::serve::reflector::start(args.busy_poll)?;
-            Ok((reflector.addr, Some(reflector)))
+            Ok((reflector.addr, Some(Box::new(reflector) as Embedded)))
         }
         Some(text) => {
             let default_port = if args.sockperf {
@@ -157,8 +196,9 @@ fn secure(args: &RttArgs) -> anyhow::Result<Option<sonde::tls::ClientTls>> {
 
 /// `sonde rtt`.
 pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
-    // sockperf's server and client speak UDP unless told --tcp.
-    args.udp = args.udp || (args.sockperf && !args.tcp);
+    // sockperf's server and client speak UDP unless told --tcp (or -U,
+    // a stream).
+    args.udp = args.udp || (args.sockperf && !args.tcp && args.unix.is_none());
     if let (Some(host), Some(port)) = (&args.host, args.port) {
         args.host = Some(crate::usage::with_port(host, port)?);
     }
@@ -181,7 +221,21 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let tls = secure(&args)?;
-    let (addr, _reflector) = target(&args)?;
+    let (addr, unix, _embedded) = match &args.unix {
+        Some(path) => {
+            let (path, embedded) = unix_target(&args, path)?;
+            let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
+            (nowhere, Some(path), embedded)
+        }
+        None => {
+            let (addr, embedded) = target(&args)?;
+            (addr, None, embedded)
+        }
+    };
+    let server = match &unix {
+        Some(path) => format!("unix:{path}"),
+        None => addr.to_string(),
+    };
     let length = match (args.count, args.time, args.sweep.is_some()) {
         (Some(n), _, _) => Length::Count(n),
         (None, Some(t), _) => Length::Time(t),
@@ -202,6 +256,7 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         sockperf: args.sockperf,
         pace,
         tls,
+        unix,
     };
     let reports = if args.sweep.is_some() {
         sweep(&config, &sizes)?
@@ -222,17 +277,18 @@ pub(crate) fn rtt(mut args: RttArgs) -> anyhow::Result<ExitCode> {
         write_csv(path, &reports)?;
     }
     if args.sweep.is_some() {
-        let doc = sweep_json(&args, addr, &reports);
-        print_sweep(&args, addr, &reports, &doc);
+        let doc = sweep_json(&args, &server, &reports);
+        print_sweep(&args, &server, &reports, &doc);
         if let Some(path) = &args.report {
-            let title = format!("sonde rtt --sweep: {} to {addr}", proto(&args));
+            let title = format!("sonde rtt --sweep: {} to {server}", proto(&args));
             crate::report::write_one(path, title, "sweep", doc)?;
         }
     } else if let Some(report) = reports.first() {
-        print_one(&args, addr, report);
+        print_one(&args, &server, report);
         if let Some(path) = &args.report {
-            let title = format!("sonde rtt: {} {} B to {addr}", proto(&args), report.size);
-            crate::report::write_one(path, title, "this run", report_json(&args, addr, report))?;
+            let title = format!("sonde rtt: {} {} B to {server}", proto(&args), report.size);
+            let doc = report_json(&args, &server, report);
+            crate::report::write_one(path, title, "this run", doc)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -300,7 +356,11 @@ fn write_csv(path: &std::path::Path, reports: &[RttReport]) -> anyhow::Result<()
 }
 
 fn proto(args: &RttArgs) -> &'static str {
-    if args.udp { "UDP" } else { "TCP" }
+    match (args.udp, args.unix.is_some()) {
+        (true, _) => "UDP",
+        (false, true) => "Unix",
+        (false, false) => "TCP",
+    }
 }
 
 fn summary_json(s: &Summary) -> serde_json::Value {
@@ -325,9 +385,9 @@ fn samples_json(samples: &[u64]) -> serde_json::Value {
     json!(points)
 }
 
-fn report_json(args: &RttArgs, addr: SocketAddr, r: &RttReport) -> serde_json::Value {
+fn report_json(args: &RttArgs, server: &str, r: &RttReport) -> serde_json::Value {
     let s = r.latency.summary();
-    let mut v = json!({"protocol": proto(args), "server": addr.to_string(), "size": r.size,
+    let mut v = json!({"protocol": proto(args), "server": server, "size": r.size,
         "warmup_discarded": r.warmup, "seconds": r.elapsed.as_secs_f64(), "rtt_ns": summary_json(&s),
         "histogram_ns": histogram_json(&r.latency)});
     if !r.samples.is_empty() {
@@ -343,17 +403,17 @@ fn report_json(args: &RttArgs, addr: SocketAddr, r: &RttReport) -> serde_json::V
     v
 }
 
-fn print_one(args: &RttArgs, addr: SocketAddr, r: &RttReport) {
+fn print_one(args: &RttArgs, server: &str, r: &RttReport) {
     if args.json {
         outln!(
             "{}",
-            serde_json::to_string_pretty(&report_json(args, addr, r)).unwrap_or_default()
+            serde_json::to_string_pretty(&report_json(args, server, r)).unwrap_or_default()
         );
         return;
     }
     let s = r.latency.summary();
     outln!(
-        "sonde rtt: {} {} B to {addr}: {} round trips in {:.2} s ({} warm-up round trips discarded)",
+        "sonde rtt: {} {} B to {server}: {} round trips in {:.2} s ({} warm-up round trips discarded)",
         proto(args),
         r.size,
         s.count,
@@ -417,13 +477,13 @@ fn sweep_fit(args: &RttArgs, reports: &[RttReport]) -> (Vec<(u64, f64)>, FitResu
 type FitResult = Result<fit::Fit, fit::FitError>;
 
 /// A sweep's JSON: each size's run and the fit.
-fn sweep_json(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) -> serde_json::Value {
+fn sweep_json(args: &RttArgs, server: &str, reports: &[RttReport]) -> serde_json::Value {
     let (_, fitted) = sweep_fit(args, reports);
     // Each size's figures; latency over time is a plain run's.
     let runs: Vec<serde_json::Value> = reports
         .iter()
         .map(|r| {
-            let mut run = report_json(args, addr, r);
+            let mut run = report_json(args, server, r);
             if let Some(map) = run.as_object_mut() {
                 map.remove("samples");
             }
@@ -441,14 +501,14 @@ fn sweep_json(args: &RttArgs, addr: SocketAddr, reports: &[RttReport]) -> serde_
     json!({"runs": runs, "fit": model})
 }
 
-fn print_sweep(args: &RttArgs, addr: SocketAddr, reports: &[RttReport], doc: &serde_json::Value) {
+fn print_sweep(args: &RttArgs, server: &str, reports: &[RttReport], doc: &serde_json::Value) {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(doc).unwrap_or_default());
         return;
     }
     let (points, fitted) = sweep_fit(args, reports);
     outln!(
-        "sonde rtt --sweep: {} to {addr}, the fit through each size's fastest round trip",
+        "sonde rtt --sweep: {} to {server}, the fit through each size's fastest round trip",
         proto(args)
     );
     outln!(

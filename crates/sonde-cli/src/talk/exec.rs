@@ -95,26 +95,44 @@ pub(super) fn serve_many(
         relay,
         stderr_to_peer,
     };
-    let name = program.to_string();
-    exec::serve(
-        listener,
-        program,
-        opts,
-        door,
-        tls,
-        move |event| match event {
-            ExecEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
-            ExecEvent::Finished(peer, finished) => {
-                if let Err(e) = &finished.relayed {
-                    eprintln!("sonde: client {peer}: {e}");
-                }
-                if !quiet || !finished.ending.success() {
-                    eprintln!("{peer}: {name}: {}", finished.ending);
-                }
-            }
-            ExecEvent::Failed(peer, e) => eprintln!("sonde: client {peer}: {e}"),
-            ExecEvent::Connected(_) => {}
-        },
-    )?;
+    let notify = reporter(program.to_string(), quiet);
+    exec::serve(listener, program, opts, door, tls, notify)?;
     Ok(())
+}
+
+/// `listen -k -U --exec`: a process per client on a Unix socket.
+pub(super) fn serve_many_unix(
+    listener: std::os::unix::net::UnixListener,
+    name: String,
+    (program, stderr_to_peer): (Program, bool),
+    relay: RelayOptions,
+    door: sonde::door::DoorConfig,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let opts = ExecOptions {
+        relay,
+        stderr_to_peer,
+    };
+    let notify = reporter(program.to_string(), quiet);
+    exec::serve_unix(listener, name, program, opts, door, notify)?;
+    Ok(())
+}
+
+/// What a server of processes says about each client on stderr: its
+/// coming (unless quiet), a broken relay, and how its process ended
+/// (quiet: only a failure).
+fn reporter(name: String, quiet: bool) -> impl Fn(ExecEvent) + Send + Sync + 'static {
+    move |event| match event {
+        ExecEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
+        ExecEvent::Finished(peer, finished) => {
+            if let Err(e) = &finished.relayed {
+                eprintln!("sonde: client {peer}: {e}");
+            }
+            if !quiet || !finished.ending.success() {
+                eprintln!("{peer}: {name}: {}", finished.ending);
+            }
+        }
+        ExecEvent::Failed(peer, e) => eprintln!("sonde: client {peer}: {e}"),
+        ExecEvent::Connected(_) => {}
+    }
 }

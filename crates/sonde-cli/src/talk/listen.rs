@@ -163,12 +163,6 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
 /// socket file removed when it is done (or on SIGINT/SIGTERM).
 fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     let many = args.keep_open || args.broker;
-    if many && (args.talk.exec.exec.is_some() || args.talk.exec.sh_exec.is_some()) {
-        return Err(UsageError(
-            "listen -k -U --exec is not built yet: `sonde relay unix-listen:PATH exec:CMD` runs one per client".into(),
-        )
-        .into());
-    }
     if args.tls.on() {
         return Err(UsageError("--tls is for TCP: not with -U".into()).into());
     }
@@ -196,10 +190,21 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
         let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
         let mut door = DoorConfig::new("listen", max);
         door.rules = args.access.rules();
-        let Job::Relay(input) = job else {
-            return Ok(ExitCode::SUCCESS);
-        };
         let quiet = args.quiet;
+        let input = match job {
+            Job::Relay(input) => input,
+            Job::Exec(..) if args.broker => {
+                return Err(UsageError(
+                    "--broker joins clients to each other, not to --exec".into(),
+                )
+                .into());
+            }
+            Job::Exec(program, stderr) => {
+                let name = format!("unix:{path}");
+                super::exec::serve_many_unix(listener, name, (program, stderr), opts, door, quiet)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
         multi::serve_many_unix(listener, input, stdout_fd()?, opts, door, move |event| {
             report_client(event, quiet);
         })?;

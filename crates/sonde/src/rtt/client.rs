@@ -58,6 +58,10 @@ pub struct RttConfig {
     pub pace: Option<Duration>,
     /// TCP: speak TLS to the reflector (`serve echo --tls`).
     pub tls: Option<crate::tls::ClientTls>,
+    /// A Unix stream socket to the reflector instead of TCP to `addr`
+    /// (`serve echo --unix`): the kernel's round trip without its network
+    /// stack, the baseline a TCP figure is compared with.
+    pub unix: Option<crate::net::unix::UnixPath>,
 }
 
 /// What a run measured.
@@ -157,6 +161,17 @@ fn keep_going(length: Length, done: u64, start: Instant) -> bool {
 }
 
 fn run_tcp(config: &RttConfig) -> Result<RttReport> {
+    let patience = config.timeout.max(Duration::from_secs(5));
+    if let Some(path) = &config.unix {
+        let sock = crate::net::unix::connect(path)?;
+        let setup = if config.busy_poll {
+            sock.set_nonblocking(true)
+        } else {
+            sock.set_read_timeout(Some(patience))
+        };
+        setup.map_err(|e| Error::io("setting up the socket", e))?;
+        return measure_tcp(sock, &format!("unix:{path}"), config, patience);
+    }
     let host = config.addr.ip().to_string();
     let (sock, peer) = net::connect_tcp(&host, config.addr.port(), &ConnectOptions::default())?;
     let _ = sock.set_nodelay(true);
@@ -166,17 +181,16 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
     }
     // A server that never answers (a discard server, say) fails the run
     // instead of hanging it.
-    let patience = config.timeout.max(Duration::from_secs(5));
     if !config.busy_poll {
         sock.set_read_timeout(Some(patience))
             .map_err(|e| Error::io("setting a read timeout", e))?;
     }
     match &config.tls {
-        None => measure_tcp(sock, peer, config, patience),
+        None => measure_tcp(sock, &peer, config, patience),
         Some(tls) => {
             let stream = crate::tls::connect_stream(sock, tls, &peer.to_string())
                 .map_err(|e| Error::Invalid(e.to_string()))?;
-            measure_tcp(stream, peer, config, patience)
+            measure_tcp(stream, &peer, config, patience)
         }
     }
 }
@@ -184,7 +198,7 @@ fn run_tcp(config: &RttConfig) -> Result<RttReport> {
 /// The round trips of a TCP run over `sock` (plain, or a TLS session).
 fn measure_tcp<S: Read + Write>(
     mut sock: S,
-    peer: SocketAddr,
+    peer: &dyn std::fmt::Display,
     config: &RttConfig,
     patience: Duration,
 ) -> Result<RttReport> {

@@ -77,11 +77,33 @@ pub fn run(config: &RttConfig, rate: f64, poisson: bool) -> Result<RttReport> {
 }
 
 fn tcp(config: &RttConfig, due: &Arc<Vec<u64>>) -> Result<RttReport> {
+    let patience = Some(config.timeout.max(Duration::from_secs(1)));
+    if let Some(path) = &config.unix {
+        let sock = crate::net::unix::connect(path)?;
+        let peer = format!("unix:{path}");
+        let fail = |e| Error::io(format!("echo with {peer}"), e);
+        sock.set_read_timeout(patience).map_err(fail)?;
+        let writer = sock.try_clone().map_err(fail)?;
+        return in_flight((sock, writer), &peer, config, due);
+    }
     let host = config.addr.ip().to_string();
     let (sock, peer) = net::connect_tcp(&host, config.addr.port(), &ConnectOptions::default())?;
     let _ = sock.set_nodelay(true);
     let fail = |e| Error::io(format!("echo with {peer}"), e);
-    let mut writer = sock.try_clone().map_err(fail)?;
+    sock.set_read_timeout(patience).map_err(fail)?;
+    let writer = sock.try_clone().map_err(fail)?;
+    in_flight((sock, writer), &peer, config, due)
+}
+
+/// The open loop over a byte stream: `writer` sends on its own thread as
+/// the schedule says, while this one reads the replies.
+fn in_flight<S: Read + Write + Send + 'static>(
+    (mut reader, mut writer): (S, S),
+    peer: &dyn std::fmt::Display,
+    config: &RttConfig,
+    due: &Arc<Vec<u64>>,
+) -> Result<RttReport> {
+    let fail = |e| Error::io(format!("echo with {peer}"), e);
     let start = Instant::now();
     let sender_due = Arc::clone(due);
     let size = config.size;
@@ -94,10 +116,6 @@ fn tcp(config: &RttConfig, due: &Arc<Vec<u64>>) -> Result<RttReport> {
             }
         }
     });
-    let mut reader = sock;
-    reader
-        .set_read_timeout(Some(config.timeout.max(Duration::from_secs(1))))
-        .map_err(fail)?;
     let mut back = vec![0u8; size];
     let mut latency = Latency::new();
     // TCP keeps order, so the k-th reply answers the k-th message.

@@ -157,18 +157,76 @@ async fn hand_over(
             .set_read_timeout(Some(TICK))
             .and_then(|()| conn.set_write_timeout(Some(TICK))),
     };
-    if setup.is_err() {
-        return;
+    if setup.is_ok() {
+        give_thread(conn, permit, config, (door, spinners), stats, &peer);
     }
+}
+
+/// Runs a client ready for its thread on one of its own.
+fn give_thread<C: Conn>(
+    conn: C,
+    permit: door::Permit,
+    config: ReflectConfig,
+    (door, spinners): (Door, Arc<Spinners>),
+    stats: Arc<Stats>,
+    peer: &dyn std::fmt::Display,
+) {
     let work = move || Client::new(conn, config, &door, spinners).run(&stats);
     if let Err(err) = permit.spawn_thread("sonde-reflect", work) {
         tracing::warn!("reflector: starting a thread for {peer}: {err}");
     }
 }
 
+/// [`serve`] on a Unix stream socket: the same threads and modes, no
+/// kernel network stack between the ends.
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    config: ReflectConfig,
+    door: Door,
+    stats: Arc<Stats>,
+) {
+    let spinners = Spinners::new();
+    door.serve_unix(listener, |accepted| {
+        let door::UnixAccepted { stream, permit } = accepted;
+        let ends = (door.clone(), Arc::clone(&spinners));
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            let closing = ends.0.closing();
+            let idle = config.idle.unwrap_or(Duration::MAX);
+            // Unix clients are this machine's: waiting for readiness (not
+            // a peek, which tokio's Unix stream lacks) is enough to keep
+            // idle ones off threads.
+            let ready = tokio::select! {
+                () = closing.cancelled() => false,
+                ready = tokio::time::timeout(idle, stream.readable()) => matches!(ready, Ok(Ok(()))),
+            };
+            let Some(conn) = ready.then(|| stream.into_std().ok()).flatten() else {
+                return;
+            };
+            let setup = match config.mode {
+                Mode::BusyPoll => Ok(()),
+                Mode::Blocking => conn
+                    .set_nonblocking(false)
+                    .and_then(|()| conn.set_read_timeout(Some(TICK)))
+                    .and_then(|()| conn.set_write_timeout(Some(TICK))),
+            };
+            if setup.is_ok() {
+                give_thread(conn, permit, config, ends, stats, &"a Unix client");
+            }
+        });
+    })
+    .await;
+    door.drained().await;
+}
+
+/// A connection the reflector answers on: TCP, or a Unix stream socket.
+pub(crate) trait Conn: Read + Write + std::os::fd::AsFd + Send + 'static {}
+impl Conn for TcpStream {}
+impl Conn for std::os::unix::net::UnixStream {}
+
 /// One client's thread.
-struct Client<'a> {
-    conn: TcpStream,
+struct Client<'a, C: Conn> {
+    conn: C,
     config: ReflectConfig,
     door: &'a Door,
     last: Instant,
@@ -183,7 +241,7 @@ struct Client<'a> {
     spinning: bool,
 }
 
-impl Drop for Client<'_> {
+impl<C: Conn> Drop for Client<'_, C> {
     fn drop(&mut self) {
         if self.spinning {
             self.spinners.give();
@@ -191,13 +249,8 @@ impl Drop for Client<'_> {
     }
 }
 
-impl<'a> Client<'a> {
-    fn new(
-        conn: TcpStream,
-        config: ReflectConfig,
-        door: &'a Door,
-        spinners: Arc<Spinners>,
-    ) -> Self {
+impl<'a, C: Conn> Client<'a, C> {
+    fn new(conn: C, config: ReflectConfig, door: &'a Door, spinners: Arc<Spinners>) -> Self {
         let spinning = config.mode == Mode::BusyPoll && spinners.try_take();
         Self {
             conn,
@@ -373,4 +426,65 @@ pub fn start(busy_poll: bool) -> Result<Reflector> {
         .spawn(move || datagram::run(&udp, ServiceKind::Echo, busy_poll, &udp_door, &stats))
         .map_err(fail)?;
     Ok(Reflector { addr, door })
+}
+
+/// A running embedded Unix echo (`sonde rtt -U` with no path); stops
+/// when dropped.
+#[derive(Debug)]
+pub struct UnixReflector {
+    /// Where it listens: a name of this process's in the abstract
+    /// namespace, so no file is left behind.
+    pub path: crate::net::unix::UnixPath,
+    door: Door,
+}
+
+impl Drop for UnixReflector {
+    fn drop(&mut self) {
+        self.door.shutdown();
+    }
+}
+
+/// Starts echo on a Unix stream socket of this process's, for `sonde rtt
+/// -U` with no path: the kernel's round trip without the network stack.
+///
+/// # Errors
+/// When the socket cannot be bound or a thread cannot start.
+pub fn start_unix(busy_poll: bool) -> Result<UnixReflector> {
+    let fail = |e| Error::io("starting the embedded Unix echo server", e);
+    let path = crate::net::unix::UnixPath::Abstract(format!(
+        "sonde-rtt-{}-{:016x}",
+        std::process::id(),
+        rand_word()
+    ));
+    let listener = crate::net::unix::bind(&path)?;
+    let mut config = DoorConfig::new("rtt's echo", 64);
+    config.drain = Duration::ZERO;
+    let door = Door::new(config);
+    let reflect = ReflectConfig {
+        reflect: Reflect::Echo,
+        mode: Mode::spinning(busy_poll),
+        idle: None,
+    };
+    let serving = door.clone();
+    std::thread::Builder::new()
+        .name("sonde-reflect-unix".into())
+        .spawn(move || {
+            let runtime = door::runtime()?;
+            runtime.block_on(async {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::UnixListener::from_std(listener)?;
+                serve_unix(listener, reflect, serving, Arc::default()).await;
+                std::io::Result::Ok(())
+            })
+        })
+        .map_err(fail)?;
+    Ok(UnixReflector { path, door })
+}
+
+/// A word that differs between runs, so two processes' names differ.
+fn rand_word() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }

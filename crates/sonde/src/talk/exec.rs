@@ -231,12 +231,13 @@ fn reap(
 /// What happened to one client of [`serve`].
 #[derive(Debug)]
 pub enum ExecEvent {
-    /// A client connected; its process is starting.
-    Connected(SocketAddr),
+    /// A client connected (its address, or the Unix socket's path); its
+    /// process is starting.
+    Connected(String),
     /// Its connection and process are done.
-    Finished(SocketAddr, Finished),
+    Finished(String, Finished),
     /// Its process could not be started, or its TLS handshake failed.
-    Failed(SocketAddr, Error),
+    Failed(String, Error),
 }
 
 /// Serves clients of `listener` through a door configured by `door`,
@@ -264,14 +265,53 @@ pub fn serve(
         let shared = Arc::clone(&shared);
         let work = move || {
             let (program, opts, tls, notify) = &*shared;
-            notify(ExecEvent::Connected(peer));
+            notify(ExecEvent::Connected(peer.to_string()));
             let done = crate::door::to_blocking(stream)
                 .map_err(|e| Error::io("taking over a connection", e))
                 .and_then(|s| run_over(s, peer, program, opts.clone(), tls.as_ref()));
-            notify(match done {
-                Ok(finished) => ExecEvent::Finished(peer, finished),
-                Err(e) => ExecEvent::Failed(peer, e),
-            });
+            notify(finished(peer.to_string(), done));
+        };
+        let _ = permit.spawn_thread("sonde-exec", work);
+    });
+    served.map_err(|e| Error::io("serving clients", e))
+}
+
+/// How one client's process went, told.
+fn finished(client: String, done: Result<Finished>) -> ExecEvent {
+    match done {
+        Ok(finished) => ExecEvent::Finished(client, finished),
+        Err(e) => ExecEvent::Failed(client, e),
+    }
+}
+
+/// [`serve`] on a Unix stream socket: each client of `listener` (named
+/// by `name`, its socket's path, as Unix clients have no address) with
+/// its own process, at most the door's cap at once.
+///
+/// # Errors
+/// When the listener cannot be served.
+pub fn serve_unix(
+    listener: std::os::unix::net::UnixListener,
+    name: String,
+    program: Program,
+    opts: ExecOptions,
+    door: DoorConfig,
+    notify: impl Fn(ExecEvent) + Send + Sync + 'static,
+) -> Result<()> {
+    let door = Door::new(door);
+    let shared = Arc::new((program, opts, notify, name));
+    let served = door.serve_unix_blocking(listener, |conn| {
+        let crate::door::UnixAccepted { stream, permit } = conn;
+        let shared = Arc::clone(&shared);
+        let work = move || {
+            let (program, opts, notify, name) = &*shared;
+            notify(ExecEvent::Connected(name.clone()));
+            let done = stream
+                .into_std()
+                .and_then(|s| s.set_nonblocking(false).map(|()| s))
+                .map_err(|e| Error::io("taking over a connection", e))
+                .and_then(|s| run(s, name, program, opts.clone()));
+            notify(finished(name.clone(), done));
         };
         let _ = permit.spawn_thread("sonde-exec", work);
     });
