@@ -37,14 +37,21 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// The text the netcat wave reads from users and peers: a relay end as
 /// socat spells it, a port list, an HTTP proxy's CONNECT request and its
-/// auth file, and a telnet server's stream (fed whole, then split in two,
-/// since its state carries across reads).
+/// auth file, `perf -U`'s hello and tally, and a telnet server's stream
+/// (fed whole, then split in two, since its state carries across reads).
 pub fn talk_inputs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::forward::spec::parse(&text);
     let _ = crate::talk::scan::parse_ports(&text);
     let _ = crate::serve::proxy::parse_connect(data);
     let _ = crate::serve::proxy::parse_users(&text);
+    // perf -U's first line and tally: a parsed hello must say it again.
+    if let Ok(hello) = crate::perf::unix::hello::Hello::parse(data) {
+        let line = hello.line();
+        let again = crate::perf::unix::hello::Hello::parse(line.trim_end().as_bytes());
+        assert_eq!(again.ok(), Some(hello), "a hello reads back as itself");
+    }
+    let _ = crate::perf::unix::hello::Tally::parse(data);
     let (mut whole, mut split) = (Vec::new(), Vec::new());
     let mut reply = Vec::new();
     crate::talk::transform::Telnet::default().feed(data, &mut whole, &mut reply);

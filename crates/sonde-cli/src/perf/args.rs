@@ -15,6 +15,10 @@ pub(crate) struct PerfArgs {
     /// Run as a client of HOST.
     #[arg(short = 'c', long, value_name = "HOST")]
     pub(crate) client: Option<String>,
+    /// Over a Unix stream socket, sonde to sonde: -s -U PATH serves on it, -U PATH is its
+    /// client, -U alone runs both ends in this process (the kernel-only baseline).
+    #[arg(short = 'U', long = "unix", value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) unix: Option<String>,
     /// Server port.
     #[arg(short = 'p', long, default_value_t = sonde::wire::iperf::DEFAULT_PORT)]
     pub(crate) port: u16,

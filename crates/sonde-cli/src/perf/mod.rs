@@ -17,6 +17,7 @@ pub(crate) mod args;
 mod auth;
 mod live;
 mod server;
+mod unix;
 
 use crate::usage::usage;
 use args::{PerfArgs, parse_bitrate};
@@ -212,6 +213,9 @@ pub(crate) fn perf(mut args: PerfArgs) -> anyhow::Result<ExitCode> {
             std::process::exit(1);
         }
     });
+    if let Some(path) = &args.unix {
+        return unix::run(&args, path, &out, &stop);
+    }
     if args.server {
         return server::serve(&args, &out, &stop);
     }

@@ -21,6 +21,7 @@ pub mod stream;
 mod test_spec;
 pub mod text;
 pub mod tls_data;
+pub mod unix;
 mod worker;
 mod zerocopy;
 
