@@ -172,6 +172,13 @@ fn connect_unix(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     }
     let path = args.talk.unix_path(&args.host)?;
     let program = super::exec::program(&args.talk)?;
+    if args.talk.udp {
+        // nc -uU: each line a datagram, replies printed.
+        let input = input(&args.talk, args.message.as_deref())?;
+        let sock = net::unix::connect_datagram(&path)?;
+        udp::talk(sock, input, stdout_fd()?, udp_options(&args.talk)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let interactive = program.is_none() && args.message.is_none() && std::io::stdin().is_terminal();
     let job = match program {
         Some((program, stderr)) => Job::Exec(program, stderr),

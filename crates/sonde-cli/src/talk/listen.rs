@@ -168,6 +168,9 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     }
     let path = args.talk.unix_path(&args.on)?;
     let program = super::exec::program(&args.talk)?;
+    if args.talk.udp {
+        return listen_unix_datagram(args, &path);
+    }
     let listener = net::unix::bind(&path)?;
     let file = match &path {
         net::unix::UnixPath::File(file) => Some(file.clone()),
@@ -234,6 +237,40 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     }
     let _place = accepted.permit;
     super::run_job(stream, format!("unix:{path}"), job, opts)
+}
+
+/// `sonde listen -uU PATH`: every datagram printed, typed lines to the
+/// last sender that can be answered; the file removed when done.
+fn listen_unix_datagram(args: &ListenArgs, path: &net::unix::UnixPath) -> anyhow::Result<ExitCode> {
+    if args.keep_open || args.broker {
+        return Err(UsageError(
+            "-k and --broker are for stream sockets: a datagram listener hears every sender already".into(),
+        )
+        .into());
+    }
+    let sock = net::unix::bind_datagram(path)?;
+    let file = match path {
+        net::unix::UnixPath::File(file) => Some(file.clone()),
+        net::unix::UnixPath::Abstract(_) => None,
+    };
+    let _remove = RemoveOnDrop(file.clone());
+    remove_on_signal(file);
+    let quiet = args.quiet;
+    if !quiet {
+        eprintln!("listening on unix-dgram:{path}");
+    }
+    udp::listen(
+        sock,
+        input(&args.talk, None)?,
+        stdout_fd()?,
+        udp_options(&args.talk)?,
+        move |peer| {
+            if !quiet {
+                eprintln!("datagram from unix:{peer}");
+            }
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Removes a socket file when dropped.

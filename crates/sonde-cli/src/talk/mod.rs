@@ -75,15 +75,9 @@ pub(crate) struct TalkArgs {
 }
 
 impl TalkArgs {
-    /// The Unix socket of `-U`, refused with what it cannot go with.
+    /// The Unix socket of `-U` (stream, or datagram with `-u`).
     pub(super) fn unix_path(&self, text: &str) -> anyhow::Result<sonde::net::unix::UnixPath> {
         use sonde::net::unix::UnixPath;
-        if self.udp {
-            return Err(UsageError(
-                "-U with -u: Unix datagram sockets are not built yet (stream sockets are)".into(),
-            )
-            .into());
-        }
         Ok(match text.strip_prefix('@') {
             Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
             _ if text.is_empty() => return Err(UsageError("-U needs a socket path".into()).into()),

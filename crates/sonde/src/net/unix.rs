@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::io::ErrorKind;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 
 use crate::error::{Error, Result};
 
@@ -23,6 +23,32 @@ impl fmt::Display for UnixPath {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Abstract(name) => write!(f, "@{name}"),
+        }
+    }
+}
+
+impl UnixPath {
+    /// Where a socket address lives: `None` for an unnamed socket.
+    pub fn of(addr: &std::os::unix::net::SocketAddr) -> Option<Self> {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(path) = addr.as_pathname() {
+            return Some(Self::File(path.into()));
+        }
+        addr.as_abstract_name()
+            .map(|name| Self::Abstract(String::from_utf8_lossy(name).into_owned()))
+    }
+
+    /// The socket address to connect or send to.
+    ///
+    /// # Errors
+    /// When the path is too long for a socket address.
+    pub fn addr(&self) -> std::io::Result<std::os::unix::net::SocketAddr> {
+        use std::os::linux::net::SocketAddrExt;
+        match self {
+            Self::File(path) => std::os::unix::net::SocketAddr::from_pathname(path),
+            Self::Abstract(name) => {
+                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            }
         }
     }
 }
@@ -49,18 +75,64 @@ pub fn connect(path: &UnixPath) -> Result<UnixStream> {
 /// [`Error::Invalid`] for a live socket or a file in the way;
 /// [`Error::Io`] when binding fails.
 pub fn bind(path: &UnixPath) -> Result<UnixListener> {
+    bind_with(path, UnixListener::bind_addr, |file| {
+        UnixStream::connect(file).is_ok()
+    })
+}
+
+/// [`bind`] for a Unix datagram socket (`listen -uU`): the same rule, a
+/// live server being one a datagram socket can connect to.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_datagram(path: &UnixPath) -> Result<UnixDatagram> {
+    bind_with(path, UnixDatagram::bind_addr, |file| {
+        UnixDatagram::unbound().is_ok_and(|probe| probe.connect(file).is_ok())
+    })
+}
+
+/// A Unix datagram socket connected to `path` (`connect -uU`), bound to a
+/// name of its own in the abstract namespace so the server can answer
+/// (nc binds a file under /tmp for it; an abstract name leaves nothing).
+///
+/// # Errors
+/// [`Error::Io`] when binding or connecting fails.
+pub fn connect_datagram(path: &UnixPath) -> Result<UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    let what = || format!("connecting to unix:{path}");
+    let mut random = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+    let name = format!(
+        "sonde-{}-{}",
+        std::process::id(),
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let own = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| Error::io(what(), e))?;
+    let sock = UnixDatagram::bind_addr(&own).map_err(|e| Error::io(what(), e))?;
+    let to = path.addr().map_err(|e| Error::io(what(), e))?;
+    sock.connect_addr(&to).map_err(|e| Error::io(what(), e))?;
+    Ok(sock)
+}
+
+/// Binds with `bind` at `path`, replacing a socket file nobody answers on
+/// (`live` says whether someone does).
+fn bind_with<T>(
+    path: &UnixPath,
+    bind: impl Fn(&std::os::unix::net::SocketAddr) -> std::io::Result<T>,
+    live: impl Fn(&std::path::Path) -> bool,
+) -> Result<T> {
     let what = || format!("listening on unix:{path}");
+    let addr = path.addr().map_err(|e| Error::io(what(), e))?;
     let file = match path {
-        UnixPath::Abstract(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-                .map_err(|e| Error::io(what(), e))?;
-            return UnixListener::bind_addr(&addr).map_err(|e| Error::io(what(), e));
-        }
+        UnixPath::Abstract(_) => return bind(&addr).map_err(|e| Error::io(what(), e)),
         UnixPath::File(file) => file,
     };
-    match UnixListener::bind(file) {
-        Ok(listener) => return Ok(listener),
+    match bind(&addr) {
+        Ok(bound) => return Ok(bound),
         Err(e) if e.kind() != ErrorKind::AddrInUse => return Err(Error::io(what(), e)),
         Err(_) => {}
     }
@@ -73,7 +145,7 @@ pub fn bind(path: &UnixPath) -> Result<UnixListener> {
             file.display()
         )));
     }
-    if UnixStream::connect(file).is_ok() {
+    if live(file) {
         return Err(Error::Invalid(format!(
             "{}: a server is running on it (stop it first)",
             what()
@@ -81,5 +153,5 @@ pub fn bind(path: &UnixPath) -> Result<UnixListener> {
     }
     // Nobody answers: a socket left by a server that has gone.
     std::fs::remove_file(file).map_err(|e| Error::io(what(), e))?;
-    UnixListener::bind(file).map_err(|e| Error::io(what(), e))
+    bind(&addr).map_err(|e| Error::io(what(), e))
 }

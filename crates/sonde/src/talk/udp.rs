@@ -1,12 +1,15 @@
-//! Talking and listening over UDP, as nc does: each input line (newline
-//! kept) is one datagram, and every datagram received is written out as it
-//! arrives. UDP has no end-of-stream, so the talker stops after a spell of
+//! Talking and listening over datagrams, as nc does, on UDP or a Unix
+//! datagram socket (`-uU`): each input line (newline kept) is one
+//! datagram, and every datagram received is written out as it arrives.
+//! Datagrams have no end-of-stream, so the talker stops after a spell of
 //! silence once its input has ended.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use super::pump::{Activity, Filters, HexSink};
 use super::relay::Input;
 use super::transform::Direction;
 use crate::error::{Error, Result};
+use crate::net::unix::UnixPath;
 
 /// The largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -40,6 +44,63 @@ impl UdpOptions {
     fn filters(&self, direction: Direction) -> Filters {
         Filters::for_direction(direction, self.crlf, self.hex.as_ref())
             .with_session(self.session.as_ref())
+    }
+}
+
+/// A datagram socket nc's way of talking runs on: UDP, or a Unix
+/// datagram socket.
+pub trait Datagrams: Send + Sync + Sized + 'static {
+    /// A sender's address, to answer it.
+    type Addr: Clone + PartialEq + Send + fmt::Display + 'static;
+    /// Receives one datagram and who sent it (`None`: a sender that
+    /// cannot be answered, an unbound Unix socket).
+    fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<Self::Addr>)>;
+    /// Sends one datagram to `to`.
+    fn send_to(&self, buf: &[u8], to: &Self::Addr) -> std::io::Result<usize>;
+    /// Sends one datagram to the connected peer.
+    fn send(&self, buf: &[u8]) -> std::io::Result<usize>;
+    /// The connected peer.
+    fn peer(&self) -> std::io::Result<Self::Addr>;
+    /// A second handle on the same socket.
+    fn try_clone(&self) -> std::io::Result<Self>;
+}
+
+impl Datagrams for UdpSocket {
+    type Addr = SocketAddr;
+    fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<SocketAddr>)> {
+        UdpSocket::recv_from(self, buf).map(|(n, from)| (n, Some(from)))
+    }
+    fn send_to(&self, buf: &[u8], to: &SocketAddr) -> std::io::Result<usize> {
+        UdpSocket::send_to(self, buf, to)
+    }
+    fn send(&self, buf: &[u8]) -> std::io::Result<usize> {
+        UdpSocket::send(self, buf)
+    }
+    fn peer(&self) -> std::io::Result<SocketAddr> {
+        self.peer_addr()
+    }
+    fn try_clone(&self) -> std::io::Result<Self> {
+        UdpSocket::try_clone(self)
+    }
+}
+
+impl Datagrams for UnixDatagram {
+    type Addr = UnixPath;
+    fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<UnixPath>)> {
+        UnixDatagram::recv_from(self, buf).map(|(n, from)| (n, UnixPath::of(&from)))
+    }
+    fn send_to(&self, buf: &[u8], to: &UnixPath) -> std::io::Result<usize> {
+        self.send_to_addr(buf, &to.addr()?)
+    }
+    fn send(&self, buf: &[u8]) -> std::io::Result<usize> {
+        UnixDatagram::send(self, buf)
+    }
+    fn peer(&self) -> std::io::Result<UnixPath> {
+        let addr = self.peer_addr()?;
+        UnixPath::of(&addr).ok_or_else(|| std::io::ErrorKind::NotConnected.into())
+    }
+    fn try_clone(&self) -> std::io::Result<Self> {
+        UnixDatagram::try_clone(self)
     }
 }
 
@@ -94,9 +155,14 @@ fn for_each_datagram(input: Input, mut send: impl FnMut(&[u8]) -> Result<()>) ->
 /// # Errors
 /// [`Error::Io`] when sending fails or the peer's port is closed (ICMP
 /// port unreachable arrives as "connection refused").
-pub fn talk(sock: UdpSocket, input: Input, output: OwnedFd, opts: UdpOptions) -> Result<UdpStats> {
+pub fn talk<S: Datagrams>(
+    sock: S,
+    input: Input,
+    output: OwnedFd,
+    opts: UdpOptions,
+) -> Result<UdpStats> {
     let peer = sock
-        .peer_addr()
+        .peer()
         .map_err(|e| Error::io("reading the peer's address", e))?;
     let activity = Activity::new();
     let (tx, rx) = mpsc::channel();
@@ -158,29 +224,40 @@ fn outgoing(filters: &mut Filters, datagram: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn clone(sock: &UdpSocket) -> Result<UdpSocket> {
+fn clone<S: Datagrams>(sock: &S) -> Result<S> {
     sock.try_clone()
         .map_err(|e| Error::io("duplicating the socket", e))
 }
 
 /// Who a listener replies to, and the lines waiting for someone to speak.
-#[derive(Default)]
-struct Peer {
-    last: Option<SocketAddr>,
+struct Peer<A> {
+    last: Option<A>,
     held: VecDeque<Vec<u8>>,
 }
 
-type SharedPeer = Arc<(Mutex<Peer>, Condvar)>;
-/// Reports a new peer to the caller.
-type OnPeer = Box<dyn Fn(SocketAddr) + Send>;
+impl<A> Default for Peer<A> {
+    fn default() -> Self {
+        Self {
+            last: None,
+            held: VecDeque::new(),
+        }
+    }
+}
 
-fn spawn_receiver(
-    sock: &UdpSocket,
+type SharedPeer<A> = Arc<(Mutex<Peer<A>>, Condvar)>;
+/// Reports a new peer to the caller.
+type OnPeer<A> = Box<dyn Fn(&A) + Send>;
+/// A listener's half of the receiver: who it answers, and the caller's
+/// hook for a new sender.
+type Listener<A> = (SharedPeer<A>, OnPeer<A>);
+
+fn spawn_receiver<S: Datagrams>(
+    sock: &S,
     output: OwnedFd,
     opts: &UdpOptions,
     activity: &Activity,
     tx: mpsc::Sender<Event>,
-    listener: Option<(SharedPeer, OnPeer)>,
+    listener: Option<Listener<S::Addr>>,
 ) -> Result<()> {
     let sock = clone(sock)?;
     let mut filters = opts.filters(Direction::Received);
@@ -197,7 +274,7 @@ fn spawn_receiver(
                 };
                 activity.touch();
                 count += 1;
-                if let Some((peer, on_peer)) = listener.as_ref() {
+                if let (Some((peer, on_peer)), Some(from)) = (listener.as_ref(), from) {
                     note_peer(&sock, peer, from, on_peer.as_ref());
                 }
                 if filters.write(output.as_fd(), &buf[..n]).is_err() {
@@ -211,15 +288,20 @@ fn spawn_receiver(
 }
 
 /// Remembers the latest sender and hands it any held lines.
-fn note_peer(sock: &UdpSocket, peer: &SharedPeer, from: SocketAddr, on_peer: &dyn Fn(SocketAddr)) {
+fn note_peer<S: Datagrams>(
+    sock: &S,
+    peer: &SharedPeer<S::Addr>,
+    from: S::Addr,
+    on_peer: &dyn Fn(&S::Addr),
+) {
     let (lock, ready) = &**peer;
     let Ok(mut state) = lock.lock() else { return };
-    if state.last != Some(from) {
-        on_peer(from);
-        state.last = Some(from);
+    if state.last.as_ref() != Some(&from) {
+        on_peer(&from);
+        state.last = Some(from.clone());
     }
     while let Some(line) = state.held.pop_front() {
-        let _ = sock.send_to(&line, from);
+        let _ = sock.send_to(&line, &from);
     }
     ready.notify_all();
 }
@@ -231,17 +313,17 @@ fn note_peer(sock: &UdpSocket, peer: &SharedPeer, from: SocketAddr, on_peer: &dy
 ///
 /// # Errors
 /// [`Error::Io`] when receiving fails.
-pub fn listen(
-    sock: UdpSocket,
+pub fn listen<S: Datagrams>(
+    sock: S,
     input: Input,
     output: OwnedFd,
     opts: UdpOptions,
-    on_peer: impl Fn(SocketAddr) + Send + 'static,
+    on_peer: impl Fn(&S::Addr) + Send + 'static,
 ) -> Result<UdpStats> {
     let activity = Activity::new();
     let (tx, rx) = mpsc::channel();
-    let peer: SharedPeer = Arc::default();
-    let listener = (Arc::clone(&peer), Box::new(on_peer) as OnPeer);
+    let peer: SharedPeer<S::Addr> = Arc::default();
+    let listener = (Arc::clone(&peer), Box::new(on_peer) as OnPeer<S::Addr>);
     spawn_receiver(&sock, output, &opts, &activity, tx.clone(), Some(listener))?;
     spawn_sender(input, &opts, tx, move |bytes| {
         send_or_hold(&sock, &peer, bytes)
@@ -269,7 +351,7 @@ fn spawn_sender(
         .map_err(|e| Error::io("starting the sending thread", e))
 }
 
-fn send_or_hold(sock: &UdpSocket, peer: &SharedPeer, bytes: Vec<u8>) -> Result<()> {
+fn send_or_hold<S: Datagrams>(sock: &S, peer: &SharedPeer<S::Addr>, bytes: Vec<u8>) -> Result<()> {
     let (lock, ready) = &**peer;
     let mut state = lock
         .lock()
@@ -279,7 +361,7 @@ fn send_or_hold(sock: &UdpSocket, peer: &SharedPeer, bytes: Vec<u8>) -> Result<(
             .wait(state)
             .map_err(|_| Error::Invalid("peer state poisoned".into()))?;
     }
-    match state.last {
+    match &state.last {
         Some(to) => sock
             .send_to(&bytes, to)
             .map(drop)
