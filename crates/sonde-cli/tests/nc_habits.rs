@@ -195,3 +195,28 @@ fn telnet_negotiation_is_refused_with_t() {
         "IAC WON'T ECHO"
     );
 }
+
+/// The world's most typed nc line, `nc -lvnp PORT`, and traditional nc's
+/// `-l ADDR -p PORT`: the same listener as `listen [ADDR:]PORT`.
+#[test]
+fn listen_takes_ncs_l_v_n_p() {
+    for args in [vec!["-lvnp", "0"], vec!["-l", "127.0.0.1", "-p", "0"]] {
+        let mut cmd = sonde();
+        cmd.arg("listen")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        let server = common::start_command(cmd);
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        std::io::Write::write_all(&mut conn, b"to the listener\n").expect("write");
+        drop(conn);
+        let done = server.finish();
+        assert_eq!(done.code(), Some(0), "{args:?}: {}", done.stderr);
+        assert_eq!(done.stdout_text(), "to the listener\n", "{args:?}");
+    }
+    let mut cmd = sonde();
+    cmd.args(["listen", "9000", "-p", "9001"]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(2), "{}", done.stderr);
+    assert_contains(&done.stderr, "give the port once");
+}

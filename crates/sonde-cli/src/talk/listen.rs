@@ -29,8 +29,22 @@ pub(crate) struct ListenOn {
 #[derive(Debug, Args)]
 pub(crate) struct ListenArgs {
     /// PORT, or ADDR:PORT ([V6]:PORT); with no address, IPv4 and IPv6 both; with -U a socket path.
-    #[arg(value_name = "[ADDR:]PORT")]
-    pub(crate) on: String,
+    #[arg(value_name = "[ADDR:]PORT", required_unless_present = "port")]
+    on: Option<String>,
+    /// The port, as traditional nc takes it (`nc -l -p 9000`); the same as giving PORT.
+    #[arg(
+        short = 'p',
+        long = "port",
+        value_name = "PORT",
+        conflicts_with = "unix"
+    )]
+    port: Option<u16>,
+    /// Accepted for nc's `-l` (`nc -lvnp 4444`): `listen` always listens.
+    #[arg(short = 'l', hide = true)]
+    _listen: bool,
+    /// Accepted for nc's `-v`: listen reports its address and each client unless --quiet.
+    #[arg(short = 'v', action = clap::ArgAction::Count, hide = true)]
+    _verbose: u8,
     /// Send TEXT to each client as soon as it connects.
     #[arg(long, value_name = "TEXT")]
     pub(crate) greet: Option<String>,
@@ -62,12 +76,38 @@ fn parse_listen_on(text: &str) -> Result<ListenOn, String> {
     })
 }
 
+impl ListenArgs {
+    /// Where to listen, from `[ADDR:]PORT` and nc's `-p PORT`: `-p`
+    /// with an address alone (`nc -l 127.0.0.1 -p 9000`) is that address
+    /// and port.
+    pub(crate) fn on(&self) -> anyhow::Result<String> {
+        match (&self.on, self.port) {
+            (Some(on), None) => Ok(on.clone()),
+            (None, Some(port)) => Ok(port.to_string()),
+            (Some(addr), Some(port))
+                if addr
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok() =>
+            {
+                Ok(crate::usage::with_port(addr, port)?)
+            }
+            (Some(on), Some(port)) => Err(UsageError(format!(
+                "{on} and -p {port}: give the port once ([ADDR:]PORT, or -p PORT)"
+            ))
+            .into()),
+            (None, None) => Err(UsageError("listen needs a port".into()).into()),
+        }
+    }
+}
+
 /// `sonde listen [ADDR:]PORT`.
 pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     if args.talk.unix {
         return listen_unix(&args);
     }
-    let on = parse_listen_on(&args.on).map_err(UsageError)?;
+    let on = parse_listen_on(&args.on()?).map_err(UsageError)?;
     if let Some(host) = &on.host {
         super::numeric(&args.talk, host)?;
     }
@@ -166,7 +206,7 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     if args.tls.on() {
         return Err(UsageError("--tls is for TCP: not with -U".into()).into());
     }
-    let path = args.talk.unix_path(&args.on)?;
+    let path = args.talk.unix_path(&args.on()?)?;
     let program = super::exec::program(&args.talk)?;
     if args.talk.udp {
         return listen_unix_datagram(args, &path);
