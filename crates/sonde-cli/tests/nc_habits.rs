@@ -220,3 +220,23 @@ fn listen_takes_ncs_l_v_n_p() {
     assert_eq!(done.code(), Some(2), "{}", done.stderr);
     assert_contains(&done.stderr, "give the port once");
 }
+
+/// `-vv` ends with ncat's count of what moved.
+#[test]
+fn vv_counts_what_moved() {
+    let server = echo();
+    let mut cmd = sonde();
+    cmd.args([
+        "connect",
+        "-vv",
+        "127.0.0.1",
+        &server.port.to_string(),
+        "--message",
+        "hello",
+    ]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    assert_contains(&done.stderr, "succeeded!");
+    assert_contains(&done.stderr, "sonde: 5 bytes sent, 5 bytes received in ");
+    server.stop();
+}

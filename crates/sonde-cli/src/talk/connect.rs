@@ -147,7 +147,7 @@ pub(crate) fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
     let job = match program {
         Some((program, stderr)) => Job::Exec(program, stderr),
-        None => Job::Relay(input(&args.talk, args.message.as_deref())?),
+        None => Job::relay(input(&args.talk, args.message.as_deref())?, args.verbose),
     };
     let (stream, peer) = match args.proxy.proxy()? {
         Some(through) => net::proxy::connect(&through, &host, port, &opts)?,
@@ -182,7 +182,7 @@ fn connect_unix(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let interactive = program.is_none() && args.message.is_none() && std::io::stdin().is_terminal();
     let job = match program {
         Some((program, stderr)) => Job::Exec(program, stderr),
-        None => Job::Relay(input(&args.talk, args.message.as_deref())?),
+        None => Job::relay(input(&args.talk, args.message.as_deref())?, args.verbose),
     };
     let stream = net::unix::connect(&path)?;
     super::run_job(

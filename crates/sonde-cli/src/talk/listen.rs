@@ -42,9 +42,9 @@ pub(crate) struct ListenArgs {
     /// Accepted for nc's `-l` (`nc -lvnp 4444`): `listen` always listens.
     #[arg(short = 'l', hide = true)]
     _listen: bool,
-    /// Accepted for nc's `-v`: listen reports its address and each client unless --quiet.
-    #[arg(short = 'v', action = clap::ArgAction::Count, hide = true)]
-    _verbose: u8,
+    /// nc's `-v`: listen reports its address and each client anyway (unless --quiet); -vv adds ncat's count of bytes at the end.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Send TEXT to each client as soon as it connects.
     #[arg(long, value_name = "TEXT")]
     pub(crate) greet: Option<String>,
@@ -185,7 +185,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     }
     let job = match program {
         Some((program, stderr)) => Job::Exec(program, stderr),
-        None => Job::Relay(input(&args.talk, None)?),
+        None => Job::relay(input(&args.talk, None)?, args.verbose),
     };
     let on = local(listener.local_addr());
     let mut door = DoorConfig::new("listen", 1);
@@ -226,7 +226,7 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     opts.greeting = args.greet.clone().map(String::into_bytes);
     let job = match program {
         Some((program, stderr)) => Job::Exec(program, stderr),
-        None => Job::Relay(input(&args.talk, None)?),
+        None => Job::relay(input(&args.talk, None)?, args.verbose),
     };
     if many {
         opts.broker = args.broker;
@@ -235,7 +235,7 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
         door.rules = args.access.rules();
         let quiet = args.quiet;
         let input = match job {
-            Job::Relay(input) => input,
+            Job::Relay(input) | Job::Counted(input) => input,
             Job::Exec(..) if args.broker => {
                 return Err(UsageError(
                     "--broker joins clients to each other, not to --exec".into(),

@@ -203,7 +203,20 @@ pub(crate) enum Secure {
 /// What a connection is joined to: the input and stdout, or a process.
 pub(crate) enum Job {
     Relay(Input),
+    /// A relay that ends with ncat's `-vv` line of what it moved.
+    Counted(Input),
     Exec(sonde::talk::exec::Program, bool),
+}
+
+impl Job {
+    /// A relay of `input`, told at its end with `-vv`.
+    pub(super) fn relay(input: Input, verbose: u8) -> Self {
+        if verbose >= 2 {
+            Self::Counted(input)
+        } else {
+            Self::Relay(input)
+        }
+    }
 }
 
 /// Runs `job` over `stream`, plain or through a TLS bridge; the exit code
@@ -238,6 +251,17 @@ pub(super) fn run_job<S: Duplex>(
     match job {
         Job::Relay(input) => {
             relay(stream, peer, input, stdout_fd()?, opts)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Job::Counted(input) => {
+            let began = std::time::Instant::now();
+            let moved = relay(stream, peer, input, stdout_fd()?, opts)?;
+            eprintln!(
+                "sonde: {} bytes sent, {} bytes received in {:.2} seconds.",
+                moved.sent,
+                moved.received,
+                began.elapsed().as_secs_f64()
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         Job::Exec(program, stderr_to_peer) => {
