@@ -144,3 +144,15 @@ fn a_bad_port_list_is_a_usage_error() {
     let done = run(cmd, b"");
     assert_eq!(done.code(), Some(2), "a list without -z: {}", done.stderr);
 }
+
+/// OpenBSD nc's `-i SECS` with `-z`: one port at a time, that far apart.
+#[test]
+fn i_spaces_the_ports_out() {
+    let low = free_port();
+    let range = format!("{low}-{}", low.saturating_add(2));
+    let since = std::time::Instant::now();
+    let done = zero(&["--json", "-i", "0.2", "-w", "1", "127.0.0.1", &range]);
+    let doc: Value = serde_json::from_slice(&done.stdout).expect("json");
+    assert_eq!(doc["ports"].as_array().map(Vec::len), Some(3), "{doc}");
+    assert!(since.elapsed() >= std::time::Duration::from_millis(400));
+}

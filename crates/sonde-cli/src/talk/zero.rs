@@ -38,7 +38,7 @@ pub(crate) fn check(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
         .map(std::net::SocketAddr::ip)
         .ok_or_else(|| anyhow::anyhow!("resolving {host}: no address"))?;
     let wait = args.connect_timeout.unwrap_or(DEFAULT_WAIT);
-    let probes = scan::check(ip, &ports, udp, wait);
+    let probes = scan::check(ip, &ports, udp, wait, args.talk.delay);
     let names = std::fs::read_to_string("/etc/services")
         .map(|t| scan::services(&t))
         .unwrap_or_default();

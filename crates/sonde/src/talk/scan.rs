@@ -176,9 +176,35 @@ fn check_udp(ip: std::net::IpAddr, port: u16, limit: Duration) -> Probe {
 }
 
 /// Tries every port of `ports` on `ip` (UDP when `udp`), each within
-/// `limit`, at most [`IN_FLIGHT`] at once; the outcomes in the order of
-/// `ports`.
-pub fn check(ip: std::net::IpAddr, ports: &[u16], udp: bool, limit: Duration) -> Vec<Probe> {
+/// `limit`, at most [`IN_FLIGHT`] at once, or with `spacing` one at a time
+/// that far apart (OpenBSD nc's `-i`, for a scan that must not look like
+/// one); the outcomes in the order of `ports`.
+pub fn check(
+    ip: std::net::IpAddr,
+    ports: &[u16],
+    udp: bool,
+    limit: Duration,
+    spacing: Option<Duration>,
+) -> Vec<Probe> {
+    let probe = |port| {
+        if udp {
+            check_udp(ip, port, limit)
+        } else {
+            check_tcp(ip, port, limit)
+        }
+    };
+    if let Some(gap) = spacing {
+        return ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| {
+                if i > 0 {
+                    std::thread::sleep(gap);
+                }
+                probe(port)
+            })
+            .collect();
+    }
     let next = AtomicUsize::new(0);
     let found: Mutex<Vec<Option<Probe>>> = Mutex::new(vec![None; ports.len()]);
     let workers = ports.len().clamp(1, IN_FLIGHT);
@@ -188,11 +214,7 @@ pub fn check(ip: std::net::IpAddr, ports: &[u16], udp: bool, limit: Duration) ->
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&port) = ports.get(i) else { break };
-                    let probe = if udp {
-                        check_udp(ip, port, limit)
-                    } else {
-                        check_tcp(ip, port, limit)
-                    };
+                    let probe = probe(port);
                     if let Ok(mut all) = found.lock() {
                         all[i] = Some(probe);
                     }
