@@ -191,26 +191,12 @@ fn serve_unix(
     door: &Door,
     stats: &Arc<Stats>,
 ) -> anyhow::Result<()> {
-    use sonde::net::unix::UnixPath;
-    let path = match path.strip_prefix('@') {
-        Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
-        _ if path.is_empty() => {
-            return Err(crate::usage::UsageError("--unix needs a socket path".into()).into());
-        }
-        _ => UnixPath::File(path.into()),
-    };
+    let path = sonde::net::unix::UnixPath::parse(path)
+        .ok_or_else(|| crate::usage::UsageError("--unix needs a socket path".into()))?;
     let listener = net::unix::bind(&path)?;
-    // Removed when serving ends (a signal shuts the door), and only then:
-    // a failure to bind leaves another server's file alone.
-    struct Remove(UnixPath);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            if let UnixPath::File(file) = &self.0 {
-                let _ = std::fs::remove_file(file);
-            }
-        }
-    }
-    let _remove = Remove(path.clone());
+    // Removed when serving ends (a signal stops it), and only then: a
+    // failure to bind leaves another server's file alone.
+    let _socket_file = sonde::net::unix::SocketFile::of(&path);
     announce(args, kind, &format!("unix:{path}"));
     let reflect = ReflectConfig {
         reflect: if kind == ServiceKind::Sockperf {

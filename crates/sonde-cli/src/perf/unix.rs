@@ -77,25 +77,20 @@ pub(super) fn run(
             "{flag} does not go with -U: over a Unix socket sonde takes -t, -n, -k, -l, -P, -R, --bidir, -i, -f, -J, --report and -1"
         )));
     }
-    let path = match path.strip_prefix('@') {
-        Some(name) if !name.is_empty() => Some(UnixPath::Abstract(name.into())),
-        _ if path.is_empty() => None,
-        _ => Some(UnixPath::File(path.into())),
-    };
+    let path = UnixPath::parse(path);
     if args.server {
         let path = path.ok_or_else(|| usage("-s -U needs the socket's PATH"))?;
         return serve(args, &path, out, stop);
     }
     let test = test(args, path.is_none())?;
-    let embedded = match &path {
-        None => Some(unix::start_embedded().context("starting the embedded server")?),
-        Some(_) => None,
+    // The embedded server stops when dropped, after the test.
+    let (path, _embedded) = match path {
+        Some(path) => (path, None),
+        None => {
+            let server = unix::start_embedded().context("starting the embedded server")?;
+            (server.path.clone(), Some(server))
+        }
     };
-    let path = path.unwrap_or_else(|| {
-        embedded
-            .as_ref()
-            .map_or(UnixPath::File("".into()), |e| e.path.clone())
-    });
     client(args, &path, &test, out)
 }
 
@@ -285,15 +280,9 @@ fn serve(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<ExitCode> {
     let listener = sonde::net::unix::bind(path)?;
-    struct Remove(UnixPath);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            if let UnixPath::File(file) = &self.0 {
-                let _ = std::fs::remove_file(file);
-            }
-        }
-    }
-    let _remove = Remove(path.clone());
+    // Removed when serving ends (a signal stops it), and only then: a
+    // failure to bind leaves another server's file alone.
+    let _socket_file = sonde::net::unix::SocketFile::of(path);
     let format = super::format(args)?;
     emit(
         out,

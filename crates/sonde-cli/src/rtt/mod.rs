@@ -138,10 +138,7 @@ fn unix_target(
             Some(Box::new(reflector) as Embedded),
         ));
     }
-    let path = match path.strip_prefix('@') {
-        Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
-        _ => UnixPath::File(path.into()),
-    };
+    let path = UnixPath::parse(path).ok_or_else(|| UsageError("-U: an empty path".into()))?;
     Ok((path, None))
 }
 

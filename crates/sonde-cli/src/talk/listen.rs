@@ -212,12 +212,8 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
         return listen_unix_datagram(args, &path);
     }
     let listener = net::unix::bind(&path)?;
-    let file = match &path {
-        net::unix::UnixPath::File(file) => Some(file.clone()),
-        net::unix::UnixPath::Abstract(_) => None,
-    };
-    let _remove = RemoveOnDrop(file.clone());
-    remove_on_signal(file);
+    let socket_file = net::unix::SocketFile::of(&path);
+    remove_on_signal(socket_file.path().map(std::path::Path::to_path_buf));
     if !args.quiet {
         eprintln!("listening on unix:{path}");
     }
@@ -289,12 +285,8 @@ fn listen_unix_datagram(args: &ListenArgs, path: &net::unix::UnixPath) -> anyhow
         .into());
     }
     let sock = net::unix::bind_datagram(path)?;
-    let file = match path {
-        net::unix::UnixPath::File(file) => Some(file.clone()),
-        net::unix::UnixPath::Abstract(_) => None,
-    };
-    let _remove = RemoveOnDrop(file.clone());
-    remove_on_signal(file);
+    let socket_file = net::unix::SocketFile::of(path);
+    remove_on_signal(socket_file.path().map(std::path::Path::to_path_buf));
     let quiet = args.quiet;
     if !quiet {
         eprintln!("listening on unix-dgram:{path}");
@@ -311,17 +303,6 @@ fn listen_unix_datagram(args: &ListenArgs, path: &net::unix::UnixPath) -> anyhow
         },
     )?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Removes a socket file when dropped.
-struct RemoveOnDrop(Option<std::path::PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// SIGINT or SIGTERM: the socket file removed, exit 0.

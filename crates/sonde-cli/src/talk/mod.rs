@@ -77,12 +77,8 @@ pub(crate) struct TalkArgs {
 impl TalkArgs {
     /// The Unix socket of `-U` (stream, or datagram with `-u`).
     pub(super) fn unix_path(&self, text: &str) -> anyhow::Result<sonde::net::unix::UnixPath> {
-        use sonde::net::unix::UnixPath;
-        Ok(match text.strip_prefix('@') {
-            Some(name) if !name.is_empty() => UnixPath::Abstract(name.into()),
-            _ if text.is_empty() => return Err(UsageError("-U needs a socket path".into()).into()),
-            _ => UnixPath::File(text.into()),
-        })
+        sonde::net::unix::UnixPath::parse(text)
+            .ok_or_else(|| UsageError("-U needs a socket path".into()).into())
     }
 
     /// The address family of `-4` and `-6`.

@@ -28,6 +28,16 @@ impl fmt::Display for UnixPath {
 }
 
 impl UnixPath {
+    /// A path as the command line gives it: `@NAME` is a name in the
+    /// abstract namespace, anything else a file; `None` for nothing.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.strip_prefix('@') {
+            Some(name) if !name.is_empty() => Some(Self::Abstract(name.into())),
+            _ if text.is_empty() => None,
+            _ => Some(Self::File(text.into())),
+        }
+    }
+
     /// Where a socket address lives: `None` for an unnamed socket.
     pub fn of(addr: &std::os::unix::net::SocketAddr) -> Option<Self> {
         use std::os::linux::net::SocketAddrExt;
@@ -49,6 +59,34 @@ impl UnixPath {
             Self::Abstract(name) => {
                 std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
             }
+        }
+    }
+}
+
+/// A bound socket's file, removed when this is dropped (an abstract name
+/// has none): a server's socket goes with the server.
+#[derive(Debug)]
+pub struct SocketFile(Option<std::path::PathBuf>);
+
+impl SocketFile {
+    /// The file of the socket bound at `path`.
+    pub fn of(path: &UnixPath) -> Self {
+        match path {
+            UnixPath::File(file) => Self(Some(file.clone())),
+            UnixPath::Abstract(_) => Self(None),
+        }
+    }
+
+    /// The file, if the socket has one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.0.as_deref()
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Some(file) = &self.0 {
+            let _ = std::fs::remove_file(file);
         }
     }
 }
