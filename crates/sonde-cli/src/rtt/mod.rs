@@ -134,7 +134,7 @@ fn unix_target(
         }
         let reflector = sonde::serve::reflector::start_unix(args.busy_poll)?;
         return Ok((
-            reflector.path.clone(),
+            reflector.addr.clone(),
             Some(Box::new(reflector) as Embedded),
         ));
     }

@@ -369,19 +369,38 @@ impl<'a, C: Conn> Client<'a, C> {
     }
 }
 
-/// A running embedded reflector (TCP and UDP echo on one loopback port);
-/// stops when dropped.
+/// A running embedded reflector, at `addr`; stops when dropped.
 #[derive(Debug)]
-pub struct Reflector {
-    /// Where it listens (TCP and UDP, same port).
-    pub addr: SocketAddr,
+pub struct Embedded<A> {
+    /// Where it listens.
+    pub addr: A,
     door: Door,
 }
 
-impl Drop for Reflector {
+impl<A> Drop for Embedded<A> {
     fn drop(&mut self) {
         self.door.shutdown();
     }
+}
+
+/// TCP and UDP echo on one loopback port (the same port for both).
+pub type Reflector = Embedded<SocketAddr>;
+
+/// Echo on a Unix stream socket: a name of this process's in the
+/// abstract namespace, so no file is left behind.
+pub type UnixReflector = Embedded<crate::net::unix::UnixPath>;
+
+/// An embedded reflector's door (no drain: it ends with its run) and
+/// what it answers.
+fn embedded(busy_poll: bool) -> (Door, ReflectConfig) {
+    let mut config = DoorConfig::new("rtt's echo", 64);
+    config.drain = Duration::ZERO;
+    let reflect = ReflectConfig {
+        reflect: Reflect::Echo,
+        mode: Mode::spinning(busy_poll),
+        idle: None,
+    };
+    (Door::new(config), reflect)
 }
 
 /// Starts TCP and UDP echo on one loopback port, for `sonde rtt` with no
@@ -399,14 +418,7 @@ pub fn start(busy_poll: bool) -> Result<Reflector> {
         }
     };
     let addr = tcp.local_addr().map_err(fail)?;
-    let mut config = DoorConfig::new("rtt's echo", 64);
-    config.drain = Duration::ZERO;
-    let door = Door::new(config);
-    let reflect = ReflectConfig {
-        reflect: Reflect::Echo,
-        mode: Mode::spinning(busy_poll),
-        idle: None,
-    };
+    let (door, reflect) = embedded(busy_poll);
     let stats = Arc::new(Stats::default());
     let (tcp_door, tcp_stats) = (door.clone(), Arc::clone(&stats));
     std::thread::Builder::new()
@@ -428,22 +440,6 @@ pub fn start(busy_poll: bool) -> Result<Reflector> {
     Ok(Reflector { addr, door })
 }
 
-/// A running embedded Unix echo (`sonde rtt -U` with no path); stops
-/// when dropped.
-#[derive(Debug)]
-pub struct UnixReflector {
-    /// Where it listens: a name of this process's in the abstract
-    /// namespace, so no file is left behind.
-    pub path: crate::net::unix::UnixPath,
-    door: Door,
-}
-
-impl Drop for UnixReflector {
-    fn drop(&mut self) {
-        self.door.shutdown();
-    }
-}
-
 /// Starts echo on a Unix stream socket of this process's, for `sonde rtt
 /// -U` with no path: the kernel's round trip without the network stack.
 ///
@@ -457,14 +453,7 @@ pub fn start_unix(busy_poll: bool) -> Result<UnixReflector> {
         rand_word()
     ));
     let listener = crate::net::unix::bind(&path)?;
-    let mut config = DoorConfig::new("rtt's echo", 64);
-    config.drain = Duration::ZERO;
-    let door = Door::new(config);
-    let reflect = ReflectConfig {
-        reflect: Reflect::Echo,
-        mode: Mode::spinning(busy_poll),
-        idle: None,
-    };
+    let (door, reflect) = embedded(busy_poll);
     let serving = door.clone();
     std::thread::Builder::new()
         .name("sonde-reflect-unix".into())
@@ -478,7 +467,7 @@ pub fn start_unix(busy_poll: bool) -> Result<UnixReflector> {
             })
         })
         .map_err(fail)?;
-    Ok(UnixReflector { path, door })
+    Ok(UnixReflector { addr: path, door })
 }
 
 /// A word that differs between runs, so two processes' names differ.
