@@ -11,6 +11,7 @@
 mod output;
 
 mod access;
+mod mail;
 mod perf;
 mod relay;
 mod report;

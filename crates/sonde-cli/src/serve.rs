@@ -36,6 +36,8 @@ pub(crate) enum Service {
     Socks5,
     /// An HTTP proxy, CONNECT only, to --allow-dest only (loopback unless told).
     HttpProxy,
+    /// A mail sink for testing programs that send mail: SMTP in, every message kept, none delivered.
+    Smtp,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +86,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) auth_file: Option<std::path::PathBuf>,
     #[command(flatten)]
+    pub(crate) smtp: crate::mail::SmtpArgs,
+    #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
     /// TLS on echo, discard, chargen and chat (`--cert`/`--key`, or a certificate made once for this user).
     #[command(flatten)]
@@ -102,6 +106,7 @@ fn kind(service: Service) -> ServiceKind {
         Service::Sockperf => ServiceKind::Sockperf,
         Service::Socks5 => ServiceKind::Socks5,
         Service::HttpProxy => ServiceKind::HttpProxy,
+        Service::Smtp => ServiceKind::Smtp,
     }
 }
 
@@ -130,6 +135,11 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         rules: args.access.rules(),
         tls: args.tls.server(args.quiet)?,
         proxy: Arc::new(proxy_config(&args)?),
+        smtp: Arc::new(if kind == ServiceKind::Smtp {
+            crate::mail::config(&args.smtp, args.quiet)?
+        } else {
+            Default::default()
+        }),
     };
     let door = config.door(kind);
     let stats = Arc::new(Stats::default());
@@ -249,6 +259,12 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
     {
         return usage(format!(
             "--udp works with echo, discard and sockperf, not {}",
+            kind.name()
+        ));
+    }
+    if kind != ServiceKind::Smtp && args.smtp.given() {
+        return usage(format!(
+            "--store and the --max-message-size, --max-recipients and --max-messages limits are smtp's, not {}'s",
             kind.name()
         ));
     }

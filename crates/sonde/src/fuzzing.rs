@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtt_replies", rtt_replies),
     ("report", report),
     ("talk_inputs", talk_inputs),
+    ("smtp_session", smtp_session),
 ];
 
 /// The text the netcat wave reads from users and peers: a relay end as
@@ -281,4 +282,52 @@ pub fn rtt_replies(data: &[u8]) {
         let _ = track.reply(seq >> 1, current);
     }
     let _ = track.lost();
+}
+
+/// What an SMTP client sends `serve smtp`, as the connection reads it:
+/// commands through smtp-proto's receiver into the session, and after a
+/// DATA or BDAT its message through the data receiver, to the end. Every
+/// reply must be a whole reply line (three digits, CRLF).
+pub fn smtp_session(data: &[u8]) {
+    use crate::serve::smtp::session::{Limits, Next, Session};
+    use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
+    let limits = Limits {
+        max_size: 1 << 12,
+        max_recipients: 4,
+    };
+    let mut session = Session::new("fuzz", limits);
+    let mut receiver = RequestReceiver::default();
+    let mut bytes = data.iter();
+    let whole = |r: &str| {
+        assert!(r.len() >= 5 && r.ends_with("\r\n"), "a reply line: {r:?}");
+        assert!(
+            r.as_bytes()[..3].iter().all(u8::is_ascii_digit),
+            "a code: {r:?}"
+        );
+    };
+    while !bytes.as_slice().is_empty() {
+        let next = match receiver.ingest(&mut bytes) {
+            Ok(request) => session.command(request),
+            Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+            Err(e) => Next::Reply(session.refused(&e)),
+        };
+        let mut body = Vec::new();
+        match next {
+            Next::Reply(r) | Next::Close(r) => whole(&r),
+            Next::Data(r) => {
+                whole(&r);
+                if DataReceiver::new().ingest(&mut bytes, &mut body) {
+                    let _ = session.message_done(body.len()).map_err(|r| whole(&r));
+                }
+            }
+            Next::Chunk { size, last } => {
+                BdatReceiver::new(size, last).ingest(&mut bytes, &mut body);
+                if last {
+                    let _ = session.message_done(body.len()).map_err(|r| whole(&r));
+                } else {
+                    whole(&session.chunk_taken(size));
+                }
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod readers;
 pub mod reflector;
 mod secure;
 pub mod services;
+pub mod smtp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,8 @@ pub enum ServiceKind {
     Socks5,
     /// An HTTP proxy (CONNECT only), within its egress rules.
     HttpProxy,
+    /// A mail sink: SMTP in, every message kept, none delivered.
+    Smtp,
 }
 
 impl ServiceKind {
@@ -52,6 +55,8 @@ impl ServiceKind {
             Self::Sockperf => crate::wire::sockperf::DEFAULT_PORT,
             Self::Socks5 => 1080,
             Self::HttpProxy => 3128,
+            // Mailpit's, so an app set up for it needs no change.
+            Self::Smtp => 1025,
         }
     }
 
@@ -65,6 +70,7 @@ impl ServiceKind {
             Self::Sockperf => "serve sockperf",
             Self::Socks5 => "serve socks5",
             Self::HttpProxy => "serve http-proxy",
+            Self::Smtp => "serve smtp",
         }
     }
 
@@ -78,6 +84,7 @@ impl ServiceKind {
             Self::Sockperf => "sockperf",
             Self::Socks5 => "socks5",
             Self::HttpProxy => "http-proxy",
+            Self::Smtp => "smtp",
         }
     }
 }
@@ -97,6 +104,8 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::ServerTls>,
     /// What the proxies let through, and whom.
     pub proxy: Arc<proxy::ProxyConfig>,
+    /// The mail sink's limits and store.
+    pub smtp: Arc<smtp::SmtpConfig>,
 }
 
 /// How long a connection may move nothing before it is closed, unless
@@ -118,6 +127,7 @@ impl Default for ServeConfig {
             rules: crate::door::access::Rules::default(),
             tls: None,
             proxy: Arc::default(),
+            smtp: Arc::default(),
         }
     }
 }
@@ -186,6 +196,8 @@ pub(crate) struct Ctx {
     pub(crate) readers: Arc<readers::Readers>,
     /// The proxies' rules.
     pub(crate) proxy: Arc<proxy::ProxyConfig>,
+    /// The mail sink's.
+    pub(crate) smtp: Arc<smtp::SmtpConfig>,
 }
 
 /// Serves `kind` on `listener` through `door` until the door shuts, then
@@ -216,6 +228,7 @@ pub async fn run(
         shutdown: door.closing(),
         readers: Arc::default(),
         proxy: Arc::clone(&config.proxy),
+        smtp: Arc::clone(&config.smtp),
     });
     let acceptor = config
         .tls
@@ -280,6 +293,10 @@ fn spawn_service(kind: ServiceKind, accepted: Accepted, ctx: Arc<Ctx>, room: &Ar
             let _permit = permit;
             Box::pin(proxy::http_connect(stream, ctx)).await;
         }),
+        ServiceKind::Smtp => tokio::spawn(async move {
+            let _permit = permit;
+            Box::pin(smtp::serve(stream, ctx)).await;
+        }),
     };
 }
 
@@ -323,6 +340,7 @@ mod tests {
                 shutdown: CancellationToken::new(),
                 readers: Arc::default(),
                 proxy: Arc::default(),
+                smtp: Arc::default(),
             });
             let door = Door::new(DoorConfig::new("test", 1));
             let permit = door.try_permit().expect("a free place");

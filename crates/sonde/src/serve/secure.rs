@@ -55,6 +55,8 @@ pub(super) fn spawn(
             ServiceKind::Chargen => Box::pin(services::chargen(tls, &ctx)).await,
             ServiceKind::Chat => Box::pin(room.join_stream(tls, peer, &ctx)).await,
             ServiceKind::Sockperf => Box::pin(services::sockperf_stream(tls, &ctx)).await,
+            // Implicit TLS, 465-style (`--tls`): SMTP inside the session.
+            ServiceKind::Smtp => Box::pin(super::smtp::serve(tls, Arc::clone(&ctx))).await,
             // The CLI refuses --tls for the proxies: a TLS socket has no
             // SOCKS or CONNECT client to speak to here.
             ServiceKind::Socks5 | ServiceKind::HttpProxy => {}

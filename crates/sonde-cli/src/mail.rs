@@ -1,0 +1,98 @@
+//! `sonde serve smtp`'s own flags: where the messages go, how large and
+//! how many, and the line each arrival prints on stderr.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use sonde::serve::smtp::session::Limits;
+use sonde::serve::smtp::store::{Store, Stored};
+use sonde::serve::smtp::{OnMessage, SmtpConfig};
+
+use crate::usage::parse_size;
+
+#[derive(Debug, Args)]
+pub(crate) struct SmtpArgs {
+    /// smtp: keep messages in the Maildir DIR (default: sonde/mail in the user's data directory),
+    /// or `:memory:` for memory only.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: Option<String>,
+    /// smtp: the largest message, advertised in SIZE and enforced while it arrives (K/M/G 1024-based).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "50000000")]
+    pub(crate) max_message_size: u64,
+    /// smtp: recipients per message.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) max_recipients: usize,
+    /// smtp: messages kept; past it the oldest go.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub(crate) max_messages: usize,
+}
+
+impl SmtpArgs {
+    /// Whether any of these flags was given a value of its own.
+    pub(crate) fn given(&self) -> bool {
+        self.store.is_some()
+            || self.max_message_size != 50_000_000
+            || self.max_recipients != 100
+            || self.max_messages != 500
+    }
+}
+
+/// The user's data directory for the default store: `$XDG_DATA_HOME`,
+/// else `~/.local/share`.
+fn default_store() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(
+            std::env::var_os("HOME").context("finding a store: no HOME (give --store DIR)")?,
+        )
+        .join(".local/share"),
+    };
+    Ok(base.join("sonde").join("mail"))
+}
+
+/// The sink's configuration; with `quiet`, no line per message.
+pub(crate) fn config(args: &SmtpArgs, quiet: bool) -> anyhow::Result<SmtpConfig> {
+    let store = match args.store.as_deref() {
+        Some(":memory:") => Store::memory(args.max_messages),
+        other => {
+            let dir = match other {
+                Some(dir) => PathBuf::from(dir),
+                None => default_store()?,
+            };
+            Store::maildir(&dir, args.max_messages)
+                .with_context(|| format!("opening the Maildir {}", dir.display()))?
+        }
+    };
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let on_message: Option<OnMessage> = (!quiet).then(|| Arc::new(tell) as OnMessage);
+    Ok(SmtpConfig {
+        host,
+        limits: Limits {
+            max_size: usize::try_from(args.max_message_size).unwrap_or(usize::MAX),
+            max_recipients: args.max_recipients.max(1),
+        },
+        store: Arc::new(store),
+        on_message,
+    })
+}
+
+/// One line on stderr per message: from, to, subject, size.
+fn tell(m: &Stored) {
+    let from = if m.envelope.from.is_empty() {
+        "<>"
+    } else {
+        &m.envelope.from
+    };
+    eprintln!(
+        "mail {} from {from} to {}: {:?} ({} bytes)",
+        m.id,
+        m.envelope.to.join(", "),
+        m.subject,
+        m.size
+    );
+}

@@ -1,0 +1,295 @@
+//! Where `serve smtp` keeps what it accepted: a standard Maildir (each
+//! message written under `tmp/`, fsync'd, renamed into `new/`, and the
+//! directory fsync'd, all before the 250), so a message the client was
+//! told is stored survives a kill -9 and mutt, a script or grep can read
+//! it; or memory only. The oldest are pruned past the cap.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::session::Envelope;
+
+/// A message as stored.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// Its id (the Maildir file's unique name).
+    pub id: String,
+    /// Who sent it to whom.
+    pub envelope: Envelope,
+    /// Its size in bytes, as stored.
+    pub size: usize,
+    /// When it arrived.
+    pub received: SystemTime,
+    /// Its Subject header, as it came (empty when it has none).
+    pub subject: String,
+}
+
+/// The messages, in a Maildir or in memory.
+#[derive(Debug)]
+pub struct Store {
+    dir: Option<PathBuf>,
+    max: usize,
+    next: AtomicU64,
+    /// Oldest first: each message's summary (and its bytes in memory).
+    kept: Mutex<VecDeque<(Stored, Option<Vec<u8>>)>>,
+}
+
+impl Store {
+    /// A Maildir at `dir` (created with `tmp`, `new` and `cur` when
+    /// missing), keeping at most `max` messages; what is there already
+    /// counts towards it, oldest first.
+    ///
+    /// # Errors
+    /// When the directories cannot be made or read.
+    pub fn maildir(dir: &Path, max: usize) -> io::Result<Self> {
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut found = Vec::new();
+        for sub in ["new", "cur"] {
+            for entry in fs::read_dir(dir.join(sub))? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let size = entry.metadata().map_or(0, |m| m.len() as usize);
+                let received = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(UNIX_EPOCH);
+                let id = name.split(':').next().unwrap_or(&name).to_string();
+                found.push(Stored {
+                    id,
+                    envelope: Envelope::default(),
+                    size,
+                    received,
+                    subject: String::new(),
+                });
+            }
+        }
+        // Maildir names begin with the time: their order is arrival's.
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let store = Self {
+            dir: Some(dir.to_path_buf()),
+            max: max.max(1),
+            next: AtomicU64::new(0),
+            kept: Mutex::new(found.into_iter().map(|s| (s, None)).collect()),
+        };
+        store.prune();
+        Ok(store)
+    }
+
+    /// Messages in memory only, at most `max`.
+    pub fn memory(max: usize) -> Self {
+        Self {
+            dir: None,
+            max: max.max(1),
+            next: AtomicU64::new(0),
+            kept: Mutex::default(),
+        }
+    }
+
+    /// Where the Maildir is, if there is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Stores a message: on disk, durably, before it returns. Blocking.
+    ///
+    /// # Errors
+    /// When the message cannot be written; nothing is left in `new/`.
+    pub fn put(&self, envelope: Envelope, data: Vec<u8>) -> io::Result<Stored> {
+        let received = SystemTime::now();
+        let id = self.unique(received);
+        let stored = Stored {
+            id: id.clone(),
+            envelope,
+            size: data.len(),
+            received,
+            subject: subject(&data),
+        };
+        let bytes = match &self.dir {
+            Some(dir) => {
+                write_durably(dir, &id, &data)?;
+                None
+            }
+            None => Some(data),
+        };
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.push_back((stored.clone(), bytes));
+        }
+        self.prune();
+        Ok(stored)
+    }
+
+    /// The messages kept, oldest first.
+    pub fn list(&self) -> Vec<Stored> {
+        self.kept
+            .lock()
+            .map(|k| k.iter().map(|(s, _)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A message's bytes, as stored.
+    pub fn raw(&self, id: &str) -> Option<Vec<u8>> {
+        let kept = self.kept.lock().ok()?;
+        let (_, bytes) = kept.iter().find(|(s, _)| s.id == id)?;
+        match (bytes, &self.dir) {
+            (Some(bytes), _) => Some(bytes.clone()),
+            (None, Some(dir)) => find(dir, id).and_then(|p| fs::read(p).ok()),
+            (None, None) => None,
+        }
+    }
+
+    /// A name unique to this message, Maildir's way: the time, a counter
+    /// and the process, then the host.
+    fn unique(&self, at: SystemTime) -> String {
+        let t = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}.M{:06}P{}Q{n}.{}",
+            t.as_secs(),
+            t.subsec_micros(),
+            std::process::id(),
+            host()
+        )
+    }
+
+    /// Drops the oldest past the cap (their files too).
+    fn prune(&self) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        while kept.len() > self.max {
+            let Some((old, _)) = kept.pop_front() else {
+                break;
+            };
+            if let Some(path) = self.dir.as_deref().and_then(|d| find(d, &old.id)) {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Writes `data` as message `id`: under `tmp/`, synced, renamed into
+/// `new/`, and `new/` synced, so the name is there only when the bytes
+/// are, and both outlive a crash.
+fn write_durably(dir: &Path, id: &str, data: &[u8]) -> io::Result<()> {
+    let tmp = dir.join("tmp").join(id);
+    let done = dir.join("new").join(id);
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(data)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, &done)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir.join("new"))?.sync_all()
+}
+
+/// The file of message `id`, in `new/` or (read, with flags) in `cur/`.
+fn find(dir: &Path, id: &str) -> Option<PathBuf> {
+    let new = dir.join("new").join(id);
+    if new.exists() {
+        return Some(new);
+    }
+    fs::read_dir(dir.join("cur")).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        (name == id || name.starts_with(&format!("{id}:"))).then(|| e.path())
+    })
+}
+
+/// This machine's name for Maildir file names (`/` and `:` replaced, as
+/// the format asks).
+fn host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .replace(['/', ':'], "_")
+}
+
+/// The Subject header's value (unfolded, as it came), from the header
+/// block only.
+pub fn subject(data: &[u8]) -> String {
+    let head_end = memchr::memmem::find(data, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(data, b"\n\n"))
+        .unwrap_or(data.len());
+    let head = String::from_utf8_lossy(&data[..head_end]);
+    let mut value: Option<String> = None;
+    for line in head.lines() {
+        match (&mut value, line.starts_with([' ', '\t'])) {
+            (Some(v), true) => v.push_str(line),
+            (Some(_), false) => break,
+            (None, _) => {
+                if let Some((name, rest)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("subject")
+                {
+                    value = Some(rest.trim_start().to_string());
+                }
+            }
+        }
+    }
+    value.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            helo: "c".into(),
+            from: "a@x".into(),
+            to: vec!["b@y".into()],
+            smtputf8: false,
+        }
+    }
+
+    #[test]
+    fn the_subject_of_a_header_block() {
+        assert_eq!(
+            subject(b"From: a\r\nSubject: hi\r\n there\r\n\r\nSubject: no"),
+            "hi there"
+        );
+        assert_eq!(subject(b"subject:x\n\nbody"), "x");
+        assert_eq!(subject(b"From: a\r\n\r\nSubject: body"), "");
+    }
+
+    #[test]
+    fn a_maildir_keeps_the_newest_and_the_bytes() {
+        let dir = std::env::temp_dir().join(format!("sonde-maildir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::maildir(&dir, 2).expect("maildir");
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                let data = format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes();
+                store.put(envelope(), data).expect("put").id
+            })
+            .collect();
+        let kept: Vec<String> = store.list().into_iter().map(|s| s.id).collect();
+        assert_eq!(kept, ids[1..]);
+        assert_eq!(fs::read_dir(dir.join("new")).expect("new").count(), 2);
+        assert_eq!(fs::read_dir(dir.join("tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            store.raw(&ids[2]).expect("raw"),
+            b"Subject: 2\r\n\r\nbody 2\r\n"
+        );
+        // Opened again, it finds what is there, in order.
+        let again = Store::maildir(&dir, 5).expect("maildir");
+        assert_eq!(again.list().len(), 2);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn memory_keeps_the_bytes_too() {
+        let store = Store::memory(1);
+        store.put(envelope(), b"one".to_vec()).expect("put");
+        let id = store.put(envelope(), b"two".to_vec()).expect("put").id;
+        assert_eq!(store.list().len(), 1);
+        assert_eq!(store.raw(&id).expect("raw"), b"two");
+    }
+}
