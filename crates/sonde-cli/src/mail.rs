@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use sonde::serve::smtp::session::Limits;
+use sonde::serve::smtp::auth::AuthPolicy;
+use sonde::serve::smtp::session::{Limits, Policy};
 use sonde::serve::smtp::store::{Store, Stored};
 use sonde::serve::smtp::{OnMessage, SmtpConfig};
 
@@ -27,12 +28,33 @@ pub(crate) struct SmtpArgs {
     /// smtp: messages kept; past it the oldest go.
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub(crate) max_messages: usize,
+    /// smtp: offer STARTTLS, with the certificate of --cert/--key (or one made once for this user).
+    #[arg(long)]
+    pub(crate) starttls: bool,
+    /// smtp: no MAIL before STARTTLS (implies --starttls).
+    #[arg(long)]
+    pub(crate) require_starttls: bool,
+    /// smtp: offer AUTH PLAIN and LOGIN and take any user and password.
+    #[arg(long)]
+    pub(crate) auth_accept_any: bool,
+    /// smtp: allow AUTH outside TLS (by default it is offered only inside TLS).
+    #[arg(long)]
+    pub(crate) auth_allow_insecure: bool,
 }
 
 impl SmtpArgs {
+    /// STARTTLS is offered.
+    pub(crate) fn offers_starttls(&self) -> bool {
+        self.starttls || self.require_starttls
+    }
+
     /// Whether any of these flags was given a value of its own.
     pub(crate) fn given(&self) -> bool {
         self.store.is_some()
+            || self.starttls
+            || self.require_starttls
+            || self.auth_accept_any
+            || self.auth_allow_insecure
             || self.max_message_size != 50_000_000
             || self.max_recipients != 100
             || self.max_messages != 500
@@ -52,8 +74,14 @@ fn default_store() -> anyhow::Result<PathBuf> {
     Ok(base.join("sonde").join("mail"))
 }
 
-/// The sink's configuration; with `quiet`, no line per message.
-pub(crate) fn config(args: &SmtpArgs, quiet: bool) -> anyhow::Result<SmtpConfig> {
+/// The sink's configuration; with `quiet`, no line per message. `users`
+/// are `--auth-file`'s, `starttls` the certificate STARTTLS offers.
+pub(crate) fn config(
+    args: &SmtpArgs,
+    quiet: bool,
+    users: std::collections::HashMap<String, String>,
+    starttls: Option<sonde::tls::ServerTls>,
+) -> anyhow::Result<SmtpConfig> {
     let store = match args.store.as_deref() {
         Some(":memory:") => Store::memory(args.max_messages),
         other => {
@@ -65,6 +93,7 @@ pub(crate) fn config(args: &SmtpArgs, quiet: bool) -> anyhow::Result<SmtpConfig>
                 .with_context(|| format!("opening the Maildir {}", dir.display()))?
         }
     };
+    let offered = !users.is_empty() || args.auth_accept_any || args.auth_allow_insecure;
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -78,6 +107,16 @@ pub(crate) fn config(args: &SmtpArgs, quiet: bool) -> anyhow::Result<SmtpConfig>
         },
         store: Arc::new(store),
         on_message,
+        policy: Policy {
+            starttls: starttls.is_some(),
+            require_tls: args.require_starttls,
+            auth: offered.then_some(AuthPolicy {
+                users,
+                accept_any: args.auth_accept_any,
+                allow_insecure: args.auth_allow_insecure,
+            }),
+        },
+        starttls,
     })
 }
 

@@ -133,10 +133,22 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: idle,
         drain: args.drain_timeout,
         rules: args.access.rules(),
-        tls: args.tls.server(args.quiet)?,
+        // With STARTTLS the TLS flags give its certificate, and the
+        // connection starts plain.
+        tls: if args.smtp.offers_starttls() {
+            None
+        } else {
+            args.tls.server(args.quiet)?
+        },
         proxy: Arc::new(proxy_config(&args)?),
         smtp: Arc::new(if kind == ServiceKind::Smtp {
-            crate::mail::config(&args.smtp, args.quiet)?
+            let starttls = args
+                .smtp
+                .offers_starttls()
+                .then(|| args.tls.server_forced(args.quiet))
+                .transpose()?;
+            let users = proxy_config(&args)?.users;
+            crate::mail::config(&args.smtp, args.quiet, users, starttls)?
         } else {
             Default::default()
         }),
@@ -269,9 +281,20 @@ fn check(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<()> {
         ));
     }
     let proxy = matches!(kind, ServiceKind::Socks5 | ServiceKind::HttpProxy);
-    if !proxy && (!args.allow_dest.is_empty() || args.auth_file.is_some()) {
+    if args.smtp.offers_starttls() && args.tls.tls {
+        return usage(
+            "--tls is TLS from the first byte, --starttls a plain start that turns TLS: one or the other (--cert/--key give either its certificate)".into(),
+        );
+    }
+    if !proxy && !args.allow_dest.is_empty() {
         return usage(format!(
-            "--allow-dest and --auth-file are the proxies' (socks5, http-proxy), not {}'s",
+            "--allow-dest is the proxies' (socks5, http-proxy), not {}'s",
+            kind.name()
+        ));
+    }
+    if !proxy && kind != ServiceKind::Smtp && args.auth_file.is_some() {
+        return usage(format!(
+            "--auth-file is the proxies' and smtp's, not {}'s",
             kind.name()
         ));
     }

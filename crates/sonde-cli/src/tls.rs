@@ -92,6 +92,12 @@ impl TlsArgs {
         if !self.on() {
             return Ok(None);
         }
+        self.server_forced(quiet).map(Some)
+    }
+
+    /// A server's certificate whether or not a TLS flag was given (for
+    /// a service that offers TLS later, as SMTP's STARTTLS).
+    pub(crate) fn server_forced(&self, quiet: bool) -> anyhow::Result<ServerTls> {
         for (set, flag) in [
             (self.ca.is_some(), "--ca"),
             (self.pin.is_some(), "--pin"),
@@ -120,7 +126,7 @@ impl TlsArgs {
                 None => eprintln!("sonde: TLS certificate SHA-256 {}", server.fingerprint),
             }
         }
-        Ok(Some(server))
+        Ok(server)
     }
 }
 

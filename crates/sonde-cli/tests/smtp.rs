@@ -273,3 +273,86 @@ fn a_message_answered_250_outlives_kill_9() {
     let _ = c.reader.read_to_end(&mut rest);
     server.stop();
 }
+
+const STARTTLS_AUTH: &str = "import smtplib, ssl, sys
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl._create_unverified_context()
+with smtplib.SMTP('127.0.0.1', port) as s:
+    s.ehlo()
+    assert s.has_extn('starttls'), s.esmtp_features
+    assert not s.has_extn('auth'), 'AUTH only inside TLS'
+    try:
+        s.sendmail('a@x', ['b@y'], b'Subject: early\\r\\n\\r\\nx\\r\\n')
+        print('sent before TLS')
+    except smtplib.SMTPSenderRefused as e:
+        print('refused', e.smtp_code)
+    s.starttls(context=ctx)
+    s.ehlo()
+    assert s.has_extn('auth'), s.esmtp_features
+    try:
+        s.login(user, 'wrong')
+    except smtplib.SMTPAuthenticationError as e:
+        print('bad password', e.smtp_code)
+    s.login(user, pw)
+    s.sendmail('a@x', ['b@y'], b'Subject: secret\\r\\n\\r\\nover TLS\\r\\n')
+    print('sent')
+";
+
+#[test]
+fn smtplib_starttls_and_auth() {
+    if !have_peer("python3", "python3") {
+        return;
+    }
+    let dir = TempDir::new("smtp-tls");
+    let store = dir.join("mail");
+    let users = dir.join("users");
+    std::fs::write(&users, "ann:s3cret\n").expect("auth file");
+    let server = sink(
+        &store,
+        &[
+            "--require-starttls",
+            "--auth-file",
+            users.to_str().expect("utf-8"),
+        ],
+    );
+    let out = python(STARTTLS_AUTH, &[&server.port.to_string(), "ann", "s3cret"]);
+    assert_eq!(out, "refused 530\nbad password 535\nsent\n");
+    assert_eq!(
+        stored(&store),
+        [b"Subject: secret\r\n\r\nover TLS\r\n".to_vec()]
+    );
+    server.stop();
+}
+
+#[test]
+fn swaks_over_implicit_tls_with_auth() {
+    if !have_peer("swaks", "swaks") {
+        return;
+    }
+    let dir = TempDir::new("smtp-swaks-tls");
+    let store = dir.join("mail");
+    let server = sink(&store, &["--tls", "--auth-accept-any"]);
+    let mut cmd = Command::new("swaks");
+    cmd.args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &server.port.to_string(),
+        "--tls-on-connect",
+    ])
+    .args(["--to", "dev@example.com", "--from", "app@example.com"])
+    .args([
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        "anyone",
+        "--auth-password",
+        "anything",
+    ])
+    .args(["--header", "Subject: implicit"]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(0), "{}", done.stdout_text());
+    assert_contains(&done.stdout_text(), "235 2.7.0 Authentication successful");
+    assert_eq!(stored(&store).len(), 1);
+    server.stop();
+}

@@ -289,13 +289,23 @@ pub fn rtt_replies(data: &[u8]) {
 /// DATA or BDAT its message through the data receiver, to the end. Every
 /// reply must be a whole reply line (three digits, CRLF).
 pub fn smtp_session(data: &[u8]) {
-    use crate::serve::smtp::session::{Limits, Next, Session};
+    use crate::serve::smtp::auth::AuthPolicy;
+    use crate::serve::smtp::session::{Limits, Next, Policy, Session};
     use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
     let limits = Limits {
         max_size: 1 << 12,
         max_recipients: 4,
     };
-    let mut session = Session::new("fuzz", limits);
+    let policy = Policy {
+        starttls: true,
+        require_tls: false,
+        auth: Some(AuthPolicy {
+            accept_any: true,
+            allow_insecure: true,
+            ..AuthPolicy::default()
+        }),
+    };
+    let mut session = Session::new("fuzz", limits, policy, false);
     let mut receiver = RequestReceiver::default();
     let mut bytes = data.iter();
     let whole = |r: &str| {
@@ -312,8 +322,21 @@ pub fn smtp_session(data: &[u8]) {
             Err(e) => Next::Reply(session.refused(&e)),
         };
         let mut body = Vec::new();
+        let next = match next {
+            Next::Challenge(r) => {
+                whole(&r);
+                let rest = bytes.as_slice();
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |e| e + 1);
+                bytes = rest[end..].iter();
+                session.auth_answer(&rest[..end])
+            }
+            other => other,
+        };
         match next {
-            Next::Reply(r) | Next::Close(r) => whole(&r),
+            Next::Reply(r) | Next::Close(r) | Next::Challenge(r) | Next::StartTls(r) => whole(&r),
             Next::Data(r) => {
                 whole(&r);
                 if DataReceiver::new().ingest(&mut bytes, &mut body) {

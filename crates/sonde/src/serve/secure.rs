@@ -56,7 +56,7 @@ pub(super) fn spawn(
             ServiceKind::Chat => Box::pin(room.join_stream(tls, peer, &ctx)).await,
             ServiceKind::Sockperf => Box::pin(services::sockperf_stream(tls, &ctx)).await,
             // Implicit TLS, 465-style (`--tls`): SMTP inside the session.
-            ServiceKind::Smtp => Box::pin(super::smtp::serve(tls, Arc::clone(&ctx))).await,
+            ServiceKind::Smtp => Box::pin(super::smtp::serve_secure(tls, Arc::clone(&ctx))).await,
             // The CLI refuses --tls for the proxies: a TLS socket has no
             // SOCKS or CONNECT client to speak to here.
             ServiceKind::Socks5 | ServiceKind::HttpProxy => {}

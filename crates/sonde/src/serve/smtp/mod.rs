@@ -5,6 +5,7 @@
 //! answers 250. The session's decisions are [`session`]'s, parsing is
 //! smtp-proto's; this file only reads, times and writes.
 
+pub mod auth;
 pub mod session;
 pub mod store;
 
@@ -15,7 +16,7 @@ use smtp_proto::Error as ParseError;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use self::session::{Limits, Next, Session};
+use self::session::{Limits, Next, Policy, Session};
 use self::store::{Store, Stored};
 use super::Ctx;
 
@@ -33,6 +34,10 @@ pub struct SmtpConfig {
     pub store: Arc<Store>,
     /// Told of each message stored.
     pub on_message: Option<OnMessage>,
+    /// STARTTLS, AUTH and what they require.
+    pub policy: Policy,
+    /// The certificate STARTTLS starts TLS with.
+    pub starttls: Option<crate::tls::ServerTls>,
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -55,6 +60,8 @@ impl Default for SmtpConfig {
             },
             store: Arc::new(Store::memory(500)),
             on_message: None,
+            policy: Policy::default(),
+            starttls: None,
         }
     }
 }
@@ -67,6 +74,17 @@ const MAX_ERRORS: u32 = 20;
 /// Past the size limit the rest is read and dropped, up to this much
 /// more; a client sending without end is cut off.
 const SLACK: usize = 16 << 20;
+
+/// How a session ended well.
+enum Ended {
+    /// The client quit (or was sent away).
+    Quit,
+    /// The client asked for TLS, and was told to go ahead.
+    StartTls,
+}
+
+/// An AUTH answer's longest line (RFC 4954's 12,288 octets).
+const MAX_AUTH_LINE: usize = 12_288;
 
 /// Why a session ended early.
 enum Gone {
@@ -154,6 +172,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
+    /// One line (an AUTH answer), at most [`MAX_AUTH_LINE`].
+    async fn line(&mut self) -> Result<Vec<u8>, Gone> {
+        loop {
+            if let Some(end) = memchr::memchr(b'\n', &self.input) {
+                return Ok(self.input.drain(..=end).collect());
+            }
+            if self.input.len() > MAX_AUTH_LINE {
+                return Err(Gone::Closed);
+            }
+            self.fill().await?;
+        }
+    }
+
     /// A BDAT chunk of `size` bytes, appended to `body` when `keep`.
     async fn chunk(&mut self, size: usize, keep: bool, body: &mut Vec<u8>) -> Result<(), Gone> {
         let mut left = size;
@@ -172,33 +203,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 }
 
-/// Serves one SMTP client on `stream` until it quits, goes quiet for
-/// the idle limit, or the server stops.
-pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: Arc<Ctx>) {
+/// Serves one SMTP client on a plain connection until it quits, goes
+/// quiet for the idle limit, or the server stops; after STARTTLS, a new
+/// session over TLS on the same connection.
+pub(crate) async fn serve(stream: tokio::net::TcpStream, ctx: Arc<Ctx>) {
+    let Some(tcp) = session(stream, &ctx, (false, true)).await else {
+        return;
+    };
+    let Some(tls) = &ctx.smtp.starttls else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    let limit = crate::tls::HANDSHAKE_TIMEOUT;
+    if let Ok(Ok(tls)) = tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        let _ = session(tls, &ctx, (true, false)).await;
+    }
+}
+
+/// Serves one SMTP client inside TLS from the first byte (`--tls`).
+pub(crate) async fn serve_secure<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: Arc<Ctx>) {
+    let _ = session(stream, &ctx, (true, true)).await;
+}
+
+/// One session on `stream` (greeted with 220 unless it follows
+/// STARTTLS, where the client speaks first); the stream back when the
+/// client asked for STARTTLS and was told to go ahead.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    ctx: &Ctx,
+    (secure, greet): (bool, bool),
+) -> Option<S> {
     let config = Arc::clone(&ctx.smtp);
-    let mut session = Session::new(&config.host, config.limits.clone());
+    let policy = config.policy.clone();
+    let mut session = Session::new(&config.host, config.limits.clone(), policy, secure);
     let mut conn = Conn {
         stream,
         input: Vec::new(),
         out: Vec::new(),
-        ctx: &ctx,
+        ctx,
         patience: ctx.idle.unwrap_or(PATIENCE),
     };
-    conn.say(&session.greeting());
-    let ended = converse(&mut conn, &mut session, &config).await;
-    if matches!(ended, Err(Gone::Quiet)) {
-        conn.say("421 4.4.2 Closing: idle too long, or the server is stopping\r\n");
+    if greet {
+        conn.say(&session.greeting());
+    }
+    match converse(&mut conn, &mut session, &config).await {
+        Ok(Ended::StartTls) => {
+            // Nothing the client sent before TLS may count after it
+            // (the STARTTLS command injection of CVE-2011-0411).
+            conn.input.clear();
+            let _ = conn.flush().await;
+            return Some(conn.stream);
+        }
+        Err(Gone::Quiet) => {
+            conn.say("421 4.4.2 Closing: idle too long, or the server is stopping\r\n");
+        }
+        Ok(Ended::Quit) | Err(Gone::Closed) => {}
     }
     let _ = conn.flush().await;
     let _ = conn.stream.shutdown().await;
+    None
 }
 
-/// Commands until the client quits (Ok) or goes (Err).
+/// Commands until the client quits or asks for TLS (Ok), or goes (Err).
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<'_, S>,
     session: &mut Session,
     config: &SmtpConfig,
-) -> Result<(), Gone> {
+) -> Result<Ended, Gone> {
     let mut receiver = RequestReceiver::default();
     let mut errors = 0u32;
     let mut chunks: Vec<u8> = Vec::new();
@@ -226,17 +297,39 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 errors += 1;
                 if errors > MAX_ERRORS {
                     conn.say("421 4.7.0 Too many errors, closing\r\n");
-                    return Ok(());
+                    return Ok(Ended::Quit);
                 }
                 continue;
             }
             Some(Ok(next)) => next,
         };
+        let next = match next {
+            Next::Challenge(challenge) => {
+                conn.say(&challenge);
+                let line = conn.line().await?;
+                session.auth_answer(&line)
+            }
+            other => other,
+        };
         match next {
             Next::Reply(reply) => conn.say(&reply),
             Next::Close(reply) => {
                 conn.say(&reply);
-                return Ok(());
+                return Ok(Ended::Quit);
+            }
+            Next::StartTls(reply) => {
+                conn.say(&reply);
+                return Ok(Ended::StartTls);
+            }
+            Next::Challenge(challenge) => {
+                // A third step no mechanism here has: LOGIN's second.
+                conn.say(&challenge);
+                let line = conn.line().await?;
+                let reply = match session.auth_answer(&line) {
+                    Next::Reply(r) => r,
+                    _ => "501 5.7.0 Authentication exchange failed\r\n".into(),
+                };
+                conn.say(&reply);
             }
             Next::Data(reply) => {
                 conn.say(&reply);

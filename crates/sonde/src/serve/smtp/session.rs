@@ -4,7 +4,9 @@
 
 use std::borrow::Cow;
 
-use smtp_proto::{Error as ParseError, MAIL_SMTPUTF8, Request};
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_SMTPUTF8, Request};
+
+use super::auth::{self, Answer, AuthPolicy, Step};
 
 /// What a session allows.
 #[derive(Clone, Debug)]
@@ -13,6 +15,17 @@ pub struct Limits {
     pub max_size: usize,
     /// Recipients per message.
     pub max_recipients: usize,
+}
+
+/// What a session offers and requires beyond plain SMTP.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// STARTTLS is offered (a certificate is there).
+    pub starttls: bool,
+    /// No MAIL before STARTTLS (`--require-starttls`).
+    pub require_tls: bool,
+    /// AUTH is offered, and with users (or `accept_any`) required.
+    pub auth: Option<AuthPolicy>,
 }
 
 /// A message's envelope, once its data is in.
@@ -45,6 +58,12 @@ pub enum Next {
     },
     /// Send this reply and close.
     Close(String),
+    /// Send this reply (334) and hand the client's next line to
+    /// [`Session::auth_answer`].
+    Challenge(String),
+    /// Send this reply (220), drop anything the client sent after the
+    /// command, and start TLS; then a new session, over it.
+    StartTls(String),
 }
 
 /// One client's session.
@@ -52,6 +71,13 @@ pub enum Next {
 pub struct Session {
     host: String,
     limits: Limits,
+    policy: Policy,
+    /// Inside TLS (implicit, or after STARTTLS).
+    secure: bool,
+    /// Who authenticated.
+    user: Option<String>,
+    /// An AUTH exchange under way.
+    step: Option<Step>,
     helo: Option<String>,
     from: Option<String>,
     to: Vec<String>,
@@ -65,11 +91,15 @@ fn reply(text: &str) -> String {
 }
 
 impl Session {
-    /// A session of the server named `host`.
-    pub fn new(host: &str, limits: Limits) -> Self {
+    /// A session of the server named `host`, inside TLS when `secure`.
+    pub fn new(host: &str, limits: Limits, policy: Policy, secure: bool) -> Self {
         Self {
             host: host.into(),
             limits,
+            policy,
+            secure,
+            user: None,
+            step: None,
             helo: None,
             from: None,
             to: Vec::new(),
@@ -113,8 +143,11 @@ impl Session {
             Request::Help { .. } => Next::Reply(reply(
                 "214 2.0.0 sonde's mail sink: everything is accepted, nothing delivered",
             )),
-            Request::StartTls => Next::Reply(reply("502 5.5.1 STARTTLS is not offered here")),
-            Request::Auth { .. } => Next::Reply(reply("502 5.5.1 AUTH is not offered here")),
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
             other => Next::Reply(reply(&format!(
                 "502 5.5.1 {} is not implemented",
                 other.name()
@@ -145,7 +178,7 @@ impl Session {
         if !extended {
             return reply(&format!("250 {} greets {host}", self.host));
         }
-        let lines = [
+        let mut lines = vec![
             format!("{} greets {host}", self.host),
             "PIPELINING".into(),
             format!("SIZE {}", self.limits.max_size),
@@ -154,6 +187,12 @@ impl Session {
             "ENHANCEDSTATUSCODES".into(),
             "CHUNKING".into(),
         ];
+        if self.policy.starttls && !self.secure {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_allowed() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         let last = lines.len() - 1;
         lines
             .iter()
@@ -168,6 +207,17 @@ impl Session {
         }
         if self.from.is_some() {
             return reply("503 5.5.1 Sender already given (RSET to start again)");
+        }
+        if self.policy.require_tls && !self.secure {
+            return reply("530 5.7.0 Must issue a STARTTLS command first");
+        }
+        let required = self
+            .policy
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.accept_any || !a.users.is_empty());
+        if required && self.user.is_none() {
+            return reply("530 5.7.0 Authentication required");
         }
         if size > self.limits.max_size {
             return reply(&format!(
@@ -223,6 +273,79 @@ impl Session {
         let so_far = self.chunked.get_or_insert(0);
         *so_far = so_far.saturating_add(size);
         Next::Chunk { size, last }
+    }
+
+    /// AUTH may be offered now: configured, and inside TLS unless
+    /// plaintext is allowed.
+    fn auth_allowed(&self) -> bool {
+        self.policy
+            .auth
+            .as_ref()
+            .is_some_and(|a| self.secure || a.allow_insecure)
+    }
+
+    fn starttls(&mut self) -> Next {
+        if self.secure {
+            return Next::Reply(reply("503 5.5.1 TLS is already on"));
+        }
+        if !self.policy.starttls {
+            return Next::Reply(reply("502 5.5.1 STARTTLS is not offered here"));
+        }
+        Next::StartTls(reply("220 2.0.0 Ready to start TLS"))
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: &str) -> Next {
+        if self.policy.auth.is_none() {
+            return Next::Reply(reply("502 5.5.1 AUTH is not offered here"));
+        }
+        if !self.auth_allowed() {
+            return Next::Reply(reply(
+                "538 5.7.11 Encryption required for requested authentication mechanism",
+            ));
+        }
+        if self.user.is_some() {
+            return Next::Reply(reply("503 5.5.1 Already authenticated"));
+        }
+        if self.from.is_some() {
+            return Next::Reply(reply("503 5.5.1 AUTH within a transaction"));
+        }
+        let plain = match mechanism {
+            AUTH_PLAIN => true,
+            AUTH_LOGIN => false,
+            _ => return Next::Reply(reply("504 5.5.4 Unrecognized authentication type")),
+        };
+        self.judge(auth::start(plain, initial))
+    }
+
+    /// The client's line during an AUTH exchange.
+    pub fn auth_answer(&mut self, line: &[u8]) -> Next {
+        match self.step.take() {
+            Some(step) => self.judge(auth::answer(&step, line)),
+            None => Next::Reply(reply("503 5.5.1 No AUTH under way")),
+        }
+    }
+
+    fn judge(&mut self, answer: Answer) -> Next {
+        match answer {
+            Answer::Again(challenge, step) => {
+                self.step = Some(step);
+                Next::Challenge(challenge)
+            }
+            Answer::Refused(why) => Next::Reply(why),
+            Answer::Credentials(user, pass) => {
+                let admitted = self
+                    .policy
+                    .auth
+                    .as_ref()
+                    .is_some_and(|a| a.admits(&user, &pass));
+                if admitted {
+                    self.user = Some(user);
+                    Next::Reply(reply("235 2.7.0 Authentication successful"))
+                } else {
+                    Next::Reply(reply("535 5.7.8 Authentication credentials invalid"))
+                }
+            }
+        }
     }
 
     /// Whether BDAT chunks may be kept: a transaction is open and the
@@ -288,19 +411,24 @@ mod tests {
         Request::parse(&mut line.as_bytes().iter()).expect("a command")
     }
 
+    fn limits() -> Limits {
+        Limits {
+            max_size: 100,
+            max_recipients: 2,
+        }
+    }
+
     fn session() -> Session {
-        Session::new(
-            "sink.test",
-            Limits {
-                max_size: 100,
-                max_recipients: 2,
-            },
-        )
+        Session::new("sink.test", limits(), Policy::default(), false)
     }
 
     fn said(next: Next) -> String {
         match next {
-            Next::Reply(r) | Next::Data(r) | Next::Close(r) => r,
+            Next::Reply(r)
+            | Next::Data(r)
+            | Next::Close(r)
+            | Next::Challenge(r)
+            | Next::StartTls(r) => r,
             Next::Chunk { .. } => String::new(),
         }
     }
@@ -367,5 +495,49 @@ mod tests {
         s.command(parse("BDAT 60 LAST\r\n"));
         assert!(!s.chunk_wanted());
         assert!(s.message_done(120).expect_err("too big").starts_with("552"));
+    }
+
+    #[test]
+    fn starttls_and_auth_as_the_policy_says() {
+        let mut users = std::collections::HashMap::new();
+        users.insert("ann".to_string(), "pw".to_string());
+        let policy = Policy {
+            starttls: true,
+            require_tls: true,
+            auth: Some(AuthPolicy {
+                users,
+                accept_any: false,
+                allow_insecure: false,
+            }),
+        };
+        let mut plain = Session::new("s", limits(), policy.clone(), false);
+        let ehlo = said(plain.command(parse("EHLO c\r\n")));
+        assert!(
+            ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+            "{ehlo}"
+        );
+        assert!(said(plain.command(parse("MAIL FROM:<a@x>\r\n"))).starts_with("530"));
+        assert!(said(plain.command(parse("AUTH PLAIN AGFubgBwdw==\r\n"))).starts_with("538"));
+        assert!(matches!(
+            plain.command(parse("STARTTLS\r\n")),
+            Next::StartTls(_)
+        ));
+        let mut tls = Session::new("s", limits(), policy, true);
+        let ehlo = said(tls.command(parse("EHLO c\r\n")));
+        assert!(
+            !ehlo.contains("STARTTLS") && ehlo.contains("AUTH PLAIN LOGIN"),
+            "{ehlo}"
+        );
+        assert!(
+            said(tls.command(parse("MAIL FROM:<a@x>\r\n"))).starts_with("530 5.7.0 Authentication")
+        );
+        assert!(said(tls.command(parse("AUTH PLAIN AGFubgBndWVzcw==\r\n"))).starts_with("535"));
+        assert!(matches!(
+            tls.command(parse("AUTH LOGIN\r\n")),
+            Next::Challenge(_)
+        ));
+        assert!(matches!(tls.auth_answer(b"YW5u\r\n"), Next::Challenge(_)));
+        assert!(said(tls.auth_answer(b"cHc=\r\n")).starts_with("235"));
+        assert!(said(tls.command(parse("MAIL FROM:<a@x>\r\n"))).starts_with("250"));
     }
 }
