@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use sonde::serve::smtp::auth::AuthPolicy;
+use sonde::serve::smtp::chaos::{Chaos, parse_probability};
 use sonde::serve::smtp::session::{Limits, Policy};
 use sonde::serve::smtp::store::{Store, Stored};
 use sonde::serve::smtp::{OnMessage, SmtpConfig};
@@ -40,6 +41,18 @@ pub(crate) struct SmtpArgs {
     /// smtp: allow AUTH outside TLS (by default it is offered only inside TLS).
     #[arg(long)]
     pub(crate) auth_allow_insecure: bool,
+    /// smtp chaos: answer MAIL 451 with probability P (0 to 1), to test a sender's retries.
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0")]
+    pub(crate) chaos_sender: f64,
+    /// smtp chaos: answer RCPT 451 with probability P.
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0")]
+    pub(crate) chaos_recipient: f64,
+    /// smtp chaos: refuse good credentials (535) with probability P.
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0")]
+    pub(crate) chaos_auth: f64,
+    /// smtp chaos: drop the connection in the middle of DATA with probability P (nothing stored).
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0")]
+    pub(crate) chaos_disconnect: f64,
 }
 
 impl SmtpArgs {
@@ -55,6 +68,14 @@ impl SmtpArgs {
             || self.require_starttls
             || self.auth_accept_any
             || self.auth_allow_insecure
+            || [
+                self.chaos_sender,
+                self.chaos_recipient,
+                self.chaos_auth,
+                self.chaos_disconnect,
+            ]
+            .iter()
+            .any(|p| *p > 0.0)
             || self.max_message_size != 50_000_000
             || self.max_recipients != 100
             || self.max_messages != 500
@@ -115,6 +136,13 @@ pub(crate) fn config(
                 accept_any: args.auth_accept_any,
                 allow_insecure: args.auth_allow_insecure,
             }),
+            chaos: Chaos {
+                sender: args.chaos_sender,
+                recipient: args.chaos_recipient,
+                auth: args.chaos_auth,
+                disconnect: args.chaos_disconnect,
+            },
+            seed: 0,
         },
         starttls,
     })

@@ -356,3 +356,41 @@ fn swaks_over_implicit_tls_with_auth() {
     assert_eq!(stored(&store).len(), 1);
     server.stop();
 }
+
+/// The chaos flags, at probability 1 so the test knows what comes.
+#[test]
+fn chaos_on_purpose() {
+    let dir = TempDir::new("smtp-chaos");
+    let store = dir.join("mail");
+    let refusing = sink(&store, &["--chaos-sender", "1"]);
+    let mut c = Raw::connect(refusing.port);
+    c.say("HELO c");
+    assert!(c.say("MAIL FROM:<a@x>").starts_with("451 4.3.0"));
+    refusing.stop();
+    let picky = sink(&store, &["--chaos-recipient", "1"]);
+    let mut c = Raw::connect(picky.port);
+    c.say("HELO c");
+    assert!(c.say("MAIL FROM:<a@x>").starts_with("250 "));
+    assert!(c.say("RCPT TO:<b@y>").starts_with("451 4.3.0"));
+    picky.stop();
+    let dropping = sink(&store, &["--chaos-disconnect", "1"]);
+    let mut c = Raw::connect(dropping.port);
+    c.say("HELO c");
+    c.say("MAIL FROM:<a@x>");
+    c.say("RCPT TO:<b@y>");
+    assert!(c.say("DATA").starts_with("354 "));
+    c.send(b"Subject: lost\r\n\r\nhalf");
+    let mut rest = String::new();
+    let n = c
+        .reader
+        .read_to_string(&mut rest)
+        .expect("closed, not timed out");
+    assert_eq!((n, rest.as_str()), (0, ""), "the line goes dead, no reply");
+    dropping.stop();
+    assert!(stored(&store).is_empty(), "nothing stored");
+    let mut cmd = sonde();
+    cmd.args(["serve", "smtp", "--chaos-auth", "1.5"]);
+    let done = run(cmd, b"");
+    assert_eq!(done.code(), Some(2), "{}", done.stderr);
+    assert_contains(&done.stderr, "not a probability");
+}

@@ -304,6 +304,13 @@ pub fn smtp_session(data: &[u8]) {
             allow_insecure: true,
             ..AuthPolicy::default()
         }),
+        chaos: crate::serve::smtp::chaos::Chaos {
+            sender: 0.2,
+            recipient: 0.2,
+            auth: 0.2,
+            disconnect: 0.0,
+        },
+        seed: data.len() as u64,
     };
     let mut session = Session::new("fuzz", limits, policy, false);
     let mut receiver = RequestReceiver::default();

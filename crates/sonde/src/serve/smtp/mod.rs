@@ -6,6 +6,7 @@
 //! smtp-proto's; this file only reads, times and writes.
 
 pub mod auth;
+pub mod chaos;
 pub mod session;
 pub mod store;
 
@@ -234,7 +235,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     (secure, greet): (bool, bool),
 ) -> Option<S> {
     let config = Arc::clone(&ctx.smtp);
-    let policy = config.policy.clone();
+    let mut policy = config.policy.clone();
+    let mut seed = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut seed, rustix::rand::GetRandomFlags::empty());
+    policy.seed = u64::from_le_bytes(seed);
     let mut session = Session::new(&config.host, config.limits.clone(), policy, secure);
     let mut conn = Conn {
         stream,
@@ -334,6 +338,11 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             Next::Data(reply) => {
                 conn.say(&reply);
                 conn.flush().await?;
+                if session.drop_mid_data() {
+                    // Some of the message, then the line goes dead.
+                    conn.fill().await?;
+                    return Err(Gone::Closed);
+                }
                 let body = conn.data(session.limits().max_size).await?;
                 let size = body.as_ref().map_or(usize::MAX, Vec::len);
                 let reply = finish(session.message_done(size), body, config).await;

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_SMTPUTF8, Request};
 
 use super::auth::{self, Answer, AuthPolicy, Step};
+use super::chaos::{Chaos, Dice};
 
 /// What a session allows.
 #[derive(Clone, Debug)]
@@ -26,6 +27,10 @@ pub struct Policy {
     pub require_tls: bool,
     /// AUTH is offered, and with users (or `accept_any`) required.
     pub auth: Option<AuthPolicy>,
+    /// Faults on purpose, and the seed of their dice.
+    pub chaos: Chaos,
+    /// The dice's seed (a new one for each connection).
+    pub seed: u64,
 }
 
 /// A message's envelope, once its data is in.
@@ -78,6 +83,7 @@ pub struct Session {
     user: Option<String>,
     /// An AUTH exchange under way.
     step: Option<Step>,
+    dice: Dice,
     helo: Option<String>,
     from: Option<String>,
     to: Vec<String>,
@@ -93,6 +99,7 @@ fn reply(text: &str) -> String {
 impl Session {
     /// A session of the server named `host`, inside TLS when `secure`.
     pub fn new(host: &str, limits: Limits, policy: Policy, secure: bool) -> Self {
+        let seed = policy.seed;
         Self {
             host: host.into(),
             limits,
@@ -100,6 +107,7 @@ impl Session {
             secure,
             user: None,
             step: None,
+            dice: Dice::new(seed),
             helo: None,
             from: None,
             to: Vec::new(),
@@ -225,6 +233,9 @@ impl Session {
                 self.limits.max_size
             ));
         }
+        if self.dice.hit(self.policy.chaos.sender) {
+            return reply("451 4.3.0 Sender refused for now (--chaos-sender)");
+        }
         self.from = Some(from.to_string());
         self.smtputf8 = flags & MAIL_SMTPUTF8 != 0;
         reply("250 2.1.0 Ok")
@@ -239,6 +250,9 @@ impl Session {
                 "452 4.5.3 Too many recipients (at most {})",
                 self.limits.max_recipients
             ));
+        }
+        if self.dice.hit(self.policy.chaos.recipient) {
+            return reply("451 4.3.0 Recipient refused for now (--chaos-recipient)");
         }
         self.to.push(to.to_string());
         reply("250 2.1.5 Ok")
@@ -390,6 +404,12 @@ impl Session {
         }
     }
 
+    /// Whether to drop this message's connection halfway through its data
+    /// (`--chaos-disconnect`): a roll at each DATA.
+    pub fn drop_mid_data(&mut self) -> bool {
+        self.dice.hit(self.policy.chaos.disconnect)
+    }
+
     /// The reply once a message is stored under `id`.
     pub fn stored(id: &str) -> String {
         reply(&format!("250 2.0.0 Ok: queued as {id}"))
@@ -509,6 +529,7 @@ mod tests {
                 accept_any: false,
                 allow_insecure: false,
             }),
+            ..Policy::default()
         };
         let mut plain = Session::new("s", limits(), policy.clone(), false);
         let ehlo = said(plain.command(parse("EHLO c\r\n")));
@@ -539,5 +560,22 @@ mod tests {
         assert!(matches!(tls.auth_answer(b"YW5u\r\n"), Next::Challenge(_)));
         assert!(said(tls.auth_answer(b"cHc=\r\n")).starts_with("235"));
         assert!(said(tls.command(parse("MAIL FROM:<a@x>\r\n"))).starts_with("250"));
+    }
+
+    #[test]
+    fn chaos_refuses_for_now() {
+        let policy = Policy {
+            chaos: Chaos {
+                sender: 1.0,
+                recipient: 0.0,
+                auth: 0.0,
+                disconnect: 1.0,
+            },
+            ..Policy::default()
+        };
+        let mut s = Session::new("s", limits(), policy, false);
+        s.command(parse("HELO c\r\n"));
+        assert!(said(s.command(parse("MAIL FROM:<a@x>\r\n"))).starts_with("451 4.3.0"));
+        assert!(s.drop_mid_data());
     }
 }
