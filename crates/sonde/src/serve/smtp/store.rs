@@ -1,15 +1,22 @@
 //! Where `serve smtp` keeps what it accepted: a standard Maildir (each
-//! message written under `tmp/`, fsync'd, renamed into `new/`, and the
-//! directory fsync'd, all before the 250), so a message the client was
-//! told is stored survives a kill -9 and mutt, a script or grep can read
-//! it; or memory only. The oldest are pruned past the cap.
+//! message written under `tmp/`, flushed to disk, renamed into `new/`,
+//! and the directory fsync'd, all before the 250), so a message the
+//! client was told is stored survives a kill -9 and mutt, a script or
+//! grep can read it; or memory only. The oldest are pruned past the cap.
+//!
+//! Messages that arrive together are committed together (group commit):
+//! the first to come writes and fdatasyncs everyone's waiting files,
+//! renames them and fsyncs `new/` once, while the others wait for it, so
+//! the directory's flush (and the journal's commit behind it) is shared.
+//! One syncfs(2) for the batch was tried and dropped: it flushes every
+//! other process's dirty data on the filesystem too (BENCHMARKS.md).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::session::Envelope;
@@ -37,6 +44,30 @@ pub struct Store {
     next: AtomicU64,
     /// Oldest first: each message's summary (and its bytes in memory).
     kept: Mutex<VecDeque<(Stored, Option<Vec<u8>>)>>,
+    /// Messages waiting to be committed, and who commits them.
+    group: Group,
+}
+
+/// Group commit: the batch being gathered, the batches done, and what
+/// failed in them.
+#[derive(Debug, Default)]
+struct Group {
+    state: Mutex<Commits>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Commits {
+    /// The messages of the batch being gathered: (id, bytes).
+    waiting: Vec<(String, Vec<u8>)>,
+    /// The number of the batch being gathered (from 1).
+    gathering: u64,
+    /// The last batch committed (0: none yet).
+    committed: u64,
+    /// A batch is being written.
+    writing: bool,
+    /// Why a message of a committed batch was not stored, by id.
+    failed: HashMap<String, String>,
 }
 
 impl Store {
@@ -77,6 +108,7 @@ impl Store {
             max: max.max(1),
             next: AtomicU64::new(0),
             kept: Mutex::new(found.into_iter().map(|s| (s, None)).collect()),
+            group: Group::default(),
         };
         store.prune();
         Ok(store)
@@ -89,6 +121,7 @@ impl Store {
             max: max.max(1),
             next: AtomicU64::new(0),
             kept: Mutex::default(),
+            group: Group::default(),
         }
     }
 
@@ -113,7 +146,7 @@ impl Store {
         };
         let bytes = match &self.dir {
             Some(dir) => {
-                write_durably(dir, &id, &data)?;
+                self.group.commit(dir, &id, data)?;
                 None
             }
             None => Some(data),
@@ -174,21 +207,78 @@ impl Store {
     }
 }
 
-/// Writes `data` as message `id`: under `tmp/`, synced, renamed into
-/// `new/`, and `new/` synced, so the name is there only when the bytes
-/// are, and both outlive a crash.
-fn write_durably(dir: &Path, id: &str, data: &[u8]) -> io::Result<()> {
-    let tmp = dir.join("tmp").join(id);
-    let done = dir.join("new").join(id);
-    let written = File::create(&tmp).and_then(|mut file| {
-        file.write_all(data)?;
-        file.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, &done)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+impl Group {
+    /// Commits message `id` with whatever else is waiting: returns once
+    /// it is on disk under `new/` (or could not be). The first to find
+    /// nobody writing writes the batch; the rest wait for it.
+    fn commit(&self, dir: &Path, id: &str, data: Vec<u8>) -> io::Result<()> {
+        let poisoned = || io::Error::other("the store's lock was poisoned");
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state.gathering = state.gathering.max(1);
+        let batch = state.gathering;
+        state.waiting.push((id.to_string(), data));
+        loop {
+            if state.committed >= batch {
+                return match state.failed.remove(id) {
+                    Some(why) => Err(io::Error::other(why)),
+                    None => Ok(()),
+                };
+            }
+            if !state.writing {
+                // Ours is the batch being gathered: write it.
+                let messages = std::mem::take(&mut state.waiting);
+                let number = state.gathering;
+                state.gathering += 1;
+                state.writing = true;
+                drop(state);
+                let failures = write_batch(dir, &messages);
+                state = self.state.lock().map_err(|_| poisoned())?;
+                state.committed = number;
+                state.writing = false;
+                state.failed.extend(failures);
+                self.done.notify_all();
+                continue;
+            }
+            state = self.done.wait(state).map_err(|_| poisoned())?;
+        }
     }
-    File::open(dir.join("new"))?.sync_all()
+}
+
+/// Writes and fdatasyncs each message under `tmp/`, renames each into
+/// `new/` and fsyncs `new/` once, so a name is there only when its bytes
+/// are, and both outlive a crash. The messages that failed, with why (a
+/// failed rename or directory flush fails them all).
+fn write_batch(dir: &Path, messages: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    let mut written = Vec::new();
+    for (id, data) in messages {
+        let tmp = dir.join("tmp").join(id);
+        match File::create(&tmp).and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_data()
+        }) {
+            Ok(()) => written.push(id),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                failed.push((id.clone(), e.to_string()));
+            }
+        }
+    }
+    let new = dir.join("new");
+    let renamed = (|| -> io::Result<()> {
+        for id in &written {
+            fs::rename(dir.join("tmp").join(id), new.join(id))?;
+        }
+        File::open(&new)?.sync_all()
+    })();
+    if let Err(e) = renamed {
+        for id in written {
+            let _ = fs::remove_file(dir.join("tmp").join(id));
+            let _ = fs::remove_file(new.join(id));
+            failed.push((id.clone(), e.to_string()));
+        }
+    }
+    failed
 }
 
 /// The file of message `id`, in `new/` or (read, with flags) in `cur/`.
