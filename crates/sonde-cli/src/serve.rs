@@ -128,6 +128,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(d) => Some(d),
         None => Some(serve::default_idle_timeout(kind)),
     };
+    // The auth file is read once: the proxies' users and smtp's.
+    let proxy = proxy_config(&args)?;
     let config = ServeConfig {
         max_connections,
         idle_timeout: idle,
@@ -140,18 +142,18 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.tls.server(args.quiet)?
         },
-        proxy: Arc::new(proxy_config(&args)?),
         smtp: Arc::new(if kind == ServiceKind::Smtp {
             let starttls = args
                 .smtp
                 .offers_starttls()
                 .then(|| args.tls.server_forced(args.quiet))
                 .transpose()?;
-            let users = proxy_config(&args)?.users;
+            let users = proxy.users.clone();
             crate::mail::config(&args.smtp, args.quiet, users, starttls)?
         } else {
             Default::default()
         }),
+        proxy: Arc::new(proxy),
     };
     let door = config.door(kind);
     let stats = Arc::new(Stats::default());

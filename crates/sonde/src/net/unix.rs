@@ -28,6 +28,16 @@ impl fmt::Display for UnixPath {
 }
 
 impl UnixPath {
+    /// A name of this process's own in the abstract namespace,
+    /// `PREFIX-PID-RANDOM`: nothing else will bind it, and no file is
+    /// left behind.
+    pub fn own(prefix: &str) -> Self {
+        let mut random = [0u8; 8];
+        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        Self::Abstract(format!("{prefix}-{}-{hex}", std::process::id()))
+    }
+
     /// A path as the command line gives it: `@NAME` is a name in the
     /// abstract namespace, anything else a file; `None` for nothing.
     pub fn parse(text: &str) -> Option<Self> {
@@ -94,15 +104,8 @@ impl Drop for SocketFile {
 /// Connects to a Unix stream socket, a file or an abstract name.
 pub fn connect(path: &UnixPath) -> Result<UnixStream> {
     let what = || format!("connecting to unix:{path}");
-    match path {
-        UnixPath::File(file) => UnixStream::connect(file).map_err(|e| Error::io(what(), e)),
-        UnixPath::Abstract(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-                .map_err(|e| Error::io(what(), e))?;
-            UnixStream::connect_addr(&addr).map_err(|e| Error::io(what(), e))
-        }
-    }
+    let addr = path.addr().map_err(|e| Error::io(what(), e))?;
+    UnixStream::connect_addr(&addr).map_err(|e| Error::io(what(), e))
 }
 
 /// Binds a Unix stream socket at `path`. A file left there by a server
@@ -136,19 +139,9 @@ pub fn bind_datagram(path: &UnixPath) -> Result<UnixDatagram> {
 /// # Errors
 /// [`Error::Io`] when binding or connecting fails.
 pub fn connect_datagram(path: &UnixPath) -> Result<UnixDatagram> {
-    use std::os::linux::net::SocketAddrExt;
     let what = || format!("connecting to unix:{path}");
-    let mut random = [0u8; 8];
-    let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
-    let name = format!(
-        "sonde-{}-{}",
-        std::process::id(),
-        random
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let own = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+    let own = UnixPath::own("sonde")
+        .addr()
         .map_err(|e| Error::io(what(), e))?;
     let sock = UnixDatagram::bind_addr(&own).map_err(|e| Error::io(what(), e))?;
     let to = path.addr().map_err(|e| Error::io(what(), e))?;

@@ -447,11 +447,7 @@ pub fn start(busy_poll: bool) -> Result<Reflector> {
 /// When the socket cannot be bound or a thread cannot start.
 pub fn start_unix(busy_poll: bool) -> Result<UnixReflector> {
     let fail = |e| Error::io("starting the embedded Unix echo server", e);
-    let path = crate::net::unix::UnixPath::Abstract(format!(
-        "sonde-rtt-{}-{:016x}",
-        std::process::id(),
-        rand_word()
-    ));
+    let path = crate::net::unix::UnixPath::own("sonde-rtt");
     let listener = crate::net::unix::bind(&path)?;
     let (door, reflect) = embedded(busy_poll);
     let serving = door.clone();
@@ -468,12 +464,4 @@ pub fn start_unix(busy_poll: bool) -> Result<UnixReflector> {
         })
         .map_err(fail)?;
     Ok(UnixReflector { addr: path, door })
-}
-
-/// A word that differs between runs, so two processes' names differ.
-fn rand_word() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
 }

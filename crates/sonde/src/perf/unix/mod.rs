@@ -88,7 +88,7 @@ impl Drop for Embedded {
 /// # Errors
 /// When the socket cannot be bound or the thread cannot start.
 pub fn start_embedded() -> Result<Embedded> {
-    let path = UnixPath::Abstract(format!("sonde-perf-{}-{}", std::process::id(), random_id()));
+    let path = UnixPath::own("sonde-perf");
     let listener = crate::net::unix::bind(&path)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);

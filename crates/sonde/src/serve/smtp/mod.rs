@@ -277,7 +277,6 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     let mut receiver = RequestReceiver::default();
     let mut errors = 0u32;
     let mut chunks: Vec<u8> = Vec::new();
-    let mut chunked = 0usize;
     loop {
         if conn.input.is_empty() {
             conn.fill().await?;
@@ -307,14 +306,13 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Some(Ok(next)) => next,
         };
-        let next = match next {
-            Next::Challenge(challenge) => {
-                conn.say(&challenge);
-                let line = conn.line().await?;
-                session.auth_answer(&line)
-            }
-            other => other,
-        };
+        // AUTH's challenges (PLAIN one, LOGIN two), each answered by a line.
+        let mut next = next;
+        while let Next::Challenge(challenge) = next {
+            conn.say(&challenge);
+            let line = conn.line().await?;
+            next = session.auth_answer(&line);
+        }
         match next {
             Next::Reply(reply) => conn.say(&reply),
             Next::Close(reply) => {
@@ -325,16 +323,8 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 conn.say(&reply);
                 return Ok(Ended::StartTls);
             }
-            Next::Challenge(challenge) => {
-                // A third step no mechanism here has: LOGIN's second.
-                conn.say(&challenge);
-                let line = conn.line().await?;
-                let reply = match session.auth_answer(&line) {
-                    Next::Reply(r) => r,
-                    _ => "501 5.7.0 Authentication exchange failed\r\n".into(),
-                };
-                conn.say(&reply);
-            }
+            // Answered in the loop above.
+            Next::Challenge(_) => {}
             Next::Data(reply) => {
                 conn.say(&reply);
                 conn.flush().await?;
@@ -350,8 +340,12 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Next::Chunk { size, last } => {
                 let keep = session.chunk_wanted();
+                if !keep && size > SLACK {
+                    // Dropping that much would take as long as the client likes.
+                    conn.say("552 5.3.4 Chunk too big, closing\r\n");
+                    return Ok(Ended::Quit);
+                }
                 conn.chunk(size, keep, &mut chunks).await?;
-                chunked = chunked.saturating_add(size);
                 if !keep {
                     chunks = Vec::new();
                 }
@@ -360,7 +354,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                     continue;
                 }
                 let body = std::mem::take(&mut chunks);
-                let total = std::mem::take(&mut chunked);
+                let total = session.chunked();
                 let reply = finish(session.message_done(total), Some(body), config).await;
                 conn.say(&reply);
             }

@@ -368,6 +368,11 @@ impl Session {
         self.ready_for_data().is_none() && self.chunked.is_some_and(|n| n <= self.limits.max_size)
     }
 
+    /// The bytes of this message's BDAT chunks so far.
+    pub fn chunked(&self) -> usize {
+        self.chunked.unwrap_or(0)
+    }
+
     /// The reply to a BDAT chunk that is not the last.
     pub fn chunk_taken(&self, size: usize) -> String {
         match self.ready_for_data() {
