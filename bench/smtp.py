@@ -38,7 +38,7 @@ def start(name, port, store):
     if name.startswith("sonde"):
         where = ":memory:" if name == "sonde-memory" else store
         args = [SONDE, "serve", "smtp", "--bind", "127.0.0.1", "--port", str(port),
-                "--store", where, "--max-messages", "1000000", "--quiet"]
+                "--http", "0", "--store", where, "--max-messages", "1000000", "--quiet"]
     else:
         args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
                 "-c", "aiosmtpd.handlers.Mailbox", store]

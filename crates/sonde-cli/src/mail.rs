@@ -53,6 +53,12 @@ pub(crate) struct SmtpArgs {
     /// smtp chaos: drop the connection in the middle of DATA with probability P (nothing stored).
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0")]
     pub(crate) chaos_disconnect: f64,
+    /// smtp: the web UI and Mailpit-style JSON API on [ADDR:]PORT (default: --bind's address, port 8025).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub(crate) http: Option<String>,
+    /// smtp: no web UI or API.
+    #[arg(long, conflicts_with = "http")]
+    pub(crate) no_http: bool,
 }
 
 impl SmtpArgs {
@@ -64,6 +70,8 @@ impl SmtpArgs {
     /// Whether any of these flags was given a value of its own.
     pub(crate) fn given(&self) -> bool {
         self.store.is_some()
+            || self.http.is_some()
+            || self.no_http
             || self.starttls
             || self.require_starttls
             || self.auth_accept_any
@@ -80,6 +88,79 @@ impl SmtpArgs {
             || self.max_recipients != 100
             || self.max_messages != 500
     }
+}
+
+/// Mailpit's web port, so a browser tab or helper set up for it works.
+const HTTP_PORT: u16 = 8025;
+
+/// The web side, bound (so its port is known before anything runs) and
+/// not yet serving.
+pub(crate) struct Web {
+    listener: std::net::TcpListener,
+}
+
+impl Web {
+    /// Binds `--http` (its address, else `bind`'s, else every interface),
+    /// unless `--no-http`; prints where it is unless `quiet`.
+    pub(crate) fn bind(
+        args: &SmtpArgs,
+        bind: Option<&str>,
+        quiet: bool,
+    ) -> anyhow::Result<Option<Self>> {
+        if args.no_http {
+            return Ok(None);
+        }
+        let (host, port) = match args.http.as_deref() {
+            None => (bind.map(str::to_string), HTTP_PORT),
+            Some(spec) => http_spec(spec, bind)?,
+        };
+        let addr = sonde::net::local_addrs(host.as_deref(), port, sonde::net::Family::Any)?[0];
+        let listener =
+            sonde::net::listen_tcp(addr, false).context("binding the web UI (--http)")?;
+        if !quiet {
+            let at = listener
+                .local_addr()
+                .map_or_else(|_| addr.to_string(), |a| a.to_string());
+            eprintln!("sonde: serve smtp: web UI and API on http://{at}/");
+        }
+        Ok(Some(Self { listener }))
+    }
+
+    /// Serves the UI and API for `store` on the running runtime until
+    /// `smtp`'s door shuts.
+    pub(crate) fn start(
+        self,
+        config: &sonde::serve::ServeConfig,
+        smtp: &sonde::door::Door,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let listener =
+            sonde::door::to_tokio(self.listener).context("registering the web listener")?;
+        let door = sonde::serve::smtp::web::door(config);
+        let (closing, shut) = (smtp.closing(), door.clone());
+        tokio::spawn(async move {
+            closing.cancelled().await;
+            shut.shutdown();
+        });
+        let store = Arc::clone(&config.smtp.store);
+        Ok(tokio::spawn(sonde::serve::smtp::web::run(
+            listener, door, store,
+        )))
+    }
+}
+
+/// `--http`'s `PORT`, `ADDR:PORT` or `[V6]:PORT`.
+fn http_spec(spec: &str, bind: Option<&str>) -> anyhow::Result<(Option<String>, u16)> {
+    let bad = || crate::usage::UsageError(format!("--http {spec}: give PORT or ADDR:PORT"));
+    if let Ok(port) = spec.parse::<u16>() {
+        return Ok((bind.map(str::to_string), port));
+    }
+    let (host, port) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse::<u16>().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad().into());
+    }
+    Ok((Some(host.to_string()), port))
 }
 
 /// The user's data directory for the default store: `$XDG_DATA_HOME`,
@@ -159,7 +240,7 @@ fn tell(m: &Stored) {
         "mail {} from {from} to {}: {:?} ({} bytes)",
         m.id,
         m.envelope.to.join(", "),
-        m.subject,
+        m.summary.subject,
         m.size
     );
 }

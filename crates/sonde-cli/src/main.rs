@@ -12,6 +12,7 @@ mod output;
 
 mod access;
 mod mail;
+mod mail_wait;
 mod perf;
 mod relay;
 mod report;
@@ -65,6 +66,9 @@ enum Command {
     Report(crate::report::ReportArgs),
     /// Relay FROM to TO: tcp-listen:8080 tcp:host:80, udp, unix, tls, stdio or exec ends (like socat).
     Relay(crate::relay::RelayArgs),
+    /// Work with a `serve smtp` mail sink: `mail wait` for the next message that matches.
+    #[command(subcommand)]
+    Mail(crate::mail_wait::MailCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -126,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receive(args) => transfer::receive::receive(args),
         Command::Report(args) => report::run(args).map(|()| ExitCode::SUCCESS),
         Command::Relay(args) => relay::run(args),
+        Command::Mail(command) => mail_wait::mail(command),
         Command::Completions { shell } => {
             // Made whole first, then written as any output is: a reader
             // that goes early (`| head -c 1`) ends it quietly.

@@ -169,6 +169,12 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         announce(&args, kind, &format!("udp {}", local(sock.local_addr())));
         serve::datagram::run(&sock, kind, args.busy_poll, &door, &stats);
     } else {
+        let web = match kind {
+            ServiceKind::Smtp => {
+                crate::mail::Web::bind(&args.smtp, args.bind.as_deref(), args.quiet)?
+            }
+            _ => None,
+        };
         let listener = net::listen_tcp(addr, false)?;
         announce(&args, kind, &local(listener.local_addr()));
         // The thread services only accept on the runtime: one thread does.
@@ -192,11 +198,19 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let serving = reflector::serve(listener, reflect, door.clone(), Arc::clone(&stats));
             runtime.block_on(serving);
         } else {
+            let web =
+                runtime.block_on(async { web.map(|w| w.start(&config, &door)).transpose() })?;
             let serving = serve::run(listener, kind, config, door.clone(), Arc::clone(&stats));
             // On a worker, not in `block_on`, so connections are polled
             // where their sockets are.
             runtime
-                .block_on(async { tokio::spawn(serving).await })
+                .block_on(async {
+                    let served = tokio::spawn(serving).await;
+                    if let Some(web) = web {
+                        let _ = web.await;
+                    }
+                    served
+                })
                 .context("running the server")?;
         }
     }

@@ -10,26 +10,14 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::mail::{self, SEND_RAW, python};
 use common::{DEADLINE, Listener, TempDir, assert_contains, have_peer, run, sonde};
 
 /// `sonde serve smtp` on loopback, its Maildir in `dir`.
 fn sink(dir: &Path, extra: &[&str]) -> Listener {
-    let mut cmd = sonde();
-    cmd.args([
-        "serve",
-        "smtp",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--store",
-    ])
-    .arg(dir)
-    .args(extra)
-    .stdout(Stdio::null());
-    common::start_command(cmd)
+    mail::sink(dir, extra).server
 }
 
 /// The messages in the Maildir's `new/`, oldest first.
@@ -42,15 +30,6 @@ fn stored(dir: &Path) -> Vec<Vec<u8>> {
         .iter()
         .map(|p| std::fs::read(p).expect("a message"))
         .collect()
-}
-
-/// Runs a Python script with `args`; it must succeed. Its stdout.
-fn python(script: &str, args: &[&str]) -> String {
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(script).args(args);
-    let done = run(cmd, b"");
-    assert_eq!(done.code(), Some(0), "python: {}", done.stderr);
-    done.stdout_text()
 }
 
 /// A raw SMTP client: each reply read whole (its last line).
@@ -91,13 +70,6 @@ impl Raw {
     }
 }
 
-const SEND_RAW: &str = "import smtplib, sys
-raw = open(sys.argv[2], 'rb').read()
-with smtplib.SMTP('127.0.0.1', int(sys.argv[1])) as s:
-    opts = ['SMTPUTF8'] if len(sys.argv) > 4 else []
-    print(s.sendmail(sys.argv[3], sys.argv[4:] or ['user@example.com'], raw, mail_options=opts))
-";
-
 #[test]
 fn smtplib_messages_are_stored_byte_exact() {
     if !have_peer("python3", "python3") {
@@ -105,7 +77,7 @@ fn smtplib_messages_are_stored_byte_exact() {
     }
     let dir = TempDir::new("smtp-smtplib");
     let store = dir.join("mail");
-    let server = sink(&store, &[]);
+    let mail::Sink { server, web } = mail::sink(&store, &[]);
     let port = server.port.to_string();
     let raw = b"From: app@example.com\r\nTo: user@example.com\r\nSubject: Welcome\r\n\r\nHello\r\n.a line that starts with a dot\r\n8-bit: \xc3\xa9t\xc3\xa9\r\n".to_vec();
     let file = dir.join("one.eml");
@@ -138,6 +110,20 @@ fn smtplib_messages_are_stored_byte_exact() {
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0], raw, "byte-exact, dots unstuffed");
     assert!(messages[1] == big, "the 10 MB message byte-exact");
+    // And through the API, newest first.
+    let list = mail::get(web, "/api/v1/messages").json();
+    let ids: Vec<&str> = list["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["ID"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(
+        mail::get(web, &format!("/api/v1/message/{}/raw", ids[1])).body,
+        raw
+    );
+    assert!(mail::get(web, &format!("/api/v1/message/{}/raw", ids[0])).body == big);
     assert_eq!(
         std::fs::read_dir(store.join("tmp")).expect("tmp").count(),
         0

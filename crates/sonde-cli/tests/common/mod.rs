@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod hostile;
+pub mod mail;
 
 /// Every process a test starts must finish within this, or the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);

@@ -7,8 +7,11 @@
 
 pub mod auth;
 pub mod chaos;
+pub mod mailpit;
 pub mod session;
 pub mod store;
+pub mod watch;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,6 +10,10 @@
 //! the directory's flush (and the journal's commit behind it) is shared.
 //! One syncfs(2) for the batch was tried and dropped: it flushes every
 //! other process's dirty data on the filesystem too (BENCHMARKS.md).
+//!
+//! A message read is moved to `cur/` with the `S` flag, as a mail reader
+//! would; each arrival is announced to whoever subscribed (the web
+//! side's event stream).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
@@ -19,7 +23,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::mailpit::{Summary, summarize};
 use super::session::Envelope;
+
+/// Arrivals announced but not yet taken by a slow subscriber, before it
+/// misses some (it is told it did).
+const EVENTS: usize = 1024;
 
 /// A message as stored.
 #[derive(Clone, Debug)]
@@ -32,8 +45,10 @@ pub struct Stored {
     pub size: usize,
     /// When it arrived.
     pub received: SystemTime,
-    /// Its Subject header, as it came (empty when it has none).
-    pub subject: String,
+    /// What a list shows of it: from, to, subject, a snippet.
+    pub summary: Arc<Summary>,
+    /// Whether someone has opened it.
+    pub read: bool,
 }
 
 /// The messages, in a Maildir or in memory.
@@ -46,6 +61,8 @@ pub struct Store {
     kept: Mutex<VecDeque<(Stored, Option<Vec<u8>>)>>,
     /// Messages waiting to be committed, and who commits them.
     group: Group,
+    /// Each message stored, to whoever listens.
+    events: broadcast::Sender<Stored>,
 }
 
 /// Group commit: the batch being gathered, the batches done, and what
@@ -91,15 +108,17 @@ impl Store {
                     .metadata()
                     .and_then(|m| m.modified())
                     .unwrap_or(UNIX_EPOCH);
-                let id = name.split(':').next().unwrap_or(&name).to_string();
+                let (id, info) = name.split_once(':').unwrap_or((&name, ""));
+                let raw = fs::read(entry.path()).unwrap_or_default();
                 found.push(Stored {
-                    id,
+                    id: id.to_string(),
                     // The envelope is not in the Maildir: a message found
                     // there has its headers only.
                     envelope: Envelope::default(),
                     size,
                     received,
-                    subject: subject(&head_of(&entry.path())),
+                    summary: Arc::new(summarize(&raw)),
+                    read: info.strip_prefix("2,").is_some_and(|f| f.contains('S')),
                 });
             }
         }
@@ -111,6 +130,7 @@ impl Store {
             next: AtomicU64::new(0),
             kept: Mutex::new(found.into_iter().map(|s| (s, None)).collect()),
             group: Group::default(),
+            events: broadcast::channel(EVENTS).0,
         };
         store.prune();
         Ok(store)
@@ -124,7 +144,13 @@ impl Store {
             next: AtomicU64::new(0),
             kept: Mutex::default(),
             group: Group::default(),
+            events: broadcast::channel(EVENTS).0,
         }
+    }
+
+    /// Each message stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Stored> {
+        self.events.subscribe()
     }
 
     /// Where the Maildir is, if there is one.
@@ -144,7 +170,8 @@ impl Store {
             envelope,
             size: data.len(),
             received,
-            subject: subject(&data),
+            summary: Arc::new(summarize(&data)),
+            read: false,
         };
         let bytes = match &self.dir {
             Some(dir) => {
@@ -157,6 +184,8 @@ impl Store {
             kept.push_back((stored.clone(), bytes));
         }
         self.prune();
+        // Nobody listening is no error.
+        let _ = self.events.send(stored.clone());
         Ok(stored)
     }
 
@@ -177,6 +206,66 @@ impl Store {
             (None, Some(dir)) => find(dir, id).and_then(|p| fs::read(p).ok()),
             (None, None) => None,
         }
+    }
+
+    /// How many are kept, and how many of those are unread.
+    pub fn counts(&self) -> (usize, usize) {
+        self.kept.lock().map_or((0, 0), |k| {
+            (k.len(), k.iter().filter(|(s, _)| !s.read).count())
+        })
+    }
+
+    /// One message's summary: by id, or the newest for `latest`.
+    pub fn get(&self, id: &str) -> Option<Stored> {
+        let kept = self.kept.lock().ok()?;
+        let found = match id {
+            "latest" => kept.back(),
+            _ => kept.iter().find(|(s, _)| s.id == id),
+        };
+        found.map(|(s, _)| s.clone())
+    }
+
+    /// Marks a message read; in a Maildir it moves to `cur/` with the
+    /// `S` flag, as a mail reader would.
+    pub fn mark_read(&self, id: &str) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let Some((stored, _)) = kept.iter_mut().find(|(s, _)| s.id == id) else {
+            return;
+        };
+        if stored.read {
+            return;
+        }
+        stored.read = true;
+        if let Some(dir) = &self.dir {
+            let new = dir.join("new").join(id);
+            if new.exists() {
+                let _ = fs::rename(new, dir.join("cur").join(format!("{id}:2,S")));
+            }
+        }
+    }
+
+    /// Deletes messages by id (their files too); returns how many went.
+    pub fn delete(&self, ids: &[String]) -> usize {
+        let Ok(mut kept) = self.kept.lock() else {
+            return 0;
+        };
+        let before = kept.len();
+        kept.retain(|(s, _)| {
+            let go = ids.contains(&s.id);
+            if go && let Some(path) = self.dir.as_deref().and_then(|d| find(d, &s.id)) {
+                let _ = fs::remove_file(path);
+            }
+            !go
+        });
+        before - kept.len()
+    }
+
+    /// Deletes every message; returns how many went.
+    pub fn delete_all(&self) -> usize {
+        let ids: Vec<String> = self.list().into_iter().map(|s| s.id).collect();
+        self.delete(&ids)
     }
 
     /// A name unique to this message, Maildir's way: the time, a counter
@@ -295,16 +384,6 @@ fn find(dir: &Path, id: &str) -> Option<PathBuf> {
     })
 }
 
-/// The start of a stored message, enough for its header block.
-fn head_of(path: &Path) -> Vec<u8> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    if let Ok(file) = File::open(path) {
-        let _ = file.take(64 * 1024).read_to_end(&mut head);
-    }
-    head
-}
-
 /// This machine's name for Maildir file names (`/` and `:` replaced, as
 /// the format asks).
 fn host() -> String {
@@ -312,30 +391,6 @@ fn host() -> String {
         .nodename()
         .to_string_lossy()
         .replace(['/', ':'], "_")
-}
-
-/// The Subject header's value (unfolded, as it came), from the header
-/// block only.
-pub fn subject(data: &[u8]) -> String {
-    let head_end = memchr::memmem::find(data, b"\r\n\r\n")
-        .or_else(|| memchr::memmem::find(data, b"\n\n"))
-        .unwrap_or(data.len());
-    let head = String::from_utf8_lossy(&data[..head_end]);
-    let mut value: Option<String> = None;
-    for line in head.lines() {
-        match (&mut value, line.starts_with([' ', '\t'])) {
-            (Some(v), true) => v.push_str(line),
-            (Some(_), false) => break,
-            (None, _) => {
-                if let Some((name, rest)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("subject")
-                {
-                    value = Some(rest.trim_start().to_string());
-                }
-            }
-        }
-    }
-    value.unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -349,16 +404,6 @@ mod tests {
             to: vec!["b@y".into()],
             smtputf8: false,
         }
-    }
-
-    #[test]
-    fn the_subject_of_a_header_block() {
-        assert_eq!(
-            subject(b"From: a\r\nSubject: hi\r\n there\r\n\r\nSubject: no"),
-            "hi there"
-        );
-        assert_eq!(subject(b"subject:x\n\nbody"), "x");
-        assert_eq!(subject(b"From: a\r\n\r\nSubject: body"), "");
     }
 
     #[test]
@@ -382,7 +427,11 @@ mod tests {
         );
         // Opened again, it finds what is there, in order.
         let again = Store::maildir(&dir, 5).expect("maildir");
-        let subjects: Vec<String> = again.list().into_iter().map(|s| s.subject).collect();
+        let subjects: Vec<String> = again
+            .list()
+            .into_iter()
+            .map(|s| s.summary.subject.clone())
+            .collect();
         assert_eq!(
             subjects,
             ["1", "2"],
