@@ -88,7 +88,7 @@ async function open(id) {
     frame.setAttribute("sandbox", "");
     frame.setAttribute("referrerpolicy", "no-referrer");
     frame.src = "/view/" + encodeURIComponent(m.ID) + ".html";
-    body.replaceChildren(frame);
+    body.replaceChildren(el("p", "Shown without scripts; remote images and other content are blocked.", "note"), frame);
   };
   const showText = (text) => () => body.replaceChildren(el("pre", text));
   const showUrl = (url) => async () => {
@@ -112,8 +112,9 @@ async function open(id) {
   tabs.append(del);
   const files = el("div");
   files.id = "files";
+  if (m.Attachments.length || m.Inline.length) files.append(el("span", "Files: ", "label"));
   for (const a of [...m.Attachments, ...m.Inline]) {
-    const link = el("a", "📎 " + (a.FileName || a.ContentType) + " (" + a.Size + " bytes)");
+    const link = el("a", (a.FileName || a.ContentType) + " (" + a.Size + " bytes)");
     link.href = "/api/v1/message/" + encodeURIComponent(m.ID) + "/part/" + encodeURIComponent(a.PartID);
     link.setAttribute("download", a.FileName || "part-" + a.PartID);
     files.append(link);
@@ -146,5 +147,9 @@ $("delete-all").addEventListener("click", async () => {
   refresh();
 });
 window.addEventListener("hashchange", route);
-new EventSource("/sonde/v1/events").addEventListener("new", refresh);
+// `?live=0` leaves the stream closed: a headless browser's virtual
+// clock waits for every fetch to end, and this one never does.
+if (new URLSearchParams(location.search).get("live") !== "0") {
+  new EventSource("/sonde/v1/events").addEventListener("new", refresh);
+}
 route();
