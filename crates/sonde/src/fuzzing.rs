@@ -34,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("report", report),
     ("talk_inputs", talk_inputs),
     ("smtp_session", smtp_session),
+    ("mail_view", mail_view),
 ];
 
 /// The text the netcat wave reads from users and peers: a relay end as
@@ -359,5 +360,42 @@ pub fn smtp_session(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// What a sender's message becomes on the sink's web side, whatever its
+/// bytes: its summary, the whole message, its headers, each part (by
+/// every PartID the message has, and one it lacks), the HTML with its
+/// inline images linked; the bytes also as a search query and as an
+/// event stream read by `mail wait`.
+pub fn mail_view(data: &[u8]) {
+    use crate::serve::smtp::mailpit;
+    use crate::serve::smtp::store::Stored;
+    let stored = Stored {
+        id: "fuzz".into(),
+        envelope: Default::default(),
+        size: data.len(),
+        received: std::time::UNIX_EPOCH,
+        summary: std::sync::Arc::new(mailpit::summarize(data)),
+        read: false,
+    };
+    let message = mailpit::message_json(&stored, data);
+    let _ = mailpit::summary_json(&stored);
+    let _ = mailpit::headers_json(data);
+    let listed = message["Attachments"].as_array().into_iter().flatten();
+    let inline = message["Inline"].as_array().into_iter().flatten();
+    for part in listed.chain(inline) {
+        let id = part["PartID"].as_str().unwrap_or("");
+        assert!(mailpit::part(data, id).is_some(), "a listed part is there: {id}");
+    }
+    let _ = mailpit::part(data, "1.2.3");
+    if let Some(html) = mailpit::html(data) {
+        let _ = mailpit::link_inline(&html, data, "fuzz");
+    }
+    let text = String::from_utf8_lossy(data);
+    let _ = mailpit::Query::parse(&text).matches(&stored);
+    let mut reader = crate::serve::smtp::watch::SseReader::default();
+    for chunk in data.chunks(7) {
+        let _ = reader.push(chunk);
     }
 }
