@@ -97,11 +97,12 @@ const HTTP_PORT: u16 = 8025;
 /// not yet serving.
 pub(crate) struct Web {
     listener: std::net::TcpListener,
+    quiet: bool,
 }
 
 impl Web {
     /// Binds `--http` (its address, else `bind`'s, else every interface),
-    /// unless `--no-http`; prints where it is unless `quiet`.
+    /// unless `--no-http`.
     pub(crate) fn bind(
         args: &SmtpArgs,
         bind: Option<&str>,
@@ -117,13 +118,19 @@ impl Web {
         let addr = sonde::net::local_addrs(host.as_deref(), port, sonde::net::Family::Any)?[0];
         let listener =
             sonde::net::listen_tcp(addr, false).context("binding the web UI (--http)")?;
-        if !quiet {
-            let at = listener
+        Ok(Some(Self { listener, quiet }))
+    }
+
+    /// Says where it is (after the SMTP port's line, which scripts read
+    /// first), unless quiet.
+    pub(crate) fn announce(&self) {
+        if !self.quiet {
+            let at = self
+                .listener
                 .local_addr()
-                .map_or_else(|_| addr.to_string(), |a| a.to_string());
-            eprintln!("sonde: serve smtp: web UI and API on http://{at}/");
+                .map_or_else(|_| "an unknown address".into(), |a| a.to_string());
+            eprintln!("sonde serve smtp web UI and API on http://{at}/");
         }
-        Ok(Some(Self { listener }))
     }
 
     /// Serves the UI and API for `store` on the running runtime until

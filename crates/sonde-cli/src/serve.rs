@@ -177,6 +177,9 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let listener = net::listen_tcp(addr, false)?;
         announce(&args, kind, &local(listener.local_addr()));
+        if let Some(web) = &web {
+            web.announce();
+        }
         // The thread services only accept on the runtime: one thread does.
         let runtime = if threaded || kind == ServiceKind::Sockperf {
             tokio::runtime::Builder::new_current_thread()

@@ -217,6 +217,12 @@ fn the_api_in_mailpits_shapes() {
         (json!(2), json!(1))
     );
     assert_eq!(list["messages"][1]["Read"], true);
+    // So is the envelope (the second message names its recipient nowhere else).
+    let by_envelope = get(again.web, "/api/v1/search?query=to:user@example.com").json();
+    assert_eq!(
+        by_envelope["messages"][0]["Subject"], "second",
+        "{by_envelope}"
+    );
     let web = again.web;
     assert_eq!(
         get(web, "/api/v1/message/latest").json()["Subject"],

@@ -386,7 +386,10 @@ pub fn mail_view(data: &[u8]) {
     let inline = message["Inline"].as_array().into_iter().flatten();
     for part in listed.chain(inline) {
         let id = part["PartID"].as_str().unwrap_or("");
-        assert!(mailpit::part(data, id).is_some(), "a listed part is there: {id}");
+        assert!(
+            mailpit::part(data, id).is_some(),
+            "a listed part is there: {id}"
+        );
     }
     let _ = mailpit::part(data, "1.2.3");
     if let Some(html) = mailpit::html(data) {

@@ -25,11 +25,8 @@ pub fn sink(dir: &Path, extra: &[&str]) -> Sink {
         .args(extra)
         .stdout(Stdio::null());
     let server = super::start_command(cmd);
-    let line = server
-        .before
-        .iter()
-        .find(|l| l.contains("web UI and API on http://"))
-        .unwrap_or_else(|| panic!("no web address in {:?}", server.before));
+    let line = server.next_line();
+    assert!(line.contains("web UI and API on http://"), "{line}");
     let web = line
         .trim_end_matches('/')
         .rsplit(':')

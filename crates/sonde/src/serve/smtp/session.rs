@@ -34,7 +34,7 @@ pub struct Policy {
 }
 
 /// A message's envelope, once its data is in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Envelope {
     /// What the client said in HELO or EHLO.
     pub helo: String,

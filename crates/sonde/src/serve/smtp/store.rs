@@ -11,6 +11,9 @@
 //! One syncfs(2) for the batch was tried and dropped: it flushes every
 //! other process's dirty data on the filesystem too (BENCHMARKS.md).
 //!
+//! A Maildir holds messages, not envelopes: those are appended to
+//! `.sonde-envelopes` beside `new/` (one JSON line each, flushed with the
+//! batch, before its renames), read back on start and compacted then.
 //! A message read is moved to `cur/` with the `S` flag, as a mail reader
 //! would; each arrival is announced to whoever subscribed (the web
 //! side's event stream).
@@ -29,6 +32,10 @@ use tokio::sync::broadcast;
 
 use super::mailpit::{Summary, summarize};
 use super::session::Envelope;
+
+/// The envelopes' file, in the Maildir's root (where Maildir readers look
+/// for nothing; Dovecot keeps its own files there too).
+const ENVELOPES: &str = ".sonde-envelopes";
 
 /// Arrivals announced but not yet taken by a slow subscriber, before it
 /// misses some (it is told it did).
@@ -73,10 +80,18 @@ struct Group {
     done: Condvar,
 }
 
+/// A message waiting for its batch: its id, bytes and envelope line.
+#[derive(Debug)]
+struct Pending {
+    id: String,
+    data: Vec<u8>,
+    envelope: String,
+}
+
 #[derive(Debug, Default)]
 struct Commits {
-    /// The messages of the batch being gathered: (id, bytes).
-    waiting: Vec<(String, Vec<u8>)>,
+    /// The messages of the batch being gathered.
+    waiting: Vec<Pending>,
     /// The number of the batch being gathered (from 1).
     gathering: u64,
     /// The last batch committed (0: none yet).
@@ -98,6 +113,7 @@ impl Store {
         for sub in ["tmp", "new", "cur"] {
             fs::create_dir_all(dir.join(sub))?;
         }
+        let mut envelopes = read_envelopes(dir);
         let mut found = Vec::new();
         for sub in ["new", "cur"] {
             for entry in fs::read_dir(dir.join(sub))? {
@@ -112,9 +128,8 @@ impl Store {
                 let raw = fs::read(entry.path()).unwrap_or_default();
                 found.push(Stored {
                     id: id.to_string(),
-                    // The envelope is not in the Maildir: a message found
-                    // there has its headers only.
-                    envelope: Envelope::default(),
+                    // A message put there by another program has none.
+                    envelope: envelopes.remove(id).unwrap_or_default(),
                     size,
                     received,
                     summary: Arc::new(summarize(&raw)),
@@ -124,6 +139,10 @@ impl Store {
         }
         // Maildir names begin with the time: their order is arrival's.
         found.sort_by(|a, b| a.id.cmp(&b.id));
+        if !envelopes.is_empty() {
+            // Lines of messages gone (pruned, deleted, moved away).
+            compact_envelopes(dir, &found)?;
+        }
         let store = Self {
             dir: Some(dir.to_path_buf()),
             max: max.max(1),
@@ -175,7 +194,15 @@ impl Store {
         };
         let bytes = match &self.dir {
             Some(dir) => {
-                self.group.commit(dir, &id, data)?;
+                let envelope = envelope_line(&id, &stored.envelope);
+                self.group.commit(
+                    dir,
+                    Pending {
+                        id: id.clone(),
+                        data,
+                        envelope,
+                    },
+                )?;
                 None
             }
             None => Some(data),
@@ -302,15 +329,16 @@ impl Group {
     /// Commits message `id` with whatever else is waiting: returns once
     /// it is on disk under `new/` (or could not be). The first to find
     /// nobody writing writes the batch; the rest wait for it.
-    fn commit(&self, dir: &Path, id: &str, data: Vec<u8>) -> io::Result<()> {
+    fn commit(&self, dir: &Path, message: Pending) -> io::Result<()> {
         let poisoned = || io::Error::other("the store's lock was poisoned");
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         state.gathering = state.gathering.max(1);
         let batch = state.gathering;
-        state.waiting.push((id.to_string(), data));
+        let id = message.id.clone();
+        state.waiting.push(message);
         loop {
             if state.committed >= batch {
-                return match state.failed.remove(id) {
+                return match state.failed.remove(&id) {
                     Some(why) => Err(io::Error::other(why)),
                     None => Ok(()),
                 };
@@ -335,14 +363,15 @@ impl Group {
     }
 }
 
-/// Writes and fdatasyncs each message under `tmp/`, renames each into
-/// `new/` and fsyncs `new/` once, so a name is there only when its bytes
-/// are, and both outlive a crash. The messages that failed, with why (a
-/// failed rename or directory flush fails them all).
-fn write_batch(dir: &Path, messages: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+/// Writes and fdatasyncs each message under `tmp/` and their envelopes,
+/// renames each into `new/` and fsyncs `new/` once, so a name is there
+/// only when its bytes are, and both outlive a crash. The messages that
+/// failed, with why (a failed rename or directory flush fails them all;
+/// a failed envelope fails none: the message is what matters).
+fn write_batch(dir: &Path, messages: &[Pending]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     let mut written = Vec::new();
-    for (id, data) in messages {
+    for Pending { id, data, .. } in messages {
         let tmp = dir.join("tmp").join(id);
         match File::create(&tmp).and_then(|mut f| {
             f.write_all(data)?;
@@ -354,6 +383,17 @@ fn write_batch(dir: &Path, messages: &[(String, Vec<u8>)]) -> Vec<(String, Strin
                 failed.push((id.clone(), e.to_string()));
             }
         }
+    }
+    let lines: String = messages
+        .iter()
+        .filter(|m| written.contains(&&m.id))
+        .map(|m| m.envelope.as_str())
+        .collect();
+    if let Err(e) = append_envelopes(dir, &lines) {
+        tracing::warn!(
+            "serve smtp: keeping envelopes in {}: {e}",
+            dir.join(ENVELOPES).display()
+        );
     }
     let new = dir.join("new");
     let renamed = (|| -> io::Result<()> {
@@ -370,6 +410,55 @@ fn write_batch(dir: &Path, messages: &[(String, Vec<u8>)]) -> Vec<(String, Strin
         }
     }
     failed
+}
+
+/// A message's envelope as a line of the envelopes' file.
+fn envelope_line(id: &str, envelope: &Envelope) -> String {
+    let line = serde_json::json!({"id": id, "envelope": envelope});
+    format!("{line}\n")
+}
+
+/// Appends `lines` to the envelopes' file and flushes it to disk.
+fn append_envelopes(dir: &Path, lines: &str) -> io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(ENVELOPES))?;
+    file.write_all(lines.as_bytes())?;
+    file.sync_data()
+}
+
+/// The envelopes on file, by message id (a line that does not read, as
+/// one cut by a crash, is skipped).
+fn read_envelopes(dir: &Path) -> HashMap<String, Envelope> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        id: String,
+        envelope: Envelope,
+    }
+    let text = fs::read_to_string(dir.join(ENVELOPES)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .map(|l| (l.id, l.envelope))
+        .collect()
+}
+
+/// Rewrites the envelopes' file with those of `kept` only (written aside,
+/// flushed, renamed over it).
+fn compact_envelopes(dir: &Path, kept: &[Stored]) -> io::Result<()> {
+    let lines: String = kept
+        .iter()
+        .filter(|s| s.envelope != Envelope::default())
+        .map(|s| envelope_line(&s.id, &s.envelope))
+        .collect();
+    let aside = dir.join(format!("{ENVELOPES}.tmp"));
+    let mut file = File::create(&aside)?;
+    file.write_all(lines.as_bytes())?;
+    file.sync_data()?;
+    fs::rename(aside, dir.join(ENVELOPES))
 }
 
 /// The file of message `id`, in `new/` or (read, with flags) in `cur/`.
@@ -437,6 +526,16 @@ mod tests {
             ["1", "2"],
             "the subjects read back from the files"
         );
+        let list = again.list();
+        assert_eq!(
+            list[1].envelope,
+            envelope(),
+            "and the envelopes from theirs"
+        );
+        // The pruned message's line went when the file was compacted.
+        let lines = fs::read_to_string(dir.join(ENVELOPES)).expect("envelopes");
+        assert_eq!(lines.lines().count(), 2, "{lines}");
+        assert!(!lines.contains(&ids[0]));
         let _ = fs::remove_dir_all(&dir);
     }
 
