@@ -20,6 +20,21 @@ fn sink(dir: &Path, extra: &[&str]) -> Listener {
     mail::sink(dir, extra).server
 }
 
+/// Each message in the Maildir is the API's `raw`, byte for byte, in
+/// the same order (the API lists the newest first).
+fn same_through_the_api(web: u16, dir: &Path) {
+    let list = mail::get(web, "/api/v1/messages").json();
+    let mut through: Vec<Vec<u8>> = list["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["ID"].as_str())
+        .map(|id| mail::get(web, &format!("/api/v1/message/{id}/raw")).body)
+        .collect();
+    through.reverse();
+    assert!(through == stored(dir), "the API's bytes are the Maildir's");
+}
+
 /// The messages in the Maildir's `new/`, oldest first.
 fn stored(dir: &Path) -> Vec<Vec<u8>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join("new"))
@@ -138,7 +153,7 @@ fn swaks_plain_and_over_the_size_limit() {
     }
     let dir = TempDir::new("smtp-swaks");
     let store = dir.join("mail");
-    let server = sink(&store, &["--max-message-size", "2000"]);
+    let mail::Sink { server, web } = mail::sink(&store, &["--max-message-size", "2000"]);
     let port = server.port.to_string();
     let swaks = |extra: &[&str]| {
         let mut cmd = Command::new("swaks");
@@ -167,6 +182,7 @@ fn swaks_plain_and_over_the_size_limit() {
         1,
         "nothing of the refused message is kept"
     );
+    same_through_the_api(web, &store);
     server.stop();
 }
 
@@ -293,7 +309,7 @@ fn smtplib_starttls_and_auth() {
     let store = dir.join("mail");
     let users = dir.join("users");
     std::fs::write(&users, "ann:s3cret\n").expect("auth file");
-    let server = sink(
+    let mail::Sink { server, web } = mail::sink(
         &store,
         &[
             "--require-starttls",
@@ -307,6 +323,7 @@ fn smtplib_starttls_and_auth() {
         stored(&store),
         [b"Subject: secret\r\n\r\nover TLS\r\n".to_vec()]
     );
+    same_through_the_api(web, &store);
     server.stop();
 }
 
@@ -317,7 +334,7 @@ fn swaks_over_implicit_tls_with_auth() {
     }
     let dir = TempDir::new("smtp-swaks-tls");
     let store = dir.join("mail");
-    let server = sink(&store, &["--tls", "--auth-accept-any"]);
+    let mail::Sink { server, web } = mail::sink(&store, &["--tls", "--auth-accept-any"]);
     let mut cmd = Command::new("swaks");
     cmd.args([
         "--server",
@@ -340,6 +357,7 @@ fn swaks_over_implicit_tls_with_auth() {
     assert_eq!(done.code(), Some(0), "{}", done.stdout_text());
     assert_contains(&done.stdout_text(), "235 2.7.0 Authentication successful");
     assert_eq!(stored(&store).len(), 1);
+    same_through_the_api(web, &store);
     server.stop();
 }
 
