@@ -1,7 +1,7 @@
 //! `serve smtp`'s web side: the UI and the Mailpit-shaped JSON API on
 //! `--http` (8025 by default, as Mailpit's), on the sink's own runtime.
 //! Connections come in through the front door like every server's; each
-//! is served by hyper with axum's router ([`routes`]), with a deadline
+//! is served by hyper with axum's router (`routes.rs`), with a deadline
 //! for each request's head, and ends with the server.
 
 mod routes;
