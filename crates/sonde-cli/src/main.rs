@@ -11,6 +11,7 @@
 mod output;
 
 mod access;
+mod exporter;
 mod mail;
 mod mail_wait;
 mod perf;
@@ -66,6 +67,9 @@ enum Command {
     Report(crate::report::ReportArgs),
     /// Relay FROM to TO: tcp-listen:8080 tcp:host:80, udp, unix, tls, stdio or exec ends (like socat).
     Relay(crate::relay::RelayArgs),
+    /// A Prometheus exporter: each scrape of /probe?target=HOST&module=NAME runs one probe
+    /// (perf, rtt, connect, sweep, smtp) and answers its metrics.
+    Exporter(crate::exporter::ExporterArgs),
     /// Work with a `serve smtp` mail sink: `mail wait` for the next message that matches.
     #[command(subcommand)]
     Mail(crate::mail_wait::MailCommand),
@@ -131,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(args).map(|()| ExitCode::SUCCESS),
         Command::Relay(args) => relay::run(args),
         Command::Mail(command) => mail_wait::mail(command),
+        Command::Exporter(args) => exporter::exporter(args),
         Command::Completions { shell } => {
             // Made whole first, then written as any output is: a reader
             // that goes early (`| head -c 1`) ends it quietly.

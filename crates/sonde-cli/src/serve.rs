@@ -390,7 +390,7 @@ fn print_stats_every(every: Duration, door: Door, stats: Arc<Stats>, udp: bool) 
 /// The handler is installed before this returns (so before the address
 /// is printed): a signal right after start-up never meets the default
 /// action.
-fn on_signals(door: &Door) -> anyhow::Result<()> {
+pub(crate) fn on_signals(door: &Door) -> anyhow::Result<()> {
     let door = door.clone();
     ctrlc::set_handler(move || {
         if door.is_shut() {

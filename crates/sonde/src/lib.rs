@@ -35,6 +35,7 @@
 
 pub mod door;
 pub mod error;
+pub mod exporter;
 #[doc(hidden)]
 pub mod forward;
 pub mod fuzzing;

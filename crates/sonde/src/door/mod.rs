@@ -18,6 +18,8 @@
 //! in the server's handler, which is generic over the stream.
 
 mod accept;
+mod http;
+pub use http::HEAD_TIMEOUT;
 pub mod access;
 mod memory;
 pub use memory::give_back as give_memory_back;
