@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::http;
 use common::mail::{self, SEND_RAW, python};
 use common::{DEADLINE, Listener, TempDir, assert_contains, have_peer, run, sonde};
 
@@ -23,13 +24,13 @@ fn sink(dir: &Path, extra: &[&str]) -> Listener {
 /// Each message in the Maildir is the API's `raw`, byte for byte, in
 /// the same order (the API lists the newest first).
 fn same_through_the_api(web: u16, dir: &Path) {
-    let list = mail::get(web, "/api/v1/messages").json();
+    let list = http::get(web, "/api/v1/messages").json();
     let mut through: Vec<Vec<u8>> = list["messages"]
         .as_array()
         .expect("messages")
         .iter()
         .filter_map(|m| m["ID"].as_str())
-        .map(|id| mail::get(web, &format!("/api/v1/message/{id}/raw")).body)
+        .map(|id| http::get(web, &format!("/api/v1/message/{id}/raw")).body)
         .collect();
     through.reverse();
     assert!(through == stored(dir), "the API's bytes are the Maildir's");
@@ -126,7 +127,7 @@ fn smtplib_messages_are_stored_byte_exact() {
     assert_eq!(messages[0], raw, "byte-exact, dots unstuffed");
     assert!(messages[1] == big, "the 10 MB message byte-exact");
     // And through the API, newest first.
-    let list = mail::get(web, "/api/v1/messages").json();
+    let list = http::get(web, "/api/v1/messages").json();
     let ids: Vec<&str> = list["messages"]
         .as_array()
         .expect("messages")
@@ -135,10 +136,10 @@ fn smtplib_messages_are_stored_byte_exact() {
         .collect();
     assert_eq!(ids.len(), 2);
     assert_eq!(
-        mail::get(web, &format!("/api/v1/message/{}/raw", ids[1])).body,
+        http::get(web, &format!("/api/v1/message/{}/raw", ids[1])).body,
         raw
     );
-    assert!(mail::get(web, &format!("/api/v1/message/{}/raw", ids[0])).body == big);
+    assert!(http::get(web, &format!("/api/v1/message/{}/raw", ids[0])).body == big);
     assert_eq!(
         std::fs::read_dir(store.join("tmp")).expect("tmp").count(),
         0

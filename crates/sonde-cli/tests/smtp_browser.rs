@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use common::http;
 use common::mail::{self, SEND_RAW, python};
 use common::{TempDir, assert_contains, have_peer, run};
 
@@ -124,7 +125,7 @@ fn the_ui_shows_a_message_in_the_sandbox_and_fetches_nothing_remote() {
         SEND_RAW,
         &[&port, file.to_str().expect("utf-8"), "ann@example.com"],
     );
-    let id = mail::get(sink.web, "/api/v1/messages").json()["messages"][0]["ID"]
+    let id = http::get(sink.web, "/api/v1/messages").json()["messages"][0]["ID"]
         .as_str()
         .expect("an ID")
         .to_string();

@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::mail::{self, SEND_RAW, get, python, request};
+use common::http::{get, request};
+use common::mail::{self, SEND_RAW, python};
 use common::{Reaper, TempDir, assert_contains, have_peer, run, sonde};
 use serde_json::{Value, json};
 

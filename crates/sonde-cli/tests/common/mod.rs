@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod hostile;
+pub mod http;
 pub mod mail;
 
 /// Every process a test starts must finish within this, or the test fails.
