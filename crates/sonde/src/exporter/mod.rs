@@ -297,7 +297,21 @@ async fn queued(
     let outcome =
         tokio::task::spawn_blocking(move || probe::run(&module, &target_owned, left)).await;
     app.own.running.dec();
+    forget_idle(app, target);
     outcome.unwrap_or_else(|_| failed("the probe panicked".into()))
+}
+
+/// Drops a target's turn once nobody else holds or waits for it, so a
+/// scraper naming ever new targets does not grow the map.
+fn forget_idle(app: &App, target: &Target) {
+    if let Ok(mut targets) = app.targets.lock()
+        && let Some(turn) = targets.get(target)
+        // The map's and ours (the caller's, dropped after this).
+        && Arc::strong_count(turn) <= 2
+        && turn.1.load(std::sync::atomic::Ordering::SeqCst) <= 1
+    {
+        targets.remove(target);
+    }
 }
 
 /// Leaves a target's queue when dropped.
