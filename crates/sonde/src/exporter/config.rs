@@ -138,11 +138,14 @@ impl Module {
         }
     }
 
-    /// The least time the probe needs (a perf test's length and its
-    /// exchanges around it); a scrape shorter than this is refused.
+    /// The least time the probe needs (a perf test's length and half a
+    /// second for the exchanges around it: a tenth of that on loopback);
+    /// a scrape shorter than this is refused.
     pub fn least_time(&self) -> Duration {
         match self {
-            Self::Perf { duration, .. } => Duration::from_secs(u64::from(*duration) + 1),
+            Self::Perf { duration, .. } => {
+                Duration::from_secs(u64::from(*duration)) + Duration::from_millis(500)
+            }
             _ => Duration::ZERO,
         }
     }
@@ -285,7 +288,10 @@ mod tests {
         assert_eq!(config.modules.len(), 9);
         assert_eq!(config.modules["perf"].default_port(), 5201);
         assert_eq!(config.modules["smtp"].default_port(), 1025);
-        assert_eq!(config.modules["perf"].least_time(), Duration::from_secs(3));
+        assert_eq!(
+            config.modules["perf"].least_time(),
+            Duration::from_millis(2500)
+        );
     }
 
     #[test]
