@@ -111,7 +111,7 @@ fn prometheus_scrapes_the_example_config() {
         ["check", "rules", rules.to_str().expect("utf-8")],
     ] {
         let mut cmd = Command::new("promtool");
-        cmd.args(&args);
+        cmd.args(args);
         let done = run(cmd, b"");
         assert_eq!(
             done.code(),
