@@ -24,7 +24,7 @@ pub(crate) struct ExporterArgs {
     /// Probes running at once, all targets together.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub(crate) max_concurrent: usize,
-    /// Probes that may wait for one target (they run one after another); past it, a probe fails at once.
+    /// Perf probes that may wait for one target (they run one after another); past it, one fails at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) queue: usize,
     /// Taken off the scrape's timeout (X-Prometheus-Scrape-Timeout-Seconds), for the answer's way back.

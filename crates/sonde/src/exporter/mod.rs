@@ -4,8 +4,8 @@
 //! `GET /probe?target=HOST[:PORT]&module=NAME` answers the module's
 //! series ([`metrics`]) after running it ([`probe`]) within the scrape's
 //! timeout; `/metrics` the exporter's own; `/` the modules and the last
-//! probes. Probes to one target wait for each other (an iperf3 server
-//! runs one test at a time), at most `max_concurrent` run at once.
+//! probes. Perf probes of one target wait for each other (an iperf3
+//! server runs one test at a time); at most `max_concurrent` run at once.
 
 pub mod config;
 pub mod metrics;
@@ -45,7 +45,7 @@ pub struct Settings {
     pub timeout_offset: Duration,
     /// The timeout when the scraper sends none (Prometheus's default).
     pub default_timeout: Duration,
-    /// Probes that may wait for one target; past it a probe fails at once.
+    /// Perf probes that may wait for one target; past it one fails at once.
     pub queue: usize,
 }
 
@@ -245,8 +245,21 @@ async fn probe_handler(
     exposition(body, openmetrics)
 }
 
-/// Runs the probe once its target is free and a slot is, all within
-/// `budget`; waiting past it, or behind too many, fails the probe.
+/// A probe that failed before it ran, with every series of its module.
+fn not_run(module: &config::Module, start: Instant, why: String) -> Outcome {
+    let mut answer = metrics::Answer::for_module(module);
+    answer.set("probe_duration_seconds", &[], start.elapsed().as_secs_f64());
+    Outcome {
+        answer,
+        debug: vec![format!("probe failed: {why}")],
+        busy: false,
+    }
+}
+
+/// Runs the probe within `budget`: a perf probe once its target is free
+/// (an iperf3 server runs one test at a time; the others measure alone
+/// well enough side by side), each once a slot is; waiting past the
+/// budget, or behind too many, fails the probe.
 async fn queued(
     app: &Arc<App>,
     module: &config::Module,
@@ -254,51 +267,74 @@ async fn queued(
     budget: Duration,
 ) -> Outcome {
     let start = Instant::now();
-    let failed = |why: String| {
-        let mut answer = metrics::Answer::for_module(module);
-        answer.set("probe_duration_seconds", &[], start.elapsed().as_secs_f64());
-        Outcome {
-            answer,
-            debug: vec![format!("probe failed: {why}")],
-            busy: false,
-        }
-    };
-    let slot = {
+    if !matches!(module, config::Module::Perf { .. }) {
+        return slotted(app, module, target, (start, budget)).await;
+    }
+    let turn = {
         let Ok(mut targets) = app.targets.lock() else {
-            return failed("the exporter's lock was poisoned".into());
+            return not_run(module, start, "the exporter's lock was poisoned".into());
         };
         Arc::clone(targets.entry(target.clone()).or_default())
     };
-    let queued = slot.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let _leave = Leave(&slot.1);
-    if queued > app.settings.queue as u64 {
-        return failed(format!(
-            "{queued} probes of {target} already waiting (the queue holds {})",
+    let waiting = turn.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _leave = Leave(&turn.1);
+    if waiting > app.settings.queue as u64 {
+        let why = format!(
+            "{waiting} probes of {target} already waiting (the queue holds {})",
             app.settings.queue
-        ));
+        );
+        return not_run(module, start, why);
     }
     app.own.waiting.inc();
-    let waited = tokio::time::timeout(budget, async {
-        let turn = slot.0.lock().await;
-        let permit = app.running.acquire().await;
-        (turn, permit)
-    })
-    .await;
+    let mine = tokio::time::timeout(budget, turn.0.lock()).await;
     app.own.waiting.dec();
-    let Ok((_turn, Ok(_permit))) = waited else {
-        return failed(format!(
-            "waited the whole {:.1} s budget behind other probes of {target} or for a free slot",
+    let Ok(_mine) = mine else {
+        let why = format!(
+            "waited the whole {:.1} s budget behind other probes of {target}",
             budget.as_secs_f64()
-        ));
+        );
+        return not_run(module, start, why);
+    };
+    let outcome = slotted(app, module, target, (start, budget)).await;
+    forget_idle(app, target);
+    outcome
+}
+
+/// Runs the probe once one of `--max-concurrent` slots is free, in the
+/// budget left.
+async fn slotted(
+    app: &Arc<App>,
+    module: &config::Module,
+    target: &Target,
+    (start, budget): (Instant, Duration),
+) -> Outcome {
+    let left = budget.saturating_sub(start.elapsed());
+    app.own.waiting.inc();
+    let permit = tokio::time::timeout(left, app.running.acquire()).await;
+    app.own.waiting.dec();
+    let Ok(Ok(_permit)) = permit else {
+        let why = format!(
+            "no free slot (--max-concurrent) within the {:.1} s budget",
+            budget.as_secs_f64()
+        );
+        return not_run(module, start, why);
     };
     let left = budget.saturating_sub(start.elapsed());
-    let (module, target_owned) = (module.clone(), target.clone());
+    let (module_owned, target_owned) = (module.clone(), target.clone());
     app.own.running.inc();
     let outcome =
-        tokio::task::spawn_blocking(move || probe::run(&module, &target_owned, left)).await;
+        tokio::task::spawn_blocking(move || probe::run(&module_owned, &target_owned, left)).await;
     app.own.running.dec();
-    forget_idle(app, target);
-    outcome.unwrap_or_else(|_| failed("the probe panicked".into()))
+    outcome.unwrap_or_else(|_| not_run(module, start, "the probe panicked".into()))
+}
+
+/// Leaves a target's queue when dropped.
+struct Leave<'a>(&'a AtomicU64);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Drops a target's turn once nobody else holds or waits for it, so a
@@ -311,15 +347,6 @@ fn forget_idle(app: &App, target: &Target) {
         && turn.1.load(std::sync::atomic::Ordering::SeqCst) <= 1
     {
         targets.remove(target);
-    }
-}
-
-/// Leaves a target's queue when dropped.
-struct Leave<'a>(&'a AtomicU64);
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
