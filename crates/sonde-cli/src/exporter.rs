@@ -37,23 +37,6 @@ pub(crate) struct ExporterArgs {
     pub(crate) access: crate::access::AccessArgs,
 }
 
-/// `--listen`'s `PORT`, `ADDR:PORT` or `[V6]:PORT`.
-fn listen_addr(spec: Option<&str>) -> anyhow::Result<std::net::SocketAddr> {
-    let any = |port| sonde::net::local_addrs(None, port, sonde::net::Family::Any);
-    let addrs = match spec {
-        None => any(DEFAULT_PORT)?,
-        Some(spec) => match spec.parse::<u16>() {
-            Ok(port) => any(port)?,
-            Err(_) => {
-                let (host, port) = sonde::net::split_host_port(spec)
-                    .map_err(|e| UsageError(format!("--listen {spec}: {e}")))?;
-                sonde::net::local_addrs(Some(&host), port, sonde::net::Family::Any)?
-            }
-        },
-    };
-    Ok(addrs[0])
-}
-
 /// `sonde exporter`.
 pub(crate) fn exporter(args: ExporterArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
@@ -71,7 +54,7 @@ pub(crate) fn exporter(args: ExporterArgs) -> anyhow::Result<ExitCode> {
         queue: args.queue,
         ..Settings::default()
     };
-    let addr = listen_addr(args.listen.as_deref())?;
+    let addr = crate::metrics::listen_spec(args.listen.as_deref(), DEFAULT_PORT, "--listen")?;
     let listener = sonde::net::listen_tcp(addr, false)?;
     if !args.quiet {
         let at = listener

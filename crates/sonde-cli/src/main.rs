@@ -14,6 +14,7 @@ mod access;
 mod exporter;
 mod mail;
 mod mail_wait;
+mod metrics;
 mod perf;
 mod relay;
 mod report;

@@ -89,6 +89,8 @@ pub(crate) struct ServeArgs {
     pub(crate) smtp: crate::mail::SmtpArgs,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     /// TLS on echo, discard, chargen and chat (`--cert`/`--key`, or a certificate made once for this user).
     #[command(flatten)]
     pub(crate) tls: crate::tls::TlsArgs,
@@ -157,6 +159,8 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let door = config.door(kind);
     let stats = Arc::new(Stats::default());
+    args.metrics
+        .start(serve_metrics(&door, &stats), args.quiet)?;
     on_signals(&door)?;
     if let Some(every) = args.stats_interval {
         print_stats_every(every, door.clone(), Arc::clone(&stats), args.udp);
@@ -221,6 +225,32 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("sonde: {}", stats.summary(&door, args.udp));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `--metrics` shows of a server: its door's counters and its bytes.
+fn serve_metrics(door: &Door, stats: &Arc<Stats>) -> prometheus_client::registry::Registry {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut registry = crate::metrics::with_door(door.shared_counters());
+    let (a, b, c) = (Arc::clone(stats), Arc::clone(stats), Arc::clone(stats));
+    let counted = sonde::door::metrics::Counted(vec![
+        (
+            "sonde_received_bytes",
+            "Bytes received from clients",
+            Box::new(move || a.bytes_in.load(Relaxed)),
+        ),
+        (
+            "sonde_sent_bytes",
+            "Bytes sent to clients",
+            Box::new(move || b.bytes_out.load(Relaxed)),
+        ),
+        (
+            "sonde_datagrams_received",
+            "UDP datagrams received",
+            Box::new(move || c.datagrams.load(Relaxed)),
+        ),
+    ]);
+    registry.register_collector(Box::new(counted));
+    registry
 }
 
 /// `serve echo|sockperf --unix PATH`: the thread reflector on a Unix

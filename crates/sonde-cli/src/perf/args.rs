@@ -224,6 +224,9 @@ pub(crate) struct PerfArgs {
     /// Who may connect to `-s` (a refused iperf3 client hears access denied).
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    /// -s: serve the server's counters for Prometheus (tests, bytes, throughput, connections).
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     /// TLS data streams, sonde to sonde only: `-s --tls` agrees when a client asks; a client verifies as `connect --tls` does (--pin, --ca). Never offered to a stock iperf3.
     #[command(flatten)]
     pub(crate) tls: crate::tls::TlsArgs,

@@ -75,6 +75,8 @@ pub(super) fn serve(
         tls: server_tls(args)?,
         ..ServerConfig::default()
     };
+    let tested = TestMetrics::default();
+    args.metrics.start(tested.registry(&config), args.json)?;
     let json = args.json;
     // With -J, as iperf3 -s -J: one JSON document per test and nothing else.
     let prefix = super::live::Prefix::new(args);
@@ -104,6 +106,7 @@ pub(super) fn serve(
         listener,
         config,
         move |event| {
+            tested.count(&event);
             if let (
                 Some(dir),
                 ServerEvent::Done {
@@ -137,6 +140,96 @@ pub(super) fn serve(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+type Labels = Vec<(String, String)>;
+
+/// What `--metrics` counts of the tests, as they end.
+#[derive(Clone)]
+struct TestMetrics {
+    tests: prometheus_client::metrics::family::Family<
+        Labels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    received: prometheus_client::metrics::counter::Counter,
+    sent: prometheus_client::metrics::counter::Counter,
+    throughput: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for TestMetrics {
+    fn default() -> Self {
+        // 1 Mbit/s to 100 Gbit/s, a bucket a decade.
+        let buckets = prometheus_client::metrics::histogram::exponential_buckets(1e6, 10.0, 6);
+        Self {
+            tests: Default::default(),
+            received: Default::default(),
+            sent: Default::default(),
+            throughput: prometheus_client::metrics::histogram::Histogram::new(buckets),
+        }
+    }
+}
+
+impl TestMetrics {
+    /// The registry `--metrics` serves: these and the door's counters.
+    fn registry(&self, config: &ServerConfig) -> prometheus_client::registry::Registry {
+        let mut r = crate::metrics::with_door(Arc::clone(&config.counters));
+        r.register(
+            "sonde_perf_tests",
+            "Tests ended, by result (done, failed, interrupted, busy)",
+            self.tests.clone(),
+        );
+        r.register(
+            "sonde_perf_received_bytes",
+            "Bytes the server received in tests done",
+            self.received.clone(),
+        );
+        r.register(
+            "sonde_perf_sent_bytes",
+            "Bytes the server sent in tests done",
+            self.sent.clone(),
+        );
+        r.register(
+            "sonde_perf_test_bits_per_second",
+            "Each test's throughput as its receiver measured it",
+            self.throughput.clone(),
+        );
+        r
+    }
+
+    fn result(&self, result: &str) {
+        self.tests
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
+    }
+
+    fn count(&self, event: &ServerEvent) {
+        match event {
+            ServerEvent::Done { ends, .. } => {
+                self.result("done");
+                let sent: u64 = ends
+                    .iter()
+                    .filter(|e| e.local_sender)
+                    .map(|e| e.sent.0)
+                    .sum();
+                let received: u64 = ends
+                    .iter()
+                    .filter(|e| !e.local_sender)
+                    .map(|e| e.received.0)
+                    .sum();
+                self.sent.inc_by(sent);
+                self.received.inc_by(received);
+                let bytes: u64 = ends.iter().map(|e| e.received.0).sum();
+                let secs = ends.iter().map(|e| e.received.1).fold(0.0, f64::max);
+                if secs > 0.0 {
+                    self.throughput.observe(bytes as f64 * 8.0 / secs);
+                }
+            }
+            ServerEvent::Failed { .. } => self.result("failed"),
+            ServerEvent::Interrupted { .. } => self.result("interrupted"),
+            ServerEvent::Busy(_) => self.result("busy"),
+            _ => {}
+        }
+    }
 }
 
 /// One test's report in `dir`, named by when and whose it was; a failure

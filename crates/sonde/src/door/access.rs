@@ -32,6 +32,30 @@ pub enum Reason {
     Full,
 }
 
+impl Reason {
+    /// Every reason, in its number's order.
+    pub const ALL: [Self; 6] = [
+        Self::Denied,
+        Self::NotAllowed,
+        Self::RateOverall,
+        Self::RatePerSource,
+        Self::PerIp,
+        Self::Full,
+    ];
+
+    /// Its name as a metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Denied => "denied",
+            Self::NotAllowed => "not_allowed",
+            Self::RateOverall => "rate_overall",
+            Self::RatePerSource => "rate_per_source",
+            Self::PerIp => "per_ip",
+            Self::Full => "full",
+        }
+    }
+}
+
 /// The rules of one door.
 #[derive(Clone, Debug)]
 pub struct Rules {

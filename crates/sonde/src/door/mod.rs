@@ -22,6 +22,7 @@ mod http;
 pub use http::HEAD_TIMEOUT;
 pub mod access;
 mod memory;
+pub mod metrics;
 pub use memory::give_back as give_memory_back;
 mod permit;
 mod unix;
@@ -114,6 +115,8 @@ pub struct Counters {
     pub active: AtomicU64,
     /// Most connections open at once.
     pub peak: AtomicU64,
+    /// Connections refused, by [`access::Reason`] (its number).
+    pub refused_by: [AtomicU64; access::Reason::ALL.len()],
 }
 
 /// A copy of the counters at one moment.
@@ -176,9 +179,20 @@ pub struct Door {
 impl Door {
     /// A door with `config`.
     pub fn new(config: DoorConfig) -> Self {
+        Self::with_counters(config, Arc::default())
+    }
+
+    /// A door with `config` that counts into `counters`, which others
+    /// (a metrics endpoint) may read.
+    pub fn with_counters(config: DoorConfig, counters: Arc<Counters>) -> Self {
         Self {
-            inner: Arc::new(permit::Inner::new(config)),
+            inner: Arc::new(permit::Inner::new(config, counters)),
         }
+    }
+
+    /// The counters, to be read elsewhere.
+    pub fn shared_counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.inner.counters)
     }
 
     /// The configuration.

@@ -16,7 +16,7 @@ use super::{Counters, DoorConfig};
 /// What every permit of one door shares.
 pub(super) struct Inner {
     pub(super) config: DoorConfig,
-    pub(super) counters: Counters,
+    pub(super) counters: Arc<Counters>,
     pub(super) shutdown: CancellationToken,
     /// Woken when the last permit goes (the drain waits for it).
     all_closed: tokio::sync::Notify,
@@ -48,13 +48,13 @@ impl std::fmt::Debug for Inner {
 }
 
 impl Inner {
-    pub(super) fn new(config: DoorConfig) -> Self {
+    pub(super) fn new(config: DoorConfig, counters: Arc<Counters>) -> Self {
         super::memory::few_arenas();
         Self {
             gate: Gate::new(config.rules.clone()),
             refusals: Mutex::new((Instant::now(), RefusalLog::default())),
             config,
-            counters: Counters::default(),
+            counters,
             shutdown: CancellationToken::new(),
             all_closed: tokio::sync::Notify::new(),
             waiting: Mutex::default(),
@@ -104,6 +104,7 @@ impl Inner {
     /// report.
     pub(super) fn refused(&self, ip: std::net::IpAddr, reason: Reason, datagram: bool) {
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.counters.refused_by[reason as usize].fetch_add(1, Ordering::Relaxed);
         if let Ok(mut log) = self.refusals.lock() {
             log.1.add(ip, reason, datagram);
         }

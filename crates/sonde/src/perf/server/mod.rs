@@ -75,6 +75,8 @@ pub struct ServerConfig {
     /// With a certificate, the server agrees to TLS data streams when a
     /// sonde client asks.
     pub tls: Option<crate::tls::ServerTls>,
+    /// The door's counters, for a metrics endpoint to read.
+    pub counters: Arc<door::Counters>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +100,7 @@ impl Default for ServerConfig {
             file: None,
             rules: door::access::Rules::default(),
             tls: None,
+            counters: Arc::default(),
         }
     }
 }
@@ -201,7 +204,7 @@ pub fn serve(
     // Past the cap a client hears iperf3's "busy" at once.
     door_config.refusal = Refusal::Send(Arc::from([TestState::AccessDenied.to_wire()]));
     door_config.rules = config.rules.clone();
-    let door = Door::new(door_config);
+    let door = Door::with_counters(door_config, Arc::clone(&config.counters));
     let shared = Arc::new(Shared {
         config,
         local,
