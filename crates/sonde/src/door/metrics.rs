@@ -116,27 +116,37 @@ impl Collector for Counted {
     }
 }
 
-/// Encodes `registry` as the scraper asks: OpenMetrics, or the text format.
-pub fn exposition(registry: &Registry, headers: &HeaderMap) -> Response {
-    let openmetrics = headers
+/// Whether the scraper takes OpenMetrics (its Accept header says so).
+pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/openmetrics-text"));
+        .is_some_and(|v| v.contains("application/openmetrics-text"))
+}
+
+/// An exposition's text with its content type.
+pub fn respond(text: String, openmetrics: bool) -> Response {
+    let kind = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
+}
+
+/// Encodes `registry` as the scraper asks: OpenMetrics, or the text format.
+pub fn exposition(registry: &Registry, headers: &HeaderMap) -> Response {
+    let openmetrics = wants_openmetrics(headers);
     let mut out = String::new();
     let done = if openmetrics {
         prometheus_client::encoding::text::encode(&mut out, registry)
     } else {
         prometheus_client::encoding::text::encode_registry(&mut out, registry)
     };
-    if done.is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    match done {
+        Ok(()) => respond(out, openmetrics),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-    let kind = if openmetrics {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        "text/plain; version=0.0.4; charset=utf-8"
-    };
-    ([(header::CONTENT_TYPE, kind)], out).into_response()
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {

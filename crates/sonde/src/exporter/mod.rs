@@ -153,23 +153,6 @@ fn bad_request(why: String) -> Response {
     (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
 }
 
-/// Whether the scraper takes OpenMetrics.
-fn wants_openmetrics(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/openmetrics-text"))
-}
-
-fn exposition(text: String, openmetrics: bool) -> Response {
-    let kind = if openmetrics {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        "text/plain; version=0.0.4; charset=utf-8"
-    };
-    ([(header::CONTENT_TYPE, kind)], text).into_response()
-}
-
 /// The probe's budget: the scrape's timeout less the offset, or the
 /// default's.
 fn budget(settings: &Settings, headers: &HeaderMap) -> Duration {
@@ -231,7 +214,7 @@ async fn probe_handler(
         ("result".to_string(), result.to_string()),
     ];
     app.own.probes.get_or_create(&labels).inc();
-    let openmetrics = wants_openmetrics(&headers);
+    let openmetrics = crate::door::metrics::wants_openmetrics(&headers);
     let body = metrics::encode(&outcome.answer.samples, openmetrics);
     let debug_text = format!("{}\n\n{body}", outcome.debug.join("\n"));
     remember(&app, &module_name, &target, &outcome, debug_text.clone());
@@ -242,7 +225,7 @@ async fn probe_handler(
         )
             .into_response();
     }
-    exposition(body, openmetrics)
+    crate::door::metrics::respond(body, openmetrics)
 }
 
 /// A probe that failed before it ran, with every series of its module.
@@ -373,17 +356,7 @@ fn remember(app: &App, module: &str, target: &Target, outcome: &Outcome, text: S
 }
 
 async fn own_metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let openmetrics = wants_openmetrics(&headers);
-    let mut out = String::new();
-    let encoded = if openmetrics {
-        prometheus_client::encoding::text::encode(&mut out, &app.registry)
-    } else {
-        prometheus_client::encoding::text::encode_registry(&mut out, &app.registry)
-    };
-    match encoded {
-        Ok(()) => exposition(out, openmetrics),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    crate::door::metrics::exposition(&app.registry, &headers)
 }
 
 #[derive(Debug, Deserialize)]

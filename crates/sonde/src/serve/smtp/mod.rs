@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod mailpit;
 pub mod session;
 pub mod store;
+pub mod summary;
 pub mod watch;
 pub mod web;
 

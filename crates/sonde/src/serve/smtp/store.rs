@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::mailpit::{Summary, summarize};
 use super::session::Envelope;
+use super::summary::{Summary, summarize};
 
 /// The envelopes' file, in the Maildir's root (where Maildir readers look
 /// for nothing; Dovecot keeps its own files there too).
