@@ -62,3 +62,61 @@ pub(crate) fn with_door(counters: std::sync::Arc<sonde::door::Counters>) -> Regi
     registry.register_collector(Box::new(sonde::door::metrics::DoorCollector(counters)));
     registry
 }
+
+type Labels = Vec<(String, String)>;
+type Counter = prometheus_client::metrics::counter::Counter;
+
+/// What a server counts of its own work for `--metrics`: sessions (tests,
+/// transfers, clients) by how they ended, and the bytes they moved.
+#[derive(Clone, Default)]
+pub(crate) struct Outcomes {
+    ended: prometheus_client::metrics::family::Family<Labels, Counter>,
+    received: Counter,
+    sent: Counter,
+}
+
+impl Outcomes {
+    /// Every result in `results` shown from the start, at 0, so a rate
+    /// over it exists before the first of each.
+    pub(crate) fn new(results: &[&str]) -> Self {
+        let outcomes = Self::default();
+        for result in results {
+            let _ = outcomes.ended.get_or_create(&label(result));
+        }
+        outcomes
+    }
+
+    /// One more session ended with `result`.
+    pub(crate) fn ended(&self, result: &str) {
+        self.ended.get_or_create(&label(result)).inc();
+    }
+
+    /// Bytes a session received and sent.
+    pub(crate) fn moved(&self, received: u64, sent: u64) {
+        self.received.inc_by(received);
+        self.sent.inc_by(sent);
+    }
+
+    /// `{prefix}_{name}_total{result}` in `registry`, `what` being
+    /// (name, help).
+    pub(crate) fn register(&self, registry: &mut Registry, prefix: &str, what: (&str, &str)) {
+        let (name, help) = what;
+        registry.register(format!("{prefix}_{name}"), help, self.ended.clone());
+    }
+
+    /// `{prefix}_received_bytes_total` and `{prefix}_sent_bytes_total`
+    /// in `registry`.
+    pub(crate) fn register_bytes(&self, registry: &mut Registry, prefix: &str) {
+        let (received, sent) = (self.received.clone(), self.sent.clone());
+        registry.register(
+            format!("{prefix}_received_bytes"),
+            "Bytes received",
+            received,
+        );
+        registry.register(format!("{prefix}_sent_bytes"), "Bytes sent", sent);
+    }
+}
+
+fn label(result: &str) -> Labels {
+    vec![("result".to_string(), result.to_string())]
+}

@@ -2,12 +2,14 @@
 //! report of each client on stderr.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use sonde::forward::spec::{self, End};
 use sonde::forward::{self, Event, Options};
 
+use crate::metrics::Outcomes;
 use crate::tls::TlsArgs;
 use crate::usage::{UsageError, parse_secs};
 
@@ -39,6 +41,8 @@ pub(crate) struct RelayArgs {
     pub(crate) tls: TlsArgs,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
 }
 
 /// `sonde relay FROM TO`.
@@ -65,13 +69,32 @@ pub(crate) fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         server_tls: server_tls(&args.tls, &from.end, args.quiet)?,
         client_tls: client_tls(&args.tls, &to.end)?,
         rules: args.access.rules(),
+        counters: Arc::default(),
     };
+    let outcomes = Outcomes::new(&["closed", "failed"]);
+    if args.metrics.metrics.is_some() && !from.end.listens() {
+        return Err(UsageError("--metrics is for a relay whose FROM listens".into()).into());
+    }
+    let mut registry = crate::metrics::with_door(Arc::clone(&opts.counters));
+    let what = ("relays", "Relays ended, by result (closed, failed)");
+    outcomes.register(&mut registry, "sonde_relay", what);
+    outcomes.register_bytes(&mut registry, "sonde_relay");
+    args.metrics.start(registry, args.quiet)?;
     let quiet = args.quiet;
     forward::run(&from, &to, &opts, move |event| match event {
         Event::Listening(on) => eprintln!("listening on {on}"),
         Event::Connected(client) if !quiet => eprintln!("connection from {client}"),
-        Event::Closed(client, moved) if !quiet => eprintln!("{client} closed: {moved}"),
-        Event::Failed(client, e) => eprintln!("sonde: relay for {client}: {e}"),
+        Event::Closed(client, moved) => {
+            outcomes.ended("closed");
+            outcomes.moved(moved.forward, moved.back);
+            if !quiet {
+                eprintln!("{client} closed: {moved}");
+            }
+        }
+        Event::Failed(client, e) => {
+            outcomes.ended("failed");
+            eprintln!("sonde: relay for {client}: {e}");
+        }
         _ => {}
     })?;
     Ok(ExitCode::SUCCESS)

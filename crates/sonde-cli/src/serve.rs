@@ -160,7 +160,7 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let door = config.door(kind);
     let stats = Arc::new(Stats::default());
     args.metrics
-        .start(serve_metrics(&door, &stats), args.quiet)?;
+        .start(serve_metrics(&door, &stats, kind, &config), args.quiet)?;
     on_signals(&door)?;
     if let Some(every) = args.stats_interval {
         print_stats_every(every, door.clone(), Arc::clone(&stats), args.udp);
@@ -227,8 +227,14 @@ pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `--metrics` shows of a server: its door's counters and its bytes.
-fn serve_metrics(door: &Door, stats: &Arc<Stats>) -> prometheus_client::registry::Registry {
+/// What `--metrics` shows of a server: its door's counters and its bytes
+/// (and a mail sink's messages).
+fn serve_metrics(
+    door: &Door,
+    stats: &Arc<Stats>,
+    kind: ServiceKind,
+    config: &ServeConfig,
+) -> prometheus_client::registry::Registry {
     use std::sync::atomic::Ordering::Relaxed;
     let mut registry = crate::metrics::with_door(door.shared_counters());
     let (a, b, c) = (Arc::clone(stats), Arc::clone(stats), Arc::clone(stats));
@@ -250,6 +256,22 @@ fn serve_metrics(door: &Door, stats: &Arc<Stats>) -> prometheus_client::registry
         ),
     ]);
     registry.register_collector(Box::new(counted));
+    if kind == ServiceKind::Smtp {
+        let store = Arc::clone(&config.smtp.store);
+        let both = Arc::clone(&store);
+        registry.register_collector(Box::new(sonde::door::metrics::Counted(vec![
+            (
+                "sonde_smtp_messages_stored",
+                "Messages stored since the start",
+                Box::new(move || store.stored().0),
+            ),
+            (
+                "sonde_smtp_stored_bytes",
+                "Bytes of the messages stored since the start",
+                Box::new(move || both.stored().1),
+            ),
+        ])));
+    }
     registry
 }
 

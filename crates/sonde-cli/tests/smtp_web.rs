@@ -324,3 +324,30 @@ fn mail_wait_takes_the_next_match_or_times_out() {
     assert_eq!(gone.code(), Some(1));
     assert_contains(&gone.stderr, "connecting to 127.0.0.1:");
 }
+
+#[test]
+fn metrics_count_the_messages_stored() {
+    if !have_peer("python3", "python3") {
+        return;
+    }
+    let dir = TempDir::new("smtp-metrics");
+    let sink = mail::sink(Path::new(":memory:"), &["--metrics", "127.0.0.1:0"]);
+    let metrics = sink.server.metrics_port();
+    let raw = b"Subject: counted\r\n\r\ncounted\r\n";
+    let file = dir.join("counted.eml");
+    std::fs::write(&file, raw).expect("write");
+    let port = sink.server.port.to_string();
+    for _ in 0..2 {
+        python(
+            SEND_RAW,
+            &[&port, file.to_str().expect("utf-8"), "a@example.com"],
+        );
+    }
+    // The 250 comes after the store took the message: counted by then.
+    let text = String::from_utf8_lossy(&get(metrics, "/metrics").body).into_owned();
+    assert_contains(&text, "sonde_smtp_messages_stored_total 2");
+    assert_contains(&text, "sonde_connections_accepted_total 2");
+    let bytes = format!("sonde_smtp_stored_bytes_total {}", 2 * raw.len());
+    assert_contains(&text, &bytes);
+    sink.server.stop();
+}

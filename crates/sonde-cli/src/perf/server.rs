@@ -142,17 +142,10 @@ pub(super) fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-type Labels = Vec<(String, String)>;
-
 /// What `--metrics` counts of the tests, as they end.
 #[derive(Clone)]
 struct TestMetrics {
-    tests: prometheus_client::metrics::family::Family<
-        Labels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-    received: prometheus_client::metrics::counter::Counter,
-    sent: prometheus_client::metrics::counter::Counter,
+    tests: crate::metrics::Outcomes,
     throughput: prometheus_client::metrics::histogram::Histogram,
 }
 
@@ -161,9 +154,7 @@ impl Default for TestMetrics {
         // 1 Mbit/s to 100 Gbit/s, a bucket a decade.
         let buckets = prometheus_client::metrics::histogram::exponential_buckets(1e6, 10.0, 6);
         Self {
-            tests: Default::default(),
-            received: Default::default(),
-            sent: Default::default(),
+            tests: crate::metrics::Outcomes::new(&["done", "failed", "interrupted", "busy"]),
             throughput: prometheus_client::metrics::histogram::Histogram::new(buckets),
         }
     }
@@ -173,21 +164,12 @@ impl TestMetrics {
     /// The registry `--metrics` serves: these and the door's counters.
     fn registry(&self, config: &ServerConfig) -> prometheus_client::registry::Registry {
         let mut r = crate::metrics::with_door(Arc::clone(&config.counters));
-        r.register(
-            "sonde_perf_tests",
+        let what = (
+            "tests",
             "Tests ended, by result (done, failed, interrupted, busy)",
-            self.tests.clone(),
         );
-        r.register(
-            "sonde_perf_received_bytes",
-            "Bytes the server received in tests done",
-            self.received.clone(),
-        );
-        r.register(
-            "sonde_perf_sent_bytes",
-            "Bytes the server sent in tests done",
-            self.sent.clone(),
-        );
+        self.tests.register(&mut r, "sonde_perf", what);
+        self.tests.register_bytes(&mut r, "sonde_perf");
         r.register(
             "sonde_perf_test_bits_per_second",
             "Each test's throughput as its receiver measured it",
@@ -196,16 +178,10 @@ impl TestMetrics {
         r
     }
 
-    fn result(&self, result: &str) {
-        self.tests
-            .get_or_create(&vec![("result".to_string(), result.to_string())])
-            .inc();
-    }
-
     fn count(&self, event: &ServerEvent) {
         match event {
             ServerEvent::Done { ends, .. } => {
-                self.result("done");
+                self.tests.ended("done");
                 let sent: u64 = ends
                     .iter()
                     .filter(|e| e.local_sender)
@@ -216,17 +192,16 @@ impl TestMetrics {
                     .filter(|e| !e.local_sender)
                     .map(|e| e.received.0)
                     .sum();
-                self.sent.inc_by(sent);
-                self.received.inc_by(received);
+                self.tests.moved(received, sent);
                 let bytes: u64 = ends.iter().map(|e| e.received.0).sum();
                 let secs = ends.iter().map(|e| e.received.1).fold(0.0, f64::max);
                 if secs > 0.0 {
                     self.throughput.observe(bytes as f64 * 8.0 / secs);
                 }
             }
-            ServerEvent::Failed { .. } => self.result("failed"),
-            ServerEvent::Interrupted { .. } => self.result("interrupted"),
-            ServerEvent::Busy(_) => self.result("busy"),
+            ServerEvent::Failed { .. } => self.tests.ended("failed"),
+            ServerEvent::Interrupted { .. } => self.tests.ended("interrupted"),
+            ServerEvent::Busy(_) => self.tests.ended("busy"),
             _ => {}
         }
     }

@@ -8,6 +8,7 @@ use sonde::talk::exec::{self, Ending, ExecEvent, ExecOptions, Program};
 use sonde::talk::relay::{Duplex, RelayOptions};
 
 use super::TalkArgs;
+use crate::metrics::Outcomes;
 use crate::usage::UsageError;
 
 /// The flags that join a connection to a process.
@@ -89,13 +90,13 @@ pub(super) fn serve_many(
     relay: RelayOptions,
     door: sonde::door::DoorConfig,
     tls: Option<sonde::tls::ServerTls>,
-    quiet: bool,
+    (quiet, outcomes): (bool, Outcomes),
 ) -> anyhow::Result<()> {
     let opts = ExecOptions {
         relay,
         stderr_to_peer,
     };
-    let notify = reporter(program.to_string(), quiet);
+    let notify = reporter(program.to_string(), quiet, outcomes);
     exec::serve(listener, program, opts, door, tls, notify)?;
     Ok(())
 }
@@ -107,32 +108,42 @@ pub(super) fn serve_many_unix(
     (program, stderr_to_peer): (Program, bool),
     relay: RelayOptions,
     door: sonde::door::DoorConfig,
-    quiet: bool,
+    (quiet, outcomes): (bool, Outcomes),
 ) -> anyhow::Result<()> {
     let opts = ExecOptions {
         relay,
         stderr_to_peer,
     };
-    let notify = reporter(program.to_string(), quiet);
+    let notify = reporter(program.to_string(), quiet, outcomes);
     exec::serve_unix(listener, name, program, opts, door, notify)?;
     Ok(())
 }
 
 /// What a server of processes says about each client on stderr: its
 /// coming (unless quiet), a broken relay, and how its process ended
-/// (quiet: only a failure).
-fn reporter(name: String, quiet: bool) -> impl Fn(ExecEvent) + Send + Sync + 'static {
+/// (quiet: only a failure); each ending counted in `outcomes`.
+fn reporter(
+    name: String,
+    quiet: bool,
+    outcomes: Outcomes,
+) -> impl Fn(ExecEvent) + Send + Sync + 'static {
     move |event| match event {
         ExecEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
         ExecEvent::Finished(peer, finished) => {
             if let Err(e) = &finished.relayed {
+                outcomes.ended("failed");
                 eprintln!("sonde: client {peer}: {e}");
+            } else {
+                outcomes.ended("closed");
             }
             if !quiet || !finished.ending.success() {
                 eprintln!("{peer}: {name}: {}", finished.ending);
             }
         }
-        ExecEvent::Failed(peer, e) => eprintln!("sonde: client {peer}: {e}"),
+        ExecEvent::Failed(peer, e) => {
+            outcomes.ended("failed");
+            eprintln!("sonde: client {peer}: {e}");
+        }
         ExecEvent::Connected(_) => {}
     }
 }

@@ -4,10 +4,11 @@
 use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use sonde::door::{Door, DoorConfig};
+use sonde::door::{Counters, Door, DoorConfig};
 use sonde::net::{self, Family};
 use sonde::talk::many::{self as multi, ClientEvent};
 use sonde::talk::relay::{Input, RelayOptions};
@@ -16,6 +17,7 @@ use sonde::talk::udp;
 use super::{
     Job, Secure, TalkArgs, input, local, relay_options, relay_over, stdout_fd, udp_options,
 };
+use crate::metrics::Outcomes;
 use crate::tls::TlsArgs;
 use crate::usage::UsageError;
 
@@ -63,6 +65,8 @@ pub(crate) struct ListenArgs {
     pub(crate) tls: TlsArgs,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
 }
 
 fn parse_listen_on(text: &str) -> Result<ListenOn, String> {
@@ -104,6 +108,10 @@ impl ListenArgs {
 
 /// `sonde listen [ADDR:]PORT`.
 pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
+    if args.talk.udp && args.metrics.metrics.is_some() {
+        let why = "--metrics counts stream clients (-k or --broker): not with -u";
+        return Err(UsageError(why.into()).into());
+    }
     if args.talk.unix {
         return listen_unix(&args);
     }
@@ -148,6 +156,7 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     if args.keep_open || args.broker {
         stop_on_signal(args.quiet);
     }
+    let (counters, outcomes) = watch(&args)?;
     report(format!("listening on {}", local(listener.local_addr())));
     let interactive = program.is_none() && std::io::stdin().is_terminal();
     let mut opts = relay_options(&args.talk, interactive)?;
@@ -168,18 +177,11 @@ pub(crate) fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
         let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
         let mut door = DoorConfig::new("listen", max);
         door.rules = args.access.rules();
+        door.counters = counters;
+        let told = (args.quiet, outcomes);
         match program {
-            Some(program) => {
-                super::exec::serve_many(listener, program, opts, door, tls, args.quiet)?
-            }
-            None => serve_many(
-                listener,
-                input(&args.talk, None)?,
-                opts,
-                door,
-                args.quiet,
-                tls,
-            )?,
+            Some(program) => super::exec::serve_many(listener, program, opts, door, tls, told)?,
+            None => serve_many(listener, input(&args.talk, None)?, opts, door, told, tls)?,
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -214,6 +216,7 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
     let listener = net::unix::bind(&path)?;
     let socket_file = net::unix::SocketFile::of(&path);
     remove_on_signal(socket_file.path().map(std::path::Path::to_path_buf));
+    let (counters, outcomes) = watch(args)?;
     if !args.quiet {
         eprintln!("listening on unix:{path}");
     }
@@ -229,6 +232,7 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
         let max = args.access.max_connections(multi::DEFAULT_MAX_CLIENTS);
         let mut door = DoorConfig::new("listen", max);
         door.rules = args.access.rules();
+        door.counters = counters;
         let quiet = args.quiet;
         let input = match job {
             Job::Relay(input) | Job::Counted(input) => input,
@@ -240,12 +244,13 @@ fn listen_unix(args: &ListenArgs) -> anyhow::Result<ExitCode> {
             }
             Job::Exec(program, stderr) => {
                 let name = format!("unix:{path}");
-                super::exec::serve_many_unix(listener, name, (program, stderr), opts, door, quiet)?;
+                let told = (quiet, outcomes);
+                super::exec::serve_many_unix(listener, name, (program, stderr), opts, door, told)?;
                 return Ok(ExitCode::SUCCESS);
             }
         };
         multi::serve_many_unix(listener, input, stdout_fd()?, opts, door, move |event| {
-            report_client(event, quiet);
+            report_client(event, quiet, &outcomes);
         })?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -344,7 +349,7 @@ fn serve_many(
     input: Input,
     opts: RelayOptions,
     door: DoorConfig,
-    quiet: bool,
+    (quiet, outcomes): (bool, Outcomes),
     tls: Option<sonde::tls::ServerTls>,
 ) -> anyhow::Result<()> {
     multi::serve_many(
@@ -354,21 +359,51 @@ fn serve_many(
         opts,
         door,
         tls,
-        move |event| report_client(event, quiet),
+        move |event| report_client(event, quiet, &outcomes),
     )?;
     Ok(())
 }
 
-/// What `listen -k` says of its clients on stderr.
-fn report_client(event: ClientEvent, quiet: bool) {
+/// `--metrics` of `listen -k`: the door's counters and its clients by how
+/// they ended, served (before the banner) when asked for.
+fn watch(args: &ListenArgs) -> anyhow::Result<(Arc<Counters>, Outcomes)> {
+    let counters = Arc::<Counters>::default();
+    let outcomes = Outcomes::new(&["closed", "dropped", "failed"]);
+    if args.metrics.metrics.is_some() {
+        if !(args.keep_open || args.broker) {
+            let why = "--metrics is for a listener that serves many clients (-k or --broker)";
+            return Err(UsageError(why.into()).into());
+        }
+        let mut registry = crate::metrics::with_door(Arc::clone(&counters));
+        let what = (
+            "clients",
+            "Clients ended, by result (closed, dropped, failed)",
+        );
+        outcomes.register(&mut registry, "sonde_listen", what);
+        args.metrics.start(registry, args.quiet)?;
+    }
+    Ok((counters, outcomes))
+}
+
+/// What `listen -k` says of its clients on stderr, each ending counted.
+fn report_client(event: ClientEvent, quiet: bool, outcomes: &Outcomes) {
     match event {
         ClientEvent::Connected(peer) if !quiet => eprintln!("connection from {peer}"),
-        ClientEvent::Closed(peer) if !quiet => eprintln!("{peer} closed"),
+        ClientEvent::Closed(peer) => {
+            outcomes.ended("closed");
+            if !quiet {
+                eprintln!("{peer} closed");
+            }
+        }
         ClientEvent::Dropped(peer) => {
+            outcomes.ended("dropped");
             eprintln!("sonde: dropped {peer}: it stopped reading and its queue filled");
         }
-        ClientEvent::Failed(peer, err) => eprintln!("sonde: client {peer}: {err}"),
-        _ => {}
+        ClientEvent::Failed(peer, err) => {
+            outcomes.ended("failed");
+            eprintln!("sonde: client {peer}: {err}");
+        }
+        ClientEvent::Connected(_) => {}
     }
 }
 

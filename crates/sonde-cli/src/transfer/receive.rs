@@ -14,6 +14,7 @@ use sonde::transfer::{self, ReceiveOptions, ReceiveSecurity, code};
 
 use super::progress::Display;
 use super::{CommonArgs, finish};
+use crate::metrics::Outcomes;
 use crate::usage::UsageError;
 
 #[derive(Debug, Args)]
@@ -46,6 +47,8 @@ pub(crate) struct ReceiveArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) access: crate::access::AccessArgs,
+    #[command(flatten)]
+    pub(crate) metrics: crate::metrics::MetricsArgs,
     /// Take only senders that know a code phrase (printed here: a number and three words), or the CODE given; the transfer is then encrypted, no certificates needed.
     #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
     pub(crate) code: Option<String>,
@@ -88,6 +91,10 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     sonde::door::raise_fd_limit();
     let local = listener.local_addr().context("reading the bound address")?;
     // Before the banner: once it is out, the process's threads are all up.
+    let outcomes = Outcomes::new(&["done", "failed", "busy", "wrong_code"]);
+    let counters = Arc::<sonde::door::Counters>::default();
+    let quiet = args.common.quiet || args.common.json;
+    args.metrics.start(registry(&outcomes, &counters), quiet)?;
     let watch = Arc::new(Watch::default());
     let seen = Arc::clone(&watch);
     let keep_open = args.keep_open;
@@ -112,12 +119,12 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     options.rules = args.access.rules();
     options.security = security;
     options.code_attempts = args.code_attempts.max(1);
+    options.counters = counters;
     let common = args.common;
     if args.keep_open {
-        serve_many(listener, options, common, &watch)?;
+        serve_many(listener, options, common, &watch, outcomes)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let quiet = common.quiet || common.json;
     let outcome = Arc::new(Mutex::new(None));
     let display: Mutex<Option<Display>> = Mutex::new(None);
     let sampler: Arc<Mutex<Option<super::progress::Sampler>>> = Arc::default();
@@ -125,33 +132,37 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     let wanted = common.samples();
     let slot = Arc::clone(&outcome);
     let current = Arc::clone(&watch);
-    serve(listener, options, move |event| match event {
-        ReceiveEvent::Started { progress, .. } => {
-            if let Ok(mut slot) = current.current.lock() {
-                *slot = Some(Arc::clone(&progress));
+    serve(
+        listener,
+        options,
+        counting(outcomes, move |event| match event {
+            ReceiveEvent::Started { progress, .. } => {
+                if let Ok(mut slot) = current.current.lock() {
+                    *slot = Some(Arc::clone(&progress));
+                }
+                if let Ok(mut shown) = display.lock() {
+                    *shown = Some(Display::start(&progress, "receiving", quiet));
+                }
+                if let Ok(mut s) = sampling.lock() {
+                    *s = Some(super::progress::Sampler::start(&progress, wanted));
+                }
             }
-            if let Ok(mut shown) = display.lock() {
-                *shown = Some(Display::start(&progress, "receiving", quiet));
+            ReceiveEvent::Finished { result, .. } => {
+                if let Some(shown) = display.lock().ok().and_then(|mut d| d.take()) {
+                    shown.finish();
+                }
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(result);
+                }
             }
-            if let Ok(mut s) = sampling.lock() {
-                *s = Some(super::progress::Sampler::start(&progress, wanted));
-            }
-        }
-        ReceiveEvent::Finished { result, .. } => {
-            if let Some(shown) = display.lock().ok().and_then(|mut d| d.take()) {
-                shown.finish();
-            }
-            if let Ok(mut slot) = slot.lock() {
-                *slot = Some(result);
-            }
-        }
-        ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
-        ReceiveEvent::WrongCode {
-            peer,
-            attempt,
-            limit,
-        } => wrong_code(peer, attempt, limit),
-    })?;
+            ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+            ReceiveEvent::WrongCode {
+                peer,
+                attempt,
+                limit,
+            } => wrong_code(peer, attempt, limit),
+        }),
+    )?;
     let result = outcome
         .lock()
         .ok()
@@ -196,36 +207,79 @@ fn serve_many(
     options: ServeOptions,
     common: CommonArgs,
     watch: &Arc<Watch>,
+    outcomes: Outcomes,
 ) -> anyhow::Result<()> {
     let quiet = common.quiet || common.json;
     let watch = Arc::clone(watch);
-    serve(listener, options, move |event| match event {
-        ReceiveEvent::Started { peer, .. } => {
-            watch
-                .active
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if !quiet {
-                eprintln!("sonde receive: a transfer from {peer} begins");
+    serve(
+        listener,
+        options,
+        counting(outcomes, move |event| match event {
+            ReceiveEvent::Started { peer, .. } => {
+                watch
+                    .active
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !quiet {
+                    eprintln!("sonde receive: a transfer from {peer} begins");
+                }
             }
-        }
-        // One bad sender does not end a receiver that keeps open.
-        ReceiveEvent::Finished { result, .. } => {
-            use std::sync::atomic::Ordering::Relaxed;
-            let _ = watch
-                .active
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
-            if let Err(err) = finish(result, &common, "received", "from", Vec::new()) {
-                eprintln!("sonde: {err:#}");
+            // One bad sender does not end a receiver that keeps open.
+            ReceiveEvent::Finished { result, .. } => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let _ = watch
+                    .active
+                    .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+                if let Err(err) = finish(result, &common, "received", "from", Vec::new()) {
+                    eprintln!("sonde: {err:#}");
+                }
             }
-        }
-        ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
-        ReceiveEvent::WrongCode {
-            peer,
-            attempt,
-            limit,
-        } => wrong_code(peer, attempt, limit),
-    })?;
+            ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
+            ReceiveEvent::WrongCode {
+                peer,
+                attempt,
+                limit,
+            } => wrong_code(peer, attempt, limit),
+        }),
+    )?;
     Ok(())
+}
+
+/// What `--metrics` shows of a receiver: its door's counters and its
+/// transfers.
+fn registry(
+    outcomes: &Outcomes,
+    counters: &Arc<sonde::door::Counters>,
+) -> prometheus_client::registry::Registry {
+    let mut registry = crate::metrics::with_door(Arc::clone(counters));
+    let what = (
+        "transfers",
+        "Transfers ended, by result (done, failed, busy, wrong_code)",
+    );
+    outcomes.register(&mut registry, "sonde_receive", what);
+    outcomes.register_bytes(&mut registry, "sonde_receive");
+    registry
+}
+
+/// `notify`, after each ending is counted in `outcomes`.
+fn counting(
+    outcomes: Outcomes,
+    notify: impl Fn(ReceiveEvent) + Send + Sync + 'static,
+) -> impl Fn(ReceiveEvent) + Send + Sync + 'static {
+    move |event| {
+        match &event {
+            ReceiveEvent::Finished {
+                result: Ok(report), ..
+            } => {
+                outcomes.ended("done");
+                outcomes.moved(report.moved, 0);
+            }
+            ReceiveEvent::Finished { result: Err(_), .. } => outcomes.ended("failed"),
+            ReceiveEvent::Busy(_) => outcomes.ended("busy"),
+            ReceiveEvent::WrongCode { .. } => outcomes.ended("wrong_code"),
+            ReceiveEvent::Started { .. } => {}
+        }
+        notify(event);
+    }
 }
 
 /// Said even with --quiet: someone may be guessing.

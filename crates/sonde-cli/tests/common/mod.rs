@@ -239,6 +239,21 @@ impl Listener {
             .recv_timeout(DEADLINE)
             .expect("a stderr line from sonde listen")
     }
+
+    /// The port of the metrics endpoint the server announced (`sonde:
+    /// metrics on http://ADDR:PORT/metrics`) before its address line.
+    pub fn metrics_port(&self) -> u16 {
+        let line = self
+            .before
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .unwrap_or_else(|| panic!("no metrics line in {:?}", self.before));
+        line.trim_end_matches("/metrics")
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line}"))
+    }
 }
 
 /// Deterministic pseudo-random bytes (xorshift), fast enough for 256 MiB.

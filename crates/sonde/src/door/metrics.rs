@@ -47,13 +47,7 @@ impl Collector for DoorCollector {
             ),
         ];
         for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
+            counter(&mut encoder, name, help, value)?;
         }
         let refused = ConstCounter::new(0u64);
         let mut family = encoder.encode_descriptor(
@@ -104,16 +98,21 @@ impl std::fmt::Debug for Counted {
 impl Collector for Counted {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, help, read) in &self.0 {
-            let counter = ConstCounter::new(read());
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
+            counter(&mut encoder, name, help, read())?;
         }
         Ok(())
     }
+}
+
+/// One counter with no labels.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
 /// Whether the scraper takes OpenMetrics (its Accept header says so).

@@ -82,6 +82,9 @@ pub struct DoorConfig {
     pub drain: Duration,
     /// Who may come in, checked before a permit is taken.
     pub rules: access::Rules,
+    /// Where the door counts, so others (a metrics endpoint) may read
+    /// the counters while it serves.
+    pub counters: Arc<Counters>,
 }
 
 impl DoorConfig {
@@ -96,6 +99,7 @@ impl DoorConfig {
             keepalive: Some(KEEPALIVE),
             drain: Duration::from_secs(5),
             rules: access::Rules::default(),
+            counters: Arc::default(),
         }
     }
 }
@@ -177,14 +181,9 @@ pub struct Door {
 }
 
 impl Door {
-    /// A door with `config`.
+    /// A door with `config`, counting into its `counters`.
     pub fn new(config: DoorConfig) -> Self {
-        Self::with_counters(config, Arc::default())
-    }
-
-    /// A door with `config` that counts into `counters`, which others
-    /// (a metrics endpoint) may read.
-    pub fn with_counters(config: DoorConfig, counters: Arc<Counters>) -> Self {
+        let counters = Arc::clone(&config.counters);
         Self {
             inner: Arc::new(permit::Inner::new(config, counters)),
         }

@@ -57,6 +57,7 @@ pub fn serve(
         .ok_or_else(|| Error::Invalid(format!("resolving {host}: no address")))?;
     let mut config = DoorConfig::new("relay", opts.max_connections.max(1));
     config.rules = opts.rules.clone();
+    config.counters = Arc::clone(&opts.counters);
     let door = Door::new(config);
     let listen = Arc::new(listen);
     let sessions: Sessions = Arc::default();

@@ -49,6 +49,7 @@ pub(super) fn serve(
     let max = opts.max_connections.max(1);
     let mut config = DoorConfig::new("relay", max);
     config.rules = opts.rules.clone();
+    config.counters = Arc::clone(&opts.counters);
     let door = Door::new(config);
     // Each client is three pieces of blocking work (its relay and its two
     // directions): enough threads that no client waits for another's.

@@ -39,6 +39,8 @@ pub struct Options {
     pub client_tls: Option<crate::tls::ClientTls>,
     /// Who may connect to a listening FROM.
     pub rules: crate::door::access::Rules,
+    /// Where a listening FROM's door counts (for a metrics endpoint).
+    pub counters: std::sync::Arc<crate::door::Counters>,
 }
 
 /// What happened, for the caller to report.

@@ -42,6 +42,8 @@ pub struct ServeOptions {
     /// With a code: senders with a wrong one, at most, before the
     /// receiver gives up (each is a guess an attacker gets).
     pub code_attempts: usize,
+    /// Where the door counts connections (for a metrics endpoint).
+    pub counters: Arc<door::Counters>,
 }
 
 impl ServeOptions {
@@ -57,6 +59,7 @@ impl ServeOptions {
             rules: door::access::Rules::default(),
             security: ReceiveSecurity::Plain,
             code_attempts: 3,
+            counters: Arc::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ pub fn serve(
     ))));
     config.drain = Duration::ZERO;
     config.rules = options.rules.clone();
+    config.counters = Arc::clone(&options.counters);
     let door = Door::new(config);
     let shared = Arc::new(Shared {
         options,

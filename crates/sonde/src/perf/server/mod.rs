@@ -204,7 +204,8 @@ pub fn serve(
     // Past the cap a client hears iperf3's "busy" at once.
     door_config.refusal = Refusal::Send(Arc::from([TestState::AccessDenied.to_wire()]));
     door_config.rules = config.rules.clone();
-    let door = Door::with_counters(door_config, Arc::clone(&config.counters));
+    door_config.counters = Arc::clone(&config.counters);
+    let door = Door::new(door_config);
     let shared = Arc::new(Shared {
         config,
         local,

@@ -65,6 +65,8 @@ pub struct Store {
     dir: Option<PathBuf>,
     max: usize,
     next: AtomicU64,
+    /// Messages stored since the start, and their bytes.
+    stored: (AtomicU64, AtomicU64),
     /// Oldest first: each message's summary (and its bytes in memory).
     kept: Mutex<VecDeque<(Stored, Option<Vec<u8>>)>>,
     /// Messages waiting to be committed, and who commits them.
@@ -148,6 +150,7 @@ impl Store {
             dir: Some(dir.to_path_buf()),
             max: max.max(1),
             next: AtomicU64::new(0),
+            stored: Default::default(),
             kept: Mutex::new(found.into_iter().map(|s| (s, None)).collect()),
             group: Group::default(),
             events: broadcast::channel(EVENTS).0,
@@ -162,6 +165,7 @@ impl Store {
             dir: None,
             max: max.max(1),
             next: AtomicU64::new(0),
+            stored: Default::default(),
             kept: Mutex::default(),
             group: Group::default(),
             events: broadcast::channel(EVENTS).0,
@@ -211,6 +215,10 @@ impl Store {
         if let Ok(mut kept) = self.kept.lock() {
             kept.push_back((stored.clone(), bytes));
         }
+        self.stored.0.fetch_add(1, Ordering::Relaxed);
+        self.stored
+            .1
+            .fetch_add(stored.size as u64, Ordering::Relaxed);
         self.prune();
         // Nobody listening is no error.
         let _ = self.events.send(stored.clone());
@@ -241,6 +249,12 @@ impl Store {
         self.kept.lock().map_or((0, 0), |k| {
             (k.len(), k.iter().filter(|(s, _)| !s.read).count())
         })
+    }
+
+    /// Messages stored since the start, and their bytes.
+    pub fn stored(&self) -> (u64, u64) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (load(&self.stored.0), load(&self.stored.1))
     }
 
     /// One message's summary: by id, or the newest for `latest`.
