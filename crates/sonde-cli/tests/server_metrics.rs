@@ -67,7 +67,9 @@ fn serve_counts_connections_refusals_and_bytes() {
     let mut over = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     let mut rest = Vec::new();
     let _ = over.read_to_end(&mut rest);
-    let text = scrape(metrics);
+    // The echo's bytes are counted once its write returns, which may be
+    // a moment after the client has read them.
+    let text = scrape_until(metrics, "sonde_sent_bytes_total 6");
     for line in [
         "sonde_connections_accepted_total 1",
         "sonde_connections_refused_total{reason=\"full\"} 1",
@@ -227,6 +229,7 @@ fn metrics_where_nothing_serves_many_is_a_usage_error() {
         &["listen", "127.0.0.1:0", "--metrics", "0"][..],
         &["listen", "-u", "-k", "127.0.0.1:0", "--metrics", "0"],
         &["relay", "-", "tcp:127.0.0.1:9", "--metrics", "0"],
+        &["perf", "-c", "127.0.0.1", "--metrics", "0"],
     ] {
         let mut cmd = sonde();
         cmd.args(args);
@@ -234,4 +237,27 @@ fn metrics_where_nothing_serves_many_is_a_usage_error() {
         assert_eq!(done.code(), Some(2), "{args:?}: {}", done.stderr);
         assert_contains(&done.stderr, "--metrics");
     }
+}
+
+#[test]
+fn perf_s_on_a_unix_socket_counts_its_tests() {
+    let metrics = common::free_port();
+    let name = format!("@sonde-test-metrics-{}", std::process::id());
+    let on = format!("127.0.0.1:{metrics}");
+    let mut cmd = sonde();
+    cmd.args(["perf", "-s", "-U", &name, "--metrics", &on])
+        .stdin(Stdio::null());
+    let (mut child, mut reaper, line) =
+        common::spawn_ready(cmd, |l| l.contains("Server listening on unix:"));
+    assert!(line.is_some(), "perf -s -U did not listen");
+    let mut client = sonde();
+    client.args(["perf", "-U", &name, "-n", "1M"]);
+    let done = run(client, b"");
+    assert_eq!(done.code(), Some(0), "{}", done.stderr);
+    let text = scrape_until(metrics, "sonde_perf_tests_total{result=\"done\"} 1");
+    assert_contains(&text, "sonde_perf_received_bytes_total 1048576");
+    assert_contains(&text, "sonde_perf_test_bits_per_second_count 1");
+    let _ = child.kill();
+    let _ = child.wait();
+    reaper.disarm();
 }

@@ -203,6 +203,9 @@ pub(crate) fn perf(mut args: PerfArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if args.metrics.metrics.is_some() && !args.server {
+        return Err(usage("--metrics is for a server (-s)"));
+    }
     prepare(&args)?;
     let out = output(&args)?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -76,7 +76,8 @@ pub(super) fn serve(
         ..ServerConfig::default()
     };
     let tested = TestMetrics::default();
-    args.metrics.start(tested.registry(&config), args.json)?;
+    args.metrics
+        .start(tested.registry(&config.counters), args.json)?;
     let json = args.json;
     // With -J, as iperf3 -s -J: one JSON document per test and nothing else.
     let prefix = super::live::Prefix::new(args);
@@ -144,7 +145,7 @@ pub(super) fn serve(
 
 /// What `--metrics` counts of the tests, as they end.
 #[derive(Clone)]
-struct TestMetrics {
+pub(super) struct TestMetrics {
     tests: crate::metrics::Outcomes,
     throughput: prometheus_client::metrics::histogram::Histogram,
 }
@@ -161,9 +162,12 @@ impl Default for TestMetrics {
 }
 
 impl TestMetrics {
-    /// The registry `--metrics` serves: these and the door's counters.
-    fn registry(&self, config: &ServerConfig) -> prometheus_client::registry::Registry {
-        let mut r = crate::metrics::with_door(Arc::clone(&config.counters));
+    /// The registry `--metrics` serves: these and the door's `counters`.
+    pub(super) fn registry(
+        &self,
+        counters: &Arc<sonde::door::Counters>,
+    ) -> prometheus_client::registry::Registry {
+        let mut r = crate::metrics::with_door(Arc::clone(counters));
         let what = (
             "tests",
             "Tests ended, by result (done, failed, interrupted, busy)",
@@ -178,10 +182,24 @@ impl TestMetrics {
         r
     }
 
+    /// A test done: the bytes the server `moved` (received, sent), and
+    /// what its receiver counted (bytes, seconds), its throughput.
+    pub(super) fn done(&self, moved: (u64, u64), (bytes, secs): (u64, f64)) {
+        self.tests.ended("done");
+        self.tests.moved(moved.0, moved.1);
+        if secs > 0.0 {
+            self.throughput.observe(bytes as f64 * 8.0 / secs);
+        }
+    }
+
+    /// A test that ended otherwise (failed, interrupted, busy).
+    pub(super) fn ended(&self, result: &str) {
+        self.tests.ended(result);
+    }
+
     fn count(&self, event: &ServerEvent) {
         match event {
             ServerEvent::Done { ends, .. } => {
-                self.tests.ended("done");
                 let sent: u64 = ends
                     .iter()
                     .filter(|e| e.local_sender)
@@ -192,12 +210,9 @@ impl TestMetrics {
                     .filter(|e| !e.local_sender)
                     .map(|e| e.received.0)
                     .sum();
-                self.tests.moved(received, sent);
                 let bytes: u64 = ends.iter().map(|e| e.received.0).sum();
                 let secs = ends.iter().map(|e| e.received.1).fold(0.0, f64::max);
-                if secs > 0.0 {
-                    self.throughput.observe(bytes as f64 * 8.0 / secs);
-                }
+                self.done((received, sent), (bytes, secs));
             }
             ServerEvent::Failed { .. } => self.tests.ended("failed"),
             ServerEvent::Interrupted { .. } => self.tests.ended("interrupted"),

@@ -284,6 +284,9 @@ fn serve(
     // failure to bind leaves another server's file alone.
     let _socket_file = sonde::net::unix::SocketFile::of(path);
     let format = super::format(args)?;
+    let tested = super::server::TestMetrics::default();
+    let counters = Arc::<sonde::door::Counters>::default();
+    args.metrics.start(tested.registry(&counters), args.json)?;
     emit(
         out,
         &format!(
@@ -294,13 +297,25 @@ fn serve(
         max_connections: args.access.max_connections(2 * unix::MAX_STREAMS as usize),
         one_off: args.one_off,
         max_duration: args.server_max_duration,
+        counters,
     };
     let sink = Arc::clone(out);
     let json = args.json;
+    let count = move |event: &ServerEvent| match event {
+        ServerEvent::Test { received, sent, .. } => {
+            // The receiver's count: in -R, the client's (checked here).
+            let counted = if received.0 > 0 { *received } else { *sent };
+            tested.done((received.0, sent.0), counted);
+        }
+        ServerEvent::Failed { .. } => tested.ended("failed"),
+    };
     unix::serve(
         listener,
         config,
-        move |event| server_event(&sink, event, format, json),
+        move |event| {
+            count(&event);
+            server_event(&sink, event, format, json);
+        },
         stop,
     )?;
     Ok(ExitCode::SUCCESS)

@@ -96,6 +96,7 @@ pub fn start_embedded() -> Result<Embedded> {
         max_connections: 2 * MAX_STREAMS as usize,
         one_off: false,
         max_duration: None,
+        counters: Arc::default(),
     };
     std::thread::Builder::new()
         .name("sonde-perf-unix".into())

@@ -24,6 +24,8 @@ pub struct UnixServerConfig {
     pub one_off: bool,
     /// The longest a stream may send for (`--server-max-duration`).
     pub max_duration: Option<Duration>,
+    /// Where the door counts (for a metrics endpoint).
+    pub counters: Arc<crate::door::Counters>,
 }
 
 /// What happened, for the caller to print.
@@ -74,7 +76,9 @@ pub fn serve(
     notify: impl Fn(ServerEvent) + Send + Sync + 'static,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let door = Door::new(DoorConfig::new("perf", config.max_connections));
+    let mut door_config = DoorConfig::new("perf", config.max_connections);
+    door_config.counters = Arc::clone(&config.counters);
+    let door = Door::new(door_config);
     let tests: Tests = Arc::default();
     let shared = Arc::new((config, notify, tests, door.clone()));
     std::thread::scope(|scope| {
