@@ -6,51 +6,9 @@
 mod common;
 
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{Listener, TempDir, run, sonde, sonde_path};
-
-/// `prlimit --nofile=48:48 sonde ARGS...`; `None` (the test skips) where
-/// prlimit is missing, unless peers are required.
-fn limited(args: &[&str]) -> Option<Command> {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("SONDE_REQUIRE_PEERS").is_none(),
-            "prlimit (util-linux) is required"
-        );
-        eprintln!("skipping: prlimit is not installed");
-        return None;
-    }
-    let mut cmd = Command::new("prlimit");
-    cmd.arg("--nofile=48:48")
-        .arg(sonde_path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    Some(cmd)
-}
-
-/// Floods `server` past its descriptors, counts its warnings over 2.5 s
-/// (one a second at most: 1 to 4), frees them, and runs `good`.
-fn exhausts(server: Listener, good: impl Fn(u16)) {
-    let held: Vec<TcpStream> = (0..80)
-        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("a flood connection"))
-        .collect();
-    let mut warnings = 0;
-    let watch = Instant::now();
-    while watch.elapsed() < Duration::from_millis(2500) {
-        if let Ok(line) = server.stderr_lines.recv_timeout(Duration::from_millis(100))
-            && line.contains("accepting a connection")
-        {
-            warnings += 1;
-        }
-    }
-    assert!((1..=4).contains(&warnings), "{warnings} warnings in 2.5 s");
-    drop(held);
-    good(server.port);
-    server.stop();
-}
+use common::hostile::{exhausts, limited};
+use common::{Listener, TempDir, run, sonde};
 
 fn rtt_works(extra: &'static [&'static str]) -> impl Fn(u16) {
     move |port| {

@@ -41,7 +41,7 @@ fn closed_after(case: &Case) -> Result<Duration, String> {
         let mut tap = conn.try_clone().map_err(|e| e.to_string())?;
         let until = case.limit + SLACK + SLACK;
         thread::spawn(move || {
-            while start.elapsed() < until && tap.write_all(&[0x01]).is_ok() {
+            while start.elapsed() < until && tap.write_all(b"a").is_ok() {
                 thread::sleep(every);
             }
         });
@@ -75,6 +75,28 @@ const OTHER_COOKIE: &[u8; 37] = b"phasetimeoutsphasetimeoutsstreamsone\0";
 /// The first bytes of a TLS record header (a handshake, TLS 1.0 on the
 /// record layer, as every ClientHello starts), and then nothing more.
 const TLS_START: &[u8] = &[0x16, 0x03, 0x01];
+
+/// A listener that never answers a new connection: its accept queue
+/// (of one) is full, so the kernel drops further SYNs; the connections
+/// that fill it.
+fn full_listener() -> (std::net::TcpListener, Vec<TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&addr.into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let listener: std::net::TcpListener = socket.into();
+    let at = listener.local_addr().expect("addr");
+    // A backlog of 0 still queues one; a second fills it for certain.
+    let queued = (0..2)
+        .filter_map(|_| TcpStream::connect_timeout(&at, Duration::from_millis(300)).ok())
+        .collect();
+    (listener, queued)
+}
+
+/// An SMTP session up to DATA's go-ahead, pipelined.
+const SMTP_TO_DATA: &[u8] =
+    b"EHLO phase.example\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n";
 
 /// The cookie and a one-stream test's parameters.
 fn cookie_and_params() -> Vec<u8> {
@@ -136,6 +158,51 @@ fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
         &["listen", "127.0.0.1:0", "-k", "--idle-timeout", "2"],
     );
     let listen_tls = server(&config, &["listen", "127.0.0.1:0", "-k", "--tls"]);
+    let smtp = server(
+        &config,
+        &[
+            "serve",
+            "smtp",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--store",
+            ":memory:",
+            "--idle-timeout",
+            "2",
+        ],
+    );
+    let socks = server(
+        &config,
+        &["serve", "socks5", "--bind", "127.0.0.1", "--port", "0"],
+    );
+    let http_proxy = server(
+        &config,
+        &["serve", "http-proxy", "--bind", "127.0.0.1", "--port", "0"],
+    );
+    let exporter = server(&config, &["exporter", "--listen", "127.0.0.1:0"]);
+    let (full, _queued) = full_listener();
+    let relay_to_nowhere = server(
+        &config,
+        &[
+            "relay",
+            "tcp-listen:127.0.0.1:0",
+            &format!("tcp:127.0.0.1:{}", full.local_addr().expect("addr").port()),
+            "-w",
+            "2",
+        ],
+    );
+    let relay = server(
+        &config,
+        &[
+            "relay",
+            "tcp-listen:127.0.0.1:0",
+            &format!("tcp:127.0.0.1:{}", echo_idle.port),
+            "--idle-timeout",
+            "2",
+        ],
+    );
 
     let cases = [
         ("perf -s: the cookie", perf.port, vec![], secs(5)),
@@ -206,6 +273,55 @@ fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
             vec![],
             secs(10),
         ),
+        (
+            "serve smtp --idle-timeout 2: a command",
+            smtp.port,
+            b"EHLO".to_vec(),
+            secs(2),
+        ),
+        (
+            "serve smtp --idle-timeout 2: a command, dripped",
+            smtp.port,
+            b"EHLO ".to_vec(),
+            secs(2),
+        ),
+        (
+            "serve smtp --idle-timeout 2: a message, dripped",
+            smtp.port,
+            SMTP_TO_DATA.to_vec(),
+            secs(2),
+        ),
+        ("serve socks5: the request", socks.port, vec![5], secs(10)),
+        (
+            "serve socks5: the request, dripped",
+            socks.port,
+            vec![5, 1, 0, 5, 1, 0, 3, 200],
+            secs(10),
+        ),
+        (
+            "serve http-proxy: the request, dripped",
+            http_proxy.port,
+            b"CONNECT ".to_vec(),
+            secs(10),
+        ),
+        (
+            "HTTP (exporter, web side, --metrics): a request's head, dripped",
+            exporter.port,
+            b"GET / HTTP/1.1\r\nX-Drip: ".to_vec(),
+            secs(30),
+        ),
+        (
+            "relay -w 2: a TO that never answers",
+            relay_to_nowhere.port,
+            vec![],
+            secs(2),
+        ),
+        (
+            "relay --idle-timeout 2: an idle client",
+            relay.port,
+            b"hi".to_vec(),
+            secs(2),
+        ),
     ];
     let running: Vec<_> = cases
         .into_iter()
@@ -245,6 +361,12 @@ fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
         chat_idle,
         listen_idle,
         listen_tls,
+        smtp,
+        socks,
+        http_proxy,
+        exporter,
+        relay_to_nowhere,
+        relay,
     ] {
         server.stop();
     }

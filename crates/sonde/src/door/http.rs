@@ -3,8 +3,10 @@
 //! deadline for each request's head (and between requests), and ends
 //! with the server: the request under way finishes, then it closes.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -29,20 +31,33 @@ impl Door {
 }
 
 /// One client's connection: requests until it closes, goes quiet past
-/// [`HEAD_TIMEOUT`] or the server shuts.
+/// [`HEAD_TIMEOUT`] or the server shuts. Until its first request's head
+/// is in, a newcomer may take its place when the door is full, so silent
+/// or dripping clients cannot keep the others out.
 async fn connection(accepted: Accepted, app: axum::Router, door: Door) {
     let Accepted { stream, permit, .. } = accepted;
+    let waiting = permit.unidentified();
+    let evicted = waiting.eviction();
+    let waiting = Arc::new(Mutex::new(Some(waiting)));
     let _permit = permit;
     let _ = stream.set_nodelay(true);
+    let app = TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |request| {
+        if let Ok(mut mark) = waiting.lock() {
+            mark.take();
+        }
+        app.call(request)
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     let closing = door.closing();
     tokio::select! {
         _ = conn.as_mut() => return,
+        () = evicted.cancelled() => return,
         () = closing.cancelled() => {}
     }
     conn.as_mut().graceful_shutdown();

@@ -251,6 +251,12 @@ impl Unidentified {
     pub fn evicted(&self) -> WaitForCancellationFuture<'_> {
         self.token.cancelled()
     }
+
+    /// Cancelled when a newcomer takes this connection's place, for a
+    /// connection that drops the mark elsewhere than it waits.
+    pub fn eviction(&self) -> CancellationToken {
+        self.token.clone()
+    }
 }
 
 impl Drop for Unidentified {

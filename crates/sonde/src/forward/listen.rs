@@ -53,9 +53,12 @@ pub(super) fn serve(
     let door = Door::new(config);
     // Each client is three pieces of blocking work (its relay and its two
     // directions): enough threads that no client waits for another's.
+    // A crowd's threads go soon after it leaves (tokio keeps idle ones
+    // 10 s), so a flood does not leave hundreds behind.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(3 * max + 8)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .thread_name("sonde-relay")
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;

@@ -74,6 +74,9 @@ impl Default for SmtpConfig {
 /// How long a client may take over anything (a command, a piece of a
 /// message) when the service has no idle limit of its own.
 const PATIENCE: Duration = Duration::from_secs(300);
+/// A message's bytes earn more time in pieces this large: a client must
+/// bring each within the patience, so one that drips is cut off.
+const PIECE: usize = 64 * 1024;
 /// Refused commands before the sink gives up on a client.
 const MAX_ERRORS: u32 = 20;
 /// Past the size limit the rest is read and dropped, up to this much
@@ -107,24 +110,49 @@ struct Conn<'a, S> {
     out: Vec<u8>,
     ctx: &'a Ctx,
     patience: Duration,
+    /// When what is being read (a command, a line, a piece of a
+    /// message) must be in by: set at its first read.
+    due: Option<tokio::time::Instant>,
+    /// Bytes read since `due` was set.
+    got: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
-    /// Sends what is waiting, then reads more input.
+    /// Sends what is waiting, then reads more input, by the deadline of
+    /// what is being read (a deadline, not a silence: dripping bytes
+    /// does not hold a connection).
     async fn fill(&mut self) -> Result<(), Gone> {
         self.flush().await?;
+        let patience = self.patience;
+        let due = *self
+            .due
+            .get_or_insert_with(|| tokio::time::Instant::now() + patience);
         let mut buf = [0u8; 16 * 1024];
         let read = tokio::select! {
             () = self.ctx.shutdown.cancelled() => return Err(Gone::Quiet),
-            read = tokio::time::timeout(self.patience, self.stream.read(&mut buf)) => read,
+            read = tokio::time::timeout_at(due, self.stream.read(&mut buf)) => read,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => Err(Gone::Closed),
             Ok(Ok(n)) => {
                 self.input.extend_from_slice(&buf[..n]);
+                self.got += n;
                 Ok(())
             }
             Err(_) => Err(Gone::Quiet),
+        }
+    }
+
+    /// What was being read is in: the next thing has its own deadline.
+    fn done(&mut self) {
+        self.due = None;
+        self.got = 0;
+    }
+
+    /// Within a message: a whole [`PIECE`] in earns a new deadline.
+    fn progress(&mut self) {
+        if self.got >= PIECE {
+            self.done();
         }
     }
 
@@ -154,6 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         loop {
             if self.input.is_empty() {
                 self.fill().await?;
+                self.progress();
             }
             let mut bytes = self.input.iter();
             let done = match &mut dropping {
@@ -172,6 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 dropping = Some((DummyDataReceiver::new_data(&receiver), 0));
             }
             if done {
+                self.done();
                 return Ok(dropping.is_none().then_some(body));
             }
         }
@@ -181,6 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     async fn line(&mut self) -> Result<Vec<u8>, Gone> {
         loop {
             if let Some(end) = memchr::memchr(b'\n', &self.input) {
+                self.done();
                 return Ok(self.input.drain(..=end).collect());
             }
             if self.input.len() > MAX_AUTH_LINE {
@@ -196,6 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         while left > 0 {
             if self.input.is_empty() {
                 self.fill().await?;
+                self.progress();
             }
             let n = left.min(self.input.len());
             if keep {
@@ -204,6 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.input.drain(..n);
             left -= n;
         }
+        self.done();
         Ok(())
     }
 }
@@ -250,6 +283,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         out: Vec::new(),
         ctx,
         patience: ctx.idle.unwrap_or(PATIENCE),
+        due: None,
+        got: 0,
     };
     if greet {
         conn.say(&session.greeting());
@@ -293,6 +328,10 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let used = conn.input.len() - bytes.as_slice().len();
         conn.input.drain(..used);
+        if next.is_some() {
+            // A command in: the next one has a deadline of its own.
+            conn.done();
+        }
         let next = match next {
             None => {
                 // The receiver keeps the part line; more is needed.
