@@ -40,9 +40,15 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// The text the netcat wave reads from users and peers: a relay end as
 /// socat spells it, a port list, an HTTP proxy's CONNECT request and its
 /// auth file, `perf -U`'s hello and tally, and a telnet server's stream
-/// (fed whole, then split in two, since its state carries across reads).
+/// (fed whole, then split in two, since its state carries across reads);
+/// and the exporter's: a scrape's target and a modules file.
 pub fn talk_inputs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    if let Ok(target) = crate::exporter::probe::Target::parse(&text, 9) {
+        assert!(!target.host.is_empty(), "a target names a host");
+        let _ = target.to_string();
+    }
+    let _ = crate::exporter::config::Config::parse(&text);
     let _ = crate::forward::spec::parse(&text);
     let _ = crate::talk::scan::parse_ports(&text);
     let _ = crate::serve::proxy::parse_connect(data);
