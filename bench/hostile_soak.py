@@ -2,7 +2,9 @@
 """Soak of the whole binary under hostile load (issue 18, item 5).
 
 Starts every sonde server at once on loopback (serve echo, discard,
-chargen, chat, sockperf, echo -u; perf -s; receive -k; listen -k), runs a
+chargen, chat, sockperf, echo -u, smtp and its web side, socks5,
+http-proxy; perf -s; receive -k; listen -k; a listening relay; the
+exporter), runs a
 good client against each in a loop, first alone (the unloaded figures),
 then for --minutes beside a hostile load that cycles through the
 harness's kinds (a flood of held connections, slowloris, half-open peers,
@@ -123,6 +125,83 @@ def op_udp_echo(port):
 def op_listen(port):
     with conn(port) as c:
         c.sendall(b"a good line\n")
+
+
+def op_smtp(port):
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, timeout=5) as m:
+        m.sendmail("good@example.com", ["you@example.com"],
+                   b"Subject: soak\r\n\r\nstill here\r\n")
+
+
+def http_get(port, path):
+    import http.client
+    h = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        h.request("GET", path)
+        r = h.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise OSError(f"HTTP {r.status}")
+        return body
+    finally:
+        h.close()
+
+
+def op_web(port):
+    if b'"messages"' not in http_get(port, "/api/v1/messages?limit=1"):
+        raise OSError("no message list")
+
+
+def via_socks5(to):
+    def op(port):
+        with conn(port) as c:
+            c.sendall(b"\x05\x01\x00")
+            if recv_exact(c, 2) != b"\x05\x00":
+                raise OSError("socks5 greeting refused")
+            c.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", to))
+            if recv_exact(c, 10)[1] != 0:
+                raise OSError("socks5 connect refused")
+            for _ in range(10):
+                c.sendall(b"s" * 64)
+                recv_exact(c, 64)
+    return op
+
+
+def via_http_proxy(to):
+    def op(port):
+        with conn(port) as c:
+            c.sendall(f"CONNECT 127.0.0.1:{to} HTTP/1.1\r\nHost: 127.0.0.1:{to}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += recv_exact(c, 1)
+            if b" 200" not in head.split(b"\r\n")[0]:
+                raise OSError(head[:80])
+            for _ in range(10):
+                c.sendall(b"h" * 64)
+                recv_exact(c, 64)
+    return op
+
+
+def probe_of(to):
+    def op(port):
+        if b"probe_success 1" not in http_get(port, f"/probe?target=127.0.0.1:{to}&module=connect"):
+            raise OSError("probe failed")
+    return op
+
+
+def start_smtp(cmd):
+    """serve smtp: its SMTP port, then its web side's."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ports = []
+    for line in proc.stderr:
+        m = re.search(r"http://[^ ]*:(\d+)/" if ports else r":(\d+)\s*$", line)
+        if m:
+            ports.append(int(m.group(1)))
+            if len(ports) == 2:
+                break
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    return proc, ports
 
 
 def load_loop(port, udp):
@@ -250,6 +329,16 @@ def main():
                Server("perf -s", *start([S, "perf", "-s", "-B", "127.0.0.1", "-p", "0"], perf=True), op_perf),
                Server("receive -k", *start([S, "receive", into, "--bind", "127.0.0.1", "-p", "0", "-k", "--overwrite"]), op_send),
                Server("listen -k", *start([S, "listen", "-k", "127.0.0.1:0", "--max-conns", "500"]), op_listen)]
+    # The later servers; their good clients reach the soak's echo.
+    echo = servers[0].port
+    smtp, (smtp_port, web_port) = start_smtp([S, "serve", "smtp", "--store", ":memory:", "--bind", "127.0.0.1",
+                                               "--port", "0", "--http", "0"])
+    servers += [Server("serve smtp", smtp, smtp_port, op_smtp),
+                Server("smtp web side", smtp, web_port, op_web),
+                Server("serve socks5", *serve("socks5"), via_socks5(echo)),
+                Server("http-proxy", *serve("http-proxy"), via_http_proxy(echo)),
+                Server("relay", *start([S, "relay", "tcp-listen:127.0.0.1:0", f"tcp:127.0.0.1:{echo}", "--quiet"]), op_echo),
+                Server("exporter", *start([S, "exporter", "--listen", "127.0.0.1:0"]), probe_of(echo))]
     if a.only:
         for s in servers:
             if not any(o in s.name for o in a.only):
