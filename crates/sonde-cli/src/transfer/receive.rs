@@ -135,7 +135,7 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
     serve(
         listener,
         options,
-        counting(outcomes, move |event| match event {
+        counting((outcomes, quiet), move |event| match event {
             ReceiveEvent::Started { progress, .. } => {
                 if let Ok(mut slot) = current.current.lock() {
                     *slot = Some(Arc::clone(&progress));
@@ -155,12 +155,7 @@ fn receive_into(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
                     *slot = Some(result);
                 }
             }
-            ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
-            ReceiveEvent::WrongCode {
-                peer,
-                attempt,
-                limit,
-            } => wrong_code(peer, attempt, limit),
+            ReceiveEvent::Busy(_) | ReceiveEvent::WrongCode { .. } => {}
         }),
     )?;
     let result = outcome
@@ -214,7 +209,7 @@ fn serve_many(
     serve(
         listener,
         options,
-        counting(outcomes, move |event| match event {
+        counting((outcomes, quiet), move |event| match event {
             ReceiveEvent::Started { peer, .. } => {
                 watch
                     .active
@@ -233,12 +228,7 @@ fn serve_many(
                     eprintln!("sonde: {err:#}");
                 }
             }
-            ReceiveEvent::Busy(peer) => turned_away(peer, quiet),
-            ReceiveEvent::WrongCode {
-                peer,
-                attempt,
-                limit,
-            } => wrong_code(peer, attempt, limit),
+            ReceiveEvent::Busy(_) | ReceiveEvent::WrongCode { .. } => {}
         }),
     )?;
     Ok(())
@@ -260,9 +250,10 @@ fn registry(
     registry
 }
 
-/// `notify`, after each ending is counted in `outcomes`.
+/// `notify`, after each ending is counted in `outcomes` and a sender
+/// turned away is told of on stderr (unless `quiet`).
 fn counting(
-    outcomes: Outcomes,
+    (outcomes, quiet): (Outcomes, bool),
     notify: impl Fn(ReceiveEvent) + Send + Sync + 'static,
 ) -> impl Fn(ReceiveEvent) + Send + Sync + 'static {
     move |event| {
@@ -274,8 +265,18 @@ fn counting(
                 outcomes.moved(report.moved, 0);
             }
             ReceiveEvent::Finished { result: Err(_), .. } => outcomes.ended("failed"),
-            ReceiveEvent::Busy(_) => outcomes.ended("busy"),
-            ReceiveEvent::WrongCode { .. } => outcomes.ended("wrong_code"),
+            ReceiveEvent::Busy(peer) => {
+                outcomes.ended("busy");
+                turned_away(*peer, quiet);
+            }
+            ReceiveEvent::WrongCode {
+                peer,
+                attempt,
+                limit,
+            } => {
+                outcomes.ended("wrong_code");
+                wrong_code(*peer, *attempt, *limit);
+            }
             ReceiveEvent::Started { .. } => {}
         }
         notify(event);
