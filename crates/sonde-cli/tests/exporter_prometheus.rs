@@ -133,15 +133,18 @@ fn prometheus_scrapes_the_example_config() {
         line.contains("Server is ready to receive web requests")
     });
     assert!(ready.is_some(), "prometheus did not start");
-    // Each target scraped at least once (every 2 s), within the deadline.
+    // Each target scraped at least once (every 2 s), within the deadline;
+    // Prometheus spreads its targets' first scrapes over the interval, so
+    // each query waits for its own series.
     let deadline = Instant::now() + Duration::from_secs(45);
-    let success = loop {
-        let found = query(port, "probe_success");
-        if found.len() >= 3 || Instant::now() > deadline {
+    let wait_for = |expr: &str, series: usize| loop {
+        let found = query(port, expr);
+        if found.len() >= series || Instant::now() > deadline {
             break found;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    let success = wait_for("probe_success", 3);
     let by_instance = |instance: &str| {
         success
             .iter()
@@ -168,7 +171,7 @@ fn prometheus_scrapes_the_example_config() {
         rtt.first().map(value_of).is_some_and(|v| v > 0.0),
         "{rtt:?}"
     );
-    let own = query(port, "sonde_exporter_probes_total");
+    let own = wait_for("sonde_exporter_probes_total", 1);
     assert!(!own.is_empty(), "the exporter's own metrics are scraped");
     let _ = prometheus.kill();
     let _ = prometheus.wait();
