@@ -76,6 +76,10 @@ const OTHER_COOKIE: &[u8; 37] = b"phasetimeoutsphasetimeoutsstreamsone\0";
 /// record layer, as every ClientHello starts), and then nothing more.
 const TLS_START: &[u8] = &[0x16, 0x03, 0x01];
 
+/// A whole TLS record header announcing 512 bytes of handshake, which a
+/// drip then brings a byte a second.
+const TLS_HEADER: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00];
+
 /// A listener that never answers a new connection: its accept queue
 /// (of one) is full, so the kernel drops further SYNs; the connections
 /// that fill it.
@@ -244,6 +248,12 @@ fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
             secs(10),
         ),
         (
+            "receive --tls: the handshake, dripped",
+            receive_tls.port,
+            TLS_HEADER.to_vec(),
+            secs(10),
+        ),
+        (
             "serve echo --idle-timeout 2",
             echo_idle.port,
             b"hi".to_vec(),
@@ -253,6 +263,12 @@ fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
             "serve echo --tls: the handshake",
             echo_tls.port,
             TLS_START.to_vec(),
+            secs(10),
+        ),
+        (
+            "serve echo --tls: the handshake, dripped",
+            echo_tls.port,
+            TLS_HEADER.to_vec(),
             secs(10),
         ),
         (
@@ -271,6 +287,12 @@ fn each_phase_closes_a_silent_peer_when_its_limit_passes() {
             "listen -k --tls: the handshake",
             listen_tls.port,
             vec![],
+            secs(10),
+        ),
+        (
+            "listen -k --tls: the handshake, dripped",
+            listen_tls.port,
+            TLS_HEADER.to_vec(),
             secs(10),
         ),
         (

@@ -250,28 +250,61 @@ where
     C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
     D: rustls::SideData,
 {
-    // One deadline for the whole handshake: a peer that sends a byte
-    // within each read's timeout must not hold it open for ever.
-    let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    // One deadline for the whole handshake, checked at every read:
+    // rustls reads on until the handshake is done, so a peer that sends
+    // a byte within each read's timeout must not hold it open for ever.
+    let mut due = Due {
+        tcp,
+        deadline: std::time::Instant::now() + HANDSHAKE_TIMEOUT,
+    };
     while conn.is_handshaking() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let step = if left.is_zero() {
-            Err(io::Error::from(io::ErrorKind::TimedOut))
-        } else {
-            let _ = tcp.set_read_timeout(Some(left));
-            let _ = tcp.set_write_timeout(Some(left));
-            conn.complete_io(tcp).map(|_| ())
-        };
-        if let Err(err) = step {
+        if let Err(err) = conn.complete_io(&mut due) {
             return Err(TlsError::Handshake {
                 peer: peer.to_string(),
                 why: describe_io(&err),
             });
         }
     }
-    let _ = tcp.set_read_timeout(None);
-    let _ = tcp.set_write_timeout(None);
+    let _ = due.tcp.set_read_timeout(None);
+    let _ = due.tcp.set_write_timeout(None);
     Ok(())
+}
+
+/// A socket whose every read and write must finish by `deadline`.
+struct Due<'a> {
+    tcp: &'a mut TcpStream,
+    deadline: std::time::Instant,
+}
+
+impl Due<'_> {
+    /// The time left, or a timeout once there is none.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from(io::ErrorKind::TimedOut));
+        }
+        Ok(left)
+    }
+}
+
+impl io::Read for Due<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl io::Write for Due<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
 }
 
 fn start(
