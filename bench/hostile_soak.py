@@ -77,11 +77,16 @@ def recv_exact(c, n):
     return got
 
 
+def round_trips(c, fill):
+    """10 echoes of 64 bytes on connection `c`."""
+    for _ in range(10):
+        c.sendall(fill * 64)
+        recv_exact(c, 64)
+
+
 def op_echo(port):
     with conn(port) as c:
-        for _ in range(10):
-            c.sendall(b"x" * 64)
-            recv_exact(c, 64)
+        round_trips(c, b"x")
 
 
 def op_discard(port):
@@ -162,9 +167,7 @@ def via_socks5(to):
             c.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", to))
             if recv_exact(c, 10)[1] != 0:
                 raise OSError("socks5 connect refused")
-            for _ in range(10):
-                c.sendall(b"s" * 64)
-                recv_exact(c, 64)
+            round_trips(c, b"s")
     return op
 
 
@@ -177,9 +180,7 @@ def via_http_proxy(to):
                 head += recv_exact(c, 1)
             if b" 200" not in head.split(b"\r\n")[0]:
                 raise OSError(head[:80])
-            for _ in range(10):
-                c.sendall(b"h" * 64)
-                recv_exact(c, 64)
+            round_trips(c, b"h")
     return op
 
 
