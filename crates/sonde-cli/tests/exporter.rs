@@ -45,7 +45,7 @@ insecure = true
 
 [modules.sweep]
 prober = "sweep"
-sizes = [64, 4096, 32768]
+sizes = [64, 65536, 262144]
 count = 50
 
 [modules.smtp]
