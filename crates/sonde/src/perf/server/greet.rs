@@ -3,7 +3,7 @@
 //! small task, with a deadline of its own and still evictable at the
 //! door, so a client that sends a cookie and then stays silent holds
 //! neither a test slot nor a thread, and is gone by the deadline. The
-//! session judges them there too ([`refusal`]): parameters it refuses
+//! session's rules judge them there too (`judged`): parameters it refuses
 //! (garbage, a test too long) are answered from the task, so they never
 //! cost a thread either.
 
@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::door::Unidentified;
 use crate::error::Error;
-use crate::perf::session::server::{Action, End, ServerLimits, ServerSession};
+use crate::perf::session::server::{Judged, ServerLimits, ServerSession};
 use crate::wire::iperf::state::TestState;
 use crate::wire::iperf::{MAX_PARAMS_LEN, ProtocolError, codec};
 
@@ -71,39 +71,20 @@ pub(super) async fn greet(
     }
 }
 
-/// The parameters' frame when the session would take it, else the frames
-/// to answer with (iperf3's error, when it has one) and why. iperf3's
+/// The parameters when the session would take them, else the frames to
+/// answer with (iperf3's error, when it has one) and why. iperf3's
 /// credentials are left to the test's thread, which checks them once.
 pub(super) fn judged(
     params: Result<Vec<u8>, ProtocolError>,
-    mut limits: ServerLimits,
-    peer: SocketAddr,
-) -> Result<Vec<u8>, (Vec<u8>, Error)> {
-    limits.auth = None;
-    let now = std::time::Instant::now();
-    let mut session = ServerSession::new(now, peer.to_string(), limits);
-    // Its first action, asking for the parameters, is done.
-    while session.poll_action().is_some() {}
-    let (json, body) = match params {
-        Ok(body) => (codec::decode_json(&body), body),
-        Err(e) => (Err(e), Vec::new()),
-    };
-    session.handle_json(now, json);
-    let mut frames = Vec::new();
-    let mut failed = None;
-    while let Some(action) = session.poll_action() {
-        match action {
-            Action::SendError(code) => {
-                frames.extend_from_slice(&codec::encode_server_error(code, 0))
-            }
-            Action::Finish(End::Failed(error)) => failed = Some(error),
-            _ => {}
-        }
-    }
-    match failed {
-        Some(error) => Err((frames, error)),
-        None => Ok(body),
-    }
+    limits: &ServerLimits,
+) -> Result<Judged, (Vec<u8>, Error)> {
+    let json = params.and_then(|body| codec::decode_json(&body));
+    ServerSession::judge(json, limits).map_err(|(code, error)| {
+        let frames = code.map_or_else(Vec::new, |code| {
+            codec::encode_server_error(code, 0).to_vec()
+        });
+        (frames, error)
+    })
 }
 
 /// Sends a refusal's frames (bounded by `limit`) and closes.

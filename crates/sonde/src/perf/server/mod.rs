@@ -22,10 +22,11 @@ use super::control::Control;
 use super::measure::StreamEnd;
 use crate::door::{self, Accepted, Door, DoorConfig, Permit, Refusal, Unidentified};
 use crate::error::{Error, Result};
+use crate::perf::session::server::Judged;
+use crate::wire::iperf::COOKIE_LEN;
 use crate::wire::iperf::cookie::Cookie;
 use crate::wire::iperf::params::Params;
 use crate::wire::iperf::state::TestState;
-use crate::wire::iperf::{COOKIE_LEN, ProtocolError};
 
 /// How a server behaves.
 #[derive(Clone, Debug)]
@@ -300,9 +301,8 @@ async fn identify(conn: Accepted, waiting: Unidentified, order: u64, shared: Arc
         None => match greet::greet(&mut stream, peer, &waiting, shared.config.params_timeout).await
         {
             greet::Greeted::Params(params) => {
-                let limits = test::limits(&shared.config);
-                match greet::judged(params, limits, peer) {
-                    Ok(body) => Some(Ok(body)),
+                match greet::judged(params, &test::limits(&shared.config)) {
+                    Ok(judged) => Some(judged),
                     Err((frames, error)) => {
                         greet::refuse(&mut stream, &frames, shared.config.params_timeout).await;
                         return (shared.notify)(ServerEvent::Failed { peer, error });
@@ -348,7 +348,7 @@ fn start_test(
     peer: SocketAddr,
     cookie: Cookie,
     permit: Permit,
-    params: Result<Vec<u8>, ProtocolError>,
+    params: Judged,
     shared: &Arc<Shared>,
 ) {
     let Ok(mut control) = Control::new(stream) else {
@@ -378,7 +378,7 @@ fn run_test(
     control: Control,
     peer: SocketAddr,
     cookie: Cookie,
-    params: Result<Vec<u8>, ProtocolError>,
+    params: Judged,
     running: usize,
     shared: &Shared,
 ) {
@@ -405,7 +405,7 @@ fn run_test(
         stopped: None,
         finished: None,
         params: None,
-        asked: Some(params),
+        judged: Some(params),
         places: StreamPlaces { shared, held: 0 },
     };
     let mut counts = true;

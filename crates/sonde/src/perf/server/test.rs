@@ -19,7 +19,7 @@ use crate::perf::json::{Host, json_server_report, sonde_tcp_intervals};
 use crate::perf::measure::StreamEnd;
 use crate::perf::running::Running;
 use crate::perf::session::Expect;
-use crate::perf::session::server::{Action, End, ServerLimits, ServerSession};
+use crate::perf::session::server::{Action, End, Judged, ServerLimits, ServerSession};
 use crate::perf::stream::{self, Counters, DataSocket, Stream};
 use crate::perf::tls_data::TlsSocket;
 use crate::perf::{ConnectedStream, CpuClock, Observer, StreamInterval};
@@ -54,9 +54,9 @@ pub(super) struct Test<'a> {
     pub(super) finished: Option<Finished>,
     /// The test's parameters once it starts, shared with its events.
     pub(super) params: Option<Arc<Params>>,
-    /// The parameters' frame, read before the test had a thread (see
-    /// `greet`), until the session takes it.
-    pub(super) asked: Option<std::result::Result<Vec<u8>, crate::wire::iperf::ProtocolError>>,
+    /// The parameters, read and judged before the test had a thread (see
+    /// `greet`), until the session starts from them.
+    pub(super) judged: Option<Judged>,
     /// Its places among the server's data streams.
     pub(super) places: StreamPlaces<'a>,
 }
@@ -111,6 +111,9 @@ impl<'a> Test<'a> {
         let now = Instant::now();
         let mut session =
             ServerSession::new(now, peer, limits).with_wall_clock(now, crate::perf::unix_now());
+        if let Some(judged) = self.judged.take() {
+            session = session.with_judged(now, judged);
+        }
         loop {
             while let Some(action) = session.poll_action() {
                 match action {
@@ -134,8 +137,6 @@ impl<'a> Test<'a> {
     fn act(&mut self, action: Action, session: &mut ServerSession) -> Result<()> {
         let params = session.params().cloned().unwrap_or_default();
         match action {
-            // Sent by `greet`, before the test had a thread.
-            Action::Send(TestState::ParamExchange) => {}
             Action::Send(state) => {
                 tracing::debug!("perf: sending {state} to {}", self.control.peer());
                 if state == TestState::TestStart {
@@ -221,14 +222,6 @@ impl<'a> Test<'a> {
     fn wait(&mut self, session: &mut ServerSession) {
         let deadline = session.poll_timeout();
         match session.poll_read() {
-            Expect::Json { .. } if self.asked.is_some() => {
-                let json = match self.asked.take() {
-                    Some(Ok(body)) => codec::decode_json(&body),
-                    Some(Err(e)) => Err(e),
-                    None => return,
-                };
-                session.handle_json(Instant::now(), json);
-            }
             Expect::Json { max } => {
                 match self
                     .control

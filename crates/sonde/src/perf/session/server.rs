@@ -42,6 +42,15 @@ pub struct ServerLimits {
     pub tls: bool,
 }
 
+/// A new test's parameters, parsed and checked against the server's
+/// limits by [`ServerSession::judge`]: all but iperf3's credentials.
+#[derive(Debug)]
+pub struct Judged(Params);
+
+/// Why parameters were refused: the iperf3 code to tell the client (when
+/// there is one) and the error.
+pub type Refused = (Option<i32>, Error);
+
 /// What the driver does next.
 #[derive(Debug)]
 pub enum Action {
@@ -184,24 +193,52 @@ impl ServerSession {
     }
 
     fn handle_params(&mut self, now: Instant, json: Result<Value, ProtocolError>) {
-        let what = "reading the parameters";
-        let params = match json {
-            Ok(json) => Params::from_json(&json),
-            Err(source) => {
-                self.actions
-                    .push_back(Action::SendError(errors::IERECVPARAMS));
-                return self.fail(protocol(what, source));
-            }
-        };
-        let params = match params.map_err(|source| protocol(what, source)) {
-            Ok(params) => params,
-            Err(error) => return self.fail(error),
-        };
-        if let Err((code, error)) = self.check(now, &params) {
-            self.actions.push_back(Action::SendError(code));
-            return self.fail(error);
+        match Self::judge(json, &self.limits) {
+            Ok(Judged(params)) => self.accept(now, params),
+            Err((code, error)) => self.refuse(code, error),
         }
-        let mut params = params;
+    }
+
+    /// Parses and checks a new test's parameters against `limits`, all
+    /// but iperf3's credentials (an RSA decryption each, left to the
+    /// test's own session, so a flood of bad tokens costs whoever judges
+    /// first nothing): the server judges them before it gives a test a
+    /// thread, and that thread's session starts from them
+    /// ([`Self::with_judged`]).
+    ///
+    /// # Errors
+    /// Why they were refused: the iperf3 code to tell the client, when
+    /// there is one, and the error.
+    pub fn judge(
+        json: Result<Value, ProtocolError>,
+        limits: &ServerLimits,
+    ) -> Result<Judged, Refused> {
+        let what = "reading the parameters";
+        let json = json.map_err(|source| (Some(errors::IERECVPARAMS), protocol(what, source)))?;
+        let params = Params::from_json(&json).map_err(|source| (None, protocol(what, source)))?;
+        check_limits(limits, &params).map_err(|(code, error)| (Some(code), error))?;
+        Ok(Judged(params))
+    }
+
+    /// Goes on from parameters the client was asked for before this
+    /// session began and that [`Self::judge`] took: nothing is asked
+    /// again, and the credentials are checked now.
+    pub fn with_judged(mut self, now: Instant, judged: Judged) -> Self {
+        if self.phase == Phase::Params {
+            self.actions.clear();
+            self.accept(now, judged.0);
+        }
+        self
+    }
+
+    /// Judged parameters: the credentials checked, then the test's
+    /// streams asked for.
+    fn accept(&mut self, now: Instant, mut params: Params) {
+        if let Some(verifier) = &self.limits.auth
+            && let Err(e) = verifier.check(params.authtoken.as_deref(), self.unix_at(now))
+        {
+            return self.refuse(Some(errors::IEAUTHTEST), Error::Auth(e));
+        }
         if params.tls && self.limits.tls {
             self.actions.push_back(Action::Send(TestState::SondeTls));
         }
@@ -212,40 +249,11 @@ impl ServerSession {
         self.actions.push_back(Action::CreateStreams);
     }
 
-    /// Checks the parameters and the server's own limits.
-    fn check(&self, now: Instant, params: &Params) -> Result<(), (i32, Error)> {
-        if let Some(verifier) = &self.limits.auth {
-            verifier
-                .check(params.authtoken.as_deref(), self.unix_at(now))
-                .map_err(|e| (errors::IEAUTHTEST, Error::Auth(e)))?;
+    fn refuse(&mut self, code: Option<i32>, error: Error) {
+        if let Some(code) = code {
+            self.actions.push_back(Action::SendError(code));
         }
-        params
-            .validate()
-            .map_err(|(code, source)| (code, protocol("checking the parameters", source)))?;
-        let total = u64::from(params.time) + u64::from(params.omit);
-        if let Some(max) = self.limits.max_duration
-            && (params.time == 0 || total > max.as_secs())
-        {
-            let e = Error::Invalid(format!(
-                "test of {total} s exceeds the server's maximum of {} s",
-                max.as_secs()
-            ));
-            return Err((errors::IEMAXSERVERTESTDURATIONEXCEEDED, e));
-        }
-        if let Some(limit) = self.limits.bitrate_limit {
-            let ways = if params.bidirectional { 2 } else { 1 };
-            let rate = params
-                .bandwidth
-                .saturating_mul(u64::from(params.parallel))
-                .saturating_mul(ways);
-            if params.bandwidth == 0 || rate > limit {
-                let e = Error::Invalid(format!(
-                    "total rate {rate} bit/s exceeds the server's limit of {limit}"
-                ));
-                return Err((errors::IETOTALRATE, e));
-            }
-        }
-        Ok(())
+        self.fail(error);
     }
 
     /// Every data stream is connected: the test starts.
@@ -391,6 +399,38 @@ impl ServerSession {
             .as_ref()
             .is_some_and(|p| p.protocol == Protocol::Udp)
     }
+}
+
+/// Checks parameters against the server's own limits (all but the
+/// credentials, which the session checks as it accepts them).
+fn check_limits(limits: &ServerLimits, params: &Params) -> Result<(), (i32, Error)> {
+    params
+        .validate()
+        .map_err(|(code, source)| (code, protocol("checking the parameters", source)))?;
+    let total = u64::from(params.time) + u64::from(params.omit);
+    if let Some(max) = limits.max_duration
+        && (params.time == 0 || total > max.as_secs())
+    {
+        let e = Error::Invalid(format!(
+            "test of {total} s exceeds the server's maximum of {} s",
+            max.as_secs()
+        ));
+        return Err((errors::IEMAXSERVERTESTDURATIONEXCEEDED, e));
+    }
+    if let Some(limit) = limits.bitrate_limit {
+        let ways = if params.bidirectional { 2 } else { 1 };
+        let rate = params
+            .bandwidth
+            .saturating_mul(u64::from(params.parallel))
+            .saturating_mul(ways);
+        if params.bandwidth == 0 || rate > limit {
+            let e = Error::Invalid(format!(
+                "total rate {rate} bit/s exceeds the server's limit of {limit}"
+            ));
+            return Err((errors::IETOTALRATE, e));
+        }
+    }
+    Ok(())
 }
 
 fn protocol(what: &str, source: ProtocolError) -> Error {

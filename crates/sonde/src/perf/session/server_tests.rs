@@ -204,6 +204,42 @@ fn credentials_are_checked_at_the_sessions_wall_clock() {
 }
 
 #[test]
+fn judged_parameters_start_a_session_that_checks_only_the_credentials() {
+    use crate::wire::iperf::auth::{self, Padding};
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).expect("a key");
+    let users = format!("alice,{}", auth::password_hash("alice", "secret"));
+    let verifier = auth::Verifier::new(key.clone(), &users, 10, Padding::Oaep);
+    let guarded = ServerLimits {
+        auth: Some(Arc::new(verifier)),
+        max_duration: Some(Duration::from_secs(10)),
+        ..limits()
+    };
+    let t0 = Instant::now();
+    // The limits are judged first, credentials or not.
+    let long = ServerSession::judge(Ok(params(json!({"time": 60}))), &guarded);
+    let Err((code, error)) = long else {
+        panic!("a 60 s test judged acceptable")
+    };
+    assert_eq!(code, Some(errors::IEMAXSERVERTESTDURATIONEXCEEDED));
+    assert!(error.to_string().contains("exceeds"), "{error}");
+    let bad = ServerSession::judge(Err(ProtocolError::Json("eof".into())), &guarded);
+    assert!(matches!(bad, Err((Some(errors::IERECVPARAMS), _))));
+    // What was judged is not asked for again; the credentials are checked.
+    let start = |extra: Value| {
+        let judged = ServerSession::judge(Ok(params(extra)), &guarded).expect("judged");
+        let mut s = ServerSession::new(t0, "client", guarded.clone())
+            .with_wall_clock(t0, 1000)
+            .with_judged(t0, judged);
+        drain(&mut s)
+    };
+    let out = start(json!({}));
+    assert_eq!(out[0], format!("error {}", errors::IEAUTHTEST), "{out:?}");
+    let token = auth::token(&key.to_public_key(), Padding::Oaep, "alice", "secret", 1000);
+    let out = start(json!({"authtoken": token.expect("token")}));
+    assert_eq!(out, ["create streams"]);
+}
+
+#[test]
 fn each_phase_times_out_by_injected_time() {
     let t0 = Instant::now();
     let cases = [
