@@ -16,7 +16,11 @@ once, each sending small messages one after another as smtplib does
 Rounds interleave the two; the median of --rounds, and sonde's ratio to
 aiosmtpd's. Needs aiosmtpd (pip install aiosmtpd).
 
-Usage: python3 bench/smtp.py [--rounds 3] [--senders 10] [--secs 5]
+--baseline BIN adds "sonde-baseline", the same Maildir sink from another
+sonde binary (an older build), interleaved with the others: what a change
+to the store is worth, on a disk whose speed drifts from minute to minute.
+
+Usage: python3 bench/smtp.py [--rounds 3] [--senders 10] [--secs 5] [--baseline BIN]
 Loopback only; every load is bounded in time and count.
 """
 import argparse
@@ -34,10 +38,11 @@ SONDE = "target/release/sonde"
 LOAD = "target/release/examples/smtp_load"
 
 
-def start(name, port, store):
+def start(name, port, store, baseline=None):
     if name.startswith("sonde"):
         where = ":memory:" if name == "sonde-memory" else store
-        args = [SONDE, "serve", "smtp", "--bind", "127.0.0.1", "--port", str(port),
+        binary = baseline if name == "sonde-baseline" else SONDE
+        args = [binary, "serve", "smtp", "--bind", "127.0.0.1", "--port", str(port),
                 "--http", "0", "--store", where, "--max-messages", "1000000", "--quiet"]
     else:
         args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
@@ -61,7 +66,7 @@ def one(name, a):
     # Each sink starts on a clean disk: what the one before left to write
     # back would otherwise be flushed by the next one's first fsync.
     os.sync()
-    proc = start(name, port, store)
+    proc = start(name, port, store, a.baseline)
     try:
         out = subprocess.run([LOAD, f"127.0.0.1:{port}", str(a.senders), str(a.secs), str(a.max)],
                              check=True, capture_output=True, text=True, timeout=a.secs + 60)
@@ -80,8 +85,11 @@ def main():
     p.add_argument("--senders", type=int, default=10)
     p.add_argument("--secs", type=float, default=5)
     p.add_argument("--max", type=int, default=200000)
+    p.add_argument("--baseline", help="another sonde binary to compare, as sonde-baseline")
     a = p.parse_args()
     names = ("sonde", "aiosmtpd", "sonde-memory")
+    if a.baseline:
+        names = ("sonde", "sonde-baseline", "aiosmtpd", "sonde-memory")
     rates = {name: [] for name in names}
     for r in range(a.rounds):
         for name in names:

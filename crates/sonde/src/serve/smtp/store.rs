@@ -380,21 +380,36 @@ impl Group {
 
 /// Writes and fdatasyncs each message under `tmp/` and their envelopes,
 /// renames each into `new/` and fsyncs `new/` once, so a name is there
-/// only when its bytes are, and both outlive a crash. The messages that
-/// failed, with why (a failed rename or directory flush fails them all;
-/// a failed envelope fails none: the message is what matters).
+/// only when its bytes are, and both outlive a crash. Every file is
+/// written, and its write-back started, before the first is flushed: the
+/// first flush's journal commit then carries every file's blocks and the
+/// others' find it done (BENCHMARKS.md: never slower than writing and
+/// flushing each in turn, up to 2.5 times faster). The messages that failed, with
+/// why (a failed rename or directory flush fails them all; a failed
+/// envelope fails none: the message is what matters).
 fn write_batch(dir: &Path, messages: &[Pending]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
-    let mut written = Vec::new();
+    let mut open = Vec::new();
     for Pending { id, data, .. } in messages {
         let tmp = dir.join("tmp").join(id);
         match File::create(&tmp).and_then(|mut f| {
             f.write_all(data)?;
-            f.sync_data()
+            start_write_back(&f);
+            Ok(f)
         }) {
-            Ok(()) => written.push(id),
+            Ok(f) => open.push((id, f)),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
+                failed.push((id.clone(), e.to_string()));
+            }
+        }
+    }
+    let mut written = Vec::new();
+    for (id, f) in open {
+        match f.sync_data() {
+            Ok(()) => written.push(id),
+            Err(e) => {
+                let _ = fs::remove_file(dir.join("tmp").join(id));
                 failed.push((id.clone(), e.to_string()));
             }
         }
@@ -425,6 +440,22 @@ fn write_batch(dir: &Path, messages: &[Pending]) -> Vec<(String, String)> {
         }
     }
     failed
+}
+
+/// Starts writing `file`'s dirty pages to disk without waiting, so a
+/// batch's files are written at once (sync_file_range(2); the flush that
+/// makes them durable is still each file's fdatasync).
+fn start_write_back(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is `file`'s, open for the whole call; the
+        // call takes integers only and touches no memory of ours.
+        let _ =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// A message's envelope as a line of the envelopes' file.
