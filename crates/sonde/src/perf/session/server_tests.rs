@@ -173,20 +173,27 @@ fn bad_parameters_are_refused_with_iperf3s_codes() {
     assert!(out[1].contains("JSON length 4294967295"), "{out:?}");
 }
 
-#[test]
-fn credentials_are_checked_at_the_sessions_wall_clock() {
+/// Limits that take alice's credentials (a 10 s clock skew), and her
+/// token made at a Unix time.
+fn guarded() -> (ServerLimits, impl Fn(i64) -> String) {
     use crate::wire::iperf::auth::{self, Padding};
     let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).expect("a key");
     let users = format!("alice,{}", auth::password_hash("alice", "secret"));
     let verifier = auth::Verifier::new(key.clone(), &users, 10, Padding::Oaep);
-    let guarded = ServerLimits {
+    let limits = ServerLimits {
         auth: Some(Arc::new(verifier)),
         ..limits()
     };
+    let public = key.to_public_key();
+    let token =
+        move |ts| auth::token(&public, Padding::Oaep, "alice", "secret", ts).expect("token");
+    (limits, token)
+}
+
+#[test]
+fn credentials_are_checked_at_the_sessions_wall_clock() {
+    let (guarded, token) = guarded();
     let t0 = Instant::now();
-    let token = |ts| {
-        auth::token(&key.to_public_key(), Padding::Oaep, "alice", "secret", ts).expect("token")
-    };
     let run = |extra: Value, later: u64| {
         let mut s = ServerSession::new(t0, "client", guarded.clone()).with_wall_clock(t0, 1000);
         drain(&mut s);
@@ -205,14 +212,10 @@ fn credentials_are_checked_at_the_sessions_wall_clock() {
 
 #[test]
 fn judged_parameters_start_a_session_that_checks_only_the_credentials() {
-    use crate::wire::iperf::auth::{self, Padding};
-    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024).expect("a key");
-    let users = format!("alice,{}", auth::password_hash("alice", "secret"));
-    let verifier = auth::Verifier::new(key.clone(), &users, 10, Padding::Oaep);
+    let (guarded, token) = guarded();
     let guarded = ServerLimits {
-        auth: Some(Arc::new(verifier)),
         max_duration: Some(Duration::from_secs(10)),
-        ..limits()
+        ..guarded
     };
     let t0 = Instant::now();
     // The limits are judged first, credentials or not.
@@ -234,8 +237,7 @@ fn judged_parameters_start_a_session_that_checks_only_the_credentials() {
     };
     let out = start(json!({}));
     assert_eq!(out[0], format!("error {}", errors::IEAUTHTEST), "{out:?}");
-    let token = auth::token(&key.to_public_key(), Padding::Oaep, "alice", "secret", 1000);
-    let out = start(json!({"authtoken": token.expect("token")}));
+    let out = start(json!({"authtoken": token(1000)}));
     assert_eq!(out, ["create streams"]);
 }
 
