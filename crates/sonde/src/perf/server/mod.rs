@@ -405,11 +405,10 @@ fn run_test(
         stopped: None,
         finished: None,
         params: None,
-        judged: Some(params),
         places: StreamPlaces { shared, held: 0 },
     };
     let mut counts = true;
-    match test.run() {
+    match test.run(params) {
         Ok(Some((params, ends, json))) => (shared.notify)(ServerEvent::Done {
             peer,
             params: Box::new(params),

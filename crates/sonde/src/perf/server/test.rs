@@ -54,9 +54,6 @@ pub(super) struct Test<'a> {
     pub(super) finished: Option<Finished>,
     /// The test's parameters once it starts, shared with its events.
     pub(super) params: Option<Arc<Params>>,
-    /// The parameters, read and judged before the test had a thread (see
-    /// `greet`), until the session starts from them.
-    pub(super) judged: Option<Judged>,
     /// Its places among the server's data streams.
     pub(super) places: StreamPlaces<'a>,
 }
@@ -103,17 +100,16 @@ pub(super) fn limits(config: &super::ServerConfig) -> ServerLimits {
 }
 
 impl<'a> Test<'a> {
-    /// Runs the session to its end: `Some` for a test that ran, `None`
+    /// Runs the session from the parameters judged before the test had a
+    /// thread (see `greet`) to its end: `Some` for a test that ran, `None`
     /// when the client went during it.
-    pub(super) fn run(&mut self) -> Result<Option<Finished>> {
+    pub(super) fn run(&mut self, judged: Judged) -> Result<Option<Finished>> {
         let limits = limits(&self.shared.config);
         let peer = self.control.peer().to_string();
         let now = Instant::now();
-        let mut session =
-            ServerSession::new(now, peer, limits).with_wall_clock(now, crate::perf::unix_now());
-        if let Some(judged) = self.judged.take() {
-            session = session.with_judged(now, judged);
-        }
+        let mut session = ServerSession::new(now, peer, limits)
+            .with_wall_clock(now, crate::perf::unix_now())
+            .with_judged(now, judged);
         loop {
             while let Some(action) = session.poll_action() {
                 match action {

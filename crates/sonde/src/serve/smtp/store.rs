@@ -383,10 +383,10 @@ impl Group {
 /// only when its bytes are, and both outlive a crash. Every file is
 /// written, and its write-back started, before the first is flushed: the
 /// first flush's journal commit then carries every file's blocks and the
-/// others' find it done (BENCHMARKS.md: never slower than writing and
-/// flushing each in turn, up to 2.5 times faster). The messages that failed, with
-/// why (a failed rename or directory flush fails them all; a failed
-/// envelope fails none: the message is what matters).
+/// others' find it done (BENCHMARKS.md: 1.1x to 1.8x the messages a
+/// second of writing and flushing each in turn). The messages that
+/// failed, with why (a failed rename or directory flush fails them all;
+/// a failed envelope fails none: the message is what matters).
 fn write_batch(dir: &Path, messages: &[Pending]) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     let mut open = Vec::new();
