@@ -342,8 +342,16 @@ pub fn limited(args: &[&str]) -> Option<Command> {
 }
 
 /// Floods `server` past its descriptors, counts its warnings over 2.5 s
-/// (one a second at most: 1 to 4), frees them, and runs `good`.
+/// (one a second at most: 1 to 4), frees them, waits until the server has
+/// given back every thread and descriptor the flood took (one kept is a
+/// leak: a relay once held both sockets of a client whose second
+/// direction could not start), and runs `good`. Waiting first is what
+/// recovering means: until the server has accepted and closed the
+/// flood's dead backlog, a client arriving among it may find no
+/// descriptor left for its second socket (a relay's TO).
 pub fn exhausts(server: super::Listener, good: impl Fn(u16)) {
+    let pid = server.child.id();
+    let before = steady(pid);
     let held: Vec<TcpStream> = (0..80)
         .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("a flood connection"))
         .collect();
@@ -358,6 +366,8 @@ pub fn exhausts(server: super::Listener, good: impl Fn(u16)) {
     }
     assert!((1..=4).contains(&warnings), "{warnings} warnings in 2.5 s");
     drop(held);
+    let (after, back) = settles(pid, before);
+    assert!(back, "before the flood {before:?}, after {after:?}");
     good(server.port);
     server.stop();
 }

@@ -7,7 +7,7 @@
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -85,8 +85,11 @@ pub fn new_thread(work: Box<dyn FnOnce() + Send + 'static>) -> std::io::Result<(
 pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>, spawn: &Spawn) -> Result<Moved> {
     let activity = Activity::new();
     let (tx, rx) = mpsc::channel();
-    let start = |src: &Sock, dst: &Sock, forward: bool| -> Result<()> {
-        let (src, dst) = (copy(src)?, copy(dst)?);
+    // Shared, not duplicated: a descriptor fewer per direction, and no
+    // dup to fail for want of one once a direction runs.
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let start = |src: &Arc<Sock>, dst: &Arc<Sock>, forward: bool| -> Result<()> {
+        let (src, dst) = (Arc::clone(src), Arc::clone(dst));
         let (tx, activity) = (tx.clone(), activity.clone());
         spawn(Box::new(move || {
             let moved = pump::pump(src.as_fd(), dst.as_fd(), &mut Filters::default(), &activity);
@@ -132,7 +135,11 @@ pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>, spawn: &Spawn)
             (Err(e), _) | (_, Err(e)) => Err(pump_error(name, e)),
         };
     }
-    start(&a, &b, true)?;
+    if let Err(e) = start(&a, &b, true) {
+        // The direction already running must not hold both sockets open.
+        cut(&a, &b);
+        return Err(e);
+    }
     drop(tx);
     let mut moved = Moved::default();
     let mut left = 2;
@@ -169,11 +176,6 @@ pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>, spawn: &Spawn)
     }
     cut(&a, &b);
     Ok(moved)
-}
-
-fn copy(sock: &Sock) -> Result<Sock> {
-    sock.duplicate()
-        .map_err(|e| Error::io("duplicating a socket", e))
 }
 
 fn pump_error(name: &str, e: PumpError) -> Error {
