@@ -109,60 +109,74 @@ pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>, spawn: &Spawn)
         }))
         .map_err(|e| Error::io("starting a relay thread", e))
     };
-    let cut = |a: &Sock, b: &Sock| {
-        let _ = a.shut(Shutdown::Both);
-        let _ = b.shut(Shutdown::Both);
-    };
     start(&b, &a, false)?;
-    if idle.is_none() {
+    let Some(limit) = idle else {
         // Nothing to watch: this thread moves the forward direction
         // itself (one thread and one wake-up fewer per client).
         drop(tx);
-        let forward = pump::pump(a.as_fd(), b.as_fd(), &mut Filters::default(), &activity);
-        match forward {
-            Ok(_) => {
-                let _ = b.shut(Shutdown::Write);
-            }
-            Err(_) => cut(&a, &b),
-        }
-        let back = match rx.recv() {
-            Ok(Done::Back(back)) => back,
-            _ => Ok(0),
-        };
-        cut(&a, &b);
-        return match (forward, back) {
-            (Ok(forward), Ok(back)) => Ok(Moved { forward, back }),
-            (Err(e), _) | (_, Err(e)) => Err(pump_error(name, e)),
-        };
-    }
+        return forward_here(&a, &b, &rx, &activity, name);
+    };
     if let Err(e) = start(&a, &b, true) {
         // The direction already running must not hold both sockets open.
         cut(&a, &b);
         return Err(e);
     }
     drop(tx);
+    let watched = watch(&rx, &activity, limit, name);
+    cut(&a, &b);
+    watched
+}
+
+/// Shuts both sockets both ways: whatever direction still runs ends.
+fn cut(a: &Sock, b: &Sock) {
+    let _ = a.shut(Shutdown::Both);
+    let _ = b.shut(Shutdown::Both);
+}
+
+/// The forward direction on this thread, then the back direction's end.
+fn forward_here(
+    a: &Sock,
+    b: &Sock,
+    rx: &mpsc::Receiver<Done>,
+    activity: &Activity,
+    name: &str,
+) -> Result<Moved> {
+    let forward = pump::pump(a.as_fd(), b.as_fd(), &mut Filters::default(), activity);
+    match forward {
+        Ok(_) => {
+            let _ = b.shut(Shutdown::Write);
+        }
+        Err(_) => cut(a, b),
+    }
+    let back = match rx.recv() {
+        Ok(Done::Back(back)) => back,
+        _ => Ok(0),
+    };
+    cut(a, b);
+    match (forward, back) {
+        (Ok(forward), Ok(back)) => Ok(Moved { forward, back }),
+        (Err(e), _) | (_, Err(e)) => Err(pump_error(name, e)),
+    }
+}
+
+/// Waits for both directions, ending the relay when one fails or nothing
+/// moved either way for `limit`; the caller cuts both sockets after.
+fn watch(
+    rx: &mpsc::Receiver<Done>,
+    activity: &Activity,
+    limit: Duration,
+    name: &str,
+) -> Result<Moved> {
     let mut moved = Moved::default();
     let mut left = 2;
     while left > 0 {
-        let wait = idle.map(|limit| {
-            (activity.last() + limit).saturating_duration_since(std::time::Instant::now())
-        });
-        let done = match wait {
-            Some(wait) => rx.recv_timeout(wait),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match done {
+        let wait = (activity.last() + limit).saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(wait) {
             Ok(Done::Forward(Ok(n))) => moved.forward = n,
             Ok(Done::Back(Ok(n))) => moved.back = n,
-            Ok(Done::Forward(Err(e)) | Done::Back(Err(e))) => {
-                cut(&a, &b);
-                return Err(pump_error(name, e));
-            }
+            Ok(Done::Forward(Err(e)) | Done::Back(Err(e))) => return Err(pump_error(name, e)),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(limit) = idle
-                    && activity.last().elapsed() >= limit
-                {
-                    cut(&a, &b);
+                if activity.last().elapsed() >= limit {
                     return Err(Error::IdleTimeout {
                         what: format!("relay for {name}"),
                         after: limit,
@@ -174,7 +188,6 @@ pub fn join(a: Sock, b: Sock, name: &str, idle: Option<Duration>, spawn: &Spawn)
         }
         left -= 1;
     }
-    cut(&a, &b);
     Ok(moved)
 }
 
